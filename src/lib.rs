@@ -1,0 +1,50 @@
+//! hatchery: a sandboxed process spawner for Linux.
+//!
+//! A long-lived zygote daemon ([`zygote`]) takes spawn requests on a Unix socket and
+//! clones each child into fresh user, pid, mount, network, IPC, UTS and cgroup
+//! namespaces, with a read-only root, every capability dropped, `no_new_privs` and a
+//! seccomp filter ([`sandbox`]). The child's stdio and a pidfd go back to the client
+//! ([`client`]) over `SCM_RIGHTS`; the wire format is in [`protocol`].
+//!
+//! ```no_run
+//! use std::io::Read;
+//! use hatchery::{Client, SpawnRequest};
+//!
+//! let client = Client::connect("/run/hatchery.sock")?;
+//! let mut child = client.spawn_child(SpawnRequest::new("/bin/echo").arg("hi"))?;
+//! let mut out = String::new();
+//! child.stdout.take().unwrap().read_to_string(&mut out)?;
+//! assert_eq!(child.wait()?.status.code(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod client;
+pub mod protocol;
+pub mod sandbox;
+pub mod seccomp;
+pub mod sys;
+pub mod zygote;
+
+/// An error and its whole chain of causes on one line, `outer: cause: root cause`, as
+/// logs and the CLI print them.
+///
+/// ```
+/// let err = hatchery::sys::SysError::with_path("mount", "/proc", nix::errno::Errno::EPERM);
+/// assert_eq!(hatchery::error_chain(&err), "mount(\"/proc\"): EPERM (Operation not permitted)");
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub use client::{ChildProcess, Client, ClientError, ConnectError, SpawnError};
+pub use protocol::{
+    Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict,
+};
+pub use zygote::{Zygote, ZygoteConfig};

@@ -1,0 +1,514 @@
+//! The wire protocol between clients and the zygote: message types and their framing.
+//!
+//! Used by both sides (the client library and the daemon); no `unsafe` and no I/O policy
+//! here beyond sending and receiving one framed message. See `docs/protocol.md`.
+//!
+//! Every message is one `SOCK_SEQPACKET` datagram holding one postcard-encoded
+//! [`Request`] (client → zygote) or [`Event`] (zygote → client), with file descriptors
+//! attached as `SCM_RIGHTS`. A connection starts with [`Request::Hello`] answered by
+//! [`Event::Welcome`]; after that a client may run many children at once, each named by
+//! a request id of its choosing.
+
+mod bytes;
+mod framing;
+
+use std::ffi::OsStr;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use bytes::OsBytes;
+pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
+
+use crate::sys::SysError;
+
+/// The protocol version this build speaks. Bumped whenever a message's encoding changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message from a client to the zygote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// The first message on every connection.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u32,
+        /// A free-form name for the daemon's logs, e.g. `"hatchery-cli 0.1.0"`.
+        client: String,
+    },
+    /// Start a sandboxed child. Fds for [`Stdio::Fd`] streams follow in stdin, stdout,
+    /// stderr order.
+    Spawn {
+        /// Chosen by the client, unique among its live children.
+        id: u64,
+        /// What to run and how (boxed only to keep the enum small; the encoding is
+        /// the request's own).
+        request: Box<SpawnRequest>,
+    },
+    /// Send a signal to a child's sandbox (its init forwards it to the workload;
+    /// `SIGKILL` ends the whole sandbox).
+    Signal {
+        /// The id the child was spawned with.
+        id: u64,
+        /// The signal number.
+        signal: i32,
+    },
+}
+
+/// A message from the zygote to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The answer to a compatible [`Request::Hello`].
+    Welcome {
+        /// [`PROTOCOL_VERSION`] of the daemon.
+        version: u32,
+        /// The daemon's name and version, for logs.
+        server: String,
+    },
+    /// The child's workload has been exec'd. The fds named in `fds` are attached, in
+    /// that order.
+    Spawned {
+        /// The request id.
+        id: u64,
+        /// The pid of the sandbox (its init), as seen from the daemon's pid namespace.
+        pid: i32,
+        /// What each attached fd is.
+        fds: Vec<FdRole>,
+    },
+    /// The child's sandbox has ended and been reaped.
+    Exited {
+        /// The request id.
+        id: u64,
+        /// How it ended and what it used.
+        verdict: Verdict,
+    },
+    /// A request failed (`id` set) or the connection is being closed (`id` is `None`).
+    Error {
+        /// The request id, when the error concerns one request.
+        id: Option<u64>,
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// A one-line human-readable explanation.
+        message: String,
+    },
+}
+
+/// What an fd attached to [`Event::Spawned`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FdRole {
+    /// The write end of the child's stdin pipe.
+    Stdin,
+    /// The read end of the child's stdout pipe.
+    Stdout,
+    /// The read end of the child's stderr pipe.
+    Stderr,
+    /// A pidfd of the sandbox's init: readable once it has exited.
+    Pidfd,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The message could not be decoded, or came out of order; the connection is closed.
+    Protocol,
+    /// The client speaks another protocol version; the connection is closed.
+    VersionMismatch {
+        /// The version the daemon speaks.
+        supported: u32,
+    },
+    /// The peer's uid or groups are not allowed to use this daemon.
+    PermissionDenied,
+    /// The request is invalid (see the message); nothing was started.
+    InvalidRequest,
+    /// The daemon is out of a resource (see the message); nothing was started.
+    Busy,
+    /// The program was not found inside the sandbox (`execve` gave `ENOENT`).
+    NotFound,
+    /// The program could not be executed (`execve` failed with this errno).
+    CannotExecute {
+        /// The errno of the failed `execve`.
+        errno: i32,
+    },
+    /// A sandbox setup step failed; the child never ran.
+    Setup {
+        /// The step, e.g. `"mount root"`.
+        step: String,
+        /// The system call that failed.
+        error: SysError,
+    },
+    /// The daemon failed on its side (e.g. `clone3` refused).
+    Internal {
+        /// The system call that failed, when there is one.
+        error: Option<SysError>,
+    },
+    /// No live child has this id (for [`Request::Signal`]).
+    UnknownId,
+}
+
+/// How a sandbox ended and what it used: the body of [`Event::Exited`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The workload's exit code or the signal that killed it.
+    pub status: ExitStatus,
+    /// Wall-clock time from spawn request to reap, in microseconds.
+    pub wall_time_us: u64,
+    /// User CPU time of the whole sandbox, in microseconds.
+    pub user_cpu_us: u64,
+    /// System CPU time of the whole sandbox, in microseconds.
+    pub system_cpu_us: u64,
+    /// Largest resident set of any single process of the sandbox, in KiB.
+    pub max_rss_kib: u64,
+}
+
+impl Verdict {
+    /// Wall-clock time from spawn request to reap.
+    pub fn wall_time(&self) -> Duration {
+        Duration::from_micros(self.wall_time_us)
+    }
+
+    /// User CPU time of the whole sandbox.
+    pub fn user_cpu(&self) -> Duration {
+        Duration::from_micros(self.user_cpu_us)
+    }
+
+    /// System CPU time of the whole sandbox.
+    pub fn system_cpu(&self) -> Duration {
+        Duration::from_micros(self.system_cpu_us)
+    }
+
+    /// The verdict as the JSON object `hatchery run --verdict-json` writes (see
+    /// `docs/protocol.md`): `exit_code` or `signal` (the other is `null`), times in
+    /// milliseconds, memory in KiB.
+    ///
+    /// ```
+    /// use hatchery::protocol::{ExitStatus, Verdict};
+    /// let verdict = Verdict {
+    ///     status: ExitStatus::Exited(3),
+    ///     wall_time_us: 1500,
+    ///     user_cpu_us: 0,
+    ///     system_cpu_us: 250,
+    ///     max_rss_kib: 1024,
+    /// };
+    /// let json = verdict.to_json();
+    /// assert_eq!(json["exit_code"], 3);
+    /// assert!(json["signal"].is_null());
+    /// assert_eq!(json["wall_time_ms"], 1.5);
+    /// ```
+    pub fn to_json(&self) -> serde_json::Value {
+        let (exit_code, signal) = match self.status {
+            ExitStatus::Exited(code) => (Some(code), None),
+            ExitStatus::Signaled(signal) => (None, Some(signal)),
+        };
+        let ms = |us: u64| us as f64 / 1000.0;
+        serde_json::json!({
+            "exit_code": exit_code,
+            "signal": signal,
+            "wall_time_ms": ms(self.wall_time_us),
+            "user_cpu_ms": ms(self.user_cpu_us),
+            "system_cpu_ms": ms(self.system_cpu_us),
+            "max_rss_kib": self.max_rss_kib,
+        })
+    }
+}
+
+/// The workload's exit code, or the signal that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// It called `exit` with this code.
+    Exited(i32),
+    /// It was killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code, or 128 + N when killed by signal N.
+    ///
+    /// ```
+    /// use hatchery::protocol::ExitStatus;
+    /// assert_eq!(ExitStatus::Exited(3).code(), 3);
+    /// assert_eq!(ExitStatus::Signaled(9).code(), 137);
+    /// ```
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(signal) => 128 + signal,
+        }
+    }
+
+    /// Whether the workload exited with code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Exited(0)
+    }
+
+    /// Decodes a raw wait status as returned by `wait4`.
+    pub fn from_wait_status(raw: i32) -> ExitStatus {
+        if libc::WIFSIGNALED(raw) {
+            ExitStatus::Signaled(libc::WTERMSIG(raw))
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(raw))
+        }
+    }
+}
+
+/// What to run in a sandbox, and how: the body of [`Request::Spawn`].
+///
+/// ```
+/// use hatchery::protocol::{SpawnRequest, Stdio};
+/// let request = SpawnRequest::new("/bin/echo")
+///     .arg("hello")
+///     .env("LANG", "C.UTF-8")
+///     .cwd("/tmp")
+///     .stdout(Stdio::Pipe);
+/// assert_eq!(request.argv().len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    /// The program and its arguments.
+    pub command: Command,
+    /// The complete environment of the workload: nothing is inherited.
+    pub env: Vec<(OsBytes, OsBytes)>,
+    /// The working directory inside the sandbox.
+    pub cwd: OsBytes,
+    /// The workload's stdin.
+    pub stdin: Stdio,
+    /// The workload's stdout.
+    pub stdout: Stdio,
+    /// The workload's stderr.
+    pub stderr: Stdio,
+    /// The sandbox around it.
+    pub sandbox: SandboxConfig,
+}
+
+/// What the sandbox runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// `execve` a program. Without a `/` in `program`, it is looked up in the `PATH` of
+    /// the request's environment (or `/usr/local/bin:/usr/bin:/bin` when there is none),
+    /// inside the sandbox.
+    Exec {
+        /// The program to run.
+        program: OsBytes,
+        /// The full argument vector, `argv[0]` (the process name) included.
+        argv: Vec<OsBytes>,
+    },
+}
+
+impl SpawnRequest {
+    /// Runs `program` with `argv[0]` set to it, an empty environment, `/` as the working
+    /// directory, piped stdio and the default sandbox.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        let program = OsBytes::from(program.as_ref());
+        SpawnRequest {
+            command: Command::Exec {
+                argv: vec![program.clone()],
+                program,
+            },
+            env: Vec::new(),
+            cwd: OsBytes::from("/"),
+            stdin: Stdio::Pipe,
+            stdout: Stdio::Pipe,
+            stderr: Stdio::Pipe,
+            sandbox: SandboxConfig::default(),
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        let Command::Exec { argv, .. } = &mut self.command;
+        argv.push(OsBytes::from(arg.as_ref()));
+        self
+    }
+
+    /// Appends several arguments.
+    pub fn args<I, S>(self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        args.into_iter().fold(self, |request, arg| request.arg(arg))
+    }
+
+    /// Sets `argv[0]`, the name `ps` shows.
+    pub fn process_name(mut self, name: impl AsRef<OsStr>) -> Self {
+        let Command::Exec { argv, .. } = &mut self.command;
+        argv[0] = OsBytes::from(name.as_ref());
+        self
+    }
+
+    /// Adds one environment variable.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((OsBytes::from(key.as_ref()), OsBytes::from(value.as_ref())));
+        self
+    }
+
+    /// Sets the working directory inside the sandbox.
+    pub fn cwd(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cwd = OsBytes::from(dir.as_ref().as_os_str());
+        self
+    }
+
+    /// Sets the workload's stdin.
+    pub fn stdin(mut self, stdio: Stdio) -> Self {
+        self.stdin = stdio;
+        self
+    }
+
+    /// Sets the workload's stdout.
+    pub fn stdout(mut self, stdio: Stdio) -> Self {
+        self.stdout = stdio;
+        self
+    }
+
+    /// Sets the workload's stderr.
+    pub fn stderr(mut self, stdio: Stdio) -> Self {
+        self.stderr = stdio;
+        self
+    }
+
+    /// Sets the sandbox configuration.
+    pub fn sandbox(mut self, sandbox: SandboxConfig) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// The argument vector, `argv[0]` included.
+    pub fn argv(&self) -> &[OsBytes] {
+        let Command::Exec { argv, .. } = &self.command;
+        argv
+    }
+
+    /// The stdio specs in fd order (0, 1, 2).
+    pub fn stdio(&self) -> [&Stdio; 3] {
+        [&self.stdin, &self.stdout, &self.stderr]
+    }
+}
+
+/// Where one of the workload's standard streams goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Stdio {
+    /// A new pipe; the client gets the other end in [`Event::Spawned`].
+    Pipe,
+    /// `/dev/null`.
+    Null,
+    /// An fd of the client's, passed with the request. On the wire only the variant is
+    /// sent; the fd travels as `SCM_RIGHTS`.
+    Fd(#[serde(skip)] PassedFd),
+}
+
+impl Stdio {
+    /// Passes one of the client's own fds (a terminal, a file, a socket).
+    pub fn fd(fd: OwnedFd) -> Stdio {
+        Stdio::Fd(PassedFd(Some(Arc::new(fd))))
+    }
+}
+
+/// An fd that travels beside a message rather than in it.
+#[derive(Debug, Clone, Default)]
+pub struct PassedFd(pub Option<Arc<OwnedFd>>);
+
+impl PartialEq for PassedFd {
+    fn eq(&self, other: &Self) -> bool {
+        use std::os::fd::AsRawFd;
+        self.0.as_ref().map(|fd| fd.as_raw_fd()) == other.0.as_ref().map(|fd| fd.as_raw_fd())
+    }
+}
+
+/// The sandbox around a workload. Every layer is on unless listed in `opt_out`.
+///
+/// ```
+/// use hatchery::protocol::{Bind, SandboxConfig};
+/// let config = SandboxConfig {
+///     hostname: "judge".into(),
+///     binds: vec![Bind::read_only("/srv/tests", "/tests")],
+///     ..SandboxConfig::default()
+/// };
+/// assert!(config.opt_out.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SandboxConfig {
+    /// A directory to use as the root, read-only, instead of one built from the host's
+    /// `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc`. It must hold `/proc`, `/dev` and
+    /// `/tmp` directories.
+    pub chroot_dir: Option<OsBytes>,
+    /// Extra bind mounts, applied in order after the root is built.
+    pub binds: Vec<Bind>,
+    /// The sandbox's own hostname.
+    pub hostname: String,
+    /// The network the sandbox gets.
+    pub network: NetworkConfig,
+    /// The uid of the workload inside the sandbox (never 0).
+    pub uid: u32,
+    /// The gid of the workload inside the sandbox (never 0).
+    pub gid: u32,
+    /// Layers switched off, for debugging; the daemon logs each.
+    pub opt_out: Vec<Layer>,
+}
+
+/// The uid and gid a workload has inside its sandbox unless the request says otherwise.
+pub const DEFAULT_SANDBOX_ID: u32 = 1000;
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            chroot_dir: None,
+            binds: Vec::new(),
+            hostname: "hatchery".to_string(),
+            network: NetworkConfig::None,
+            uid: DEFAULT_SANDBOX_ID,
+            gid: DEFAULT_SANDBOX_ID,
+            opt_out: Vec::new(),
+        }
+    }
+}
+
+/// A bind mount of a host path into the sandbox. Always `nosuid` and `nodev`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bind {
+    /// Absolute path on the host.
+    pub source: OsBytes,
+    /// Absolute path inside the sandbox.
+    pub target: OsBytes,
+    /// Whether the sandbox may write through it.
+    pub writable: bool,
+}
+
+impl Bind {
+    /// A read-only bind of `source` at `target`.
+    pub fn read_only(source: impl AsRef<Path>, target: impl AsRef<Path>) -> Bind {
+        Bind {
+            source: OsBytes::from(source.as_ref().as_os_str()),
+            target: OsBytes::from(target.as_ref().as_os_str()),
+            writable: false,
+        }
+    }
+
+    /// A writable bind of `source` at `target`.
+    pub fn writable(source: impl AsRef<Path>, target: impl AsRef<Path>) -> Bind {
+        Bind {
+            writable: true,
+            ..Bind::read_only(source, target)
+        }
+    }
+}
+
+/// The network a sandbox gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkConfig {
+    /// An empty network namespace with only `lo`, up.
+    None,
+}
+
+/// A sandbox layer that a request may switch off for debugging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layer {
+    /// No seccomp filter.
+    Seccomp,
+    /// Share the daemon's network namespace instead of an empty one.
+    NetworkNamespace,
+}
+
+#[cfg(test)]
+mod tests;

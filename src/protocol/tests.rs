@@ -1,0 +1,181 @@
+//! Golden bytes pin the wire encoding: a change here breaks every deployed client, so it
+//! must come with a new PROTOCOL_VERSION. The expected bytes are derived by hand from
+//! postcard's rules (varint lengths and integers, zigzag for signed, a varint variant
+//! index for enums, one byte for an Option's tag).
+
+use super::*;
+
+fn round_trip<T>(message: &T, golden: &[u8])
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let bytes = encode(message).expect("encodes");
+    assert_eq!(bytes, golden, "encoding of {message:?}");
+    let back: T = decode(golden).expect("decodes");
+    assert_eq!(&back, message);
+}
+
+#[test]
+fn hello_is_pinned() {
+    let hello = Request::Hello {
+        version: 1,
+        client: "t".into(),
+    };
+    round_trip(&hello, &[0x00, 0x01, 0x01, b't']);
+}
+
+#[test]
+fn signal_is_pinned() {
+    // id 300 = varint AC 02; signal 15 zigzags to 30 = 0x1E.
+    round_trip(
+        &Request::Signal {
+            id: 300,
+            signal: 15,
+        },
+        &[0x02, 0xAC, 0x02, 0x1E],
+    );
+}
+
+#[test]
+fn spawn_is_pinned() {
+    let spawn = Request::Spawn {
+        id: 1,
+        request: Box::new(SpawnRequest::new("/bin/true")),
+    };
+    let mut golden = vec![0x01, 0x01]; // Spawn, id 1
+    golden.push(0x00); // Command::Exec
+    golden.push(9);
+    golden.extend_from_slice(b"/bin/true"); // program
+    golden.extend_from_slice(&[1, 9]);
+    golden.extend_from_slice(b"/bin/true"); // argv = [program]
+    golden.push(0); // env: empty
+    golden.extend_from_slice(&[1, b'/']); // cwd
+    golden.extend_from_slice(&[0, 0, 0]); // stdin, stdout, stderr: Pipe
+    golden.push(0); // chroot_dir: None
+    golden.push(0); // binds: empty
+    golden.push(8);
+    golden.extend_from_slice(b"hatchery"); // hostname
+    golden.push(0); // network: None
+    golden.extend_from_slice(&[0xE8, 0x07, 0xE8, 0x07]); // uid, gid 1000
+    golden.push(0); // opt_out: empty
+    round_trip(&spawn, &golden);
+}
+
+#[test]
+fn passed_fd_stdio_is_only_its_tag() {
+    // The fd itself travels as SCM_RIGHTS, never in the bytes.
+    let bytes = encode(&Stdio::Fd(PassedFd::default())).unwrap();
+    assert_eq!(bytes, [0x02]);
+    assert_eq!(encode(&Stdio::Null).unwrap(), [0x01]);
+}
+
+#[test]
+fn spawned_and_exited_are_pinned() {
+    let spawned = Event::Spawned {
+        id: 2,
+        pid: 77,
+        fds: vec![FdRole::Stdout, FdRole::Pidfd],
+    };
+    // pid 77 zigzags to 154 = varint 9A 01.
+    round_trip(&spawned, &[0x01, 0x02, 0x9A, 0x01, 0x02, 0x01, 0x03]);
+    let exited = Event::Exited {
+        id: 7,
+        verdict: Verdict {
+            status: ExitStatus::Signaled(9),
+            wall_time_us: 1500,
+            user_cpu_us: 0,
+            system_cpu_us: 0,
+            max_rss_kib: 2048,
+        },
+    };
+    round_trip(
+        &exited,
+        &[0x02, 0x07, 0x01, 0x12, 0xDC, 0x0B, 0x00, 0x00, 0x80, 0x10],
+    );
+}
+
+#[test]
+fn errors_are_pinned() {
+    let error = Event::Error {
+        id: None,
+        kind: ErrorKind::VersionMismatch { supported: 1 },
+        message: "v".into(),
+    };
+    round_trip(&error, &[0x03, 0x00, 0x01, 0x01, 0x01, b'v']);
+    let setup = Event::Error {
+        id: Some(5),
+        kind: ErrorKind::Setup {
+            step: "x".into(),
+            error: SysError {
+                op: "m".into(),
+                path: None,
+                errno: 2,
+            },
+        },
+        message: String::new(),
+    };
+    // errno 2 zigzags to 4.
+    round_trip(
+        &setup,
+        &[
+            0x03, 0x01, 0x05, 0x07, 0x01, b'x', 0x01, b'm', 0x00, 0x04, 0x00,
+        ],
+    );
+}
+
+#[test]
+fn trailing_bytes_are_rejected() {
+    let mut bytes = encode(&Request::Signal { id: 1, signal: 9 }).unwrap();
+    bytes.push(0);
+    assert!(matches!(
+        decode::<Request>(&bytes),
+        Err(ProtocolError::TrailingBytes(1))
+    ));
+}
+
+#[test]
+fn garbage_and_truncation_are_rejected() {
+    assert!(matches!(
+        decode::<Request>(&[0xFF, 0xFF, 0xFF]),
+        Err(ProtocolError::Malformed(_))
+    ));
+    let bytes = encode(&Request::Spawn {
+        id: 1,
+        request: Box::new(SpawnRequest::new("/bin/true")),
+    })
+    .unwrap();
+    for len in 0..bytes.len() {
+        assert!(
+            decode::<Request>(&bytes[..len]).is_err(),
+            "a prefix of {len} bytes decoded"
+        );
+    }
+}
+
+#[test]
+fn oversized_messages_are_refused() {
+    let huge = SpawnRequest::new("/bin/true").arg("x".repeat(MAX_MESSAGE_LEN));
+    assert!(matches!(
+        encode(&Request::Spawn {
+            id: 1,
+            request: Box::new(huge)
+        }),
+        Err(ProtocolError::TooLarge)
+    ));
+}
+
+#[test]
+fn non_utf8_arguments_survive() {
+    use std::os::unix::ffi::OsStrExt;
+    let arg = std::ffi::OsStr::from_bytes(&[0x66, 0xFF, 0x6F]);
+    let request = SpawnRequest::new("/bin/echo").arg(arg);
+    let back: SpawnRequest = decode(&encode(&request).unwrap()).unwrap();
+    assert_eq!(back.argv()[1].as_bytes(), &[0x66, 0xFF, 0x6F]);
+}
+
+#[test]
+fn exit_status_decodes_wait_statuses() {
+    assert_eq!(ExitStatus::from_wait_status(3 << 8), ExitStatus::Exited(3));
+    assert_eq!(ExitStatus::from_wait_status(9), ExitStatus::Signaled(9));
+    assert_eq!(ExitStatus::Signaled(15).code(), 143);
+}

@@ -1,0 +1,635 @@
+//! Thin wrappers over the system calls that nix does not cover safely.
+//!
+//! This is the only module allowed `unsafe`. Each wrapper is named after its system call,
+//! takes and returns owned or borrowed file descriptors (never a bare `RawFd` that
+//! outlives the call) and reports failure as a [`SysError`] naming the operation, the
+//! path if there is one, and the errno. Runs in the zygote, the sandbox init and the
+//! workload alike.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::errno::Errno;
+use serde::{Deserialize, Serialize};
+
+/// A failed system call: which operation, on which path, and the errno.
+///
+/// Displayed as `pivot_root("/new"): EPERM (Operation not permitted)`. It is
+/// serialisable so a sandbox whose setup fails can send it to the zygote.
+///
+/// ```
+/// use hatchery::sys::SysError;
+/// let err = SysError::with_path("mount", "/proc", nix::errno::Errno::EPERM);
+/// assert_eq!(err.to_string(), "mount(\"/proc\"): EPERM (Operation not permitted)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub struct SysError {
+    /// The system call or operation, e.g. `"pivot_root"`.
+    pub op: String,
+    /// The path it acted on, when there is one.
+    pub path: Option<String>,
+    /// The raw errno value.
+    pub errno: i32,
+}
+
+impl SysError {
+    /// An error of `op` without a path.
+    pub fn new(op: impl Into<String>, errno: Errno) -> Self {
+        SysError {
+            op: op.into(),
+            path: None,
+            errno: errno as i32,
+        }
+    }
+
+    /// An error of `op` on `path`.
+    pub fn with_path(
+        op: impl Into<String>,
+        path: impl AsRef<std::path::Path>,
+        errno: Errno,
+    ) -> Self {
+        SysError {
+            op: op.into(),
+            path: Some(path.as_ref().to_string_lossy().into_owned()),
+            errno: errno as i32,
+        }
+    }
+
+    /// The errno as a nix value.
+    pub fn errno(&self) -> Errno {
+        Errno::from_raw(self.errno)
+    }
+
+    /// Converts an `io::Error` from the standard library.
+    pub fn from_io(
+        op: impl Into<String>,
+        path: Option<&std::path::Path>,
+        err: &std::io::Error,
+    ) -> Self {
+        let errno = Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO));
+        match path {
+            Some(p) => SysError::with_path(op, p, errno),
+            None => SysError::new(op, errno),
+        }
+    }
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let errno = self.errno();
+        match &self.path {
+            Some(path) => write!(f, "{}({:?}): {:?} ({})", self.op, path, errno, errno.desc()),
+            None => write!(f, "{}: {:?} ({})", self.op, errno, errno.desc()),
+        }
+    }
+}
+
+/// Attaches the operation (and path) to a nix result.
+pub trait Context<T> {
+    /// Names the operation that failed.
+    fn op(self, op: &str) -> Result<T, SysError>;
+    /// Names the operation and the path it acted on.
+    fn op_path(self, op: &str, path: impl AsRef<std::path::Path>) -> Result<T, SysError>;
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn op(self, op: &str) -> Result<T, SysError> {
+        self.map_err(|e| SysError::new(op, e))
+    }
+    fn op_path(self, op: &str, path: impl AsRef<std::path::Path>) -> Result<T, SysError> {
+        self.map_err(|e| SysError::with_path(op, path, e))
+    }
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn op(self, op: &str) -> Result<T, SysError> {
+        self.map_err(|e| SysError::from_io(op, None, &e))
+    }
+    fn op_path(self, op: &str, path: impl AsRef<std::path::Path>) -> Result<T, SysError> {
+        self.map_err(|e| SysError::from_io(op, Some(path.as_ref()), &e))
+    }
+}
+
+/// The value of `CLONE_INTO_CGROUP`; `libc::CLONE_INTO_CGROUP` overflows to 0 on x86_64.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// What `clone3` returned in each process.
+pub enum Cloned {
+    /// We are the new process.
+    Child,
+    /// We are the caller; the new process has this pid (in our pid namespace) and pidfd.
+    Parent { pid: i32, pidfd: OwnedFd },
+}
+
+/// `clone3(2)` without a new stack (fork semantics) and with `CLONE_PIDFD`.
+///
+/// `flags` are the namespace flags; `SIGCHLD` is delivered to the caller on exit.
+/// The caller must be single-threaded: the child is a copy of this thread only, and any
+/// lock another thread held stays locked forever in the child.
+pub fn clone3(flags: u64) -> Result<Cloned, SysError> {
+    let mut pidfd: RawFd = -1;
+    let mut args = libc::clone_args {
+        flags: flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    };
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; with
+    // no stack given the child continues on a copy of our stack like fork(2). The kernel
+    // writes the pidfd into `pidfd`, which outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match ret {
+        -1 => Err(SysError::new("clone3", Errno::last())),
+        0 => Ok(Cloned::Child),
+        pid => {
+            // SAFETY: CLONE_PIDFD succeeded, so the kernel stored a new fd that we own.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Cloned::Parent {
+                pid: pid as i32,
+                pidfd,
+            })
+        }
+    }
+}
+
+/// `fork(2)`. The caller must be single-threaded (the sandbox init always is).
+pub fn fork() -> Result<Option<i32>, SysError> {
+    // SAFETY: callers are single-threaded processes (the sandbox init), so the child
+    // cannot inherit a lock held by another thread.
+    match unsafe { nix::unistd::fork() }.op("fork")? {
+        nix::unistd::ForkResult::Child => Ok(None),
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+    }
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), SysError> {
+    // SAFETY: plain syscall with a live fd, a null siginfo and no flags.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new("pidfd_send_signal", Errno::last()));
+    }
+    Ok(())
+}
+
+/// `close_range(first, ~0, flags)`: closes (or marks close-on-exec) every fd from `first` up.
+pub fn close_range(first: u32, flags: u32) -> Result<(), SysError> {
+    // SAFETY: closing fds is memory-safe; callers own every fd at or above `first` (this
+    // runs in the sandbox, where no other code holds them).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
+    if ret == -1 {
+        return Err(SysError::new("close_range", Errno::last()));
+    }
+    Ok(())
+}
+
+/// `dup3(fd, target, flags)`: makes `target` a copy of `fd`, closing what `target` was.
+///
+/// Used to place stdio on 0, 1 and 2. When `fd` already is `target`, its close-on-exec
+/// flag is cleared instead (dup3 refuses equal fds).
+pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), SysError> {
+    if fd.as_raw_fd() == target {
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).op("fcntl(F_GETFD)")?;
+        let flags = nix::fcntl::FdFlag::from_bits_truncate(flags) - nix::fcntl::FdFlag::FD_CLOEXEC;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(flags)).op("fcntl(F_SETFD)")?;
+        return Ok(());
+    }
+    // SAFETY: dup3 only touches the fd table; `target` is a stdio slot this process owns.
+    let ret = unsafe { libc::dup3(fd.as_raw_fd(), target, 0) };
+    if ret == -1 {
+        return Err(SysError::new("dup3", Errno::last()));
+    }
+    Ok(())
+}
+
+/// `mount_setattr(2)` on `path`, recursively, setting `attr_set` (`MOUNT_ATTR_*`).
+pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), SysError> {
+    let attr = libc::mount_attr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `path` is NUL-terminated and `attr` a valid mount_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::with_path(
+            "mount_setattr",
+            path.to_string_lossy().as_ref(),
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`.
+pub fn capbset_drop(cap: u32) -> Result<(), SysError> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    if ret == -1 {
+        return Err(SysError::new(
+            format!("prctl(PR_CAPBSET_DROP, {cap})"),
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)`.
+pub fn cap_ambient_clear_all() -> Result<(), SysError> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new(
+            "prctl(PR_CAP_AMBIENT_CLEAR_ALL)",
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// `prctl(PR_SET_SECUREBITS, bits)`.
+pub fn set_securebits(bits: u32) -> Result<(), SysError> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0, 0, 0) };
+    if ret == -1 {
+        return Err(SysError::new("prctl(PR_SET_SECUREBITS)", Errno::last()));
+    }
+    Ok(())
+}
+
+/// `struct __user_cap_header_struct` of `<linux/capability.h>`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct` of `<linux/capability.h>`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, two data structs.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `capset(2)` with every set (effective, permitted, inheritable) empty.
+pub fn capset_empty() -> Result<(), SysError> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: version 3 takes exactly two data structs, both valid for the call, and the
+    // structs have the kernel's layout.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new("capset", Errno::last()));
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface up with `SIOCSIFFLAGS` (cheaper than a netlink socket).
+pub fn loopback_up() -> Result<(), SysError> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .op("socket(AF_INET)")?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags inside `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } == -1 {
+        return Err(SysError::with_path(
+            "ioctl(SIOCGIFFLAGS)",
+            "lo",
+            Errno::last(),
+        ));
+    }
+    // SAFETY: the kernel filled the flags member of the union just above.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads `req`, which holds the name and the new flags.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
+        return Err(SysError::with_path(
+            "ioctl(SIOCSIFFLAGS)",
+            "lo",
+            Errno::last(),
+        ));
+    }
+    Ok(())
+}
+
+/// `accept4(2)` with `SOCK_CLOEXEC | SOCK_NONBLOCK`.
+pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, SysError> {
+    let fd = nix::sys::socket::accept4(
+        listener.as_raw_fd(),
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+    )
+    .op("accept4")?;
+    // SAFETY: accept4 returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The supplementary groups of a socket's peer (`SO_PEERGROUPS`).
+pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>, SysError> {
+    let mut groups = vec![0u32; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
+        // SAFETY: the buffer holds `len` bytes and the kernel writes at most that many.
+        let ret = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<u32>();
+        if ret == 0 {
+            groups.truncate(count);
+            return Ok(groups);
+        }
+        let errno = Errno::last();
+        if errno == Errno::ERANGE && count > groups.len() {
+            groups.resize(count, 0);
+            continue;
+        }
+        return Err(SysError::new("getsockopt(SO_PEERGROUPS)", errno));
+    }
+}
+
+/// One message received with [`recv_with_fds`].
+pub struct Received {
+    /// Bytes of the message (0 at end of stream).
+    pub len: usize,
+    /// The fds that came with it, close-on-exec.
+    pub fds: Vec<OwnedFd>,
+    /// The message was longer than the buffer.
+    pub truncated: bool,
+    /// More fds were sent than the control buffer holds (those that fit are in `fds`).
+    pub fds_truncated: bool,
+}
+
+/// The most fds one message may carry (the kernel's `SCM_MAX_FD` is 253).
+pub const MAX_FDS_PER_MESSAGE: usize = 16;
+
+/// `recvmsg(2)` of one datagram with `MSG_CMSG_CLOEXEC`, collecting passed fds.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    nonblocking: bool,
+) -> Result<Received, SysError> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= MsgFlags::MSG_DONTWAIT;
+    }
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags).op("recvmsg")?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs().op("recvmsg(cmsg)")? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            for fd in raw {
+                // SAFETY: SCM_RIGHTS installed these fds in our table just now; we are
+                // their only owner.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Ok(Received {
+        len: msg.bytes,
+        fds,
+        truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+        fds_truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+    })
+}
+
+/// `sendmsg(2)` of one datagram with fds attached (`SCM_RIGHTS`).
+pub fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), SysError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let iov = [std::io::IoSlice::new(bytes)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() {
+        &[]
+    } else {
+        &[ControlMessage::ScmRights(&raw)]
+    };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).op("sendmsg")?;
+    Ok(())
+}
+
+/// Resource usage and status of a reaped child, from `wait4(2)`.
+pub struct Reaped {
+    /// The child's pid.
+    pub pid: i32,
+    /// The raw wait status.
+    pub status: i32,
+    /// Its resource usage (and that of the descendants it waited for).
+    pub rusage: libc::rusage,
+}
+
+/// `wait4(-1, WNOHANG)`: reaps one exited child if there is one.
+pub fn wait4_any_nohang() -> Result<Option<Reaped>, SysError> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both out-pointers are valid for the duration of the call.
+    let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG | libc::__WALL, &mut rusage) };
+    match pid {
+        -1 if Errno::last() == Errno::ECHILD => Ok(None),
+        -1 => Err(SysError::new("wait4", Errno::last())),
+        0 => Ok(None),
+        pid => Ok(Some(Reaped {
+            pid,
+            status,
+            rusage,
+        })),
+    }
+}
+
+/// The pid that the sandbox init forwards signals to (0: none yet).
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill(2) is async-signal-safe; errno is saved and restored around it.
+        unsafe {
+            let saved = *libc::__errno_location();
+            libc::kill(pid, signal);
+            *libc::__errno_location() = saved;
+        }
+    }
+}
+
+/// Makes this process forward `signals` to the pid set with [`set_forward_target`].
+///
+/// Used by the sandbox init: as PID 1 of its namespace it would otherwise ignore them.
+/// Handlers reset to the default on execve, so the workload is not affected.
+pub fn install_signal_forwarding(signals: &[nix::sys::signal::Signal]) -> Result<(), SysError> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    let action = SigAction::new(
+        SigHandler::Handler(forward_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for &signal in signals {
+        // SAFETY: the handler only reads an atomic and calls kill(2), both
+        // async-signal-safe.
+        unsafe { sigaction(signal, &action) }.op("sigaction")?;
+    }
+    Ok(())
+}
+
+/// Sets the pid that forwarded signals go to.
+pub fn set_forward_target(pid: i32) {
+    FORWARD_TO.store(pid, Ordering::Relaxed);
+}
+
+/// `_exit(2)`: ends the process at once, running no destructors or atexit handlers
+/// (which belong to the zygote whose memory a sandbox process is a copy of).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Raw fd numbers for the workload's stdio slots.
+pub const STDIO: [RawFd; 3] = [0, 1, 2];
+
+/// Borrows one of this process's stdio fds.
+pub fn stdio_fd(slot: RawFd) -> BorrowedFd<'static> {
+    assert!((0..=2).contains(&slot));
+    // SAFETY: 0, 1 and 2 stay open for the life of the process: the binary's entry point
+    // (and the zygote at start-up) points any closed one at /dev/null.
+    unsafe { BorrowedFd::borrow_raw(slot) }
+}
+
+/// Opens `/dev/null` on any of fds 0, 1 and 2 that is closed, so that a later open can
+/// never land on a stdio slot.
+pub fn ensure_stdio_open() -> Result<(), SysError> {
+    for slot in STDIO {
+        if nix::fcntl::fcntl(
+            // SAFETY: only probes whether `slot` is open; the borrow ends with the call.
+            unsafe { BorrowedFd::borrow_raw(slot) },
+            nix::fcntl::FcntlArg::F_GETFD,
+        ) == Err(Errno::EBADF)
+        {
+            let null = nix::fcntl::open(
+                "/dev/null",
+                nix::fcntl::OFlag::O_RDWR,
+                nix::sys::stat::Mode::empty(),
+            )
+            .op_path("open", "/dev/null")?;
+            if null.as_raw_fd() != slot {
+                dup_onto(null.as_fd(), slot)?;
+            } else {
+                // It landed on the free slot: keep it open for good.
+                std::mem::forget(null);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves `fd` to the number `target` (closing what was there), close-on-exec cleared.
+pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
+    if fd.as_raw_fd() != target {
+        dup_onto(fd.as_fd(), target)?;
+        drop(fd);
+        // SAFETY: dup3 just made `target` a new fd that nothing else owns.
+        return Ok(unsafe { OwnedFd::from_raw_fd(target) });
+    }
+    dup_onto(fd.as_fd(), target)?;
+    Ok(fd)
+}
+
+/// `close_range(first, last, 0)`.
+pub fn close_range_upto(first: u32, last: u32) -> Result<(), SysError> {
+    // SAFETY: closing fds is memory-safe; callers (the sandbox init) own the fds in the
+    // range and hold no Rust object that still uses them.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    if ret == -1 {
+        return Err(SysError::new("close_range", Errno::last()));
+    }
+    Ok(())
+}
+
+/// Resets the disposition of every classic signal to its default (an ignored signal
+/// would otherwise stay ignored across `execve`).
+pub fn reset_signal_dispositions() -> Result<(), SysError> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        unsafe { signal(sig, SigHandler::SigDfl) }.op("signal(SIG_DFL)")?;
+    }
+    Ok(())
+}
