@@ -1,0 +1,1381 @@
+//! The workload's seccomp filter: a default-allow denylist kept as data in
+//! `seccomp/default.json` and compiled to classic BPF with seccompiler's backend.
+//!
+//! Runs in two places. The zygote parses, validates and compiles the policy once at
+//! start-up ([`SeccompPolicy::default_policy`], [`SeccompPolicy::compile`]); each
+//! sandboxed workload installs the compiled programs as its last step before `execve`
+//! ([`CompiledSeccomp::apply`]), so the filter need allow nothing of the setup.
+//!
+//! The file format, and the reason for every blocked group, are in `seccomp/README.md`.
+//! In short: rules name syscalls, an action (`{"errno": "EPERM"}` or `"kill_process"`)
+//! and optional argument conditions. Everything no rule matches is allowed.
+//!
+//! Compiled shape: seccompiler gives a filter one match action, so the rules are grouped
+//! by action and each group becomes its own BPF program; the programs are installed in
+//! sequence and the kernel applies the most severe verdict among them. The first program
+//! starts with a hand-written ABI guard (`abi_guard`) that refuses foreign
+//! architectures and x32 syscall numbers, which per-syscall rules cannot see.
+
+use std::collections::BTreeMap;
+
+use nix::errno::Errno;
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+use serde::Deserialize;
+
+use crate::sys::SysError;
+
+/// The default policy, as shipped in `seccomp/default.json`.
+///
+/// ```
+/// assert!(hatchery::seccomp::DEFAULT_POLICY.contains("\"mount\""));
+/// ```
+pub const DEFAULT_POLICY: &str = include_str!("../seccomp/default.json");
+
+/// The only policy file version this build reads.
+const POLICY_VERSION: u32 = 1;
+
+/// The most instructions the kernel accepts in one program (`BPF_MAXINSNS`).
+const BPF_MAX_INSTRUCTIONS: usize = 4096;
+
+/// Why a policy could not be read or compiled.
+///
+/// ```
+/// use hatchery::seccomp::{SeccompError, SeccompPolicy};
+/// let text = r#"{"version": 1, "rules": [{"syscalls": ["foo"], "action": {"errno": "EPERM"}}]}"#;
+/// let err = SeccompPolicy::from_json(text).unwrap_err();
+/// assert!(matches!(err, SeccompError::UnknownSyscall { .. }));
+/// assert_eq!(err.to_string(), "unknown syscall name \"foo\" in rules[0]");
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// The text is not JSON of the policy's shape (this includes unknown fields).
+    #[error("invalid seccomp policy json")]
+    Json(#[source] serde_json::Error),
+    /// The file's `version` is not one this build reads.
+    #[error("unsupported seccomp policy version {0}, expected {POLICY_VERSION}")]
+    Version(u32),
+    /// A rule names a syscall that no supported architecture has.
+    #[error("unknown syscall name {name:?} in rules[{rule}]")]
+    UnknownSyscall {
+        /// Index of the rule in the file's `rules` array.
+        rule: usize,
+        /// The name as written.
+        name: String,
+    },
+    /// A rule's action names an errno this module does not know.
+    #[error("unknown errno name {name:?} in rules[{rule}]")]
+    UnknownErrno {
+        /// Index of the rule in the file's `rules` array.
+        rule: usize,
+        /// The name as written.
+        name: String,
+    },
+    /// A syscall appears in two rules (or twice in one), which would make its verdict
+    /// depend on the order of the programs.
+    #[error("syscall {name:?} in rules[{rule}] already appears in rules[{first}]")]
+    DuplicateSyscall {
+        /// Index of the rule that repeats it.
+        rule: usize,
+        /// Index of the rule that named it first.
+        first: usize,
+        /// The syscall's name.
+        name: String,
+    },
+    /// A rule has the right shape but cannot work as written: no syscalls, a condition
+    /// that can never match, a value wider than its width, and the like.
+    #[error("invalid rules[{rule}]: {problem}")]
+    InvalidRule {
+        /// Index of the rule in the file's `rules` array.
+        rule: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// hatchery compiles filters for x86_64 and aarch64 only.
+    #[error("unsupported architecture {0} for seccomp filters")]
+    UnsupportedArchitecture(&'static str),
+    /// seccompiler refused to build a program.
+    #[error("seccompiler backend error")]
+    Backend(#[source] seccompiler::BackendError),
+    /// A compiled program is longer than the kernel accepts.
+    #[error("seccomp program of {0} instructions exceeds the kernel's limit of 4096")]
+    TooLarge(usize),
+}
+
+/// A parsed and validated seccomp policy: default allow, plus rules that refuse syscalls.
+///
+/// ```
+/// use hatchery::seccomp::SeccompPolicy;
+/// let policy = SeccompPolicy::default_policy().unwrap();
+/// let blocked = policy.blocked_syscalls();
+/// assert!(blocked.contains(&("mount".to_string(), libc::EPERM)));
+/// assert!(blocked.contains(&("clone3".to_string(), libc::ENOSYS)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SeccompPolicy {
+    rules: Vec<Rule>,
+}
+
+/// One validated rule: its syscalls (checked to exist on some supported architecture,
+/// each named by one rule only), the action and when it applies.
+#[derive(Debug, Clone)]
+struct Rule {
+    syscalls: Vec<String>,
+    action: Action,
+    when: When,
+}
+
+/// What a matching syscall gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Errno(Errno),
+    KillProcess,
+}
+
+impl Action {
+    fn seccomp_action(self) -> SeccompAction {
+        match self {
+            Action::Errno(errno) => SeccompAction::Errno(errno as u32),
+            Action::KillProcess => SeccompAction::KillProcess,
+        }
+    }
+}
+
+/// When a rule's action applies to its syscalls.
+#[derive(Debug, Clone)]
+enum When {
+    /// On every call.
+    Always,
+    /// When any one of the conditions holds.
+    Any(Vec<SeccompCondition>),
+    /// When all of the conditions hold.
+    All(Vec<SeccompCondition>),
+}
+
+impl When {
+    /// The seccompiler rule chain: rules are OR'ed, conditions within a rule AND'ed, and
+    /// an empty chain matches every call.
+    fn seccomp_rules(&self) -> Result<Vec<SeccompRule>, SeccompError> {
+        match self {
+            When::Always => Ok(Vec::new()),
+            When::Any(conditions) => conditions
+                .iter()
+                .map(|condition| SeccompRule::new(vec![condition.clone()]))
+                .collect::<Result<_, _>>()
+                .map_err(SeccompError::Backend),
+            When::All(conditions) => Ok(vec![
+                SeccompRule::new(conditions.clone()).map_err(SeccompError::Backend)?
+            ]),
+        }
+    }
+}
+
+// The file format. Every struct refuses unknown fields, so a typo is an error rather than
+// a rule that silently does nothing.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    version: u32,
+    #[serde(default, rename = "comment")]
+    _comment: Option<String>,
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default, rename = "comment")]
+    _comment: Option<String>,
+    syscalls: Vec<String>,
+    action: ActionFile,
+    #[serde(default)]
+    if_any: Option<Vec<ConditionFile>>,
+    #[serde(default)]
+    if_all: Option<Vec<ConditionFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum ActionFile {
+    Errno(String),
+    KillProcess,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConditionFile {
+    arg: u8,
+    width: u8,
+    op: OpFile,
+    value: NumberFile,
+    #[serde(default)]
+    mask: Option<NumberFile>,
+    #[serde(default, rename = "comment")]
+    _comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OpFile {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    MaskedEq,
+    BitsSet,
+}
+
+/// A number written either as a JSON integer or as a string (`"0x5412"` or `"21522"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberFile {
+    Integer(u64),
+    Text(String),
+}
+
+impl NumberFile {
+    fn value(&self) -> Result<u64, String> {
+        match self {
+            NumberFile::Integer(value) => Ok(*value),
+            NumberFile::Text(text) => {
+                let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => text.parse(),
+                };
+                parsed.map_err(|_| format!("invalid number {text:?}"))
+            }
+        }
+    }
+}
+
+impl SeccompPolicy {
+    /// Parses and validates [`DEFAULT_POLICY`].
+    ///
+    /// ```
+    /// let policy = hatchery::seccomp::SeccompPolicy::default_policy().unwrap();
+    /// assert!(policy.compile().is_ok());
+    /// ```
+    pub fn default_policy() -> Result<SeccompPolicy, SeccompError> {
+        SeccompPolicy::from_json(DEFAULT_POLICY)
+    }
+
+    /// Parses and validates a policy in the format of `seccomp/README.md`.
+    ///
+    /// Strict: unknown fields, unknown syscall or errno names, a syscall named twice and
+    /// conditions that cannot match are all errors. A syscall that exists only on another
+    /// supported architecture (say `iopl` on aarch64) is accepted and skipped when
+    /// compiling.
+    ///
+    /// ```
+    /// use hatchery::seccomp::SeccompPolicy;
+    /// let policy = SeccompPolicy::from_json(
+    ///     r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": {"errno": "EPERM"}}]}"#,
+    /// )
+    /// .unwrap();
+    /// assert_eq!(policy.blocked_syscalls(), vec![("mount".to_string(), libc::EPERM)]);
+    /// ```
+    pub fn from_json(text: &str) -> Result<SeccompPolicy, SeccompError> {
+        let file: PolicyFile = serde_json::from_str(text).map_err(SeccompError::Json)?;
+        if file.version != POLICY_VERSION {
+            return Err(SeccompError::Version(file.version));
+        }
+        let mut first_rule_of = BTreeMap::new();
+        let rules = file
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(index, rule)| validate_rule(index, rule, &mut first_rule_of))
+            .collect::<Result<_, _>>()?;
+        Ok(SeccompPolicy { rules })
+    }
+
+    /// Compiles the policy for the running architecture: one BPF program per distinct
+    /// action, the first prefixed with the ABI guard. Done once, in the zygote.
+    ///
+    /// ```
+    /// let compiled = hatchery::seccomp::SeccompPolicy::default_policy()
+    ///     .unwrap()
+    ///     .compile()
+    ///     .unwrap();
+    /// assert!(!compiled.programs().is_empty());
+    /// ```
+    pub fn compile(&self) -> Result<CompiledSeccomp, SeccompError> {
+        let (target_arch, audit_arch) = native_arch()?;
+
+        // Group the rules by action, in the order the actions first appear in the file.
+        let mut groups: Vec<(Action, BTreeMap<i64, Vec<SeccompRule>>)> = Vec::new();
+        for rule in &self.rules {
+            let chain = rule.when.seccomp_rules()?;
+            let numbers: Vec<i64> = rule
+                .syscalls
+                .iter()
+                .filter_map(|name| native_number(name))
+                .collect();
+            if numbers.is_empty() {
+                continue;
+            }
+            let index = match groups.iter().position(|(action, _)| *action == rule.action) {
+                Some(index) => index,
+                None => {
+                    groups.push((rule.action, BTreeMap::new()));
+                    groups.len() - 1
+                }
+            };
+            for number in numbers {
+                groups[index].1.insert(number, chain.clone());
+            }
+        }
+
+        let mut programs = Vec::with_capacity(groups.len().max(1));
+        for (action, rules) in groups {
+            let filter = SeccompFilter::new(
+                rules,
+                SeccompAction::Allow,
+                action.seccomp_action(),
+                target_arch,
+            )
+            .map_err(SeccompError::Backend)?;
+            programs.push(BpfProgram::try_from(filter).map_err(SeccompError::Backend)?);
+        }
+
+        // seccompiler's jumps are relative and the guard only falls through or returns,
+        // so prepending it leaves the program's own jumps intact.
+        let guard = abi_guard(audit_arch);
+        match programs.first_mut() {
+            Some(first) => {
+                first.splice(0..0, guard);
+            }
+            None => {
+                let mut alone = guard;
+                alone.push(ret(libc::SECCOMP_RET_ALLOW));
+                programs.push(alone);
+            }
+        }
+        if let Some(long) = programs
+            .iter()
+            .find(|program| program.len() > BPF_MAX_INSTRUCTIONS)
+        {
+            return Err(SeccompError::TooLarge(long.len()));
+        }
+        Ok(CompiledSeccomp { programs })
+    }
+
+    /// The syscalls this policy refuses on every call on the running architecture, each
+    /// with the errno the caller gets, in file order.
+    ///
+    /// Rules with argument conditions (`clone`, `ioctl`, `personality` in the default
+    /// policy) and `kill_process` rules are not listed: no single errno describes them.
+    ///
+    /// ```
+    /// let blocked = hatchery::seccomp::SeccompPolicy::default_policy().unwrap().blocked_syscalls();
+    /// assert!(!blocked.iter().any(|(name, _)| name == "read"));
+    /// ```
+    pub fn blocked_syscalls(&self) -> Vec<(String, i32)> {
+        self.rules
+            .iter()
+            .filter(|rule| matches!(rule.when, When::Always))
+            .filter_map(|rule| match rule.action {
+                Action::Errno(errno) => Some((rule, errno as i32)),
+                Action::KillProcess => None,
+            })
+            .flat_map(|(rule, errno)| {
+                rule.syscalls
+                    .iter()
+                    .filter(|name| native_number(name).is_some())
+                    .map(move |name| (name.clone(), errno))
+            })
+            .collect()
+    }
+}
+
+/// Validates one rule of the file; `first_rule_of` maps each syscall seen so far to the
+/// rule that named it.
+fn validate_rule(
+    index: usize,
+    rule: RuleFile,
+    first_rule_of: &mut BTreeMap<String, usize>,
+) -> Result<Rule, SeccompError> {
+    let invalid = |problem: String| SeccompError::InvalidRule {
+        rule: index,
+        problem,
+    };
+    if rule.syscalls.is_empty() {
+        return Err(invalid("it names no syscalls".into()));
+    }
+    for name in &rule.syscalls {
+        if !is_known_syscall(name) {
+            return Err(SeccompError::UnknownSyscall {
+                rule: index,
+                name: name.clone(),
+            });
+        }
+        if let Some(&first) = first_rule_of.get(name) {
+            return Err(SeccompError::DuplicateSyscall {
+                rule: index,
+                first,
+                name: name.clone(),
+            });
+        }
+        first_rule_of.insert(name.clone(), index);
+    }
+
+    let action = match rule.action {
+        ActionFile::Errno(name) => match errno_from_name(&name) {
+            Some(errno) => Action::Errno(errno),
+            None => return Err(SeccompError::UnknownErrno { rule: index, name }),
+        },
+        ActionFile::KillProcess => Action::KillProcess,
+    };
+
+    let conditions = |list: Vec<ConditionFile>, key: &str| {
+        if list.is_empty() {
+            return Err(invalid(format!("{key} is empty")));
+        }
+        list.into_iter()
+            .enumerate()
+            .map(|(position, condition)| {
+                validate_condition(condition)
+                    .map_err(|problem| invalid(format!("{key}[{position}]: {problem}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let when = match (rule.if_any, rule.if_all) {
+        (None, None) => When::Always,
+        (Some(list), None) => When::Any(conditions(list, "if_any")?),
+        (None, Some(list)) => When::All(conditions(list, "if_all")?),
+        (Some(_), Some(_)) => return Err(invalid("if_any and if_all cannot be combined".into())),
+    };
+
+    Ok(Rule {
+        syscalls: rule.syscalls,
+        action,
+        when,
+    })
+}
+
+/// Validates one argument condition and turns it into seccompiler's form.
+fn validate_condition(condition: ConditionFile) -> Result<SeccompCondition, String> {
+    const MAX_ARG: u8 = 5;
+    if condition.arg > MAX_ARG {
+        return Err(format!(
+            "arg {} is out of range 0..={MAX_ARG}",
+            condition.arg
+        ));
+    }
+    let (arg_len, limit) = match condition.width {
+        32 => (SeccompCmpArgLen::Dword, u64::from(u32::MAX)),
+        64 => (SeccompCmpArgLen::Qword, u64::MAX),
+        other => return Err(format!("width {other} is not 32 or 64")),
+    };
+    let value = condition.value.value()?;
+    if value > limit {
+        return Err(format!(
+            "value {value:#x} does not fit in {} bits",
+            condition.width
+        ));
+    }
+    let mask = condition.mask.as_ref().map(NumberFile::value).transpose()?;
+    let op = match (condition.op, mask) {
+        (OpFile::MaskedEq, None) => return Err("masked_eq needs a mask".into()),
+        (OpFile::MaskedEq, Some(mask)) if mask > limit => {
+            return Err(format!(
+                "mask {mask:#x} does not fit in {} bits",
+                condition.width
+            ));
+        }
+        (OpFile::MaskedEq, Some(mask)) if value & !mask != 0 => {
+            return Err(format!(
+                "value {value:#x} has bits outside mask {mask:#x}, so it never matches"
+            ));
+        }
+        (OpFile::MaskedEq, Some(mask)) => SeccompCmpOp::MaskedEq(mask),
+        (_, Some(_)) => return Err("mask belongs to masked_eq only".into()),
+        (OpFile::BitsSet, None) if value == 0 => {
+            return Err("bits_set needs a non-zero value".into())
+        }
+        (OpFile::BitsSet, None) => SeccompCmpOp::MaskedEq(value),
+        (OpFile::Eq, None) => SeccompCmpOp::Eq,
+        (OpFile::Ne, None) => SeccompCmpOp::Ne,
+        (OpFile::Lt, None) => SeccompCmpOp::Lt,
+        (OpFile::Le, None) => SeccompCmpOp::Le,
+        (OpFile::Gt, None) => SeccompCmpOp::Gt,
+        (OpFile::Ge, None) => SeccompCmpOp::Ge,
+    };
+    SeccompCondition::new(condition.arg, arg_len, op, value).map_err(|err| err.to_string())
+}
+
+/// The compiled filter: BPF programs ready to install, in installation order.
+///
+/// Cheap to clone; the zygote compiles it once and every sandbox installs the same
+/// programs.
+///
+/// ```
+/// let compiled = hatchery::seccomp::SeccompPolicy::default_policy().unwrap().compile().unwrap();
+/// assert!(compiled.programs().iter().all(|program| !program.is_empty()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct CompiledSeccomp {
+    programs: Vec<BpfProgram>,
+}
+
+impl CompiledSeccomp {
+    /// Installs the filters on the calling thread. Requires no_new_privs already set.
+    /// Fails closed.
+    ///
+    /// The filters are inherited by every thread and process created afterwards. The
+    /// sandbox sets no_new_privs as its own step so that a failure there is reported as
+    /// that step; seccompiler sets it again, which is harmless. If a program after the
+    /// first fails to install, the thread is left partly filtered and the error is
+    /// returned: the caller must not exec.
+    ///
+    /// ```no_run
+    /// let compiled = hatchery::seccomp::SeccompPolicy::default_policy().unwrap().compile().unwrap();
+    /// nix::sys::prctl::set_no_new_privs().unwrap();
+    /// compiled.apply().unwrap();
+    /// assert_eq!(nix::unistd::chroot("/"), Err(nix::errno::Errno::EPERM));
+    /// ```
+    pub fn apply(&self) -> Result<(), SysError> {
+        for program in &self.programs {
+            seccompiler::apply_filter(program).map_err(|err| match err {
+                seccompiler::Error::Prctl(io) => {
+                    SysError::from_io("prctl(PR_SET_NO_NEW_PRIVS)", None, &io)
+                }
+                seccompiler::Error::Seccomp(io) => {
+                    SysError::from_io("seccomp(SECCOMP_SET_MODE_FILTER)", None, &io)
+                }
+                // Not reachable (no program is empty, TSYNC is not asked for), but an
+                // unexpected failure must still fail the spawn.
+                _ => SysError::new("seccomp(SECCOMP_SET_MODE_FILTER)", Errno::EINVAL),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The BPF programs, in installation order.
+    pub fn programs(&self) -> &[BpfProgram] {
+        &self.programs
+    }
+}
+
+// Classic BPF, from linux/bpf_common.h and linux/filter.h.
+const BPF_LD: u16 = 0x00;
+const BPF_JMP: u16 = 0x05;
+const BPF_RET: u16 = 0x06;
+const BPF_W: u16 = 0x00;
+const BPF_ABS: u16 = 0x20;
+const BPF_JEQ: u16 = 0x10;
+const BPF_JGE: u16 = 0x30;
+const BPF_K: u16 = 0x00;
+
+// Offsets in `struct seccomp_data { int nr; __u32 arch; __u64 ip; __u64 args[6]; }`.
+const SECCOMP_DATA_NR: u32 = 0;
+const SECCOMP_DATA_ARCH: u32 = 4;
+
+// From linux/audit.h: EM_* | __AUDIT_ARCH_64BIT (0x80000000) | __AUDIT_ARCH_LE (0x40000000).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+const AUDIT_ARCH_AARCH64: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+
+/// `__X32_SYSCALL_BIT`: x86_64 syscall numbers at or above it use the x32 ABI.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+fn load(offset: u32) -> sock_filter {
+    sock_filter {
+        code: BPF_LD | BPF_W | BPF_ABS,
+        jt: 0,
+        jf: 0,
+        k: offset,
+    }
+}
+
+fn jump(op: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter {
+        code: BPF_JMP | op | BPF_K,
+        jt,
+        jf,
+        k,
+    }
+}
+
+fn ret(k: u32) -> sock_filter {
+    sock_filter {
+        code: BPF_RET | BPF_K,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+/// The ABI guard that heads the first program.
+///
+/// seccompiler's rules compare syscall numbers of the native ABI only, which a
+/// default-allow filter cannot leave at that:
+/// - a foreign architecture (on x86_64, the i386 ABI through `int 0x80`, which arrives
+///   with `AUDIT_ARCH_I386`) numbers its syscalls differently, so the denylist would
+///   miss them all. It gets `KILL_PROCESS`: seccompiler's own programs already return
+///   that on an architecture mismatch, and the kernel applies the most severe verdict of
+///   all installed filters, so anything milder here would be overridden anyway;
+/// - on x86_64, numbers with the x32 bit reach the same kernel functions under other
+///   numbers (`mount` is 165, x32 `mount` is 0x400000a5). They get `ERRNO(ENOSYS)`,
+///   what a kernel built without x32 support answers. On aarch64 such numbers are
+///   invalid anyway, and ENOSYS is what the kernel says to them too.
+///
+/// It uses only loads of `nr` and `arch`, JEQ, JGE and constant returns, which the
+/// kernel's seccomp action cache can evaluate ahead of time: syscalls whose verdict is
+/// "allow" whatever their arguments (most of them) stay cached and skip the filters.
+fn abi_guard(audit_arch: u32) -> Vec<sock_filter> {
+    vec![
+        load(SECCOMP_DATA_ARCH),
+        jump(BPF_JEQ, audit_arch, 1, 0),
+        ret(libc::SECCOMP_RET_KILL_PROCESS),
+        load(SECCOMP_DATA_NR),
+        jump(BPF_JGE, X32_SYSCALL_BIT, 0, 1),
+        ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+    ]
+}
+
+/// seccompiler's architecture and the audit value the kernel reports for it.
+fn native_arch() -> Result<(TargetArch, u32), SeccompError> {
+    #[cfg(target_arch = "x86_64")]
+    return Ok((TargetArch::x86_64, AUDIT_ARCH_X86_64));
+    #[cfg(target_arch = "aarch64")]
+    return Ok((TargetArch::aarch64, AUDIT_ARCH_AARCH64));
+    #[allow(unreachable_code)]
+    Err(SeccompError::UnsupportedArchitecture(
+        std::env::consts::ARCH,
+    ))
+}
+
+/// Errno names a policy may use.
+fn errno_from_name(name: &str) -> Option<Errno> {
+    Some(match name {
+        "EPERM" => Errno::EPERM,
+        "ENOENT" => Errno::ENOENT,
+        "ESRCH" => Errno::ESRCH,
+        "EINTR" => Errno::EINTR,
+        "EIO" => Errno::EIO,
+        "ENXIO" => Errno::ENXIO,
+        "E2BIG" => Errno::E2BIG,
+        "ENOEXEC" => Errno::ENOEXEC,
+        "EBADF" => Errno::EBADF,
+        "EAGAIN" => Errno::EAGAIN,
+        "ENOMEM" => Errno::ENOMEM,
+        "EACCES" => Errno::EACCES,
+        "EFAULT" => Errno::EFAULT,
+        "EBUSY" => Errno::EBUSY,
+        "EEXIST" => Errno::EEXIST,
+        "ENODEV" => Errno::ENODEV,
+        "EINVAL" => Errno::EINVAL,
+        "ENOTTY" => Errno::ENOTTY,
+        "ENOSPC" => Errno::ENOSPC,
+        "EROFS" => Errno::EROFS,
+        "ENOSYS" => Errno::ENOSYS,
+        "EOPNOTSUPP" => Errno::EOPNOTSUPP,
+        "EAFNOSUPPORT" => Errno::EAFNOSUPPORT,
+        "EPROTONOSUPPORT" => Errno::EPROTONOSUPPORT,
+        _ => return None,
+    })
+}
+
+/// The number of `name` on the running architecture.
+fn native_number(name: &str) -> Option<i64> {
+    NATIVE_SYSCALLS
+        .iter()
+        .find(|(sys_name, _)| sys_name.strip_prefix("SYS_") == Some(name))
+        .map(|&(_, number)| number)
+}
+
+/// Whether `name` is a syscall of the running or of another supported architecture.
+fn is_known_syscall(name: &str) -> bool {
+    native_number(name).is_some()
+        || FOREIGN_SYSCALLS
+            .iter()
+            .any(|sys_name| sys_name.strip_prefix("SYS_") == Some(name))
+}
+
+/// Builds the syscall tables from two lists of `libc::SYS_*` names: those both
+/// x86_64 and aarch64 have, and those only x86_64 has (aarch64 has none of its own).
+///
+/// `NATIVE_SYSCALLS` pairs each name of the running architecture with its number;
+/// `FOREIGN_SYSCALLS` lists the names known only on the other architecture, which a
+/// policy may name but which are skipped when compiling here.
+macro_rules! syscall_tables {
+    (both: { $($both:ident)* } x86_64_only: { $($x86:ident)* }) => {
+        #[cfg(target_arch = "x86_64")]
+        const NATIVE_SYSCALLS: &[(&str, i64)] =
+            &[$((stringify!($both), libc::$both as i64),)* $((stringify!($x86), libc::$x86 as i64),)*];
+        #[cfg(target_arch = "x86_64")]
+        const FOREIGN_SYSCALLS: &[&str] = &[];
+
+        #[cfg(target_arch = "aarch64")]
+        const NATIVE_SYSCALLS: &[(&str, i64)] = &[$((stringify!($both), libc::$both as i64),)*];
+        #[cfg(target_arch = "aarch64")]
+        const FOREIGN_SYSCALLS: &[&str] = &[$(stringify!($x86),)*];
+
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        const NATIVE_SYSCALLS: &[(&str, i64)] = &[];
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        const FOREIGN_SYSCALLS: &[&str] = &[$(stringify!($both),)* $(stringify!($x86),)*];
+    };
+}
+
+// The lists follow libc 0.2.191's syscall constants for x86_64 and aarch64 (libc does
+// not yet list `fchmodat2` for aarch64, so there it counts as foreign).
+syscall_tables! {
+    both: {
+        SYS_accept SYS_accept4 SYS_acct SYS_add_key SYS_adjtimex SYS_bind SYS_bpf SYS_brk
+        SYS_capget SYS_capset SYS_chdir SYS_chroot SYS_clock_adjtime SYS_clock_getres
+        SYS_clock_gettime SYS_clock_nanosleep SYS_clock_settime SYS_clone SYS_clone3 SYS_close
+        SYS_close_range SYS_connect SYS_copy_file_range SYS_delete_module SYS_dup SYS_dup3
+        SYS_epoll_create1 SYS_epoll_ctl SYS_epoll_pwait SYS_epoll_pwait2 SYS_eventfd2 SYS_execve
+        SYS_execveat SYS_exit SYS_exit_group SYS_faccessat SYS_faccessat2 SYS_fadvise64
+        SYS_fallocate SYS_fanotify_init SYS_fanotify_mark SYS_fchdir SYS_fchmod SYS_fchmodat
+        SYS_fchown SYS_fchownat SYS_fcntl SYS_fdatasync SYS_fgetxattr SYS_finit_module
+        SYS_flistxattr SYS_flock SYS_fremovexattr SYS_fsconfig SYS_fsetxattr SYS_fsmount
+        SYS_fsopen SYS_fspick SYS_fstat SYS_fstatfs SYS_fsync SYS_ftruncate SYS_futex
+        SYS_futex_waitv SYS_get_mempolicy SYS_get_robust_list SYS_getcpu SYS_getcwd
+        SYS_getdents64 SYS_getegid SYS_geteuid SYS_getgid SYS_getgroups SYS_getitimer
+        SYS_getpeername SYS_getpgid SYS_getpid SYS_getppid SYS_getpriority SYS_getrandom
+        SYS_getresgid SYS_getresuid SYS_getrlimit SYS_getrusage SYS_getsid SYS_getsockname
+        SYS_getsockopt SYS_gettid SYS_gettimeofday SYS_getuid SYS_getxattr SYS_init_module
+        SYS_inotify_add_watch SYS_inotify_init1 SYS_inotify_rm_watch SYS_io_cancel
+        SYS_io_destroy SYS_io_getevents SYS_io_setup SYS_io_submit SYS_io_uring_enter
+        SYS_io_uring_register SYS_io_uring_setup SYS_ioctl SYS_ioprio_get SYS_ioprio_set
+        SYS_kcmp SYS_kexec_file_load SYS_kexec_load SYS_keyctl SYS_kill SYS_landlock_add_rule
+        SYS_landlock_create_ruleset SYS_landlock_restrict_self SYS_lgetxattr SYS_linkat
+        SYS_listen SYS_listxattr SYS_llistxattr SYS_lookup_dcookie SYS_lremovexattr SYS_lseek
+        SYS_lsetxattr SYS_madvise SYS_mbind SYS_membarrier SYS_memfd_create SYS_memfd_secret
+        SYS_migrate_pages SYS_mincore SYS_mkdirat SYS_mknodat SYS_mlock SYS_mlock2 SYS_mlockall
+        SYS_mmap SYS_mount SYS_mount_setattr SYS_move_mount SYS_move_pages SYS_mprotect
+        SYS_mq_getsetattr SYS_mq_notify SYS_mq_open SYS_mq_timedreceive SYS_mq_timedsend
+        SYS_mq_unlink SYS_mremap SYS_mseal SYS_msgctl SYS_msgget SYS_msgrcv SYS_msgsnd SYS_msync
+        SYS_munlock SYS_munlockall SYS_munmap SYS_name_to_handle_at SYS_nanosleep SYS_newfstatat
+        SYS_nfsservctl SYS_open_by_handle_at SYS_open_tree SYS_openat SYS_openat2
+        SYS_perf_event_open SYS_personality SYS_pidfd_getfd SYS_pidfd_open SYS_pidfd_send_signal
+        SYS_pipe2 SYS_pivot_root SYS_pkey_alloc SYS_pkey_free SYS_pkey_mprotect SYS_ppoll
+        SYS_prctl SYS_pread64 SYS_preadv SYS_preadv2 SYS_prlimit64 SYS_process_madvise
+        SYS_process_mrelease SYS_process_vm_readv SYS_process_vm_writev SYS_pselect6 SYS_ptrace
+        SYS_pwrite64 SYS_pwritev SYS_pwritev2 SYS_quotactl SYS_quotactl_fd SYS_read
+        SYS_readahead SYS_readlinkat SYS_readv SYS_reboot SYS_recvfrom SYS_recvmmsg SYS_recvmsg
+        SYS_remap_file_pages SYS_removexattr SYS_renameat SYS_renameat2 SYS_request_key
+        SYS_restart_syscall SYS_rseq SYS_rt_sigaction SYS_rt_sigpending SYS_rt_sigprocmask
+        SYS_rt_sigqueueinfo SYS_rt_sigreturn SYS_rt_sigsuspend SYS_rt_sigtimedwait
+        SYS_rt_tgsigqueueinfo SYS_sched_get_priority_max SYS_sched_get_priority_min
+        SYS_sched_getaffinity SYS_sched_getattr SYS_sched_getparam SYS_sched_getscheduler
+        SYS_sched_rr_get_interval SYS_sched_setaffinity SYS_sched_setattr SYS_sched_setparam
+        SYS_sched_setscheduler SYS_sched_yield SYS_seccomp SYS_semctl SYS_semget SYS_semop
+        SYS_semtimedop SYS_sendfile SYS_sendmmsg SYS_sendmsg SYS_sendto SYS_set_mempolicy
+        SYS_set_mempolicy_home_node SYS_set_robust_list SYS_set_tid_address SYS_setdomainname
+        SYS_setfsgid SYS_setfsuid SYS_setgid SYS_setgroups SYS_sethostname SYS_setitimer
+        SYS_setns SYS_setpgid SYS_setpriority SYS_setregid SYS_setresgid SYS_setresuid
+        SYS_setreuid SYS_setrlimit SYS_setsid SYS_setsockopt SYS_settimeofday SYS_setuid
+        SYS_setxattr SYS_shmat SYS_shmctl SYS_shmdt SYS_shmget SYS_shutdown SYS_sigaltstack
+        SYS_signalfd4 SYS_socket SYS_socketpair SYS_splice SYS_statfs SYS_statx SYS_swapoff
+        SYS_swapon SYS_symlinkat SYS_sync SYS_sync_file_range SYS_syncfs SYS_sysinfo SYS_syslog
+        SYS_tee SYS_tgkill SYS_timer_create SYS_timer_delete SYS_timer_getoverrun
+        SYS_timer_gettime SYS_timer_settime SYS_timerfd_create SYS_timerfd_gettime
+        SYS_timerfd_settime SYS_times SYS_tkill SYS_truncate SYS_umask SYS_umount2 SYS_uname
+        SYS_unlinkat SYS_unshare SYS_userfaultfd SYS_utimensat SYS_vhangup SYS_vmsplice
+        SYS_wait4 SYS_waitid SYS_write SYS_writev
+    }
+    x86_64_only: {
+        SYS__sysctl SYS_access SYS_afs_syscall SYS_alarm SYS_arch_prctl SYS_chmod SYS_chown
+        SYS_creat SYS_dup2 SYS_epoll_create SYS_epoll_ctl_old SYS_epoll_wait SYS_epoll_wait_old
+        SYS_eventfd SYS_fchmodat2 SYS_fork SYS_futimesat SYS_get_thread_area SYS_getdents
+        SYS_getpgrp SYS_getpmsg SYS_inotify_init SYS_ioperm SYS_iopl SYS_lchown SYS_link
+        SYS_lstat SYS_mkdir SYS_mknod SYS_modify_ldt SYS_open SYS_pause SYS_pipe SYS_poll
+        SYS_putpmsg SYS_readlink SYS_rename SYS_rmdir SYS_security SYS_select
+        SYS_set_thread_area SYS_signalfd SYS_stat SYS_symlink SYS_sysfs SYS_time SYS_tuxcall
+        SYS_unlink SYS_uselib SYS_ustat SYS_utime SYS_utimes SYS_vfork SYS_vserver
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs classic BPF the way the kernel runs a seccomp program, for the few
+    /// instructions seccompiler and the guard emit.
+    fn run(program: &[sock_filter], nr: i32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = Vec::with_capacity(64);
+        data.extend_from_slice(&nr.to_ne_bytes());
+        data.extend_from_slice(&arch.to_ne_bytes());
+        data.extend_from_slice(&0u64.to_ne_bytes());
+        for arg in args {
+            data.extend_from_slice(&arg.to_ne_bytes());
+        }
+        let mut accumulator = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let insn = &program[pc];
+            pc += 1;
+            match insn.code {
+                0x20 => {
+                    let at = insn.k as usize;
+                    accumulator = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                0x54 => accumulator &= insn.k,
+                0x05 => pc += insn.k as usize,
+                0x15 | 0x25 | 0x35 => {
+                    let taken = match insn.code {
+                        0x15 => accumulator == insn.k,
+                        0x25 => accumulator > insn.k,
+                        _ => accumulator >= insn.k,
+                    };
+                    pc += usize::from(if taken { insn.jt } else { insn.jf });
+                }
+                0x06 => return insn.k,
+                code => panic!("instruction {code:#x} not emulated"),
+            }
+        }
+    }
+
+    /// The verdict of a stack of programs: the kernel runs them all and keeps the most
+    /// severe action (lowest as a signed number); on a tie, the newest filter's.
+    fn verdict(compiled: &CompiledSeccomp, nr: i64, arch: u32, args: [u64; 6]) -> u32 {
+        let nr = i32::try_from(nr).unwrap();
+        let mut best: Option<u32> = None;
+        for program in compiled.programs().iter().rev() {
+            let result = run(program, nr, arch, args);
+            let severity = |value: u32| (value & 0xffff_0000) as i32;
+            if best.map_or(true, |best| severity(result) < severity(best)) {
+                best = Some(result);
+            }
+        }
+        best.unwrap()
+    }
+
+    fn default_compiled() -> CompiledSeccomp {
+        SeccompPolicy::default_policy().unwrap().compile().unwrap()
+    }
+
+    fn one_rule(rule: &str) -> Result<SeccompPolicy, SeccompError> {
+        SeccompPolicy::from_json(&format!(r#"{{"version": 1, "rules": [{rule}]}}"#))
+    }
+
+    const ALLOW: u32 = 0x7fff_0000;
+    const EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
+    const ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
+    const KILL_PROCESS: u32 = 0x8000_0000;
+
+    #[test]
+    fn default_policy_parses_and_compiles() {
+        let policy = SeccompPolicy::default_policy().unwrap();
+        assert!(policy.rules.len() >= 10);
+        let compiled = policy.compile().unwrap();
+        // EPERM and ENOSYS: one program per distinct action.
+        assert_eq!(compiled.programs().len(), 2);
+        for program in compiled.programs() {
+            assert!(program.len() > abi_guard(AUDIT_ARCH_X86_64).len());
+            assert!(program.len() <= BPF_MAX_INSTRUCTIONS);
+            assert_eq!(
+                program.last(),
+                Some(&ret(ALLOW)),
+                "a denylist ends in allow"
+            );
+        }
+    }
+
+    #[test]
+    fn blocked_syscalls_lists_the_unconditional_rules() {
+        let blocked = SeccompPolicy::default_policy().unwrap().blocked_syscalls();
+        let has = |name: &str, errno: i32| blocked.contains(&(name.to_string(), errno));
+        assert!(has("mount", libc::EPERM));
+        assert!(has("chroot", libc::EPERM));
+        assert!(has("unshare", libc::EPERM));
+        assert!(has("clone3", libc::ENOSYS));
+        assert!(has("io_uring_setup", libc::EPERM));
+        #[cfg(target_arch = "x86_64")]
+        assert!(has("iopl", libc::EPERM));
+        for allowed in [
+            "read",
+            "clone",
+            "ioctl",
+            "personality",
+            "close_range",
+            "faccessat2",
+        ] {
+            assert!(
+                !blocked.iter().any(|(name, _)| name == allowed),
+                "{allowed} listed"
+            );
+        }
+        let mut names: Vec<_> = blocked.iter().map(|(name, _)| name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), blocked.len(), "a syscall listed twice");
+    }
+
+    #[test]
+    fn unknown_syscall_is_rejected() {
+        let err = one_rule(r#"{"syscalls": ["mount", "foo"], "action": {"errno": "EPERM"}}"#)
+            .unwrap_err();
+        assert!(
+            matches!(&err, SeccompError::UnknownSyscall { rule: 0, name } if name == "foo"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), r#"unknown syscall name "foo" in rules[0]"#);
+        // Names are exact: no prefix, no other case.
+        for name in ["SYS_mount", "Mount", ""] {
+            let rule = format!(r#"{{"syscalls": ["{name}"], "action": {{"errno": "EPERM"}}}}"#);
+            assert!(
+                matches!(one_rule(&rule), Err(SeccompError::UnknownSyscall { .. })),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn syscall_of_another_architecture_is_accepted_and_skipped_when_absent() {
+        let policy =
+            one_rule(r#"{"syscalls": ["iopl", "mount"], "action": {"errno": "EPERM"}}"#).unwrap();
+        let names: Vec<_> = policy
+            .blocked_syscalls()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(names, ["iopl", "mount"]);
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(names, ["mount"]);
+    }
+
+    #[test]
+    fn unknown_errno_is_rejected() {
+        let err =
+            one_rule(r#"{"syscalls": ["mount"], "action": {"errno": "EWHATEVER"}}"#).unwrap_err();
+        assert!(
+            matches!(&err, SeccompError::UnknownErrno { name, .. } if name == "EWHATEVER"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            r#"unknown errno name "EWHATEVER" in rules[0]"#
+        );
+        let lowercase = one_rule(r#"{"syscalls": ["mount"], "action": {"errno": "eperm"}}"#);
+        assert!(matches!(lowercase, Err(SeccompError::UnknownErrno { .. })));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_shapes_are_rejected() {
+        let cases = [
+            r#"{"version": 1, "rules": [], "default": "allow"}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": {"errno": "EPERM"}, "args": []}]}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["ioctl"], "action": {"errno": "EPERM"},
+                "if_any": [{"arg": 1, "width": 32, "op": "eq", "value": 1, "index": 2}]}]}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": {"errno": "EPERM", "x": 1}}]}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": "allow"}]}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["mount"]}]}"#,
+            r#"{"rules": []}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["ioctl"], "action": {"errno": "EPERM"},
+                "if_any": [{"arg": 1, "width": 32, "op": "is", "value": 1}]}]}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["ioctl"], "action": {"errno": "EPERM"},
+                "if_any": [{"arg": 1, "width": 32, "op": "eq", "value": -1}]}]}"#,
+            "not json",
+        ];
+        for case in cases {
+            let err = SeccompPolicy::from_json(case).unwrap_err();
+            assert!(matches!(err, SeccompError::Json(_)), "{case}: {err:?}");
+            assert_eq!(err.to_string(), "invalid seccomp policy json");
+            assert!(std::error::Error::source(&err).is_some());
+        }
+    }
+
+    #[test]
+    fn version_must_be_one() {
+        let err = SeccompPolicy::from_json(r#"{"version": 2, "rules": []}"#).unwrap_err();
+        assert!(matches!(err, SeccompError::Version(2)), "{err:?}");
+    }
+
+    #[test]
+    fn a_syscall_may_appear_in_one_rule_only() {
+        let text = r#"{"version": 1, "rules": [
+            {"syscalls": ["mount", "chroot"], "action": {"errno": "EPERM"}},
+            {"syscalls": ["chroot"], "action": {"errno": "ENOSYS"}}]}"#;
+        let err = SeccompPolicy::from_json(text).unwrap_err();
+        assert!(
+            matches!(&err, SeccompError::DuplicateSyscall { rule: 1, first: 0, name } if name == "chroot"),
+            "{err:?}"
+        );
+        let twice = one_rule(r#"{"syscalls": ["mount", "mount"], "action": {"errno": "EPERM"}}"#);
+        assert!(matches!(
+            twice,
+            Err(SeccompError::DuplicateSyscall {
+                rule: 0,
+                first: 0,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn conditions_that_cannot_work_are_rejected() {
+        let cases = [
+            (r#""if_any": []"#, "if_any is empty"),
+            (
+                r#""if_any": [{"arg": 6, "width": 32, "op": "eq", "value": 1}]"#,
+                "out of range",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 16, "op": "eq", "value": 1}]"#,
+                "not 32 or 64",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 32, "op": "eq", "value": "0x100000000"}]"#,
+                "does not fit",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 32, "op": "eq", "value": "0xzz"}]"#,
+                "invalid number",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 32, "op": "eq", "value": 1, "mask": 1}]"#,
+                "masked_eq only",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 32, "op": "masked_eq", "value": 1}]"#,
+                "needs a mask",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 64, "op": "masked_eq", "value": 3, "mask": 1}]"#,
+                "never matches",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 32, "op": "bits_set", "value": 0}]"#,
+                "non-zero",
+            ),
+            (
+                r#""if_any": [{"arg": 1, "width": 32, "op": "eq", "value": 1}],
+                   "if_all": [{"arg": 1, "width": 32, "op": "eq", "value": 2}]"#,
+                "cannot be combined",
+            ),
+        ];
+        for (conditions, expected) in cases {
+            let rule = format!(
+                r#"{{"syscalls": ["ioctl"], "action": {{"errno": "EPERM"}}, {conditions}}}"#
+            );
+            let err = one_rule(&rule).unwrap_err();
+            assert!(
+                matches!(err, SeccompError::InvalidRule { rule: 0, .. }),
+                "{conditions}: {err:?}"
+            );
+            assert!(err.to_string().contains(expected), "{conditions}: {err}");
+        }
+        let empty = one_rule(r#"{"syscalls": [], "action": {"errno": "EPERM"}}"#).unwrap_err();
+        assert!(empty.to_string().contains("names no syscalls"), "{empty}");
+    }
+
+    #[test]
+    fn numbers_may_be_decimal_hex_or_integers() {
+        for value in [r#""0x5412""#, r#""0X5412""#, r#""21522""#, "21522"] {
+            let rule = format!(
+                r#"{{"syscalls": ["ioctl"], "action": {{"errno": "EPERM"}},
+                    "if_any": [{{"arg": 1, "width": 32, "op": "eq", "value": {value}}}]}}"#
+            );
+            let compiled = one_rule(&rule).unwrap().compile().unwrap();
+            let (_, audit_arch) = native_arch().unwrap();
+            assert_eq!(
+                verdict(
+                    &compiled,
+                    libc::SYS_ioctl,
+                    audit_arch,
+                    [0, 0x5412, 0, 0, 0, 0]
+                ),
+                EPERM
+            );
+        }
+    }
+
+    #[test]
+    fn bpf_constants_match_the_kernel_headers() {
+        assert_eq!(BPF_LD | BPF_W | BPF_ABS, 0x20);
+        assert_eq!(BPF_JMP | BPF_JEQ | BPF_K, 0x15);
+        assert_eq!(BPF_JMP | BPF_JGE | BPF_K, 0x35);
+        assert_eq!(BPF_RET | BPF_K, 0x06);
+        assert_eq!(libc::SECCOMP_RET_ERRNO, 0x0005_0000);
+        assert_eq!(libc::SECCOMP_RET_KILL_PROCESS, 0x8000_0000);
+        assert_eq!(libc::SECCOMP_RET_ALLOW, 0x7fff_0000);
+        assert_eq!(AUDIT_ARCH_X86_64, 0xC000_003E);
+        assert_eq!(AUDIT_ARCH_AARCH64, 0xC000_00B7);
+    }
+
+    #[test]
+    fn abi_guard_heads_the_first_program() {
+        let guard = abi_guard(0xC000_003E);
+        let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+        assert_eq!(
+            guard,
+            vec![
+                insn(0x20, 0, 0, 4),                // A = seccomp_data.arch
+                insn(0x15, 1, 0, 0xC000_003E),      // native: skip the kill
+                insn(0x06, 0, 0, 0x8000_0000),      // foreign ABI: KILL_PROCESS
+                insn(0x20, 0, 0, 0),                // A = seccomp_data.nr
+                insn(0x35, 0, 1, 0x4000_0000),      // x32 bit (or a negative nr)?
+                insn(0x06, 0, 0, 0x0005_0000 | 38), // ... ERRNO(ENOSYS)
+            ]
+        );
+        let compiled = default_compiled();
+        let (_, audit_arch) = native_arch().unwrap();
+        let guard = abi_guard(audit_arch);
+        assert_eq!(compiled.programs()[0][..guard.len()], guard[..]);
+        // The others start with seccompiler's own arch check, not with the guard.
+        for program in &compiled.programs()[1..] {
+            assert_eq!(program[0], load(SECCOMP_DATA_ARCH));
+            assert_ne!(program[..guard.len()], guard[..]);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_compiled_default_gives_the_expected_verdicts() {
+        const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+        let compiled = default_compiled();
+        let x86 = |nr: i64, args: [u64; 6]| verdict(&compiled, nr, AUDIT_ARCH_X86_64, args);
+        let none = [0; 6];
+
+        assert_eq!(x86(libc::SYS_read, none), ALLOW);
+        assert_eq!(x86(libc::SYS_close_range, none), ALLOW);
+        assert_eq!(x86(libc::SYS_faccessat2, none), ALLOW);
+        assert_eq!(x86(libc::SYS_mount, none), EPERM);
+        assert_eq!(x86(libc::SYS_umount2, none), EPERM);
+        assert_eq!(x86(libc::SYS_chroot, none), EPERM);
+        assert_eq!(x86(libc::SYS_ptrace, none), EPERM);
+        assert_eq!(x86(libc::SYS_io_uring_setup, none), EPERM);
+        assert_eq!(x86(libc::SYS_clone3, none), ENOSYS);
+
+        // clone: threads and forks pass, any namespace flag does not.
+        let thread = 0x003d_0f00;
+        let fork = 0x0120_0011; // CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | SIGCHLD
+        assert_eq!(x86(libc::SYS_clone, [thread, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(x86(libc::SYS_clone, [fork, 0, 0, 0, 0, 0]), ALLOW);
+        for flag in [
+            0x20000,
+            0x0200_0000,
+            0x0400_0000,
+            0x0800_0000,
+            0x1000_0000,
+            0x2000_0000,
+            0x4000_0000,
+            0x80,
+        ] {
+            assert_eq!(
+                x86(libc::SYS_clone, [fork | flag, 0, 0, 0, 0, 0]),
+                EPERM,
+                "{flag:#x}"
+            );
+        }
+
+        // ioctl: TIOCSTI and TIOCLINUX, also with junk in the upper half the kernel drops.
+        assert_eq!(x86(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            x86(libc::SYS_ioctl, [0, 0xffff_ffff_0000_5412, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(x86(libc::SYS_ioctl, [0, 0x541C, 0, 0, 0, 0]), EPERM);
+        assert_eq!(x86(libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]), ALLOW); // TCGETS
+
+        // personality: the default persona and the query pass, ADDR_NO_RANDOMIZE does not.
+        for allowed in [0, 0x8, 0x20000, 0x20008, 0xffff_ffff] {
+            assert_eq!(
+                x86(libc::SYS_personality, [allowed, 0, 0, 0, 0, 0]),
+                ALLOW,
+                "{allowed:#x}"
+            );
+        }
+        assert_eq!(
+            x86(libc::SYS_personality, [0x0040000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            x86(libc::SYS_personality, [0x0400000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
+
+        // Foreign ABIs: x32 numbers and the i386 ABI.
+        assert_eq!(x86(libc::SYS_mount | 0x4000_0000, none), ENOSYS);
+        assert_eq!(x86(libc::SYS_read | 0x4000_0000, none), ENOSYS);
+        assert_eq!(x86(-1, none), ENOSYS);
+        assert_eq!(verdict(&compiled, 3, AUDIT_ARCH_I386, none), KILL_PROCESS);
+    }
+
+    #[test]
+    fn kill_process_rules_and_empty_policies_compile() {
+        let policy = one_rule(r#"{"syscalls": ["ptrace"], "action": "kill_process"}"#).unwrap();
+        assert!(policy.blocked_syscalls().is_empty());
+        let compiled = policy.compile().unwrap();
+        assert_eq!(compiled.programs().len(), 1);
+        let (_, audit_arch) = native_arch().unwrap();
+        assert_eq!(
+            verdict(&compiled, libc::SYS_ptrace, audit_arch, [0; 6]),
+            KILL_PROCESS
+        );
+        assert_eq!(
+            verdict(&compiled, libc::SYS_read, audit_arch, [0; 6]),
+            ALLOW
+        );
+
+        // No rules at all still guards the ABI.
+        let empty = SeccompPolicy::from_json(r#"{"version": 1, "rules": []}"#)
+            .unwrap()
+            .compile()
+            .unwrap();
+        assert_eq!(empty.programs().len(), 1);
+        assert_eq!(empty.programs()[0].len(), abi_guard(audit_arch).len() + 1);
+        assert_eq!(verdict(&empty, libc::SYS_read, audit_arch, [0; 6]), ALLOW);
+        assert_eq!(
+            verdict(&empty, libc::SYS_read | 0x4000_0000, audit_arch, [0; 6]),
+            ENOSYS
+        );
+    }
+
+    #[test]
+    fn if_all_needs_every_condition() {
+        let policy = one_rule(
+            r#"{"syscalls": ["socket"], "action": {"errno": "EAFNOSUPPORT"}, "if_all": [
+                {"arg": 0, "width": 32, "op": "ne", "value": 1},
+                {"arg": 0, "width": 32, "op": "ne", "value": 2}]}"#,
+        )
+        .unwrap();
+        let compiled = policy.compile().unwrap();
+        let (_, audit_arch) = native_arch().unwrap();
+        let socket = |family| {
+            verdict(
+                &compiled,
+                libc::SYS_socket,
+                audit_arch,
+                [family, 0, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(socket(1), ALLOW);
+        assert_eq!(socket(2), ALLOW);
+        assert_eq!(socket(10), 0x0005_0000 | libc::EAFNOSUPPORT as u32);
+    }
+
+    /// Set in the environment of the re-executed test binary: `filtered` applies the
+    /// default policy before probing, `control` probes without it.
+    const PROBE_ENV: &str = "HATCHERY_SECCOMP_PROBE";
+
+    const PROBE_PATH: &str = "/nonexistent-hatchery-seccomp-probe";
+
+    /// The probe: runs in a fresh process (this test binary, re-executed), applies the
+    /// policy unless it is the control run, tries blocked and allowed operations, prints
+    /// one line per check and exits 0 only if all of them came out as expected.
+    fn probe(filtered: bool) -> ! {
+        use nix::sched::CloneFlags;
+        use std::io::Write;
+        use std::time::Instant;
+
+        let mut failures = 0;
+        let mut check = |what: &str, got: nix::Result<()>, want: nix::Result<()>| {
+            let verdict = if got == want { "ok" } else { "FAIL" };
+            if got != want {
+                failures += 1;
+            }
+            println!("{verdict} {what}: got {got:?}, want {want:?}");
+        };
+        let blocked = |unfiltered: Errno| Err(if filtered { Errno::EPERM } else { unfiltered });
+        // The harness has printed "test ... " without a newline.
+        println!();
+
+        if filtered {
+            let started = Instant::now();
+            let compiled = default_compiled();
+            let compiled_in = started.elapsed();
+            check(
+                "set_no_new_privs",
+                nix::sys::prctl::set_no_new_privs(),
+                Ok(()),
+            );
+            let started = Instant::now();
+            let applied = compiled.apply().map_err(|err| err.errno());
+            let applied_in = started.elapsed();
+            check("apply", applied, Ok(()));
+            println!("timing: compile {compiled_in:?}, apply {applied_in:?}");
+        }
+        check(
+            "umount",
+            nix::mount::umount(PROBE_PATH),
+            blocked(Errno::ENOENT),
+        );
+        check(
+            "chroot",
+            nix::unistd::chroot(PROBE_PATH),
+            blocked(Errno::ENOENT),
+        );
+        let unshare = nix::sched::unshare(CloneFlags::empty());
+        check(
+            "unshare(0)",
+            unshare,
+            if filtered { Err(Errno::EPERM) } else { Ok(()) },
+        );
+        if filtered {
+            // Unfiltered this would fork; the child leaves at once.
+            let clone3 = match crate::sys::clone3(0) {
+                Ok(crate::sys::Cloned::Child) => crate::sys::exit_now(0),
+                Ok(crate::sys::Cloned::Parent { .. }) => Ok(()),
+                Err(err) => Err(err.errno()),
+            };
+            check("clone3", clone3, Err(Errno::ENOSYS));
+        }
+        let thread = std::thread::spawn(|| 42).join();
+        check(
+            "thread",
+            if thread.ok() == Some(42) {
+                Ok(())
+            } else {
+                Err(Errno::EIO)
+            },
+            Ok(()),
+        );
+        let child = std::process::Command::new("/bin/true").status();
+        let child = match child {
+            Ok(status) if status.success() => Ok(()),
+            Ok(_) => Err(Errno::ECHILD),
+            Err(err) => Err(Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))),
+        };
+        check("spawn /bin/true", child, Ok(()));
+
+        println!(
+            "probe verdict: {}",
+            if failures == 0 { "pass" } else { "fail" }
+        );
+        let _ = std::io::stdout().flush();
+        std::process::exit(if failures == 0 { 0 } else { 1 })
+    }
+
+    #[test]
+    fn default_policy_holds_in_a_child() {
+        match std::env::var(PROBE_ENV).as_deref() {
+            Ok("filtered") => probe(true),
+            Ok("control") => probe(false),
+            _ => {}
+        }
+        let module = module_path!();
+        let module = module.split_once("::").map_or(module, |(_, rest)| rest);
+        let test_name = format!("{module}::default_policy_holds_in_a_child");
+        let exe = std::env::current_exe().unwrap();
+        // The control run proves the probe can tell: without the filter the same calls
+        // give other answers.
+        for mode in ["control", "filtered"] {
+            let output = std::process::Command::new(&exe)
+                .args(["--exact", &test_name, "--nocapture", "--test-threads=1"])
+                .env(PROBE_ENV, mode)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            println!("{mode} probe:\n{stdout}");
+            assert!(
+                output.status.success() && stdout.contains("probe verdict: pass"),
+                "{mode} probe failed ({}):\n{stdout}\n{stderr}",
+                output.status
+            );
+        }
+    }
+}
