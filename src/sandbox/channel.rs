@@ -1,0 +1,142 @@
+//! The typed channel between the zygote and one sandbox's init: one `SOCK_SEQPACKET`
+//! socketpair per child, postcard messages on it, and methods named after protocol steps.
+//!
+//! The zygote end lives in the zygote; the sandbox end in the sandbox init (never in the
+//! workload: it is close-on-exec and the init keeps the only copy).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use super::SetupError;
+use crate::protocol::{self, ExitStatus, ProtocolError};
+use crate::sys::{Context, SysError};
+
+/// Zygote → sandbox.
+#[derive(Debug, Serialize, Deserialize)]
+enum ToSandbox {
+    /// The uid/gid maps are written: setup may start.
+    IdMapsWritten,
+}
+
+/// Sandbox → zygote.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromSandbox {
+    /// A setup step failed; the init exits without running the workload.
+    SetupFailed(SetupError),
+    /// The workload's `execve` succeeded.
+    Execed,
+    /// The workload's `execve` failed with this errno.
+    ExecFailed(i32),
+    /// The workload ended so; the init exits next.
+    WorkloadExited(ExitStatus),
+}
+
+/// Creates the socketpair: (zygote end, sandbox end), both close-on-exec.
+pub fn pair() -> Result<(ZygoteEnd, SandboxEnd), SysError> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .op("socketpair")?;
+    Ok((ZygoteEnd(a), SandboxEnd(b)))
+}
+
+/// The zygote's end of one sandbox's channel.
+#[derive(Debug)]
+pub struct ZygoteEnd(OwnedFd);
+
+impl ZygoteEnd {
+    /// Tells the sandbox that its id maps are in place.
+    pub fn id_maps_written(&self) -> Result<(), ProtocolError> {
+        protocol::send(self.0.as_fd(), &ToSandbox::IdMapsWritten, &[])
+    }
+
+    /// Reads one pending report without blocking.
+    pub fn try_report(&self, buf: &mut protocol::RecvBuffer) -> Result<Pending, ProtocolError> {
+        match protocol::recv::<FromSandbox>(self.0.as_fd(), buf, true) {
+            Ok(Some((report, _fds))) => Ok(Pending::Report(report)),
+            Ok(None) => Ok(Pending::Closed),
+            Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EAGAIN => {
+                Ok(Pending::Nothing)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What [`ZygoteEnd::try_report`] found.
+#[derive(Debug)]
+pub enum Pending {
+    /// A report.
+    Report(FromSandbox),
+    /// Nothing yet.
+    Nothing,
+    /// The sandbox's init has closed its end (it has exited or is exiting).
+    Closed,
+}
+
+impl AsFd for ZygoteEnd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// The sandbox init's end of the channel.
+#[derive(Debug)]
+pub struct SandboxEnd(OwnedFd);
+
+impl SandboxEnd {
+    /// Blocks until the zygote has written the id maps. An error or a closed channel means
+    /// the zygote gave up on this child.
+    pub fn wait_for_id_maps(&self) -> Result<(), SysError> {
+        let mut buf = protocol::RecvBuffer::new();
+        match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
+            Ok(Some((ToSandbox::IdMapsWritten, _))) => Ok(()),
+            Ok(None) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPIPE)),
+            Err(ProtocolError::Io(e)) => Err(e),
+            Err(_) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPROTO)),
+        }
+    }
+
+    /// Reports a failed setup step.
+    pub fn report_failure(&self, error: SetupError) {
+        // Nothing more can be done if the zygote is gone; the init exits next anyway.
+        let _ = protocol::send(self.0.as_fd(), &FromSandbox::SetupFailed(error), &[]);
+    }
+
+    /// Reports how the workload's `execve` went.
+    pub fn report_exec(&self, errno: Option<i32>) {
+        let report = match errno {
+            None => FromSandbox::Execed,
+            Some(errno) => FromSandbox::ExecFailed(errno),
+        };
+        let _ = protocol::send(self.0.as_fd(), &report, &[]);
+    }
+
+    /// Reports how the workload ended.
+    pub fn report_exit(&self, status: ExitStatus) {
+        let _ = protocol::send(self.0.as_fd(), &FromSandbox::WorkloadExited(status), &[]);
+    }
+}
+
+impl From<OwnedFd> for SandboxEnd {
+    fn from(fd: OwnedFd) -> Self {
+        SandboxEnd(fd)
+    }
+}
+
+impl From<SandboxEnd> for OwnedFd {
+    fn from(end: SandboxEnd) -> Self {
+        end.0
+    }
+}
+
+impl AsFd for SandboxEnd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}

@@ -1,0 +1,78 @@
+//! Workload side: the last step, `execve`, with a `PATH` search done inside the sandbox.
+
+use std::ffi::CString;
+
+use nix::errno::Errno;
+
+use crate::protocol::{Command, SpawnRequest};
+
+/// The search path when the request's environment has no `PATH` (what `execvp` uses).
+const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
+
+/// The program, argv and environment as C strings, built before the point of no return.
+pub struct ExecArgs {
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl ExecArgs {
+    /// Prepares the exec of `request`. Fails with `EINVAL` on an interior NUL byte.
+    pub fn new(request: &SpawnRequest) -> Result<ExecArgs, Errno> {
+        let Command::Exec { program, argv } = &request.command;
+        let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| Errno::EINVAL);
+        let argv = argv
+            .iter()
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = request
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let program = program.as_bytes();
+        let candidates = if program.contains(&b'/') {
+            vec![cstring(program)?]
+        } else {
+            let path = request
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k.as_bytes() == b"PATH")
+                .map(|(_, v)| v.as_bytes())
+                .unwrap_or(DEFAULT_PATH);
+            path.split(|&b| b == b':')
+                .map(|dir| if dir.is_empty() { &b"."[..] } else { dir })
+                .map(|dir| cstring(&[dir, b"/", program].concat()))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(ExecArgs {
+            candidates,
+            argv,
+            envp,
+        })
+    }
+
+    /// Execs the first candidate that can be executed. Returns only on failure, with the
+    /// most telling errno: `EACCES` from any candidate wins over `ENOENT`, as in `execvp`.
+    pub fn exec(&self) -> Errno {
+        let mut saw_eacces = false;
+        for candidate in &self.candidates {
+            let Err(errno) = nix::unistd::execve(candidate, &self.argv, &self.envp);
+            match errno {
+                Errno::ENOENT
+                | Errno::ENOTDIR
+                | Errno::ESTALE
+                | Errno::ENODEV
+                | Errno::ETIMEDOUT => {}
+                Errno::EACCES => saw_eacces = true,
+                other => return other,
+            }
+        }
+        if saw_eacces {
+            Errno::EACCES
+        } else {
+            Errno::ENOENT
+        }
+    }
+}

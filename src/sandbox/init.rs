@@ -1,0 +1,254 @@
+//! The sandbox init: PID 1 of the sandbox's pid namespace, cloned by the zygote.
+//!
+//! It runs the setup recipe (one named step per line, in the order the kernel requires),
+//! forks the workload, forwards signals to it, reaps orphans, and reports the workload's
+//! exec and exit on its channel. The workload's own last steps are stdio, closing every
+//! other fd, seccomp (last before `execve`, so the filter need allow nothing of the
+//! setup) and `execve`.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use super::channel::SandboxEnd;
+use super::exec::ExecArgs;
+use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
+use crate::protocol::{ExitStatus, Layer, SpawnRequest};
+use crate::seccomp::CompiledSeccomp;
+use crate::sys::{self, Context, SysError};
+
+/// Signals the init forwards to the workload (as PID 1 it would ignore them).
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// The fd the init keeps its channel on; everything above it is closed.
+const CHANNEL_FD: i32 = 3;
+
+/// Exit code of an init whose setup failed (the zygote reports the typed error instead).
+const SETUP_FAILED: i32 = 125;
+
+/// What the workload writes to the exec pipe when it fails before or at `execve`.
+#[repr(u8)]
+enum WorkloadFailure {
+    Exec = 0,
+    Seccomp = 1,
+}
+
+/// The init's whole life. Never returns.
+pub fn run(
+    sandboxer: &Sandboxer,
+    request: &SpawnRequest,
+    stdio: [OwnedFd; 3],
+    channel: SandboxEnd,
+) -> ! {
+    let channel = match place_fds(stdio, channel) {
+        Ok(channel) => channel,
+        Err(_) => sys::exit_now(SETUP_FAILED),
+    };
+    match setup(sandboxer, request, &channel) {
+        Ok(exec) => {
+            let seccomp =
+                (!request.sandbox.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp);
+            supervise(&channel, &exec, seccomp)
+        }
+        Err(error) => {
+            channel.report_failure(error);
+            sys::exit_now(SETUP_FAILED)
+        }
+    }
+}
+
+/// The setup recipe, in order.
+fn setup(
+    sandboxer: &Sandboxer,
+    request: &SpawnRequest,
+    channel: &SandboxEnd,
+) -> Result<ExecArgs, SetupError> {
+    let config = &request.sandbox;
+    // Die with the zygote rather than outlive it unsupervised.
+    step(
+        Step::IdMaps,
+        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).op("prctl(PR_SET_PDEATHSIG)"),
+    )?;
+    // Default dispositions (the zygote ignores SIGPIPE), and the forwarded signals held
+    // until the workload's pid is known.
+    step(Step::SignalForwarding, sys::reset_signal_dispositions())?;
+    step(
+        Step::SignalForwarding,
+        block_forwarded(SigmaskHow::SIG_SETMASK),
+    )?;
+    let exec = step(
+        Step::ForkWorkload,
+        ExecArgs::new(request).map_err(|e| SysError::new("prepare execve", e)),
+    )?;
+
+    step(Step::IdMaps, channel.wait_for_id_maps())?;
+    step(
+        Step::UserIds,
+        ids::become_sandbox_user(config.uid, config.gid, sandboxer.privileged),
+    )?;
+    step(Step::MountRoot, mounts::build_root(config))?;
+    step(
+        Step::Hostname,
+        nix::unistd::sethostname(&config.hostname).op("sethostname"),
+    )?;
+    if !config.opt_out.contains(&Layer::NetworkNamespace) {
+        step(Step::Loopback, sys::loopback_up())?;
+    }
+    step(
+        Step::WorkingDirectory,
+        nix::unistd::chdir(request.cwd.as_path()).op_path("chdir", request.cwd.as_path()),
+    )?;
+    // A new session: no controlling terminal, so TIOCSTI has nothing to inject into.
+    step(Step::Session, nix::unistd::setsid().map(drop).op("setsid"))?;
+    step(
+        Step::Capabilities,
+        capabilities::drop_all(sandboxer.last_cap),
+    )?;
+    step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
+    step(Step::Capabilities, capabilities::verify_dropped())?;
+    step(
+        Step::SignalForwarding,
+        sys::install_signal_forwarding(&FORWARDED),
+    )?;
+    Ok(exec)
+}
+
+/// Puts the workload's stdio on 0, 1 and 2, the channel on 3, and closes every other fd
+/// inherited from the zygote (other clients' sockets, other children's pipes).
+fn place_fds(stdio: [OwnedFd; 3], channel: SandboxEnd) -> Result<SandboxEnd, SysError> {
+    for (slot, fd) in stdio.iter().enumerate() {
+        sys::dup_onto(fd.as_fd(), slot as i32)?;
+    }
+    drop(stdio);
+    let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
+    sys::close_range(CHANNEL_FD as u32 + 1, 0)?;
+    Ok(channel)
+}
+
+/// Forks the workload, reports its exec, forwards signals, reaps, and exits with the
+/// workload's status.
+fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSeccomp>) -> ! {
+    let (exec_read, exec_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe2")
+    {
+        Ok(pipe) => pipe,
+        Err(error) => fail(channel, Step::ForkWorkload, error),
+    };
+    let workload = match sys::fork() {
+        Ok(None) => {
+            drop(exec_read);
+            run_workload(exec_write, exec, seccomp)
+        }
+        Ok(Some(pid)) => pid,
+        Err(error) => fail(channel, Step::ForkWorkload, error),
+    };
+    sys::set_forward_target(workload);
+    let _ = block_forwarded(SigmaskHow::SIG_UNBLOCK);
+    drop(exec_write);
+    // The init keeps nothing of the workload's stdio, so its readers see EOF when the
+    // workload's tree closes them.
+    let _ = sys::close_range_upto(0, 2);
+
+    match read_failure(&exec_read) {
+        None => channel.report_exec(None),
+        Some((WorkloadFailure::Seccomp, errno)) => {
+            channel.report_failure(SetupError {
+                step: Step::Seccomp,
+                error: SysError::new("seccomp(SECCOMP_SET_MODE_FILTER)", errno),
+            });
+        }
+        Some((WorkloadFailure::Exec, errno)) => channel.report_exec(Some(errno as i32)),
+    }
+    drop(exec_read);
+
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == workload => {
+                finish(channel, ExitStatus::Exited(code));
+            }
+            Ok(WaitStatus::Signaled(pid, signal, _)) if pid.as_raw() == workload => {
+                finish(channel, ExitStatus::Signaled(signal as i32));
+            }
+            // An orphan reparented to us: reaped, nothing to report.
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => sys::exit_now(SETUP_FAILED),
+        }
+    }
+}
+
+/// Reports the workload's status and exits with it; the kernel then kills whatever else
+/// is left in the pid namespace.
+fn finish(channel: &SandboxEnd, status: ExitStatus) -> ! {
+    channel.report_exit(status);
+    sys::exit_now(status.code() & 0xff)
+}
+
+fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
+    channel.report_failure(SetupError { step, error });
+    sys::exit_now(SETUP_FAILED)
+}
+
+/// The workload: signal mask, fds, seccomp, `execve`. Returns only by exiting.
+fn run_workload(exec_write: OwnedFd, exec: &ExecArgs, seccomp: Option<&CompiledSeccomp>) -> ! {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
+    // served its purpose (its closing is how the init learns the exec succeeded).
+    if let Err(error) = sys::close_range(CHANNEL_FD as u32, libc::CLOSE_RANGE_CLOEXEC) {
+        report_failure(&exec_write, WorkloadFailure::Exec, error.errno());
+    }
+    if let Some(filter) = seccomp {
+        if let Err(error) = filter.apply() {
+            report_failure(&exec_write, WorkloadFailure::Seccomp, error.errno());
+        }
+    }
+    let errno = exec.exec();
+    report_failure(&exec_write, WorkloadFailure::Exec, errno)
+}
+
+fn report_failure(exec_write: &OwnedFd, kind: WorkloadFailure, errno: Errno) -> ! {
+    let mut message = [0u8; 5];
+    message[0] = kind as u8;
+    message[1..].copy_from_slice(&(errno as i32).to_ne_bytes());
+    let _ = nix::unistd::write(exec_write, &message);
+    sys::exit_now(127)
+}
+
+/// Reads the workload's failure report; `None` (end of file) means `execve` succeeded.
+fn read_failure(exec_read: &OwnedFd) -> Option<(WorkloadFailure, Errno)> {
+    let mut message = [0u8; 5];
+    let n = loop {
+        match nix::unistd::read(exec_read, &mut message) {
+            Err(Errno::EINTR) => continue,
+            Ok(n) => break n,
+            Err(_) => return Some((WorkloadFailure::Exec, Errno::EIO)),
+        }
+    };
+    if n == 0 {
+        return None;
+    }
+    let errno = Errno::from_raw(i32::from_ne_bytes([
+        message[1], message[2], message[3], message[4],
+    ]));
+    let kind = if message[0] == WorkloadFailure::Seccomp as u8 {
+        WorkloadFailure::Seccomp
+    } else {
+        WorkloadFailure::Exec
+    };
+    Some((kind, errno))
+}
+
+fn block_forwarded(how: SigmaskHow) -> Result<(), SysError> {
+    let mut set = SigSet::empty();
+    for signal in FORWARDED {
+        set.add(signal);
+    }
+    nix::sys::signal::sigprocmask(how, Some(&set), None).op("sigprocmask")
+}

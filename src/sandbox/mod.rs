@@ -1,0 +1,301 @@
+//! The sandbox a child runs in: the zygote's half (clone, id maps) and the child's half
+//! (the setup recipe in [`init`], then the workload's last steps and `execve`).
+//!
+//! [`Sandboxer`] is built once in the zygote with everything that can be prepared ahead
+//! (the compiled seccomp filter, the host ids, the last capability number), and
+//! [`Sandboxer::start`] starts one sandbox per request.
+
+mod capabilities;
+pub mod channel;
+mod exec;
+mod ids;
+mod init;
+mod mounts;
+pub mod validate;
+
+use std::fmt;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::OFlag;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Layer, SpawnRequest, Stdio};
+use crate::seccomp::CompiledSeccomp;
+use crate::sys::{self, Context, SysError};
+
+pub use channel::{FromSandbox, Pending, ZygoteEnd};
+
+/// A named step of the sandbox setup, in the order the init performs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    /// Waiting for the zygote to write the uid/gid maps.
+    IdMaps,
+    /// Dropping supplementary groups and switching to the sandbox uid/gid.
+    UserIds,
+    /// Making mounts private and building the new root.
+    MountRoot,
+    /// Setting the hostname.
+    Hostname,
+    /// Bringing up `lo`.
+    Loopback,
+    /// Changing to the requested working directory.
+    WorkingDirectory,
+    /// Starting a new session (no controlling terminal).
+    Session,
+    /// Dropping every capability and locking the securebits.
+    Capabilities,
+    /// Setting `no_new_privs`.
+    NoNewPrivs,
+    /// Installing the workload's seccomp filter.
+    Seccomp,
+    /// Installing the signal forwarding of the init.
+    SignalForwarding,
+    /// Forking the workload.
+    ForkWorkload,
+}
+
+impl Step {
+    /// The step's name as users see it, e.g. `"mount root"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::IdMaps => "id maps",
+            Step::UserIds => "user ids",
+            Step::MountRoot => "mount root",
+            Step::Hostname => "hostname",
+            Step::Loopback => "loopback",
+            Step::WorkingDirectory => "working directory",
+            Step::Session => "session",
+            Step::Capabilities => "capabilities",
+            Step::NoNewPrivs => "no_new_privs",
+            Step::Seccomp => "seccomp",
+            Step::SignalForwarding => "signal forwarding",
+            Step::ForkWorkload => "fork workload",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed setup step, sent by the sandbox init to the zygote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("sandbox setup step \"{step}\" failed")]
+pub struct SetupError {
+    /// The step.
+    pub step: Step,
+    /// The system call that failed.
+    #[source]
+    pub error: SysError,
+}
+
+/// Runs one step, naming it in the error.
+fn step<T>(step: Step, result: Result<T, SysError>) -> Result<T, SetupError> {
+    result.map_err(|error| SetupError { step, error })
+}
+
+/// The ids a sandbox's workload runs as on the host, outside its user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostIds {
+    /// Host uid the sandbox uid maps to.
+    pub uid: u32,
+    /// Host gid the sandbox gid maps to.
+    pub gid: u32,
+}
+
+impl HostIds {
+    /// `nobody`/`nogroup` (65534) for a root daemon; the daemon's own ids otherwise (an
+    /// unprivileged user may map only its own ids).
+    pub fn default_for_daemon() -> HostIds {
+        if nix::unistd::geteuid().is_root() {
+            HostIds {
+                uid: 65534,
+                gid: 65534,
+            }
+        } else {
+            HostIds {
+                uid: nix::unistd::geteuid().as_raw(),
+                gid: nix::unistd::getegid().as_raw(),
+            }
+        }
+    }
+}
+
+/// Everything the zygote prepares once and every sandbox uses.
+#[derive(Debug)]
+pub struct Sandboxer {
+    seccomp: CompiledSeccomp,
+    host_ids: HostIds,
+    privileged: bool,
+    last_cap: u32,
+    dev_null: OwnedFd,
+}
+
+/// A sandbox whose init has been cloned and released; the workload is not yet exec'd.
+#[derive(Debug)]
+pub struct Started {
+    /// Host pid of the sandbox init.
+    pub pid: i32,
+    /// A pidfd of the sandbox init.
+    pub pidfd: OwnedFd,
+    /// The zygote's end of the sync channel.
+    pub channel: ZygoteEnd,
+    /// The client's ends of the pipes, in stdin, stdout, stderr order.
+    pub pipes: [Option<OwnedFd>; 3],
+}
+
+/// Why a sandbox could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The zygote has more than one thread, so it must not fork.
+    #[error("the zygote has {0} threads; it must be single-threaded to fork safely")]
+    NotSingleThreaded(usize),
+    /// A system call on the zygote's side failed.
+    #[error("starting the sandbox failed")]
+    Sys(#[source] SysError),
+}
+
+impl From<SysError> for StartError {
+    fn from(e: SysError) -> Self {
+        StartError::Sys(e)
+    }
+}
+
+impl Sandboxer {
+    /// Prepares what every sandbox shares: the compiled seccomp filter and the host ids.
+    pub fn new(seccomp: CompiledSeccomp, host_ids: HostIds) -> Result<Sandboxer, SysError> {
+        if host_ids.uid == 0 || host_ids.gid == 0 {
+            return Err(SysError::new(
+                "map sandbox ids to host root",
+                nix::errno::Errno::EPERM,
+            ));
+        }
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .op_path("read", "/proc/sys/kernel/cap_last_cap")?
+            .trim()
+            .parse()
+            .map_err(|_| {
+                SysError::with_path(
+                    "parse",
+                    "/proc/sys/kernel/cap_last_cap",
+                    nix::errno::Errno::EINVAL,
+                )
+            })?;
+        let dev_null = nix::fcntl::open(
+            "/dev/null",
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .op_path("open", "/dev/null")?;
+        Ok(Sandboxer {
+            seccomp,
+            host_ids,
+            privileged: nix::unistd::geteuid().is_root(),
+            last_cap,
+            dev_null,
+        })
+    }
+
+    /// Clones a sandbox for `request`, writes its id maps and releases it to run its setup.
+    ///
+    /// `passed` holds the client's fds for [`Stdio::Fd`] streams, in stream order. The
+    /// outcome of the setup (exec'd or failed) arrives later on [`Started::channel`].
+    /// The caller must be single-threaded; this is checked, and refused otherwise.
+    pub fn start(
+        &self,
+        request: &SpawnRequest,
+        mut passed: Vec<OwnedFd>,
+    ) -> Result<Started, StartError> {
+        let threads = thread_count()?;
+        if threads != 1 {
+            return Err(StartError::NotSingleThreaded(threads));
+        }
+        for layer in &request.sandbox.opt_out {
+            tracing::warn!(?layer, "request switches off a sandbox layer");
+        }
+
+        // The workload's ends of its stdio, and the client's ends of the pipes.
+        passed.reverse();
+        let mut workload_stdio: Vec<OwnedFd> = Vec::with_capacity(3);
+        let mut pipes: [Option<OwnedFd>; 3] = [None, None, None];
+        for (slot, stdio) in request.stdio().into_iter().enumerate() {
+            let fd = match stdio {
+                Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
+                Stdio::Fd(_) => passed
+                    .pop()
+                    .ok_or_else(|| SysError::new("take passed fd", nix::errno::Errno::EBADF))?,
+                Stdio::Pipe => {
+                    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
+                    let (ours, theirs) = if slot == 0 {
+                        (read, write)
+                    } else {
+                        (write, read)
+                    };
+                    pipes[slot] = Some(theirs);
+                    ours
+                }
+            };
+            workload_stdio.push(fd);
+        }
+        let (zygote_end, sandbox_end) = channel::pair()?;
+
+        let mut flags = (libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWCGROUP) as u64;
+        if !request.sandbox.opt_out.contains(&Layer::NetworkNamespace) {
+            flags |= libc::CLONE_NEWNET as u64;
+        }
+        match sys::clone3(flags)? {
+            sys::Cloned::Child => {
+                drop(zygote_end);
+                let stdio: [OwnedFd; 3] = workload_stdio
+                    .try_into()
+                    .unwrap_or_else(|_| sys::exit_now(125));
+                init::run(self, request, stdio, sandbox_end)
+            }
+            sys::Cloned::Parent { pid, pidfd } => {
+                drop(sandbox_end);
+                drop(workload_stdio);
+                let started = Started {
+                    pid,
+                    pidfd,
+                    channel: zygote_end,
+                    pipes,
+                };
+                if let Err(e) = ids::write_maps(
+                    pid,
+                    request.sandbox.uid,
+                    request.sandbox.gid,
+                    self.host_ids,
+                    self.privileged,
+                ) {
+                    // The child waits for a go that never comes; end it now.
+                    let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
+                    return Err(e.into());
+                }
+                if started.channel.id_maps_written().is_err() {
+                    // It died already; its reap reports the failure.
+                    tracing::debug!(pid, "sandbox gone before it was released");
+                }
+                Ok(started)
+            }
+        }
+    }
+}
+
+/// The number of threads of this process, from `/proc/self/stat` (field 20).
+pub fn thread_count() -> Result<usize, SysError> {
+    let stat = std::fs::read_to_string("/proc/self/stat").op_path("read", "/proc/self/stat")?;
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    after_comm
+        .split_whitespace()
+        .nth(17)
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| SysError::with_path("parse", "/proc/self/stat", nix::errno::Errno::EINVAL))
+}

@@ -1,0 +1,236 @@
+//! Zygote side: checks a request before anything is cloned, so that a bad one gets a
+//! clear error naming the field rather than a failed setup step.
+
+use std::path::{Component, Path};
+
+use crate::protocol::{Command, OsBytes, SpawnRequest};
+
+/// The longest hostname the kernel accepts.
+const HOST_NAME_MAX: usize = 64;
+
+/// Why a request is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// The program is empty.
+    #[error("the program is empty")]
+    EmptyProgram,
+    /// A string holds a NUL byte, which no system call can take.
+    #[error("{field} contains a NUL byte")]
+    NulByte {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A path must be absolute and free of `..`.
+    #[error("{field} must be an absolute path without \"..\": {path}")]
+    BadPath {
+        /// Which field.
+        field: &'static str,
+        /// The offending path.
+        path: OsBytes,
+    },
+    /// A bind may not cover the whole root.
+    #[error("a bind cannot target \"/\"; use chroot_dir for a different root")]
+    BindOverRoot,
+    /// An environment entry has an empty name or a `=` in its name.
+    #[error("invalid environment variable name {0:?}")]
+    BadEnvName(OsBytes),
+    /// The hostname is empty or too long.
+    #[error("the hostname must be 1 to {HOST_NAME_MAX} bytes")]
+    BadHostname,
+    /// The sandbox ids must not be root (0) or the invalid id (`u32::MAX`).
+    #[error("sandbox uid and gid must be neither 0 nor {}", u32::MAX)]
+    BadIds,
+}
+
+/// Checks every field of `request` that the sandbox would trip over.
+///
+/// ```
+/// use hatchery::protocol::SpawnRequest;
+/// use hatchery::sandbox::validate::{validate, InvalidRequest};
+/// assert!(validate(&SpawnRequest::new("/bin/true")).is_ok());
+/// assert_eq!(validate(&SpawnRequest::new("")), Err(InvalidRequest::EmptyProgram));
+/// ```
+pub fn validate(request: &SpawnRequest) -> Result<(), InvalidRequest> {
+    let Command::Exec { program, argv } = &request.command;
+    if program.as_bytes().is_empty() {
+        return Err(InvalidRequest::EmptyProgram);
+    }
+    no_nul("program", program)?;
+    for arg in argv {
+        no_nul("an argument", arg)?;
+    }
+    for (key, value) in &request.env {
+        if key.as_bytes().is_empty() || key.as_bytes().contains(&b'=') {
+            return Err(InvalidRequest::BadEnvName(key.clone()));
+        }
+        no_nul("an environment variable", key)?;
+        no_nul("an environment variable", value)?;
+    }
+    absolute_path("cwd", &request.cwd)?;
+
+    let sandbox = &request.sandbox;
+    if let Some(dir) = &sandbox.chroot_dir {
+        absolute_path("chroot_dir", dir)?;
+    }
+    for bind in &sandbox.binds {
+        absolute_path("a bind source", &bind.source)?;
+        absolute_path("a bind target", &bind.target)?;
+        if bind
+            .target
+            .as_path()
+            .components()
+            .all(|c| c == Component::RootDir)
+        {
+            return Err(InvalidRequest::BindOverRoot);
+        }
+    }
+    if sandbox.hostname.is_empty() || sandbox.hostname.len() > HOST_NAME_MAX {
+        return Err(InvalidRequest::BadHostname);
+    }
+    if sandbox.hostname.contains('\0') {
+        return Err(InvalidRequest::NulByte { field: "hostname" });
+    }
+    for id in [sandbox.uid, sandbox.gid] {
+        if id == 0 || id == u32::MAX {
+            return Err(InvalidRequest::BadIds);
+        }
+    }
+    Ok(())
+}
+
+fn no_nul(field: &'static str, bytes: &OsBytes) -> Result<(), InvalidRequest> {
+    if bytes.as_bytes().contains(&0) {
+        return Err(InvalidRequest::NulByte { field });
+    }
+    Ok(())
+}
+
+fn absolute_path(field: &'static str, path: &OsBytes) -> Result<(), InvalidRequest> {
+    no_nul(field, path)?;
+    let p = Path::new(path.as_os_str());
+    if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
+        return Err(InvalidRequest::BadPath {
+            field,
+            path: path.clone(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Bind, SandboxConfig};
+
+    fn with_sandbox(sandbox: SandboxConfig) -> SpawnRequest {
+        SpawnRequest::new("/bin/true").sandbox(sandbox)
+    }
+
+    #[test]
+    fn accepts_a_plain_request() {
+        let request = SpawnRequest::new("echo")
+            .arg("hi")
+            .env("A", "b=c")
+            .cwd("/tmp");
+        assert_eq!(validate(&request), Ok(()));
+    }
+
+    #[test]
+    fn refuses_nul_bytes_anywhere() {
+        assert_eq!(
+            validate(&SpawnRequest::new("/bin/t\0rue")),
+            Err(InvalidRequest::NulByte { field: "program" })
+        );
+        assert_eq!(
+            validate(&SpawnRequest::new("/bin/true").arg("a\0b")),
+            Err(InvalidRequest::NulByte {
+                field: "an argument"
+            })
+        );
+        assert_eq!(
+            validate(&SpawnRequest::new("/bin/true").env("A", "\0")),
+            Err(InvalidRequest::NulByte {
+                field: "an environment variable"
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_bad_environment_names() {
+        for name in ["", "A=B"] {
+            assert!(matches!(
+                validate(&SpawnRequest::new("/bin/true").env(name, "x")),
+                Err(InvalidRequest::BadEnvName(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn refuses_relative_and_escaping_paths() {
+        assert!(matches!(
+            validate(&SpawnRequest::new("/bin/true").cwd("tmp")),
+            Err(InvalidRequest::BadPath { field: "cwd", .. })
+        ));
+        let chroot = SandboxConfig {
+            chroot_dir: Some("/srv/../etc".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&with_sandbox(chroot)),
+            Err(InvalidRequest::BadPath {
+                field: "chroot_dir",
+                ..
+            })
+        ));
+        let bind = SandboxConfig {
+            binds: vec![Bind::read_only("/srv", "data")],
+            ..Default::default()
+        };
+        assert!(matches!(
+            validate(&with_sandbox(bind)),
+            Err(InvalidRequest::BadPath {
+                field: "a bind target",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn refuses_a_bind_over_the_root() {
+        let bind = SandboxConfig {
+            binds: vec![Bind::writable("/srv", "//")],
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&with_sandbox(bind)),
+            Err(InvalidRequest::BindOverRoot)
+        );
+    }
+
+    #[test]
+    fn refuses_root_ids_and_bad_hostnames() {
+        let root = SandboxConfig {
+            uid: 0,
+            ..Default::default()
+        };
+        assert_eq!(validate(&with_sandbox(root)), Err(InvalidRequest::BadIds));
+        let invalid = SandboxConfig {
+            gid: u32::MAX,
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&with_sandbox(invalid)),
+            Err(InvalidRequest::BadIds)
+        );
+        for hostname in [String::new(), "x".repeat(65)] {
+            let config = SandboxConfig {
+                hostname,
+                ..Default::default()
+            };
+            assert_eq!(
+                validate(&with_sandbox(config)),
+                Err(InvalidRequest::BadHostname)
+            );
+        }
+    }
+}
