@@ -1,0 +1,513 @@
+//! The client library: connect to a zygote, spawn sandboxed children, wait for them.
+//!
+//! Runs in the client's process (a web worker, a job runner, the `hatchery run` CLI).
+//! One [`Client`] is one connection; it can run many children at once and may be shared
+//! between threads. The daemon is the sandboxes' parent and reaper: a [`ChildProcess`]
+//! learns its verdict from an `Exited` event, and holds a pidfd to poll.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+
+use crate::protocol::{
+    self, ErrorKind, Event, FdRole, ProtocolError, Request, SpawnRequest, Stdio, Verdict,
+    PROTOCOL_VERSION,
+};
+use crate::sys::{Context, SysError};
+
+/// The environment variable naming the default socket.
+pub const SOCKET_ENV: &str = "HATCHERY_SOCKET";
+
+/// The socket a client uses when none is named: `$HATCHERY_SOCKET`, else
+/// `/run/hatchery.sock` for root, else `$XDG_RUNTIME_DIR/hatchery.sock`.
+pub fn default_socket_path() -> PathBuf {
+    if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/run/hatchery.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        Some(dir) => Path::new(&dir).join("hatchery.sock"),
+        None => PathBuf::from(format!("/tmp/hatchery-{}.sock", nix::unistd::geteuid())),
+    }
+}
+
+/// Whether a daemon accepts connections on `path`.
+pub fn probe_socket(path: &Path) -> bool {
+    connect_socket(path).is_ok()
+}
+
+fn connect_socket(path: &Path) -> Result<OwnedFd, SysError> {
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .op("socket(AF_UNIX, SOCK_SEQPACKET)")?;
+    let addr = UnixAddr::new(path).op_path("socket address", path)?;
+    socket::connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).op_path("connect", path)?;
+    Ok(fd)
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No daemon could be reached.
+    #[error("cannot reach a hatchery daemon")]
+    Unreachable(#[source] SysError),
+    /// The daemon refused this client (its uid or groups are not allowed).
+    #[error("the daemon refused the connection: {0}")]
+    Refused(String),
+    /// The daemon speaks another protocol version.
+    #[error("the daemon speaks protocol version {daemon}, this client {client}")]
+    VersionMismatch {
+        /// The daemon's version.
+        daemon: u32,
+        /// Ours.
+        client: u32,
+    },
+    /// The handshake failed.
+    #[error("handshake failed")]
+    Handshake(#[source] ClientError),
+}
+
+/// A connection that failed after the handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Sending or receiving failed.
+    #[error("connection to the daemon failed")]
+    Protocol(#[source] ProtocolError),
+    /// The daemon closed the connection.
+    #[error("the daemon closed the connection")]
+    Disconnected,
+    /// The daemon reported an error about the connection as a whole.
+    #[error("the daemon closed the connection: {0}")]
+    Closed(String),
+    /// The daemon sent something this client does not expect.
+    #[error("unexpected message from the daemon: {0}")]
+    Unexpected(String),
+}
+
+/// Why a child could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The program was not found inside the sandbox.
+    #[error("{message}")]
+    NotFound {
+        /// The daemon's explanation.
+        message: String,
+    },
+    /// The program could not be executed (permissions, format).
+    #[error("{message}")]
+    CannotExecute {
+        /// The errno of `execve`.
+        errno: Errno,
+        /// The daemon's explanation.
+        message: String,
+    },
+    /// A sandbox setup step failed; the program never ran.
+    #[error("sandbox setup failed at step \"{step}\"")]
+    Setup {
+        /// The step, e.g. `"mount root"`.
+        step: String,
+        /// The errno of the failed system call.
+        errno: Errno,
+        /// The failed system call.
+        #[source]
+        source: SysError,
+    },
+    /// The daemon rejected the request as invalid.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The daemon is at its limit of live sandboxes, or shutting down.
+    #[error("the daemon is busy: {0}")]
+    Busy(String),
+    /// The daemon failed on its side.
+    #[error("the daemon failed: {0}")]
+    Daemon(String),
+    /// The connection failed.
+    #[error(transparent)]
+    Connection(#[from] ClientError),
+}
+
+/// A connection to a zygote daemon.
+///
+/// ```no_run
+/// use std::io::Read;
+/// use hatchery::{Client, SpawnRequest};
+///
+/// let client = Client::connect("/run/hatchery.sock")?;
+/// let mut child = client.spawn_child(SpawnRequest::new("/bin/echo").arg("hello"))?;
+/// let mut out = String::new();
+/// child.stdout.take().unwrap().read_to_string(&mut out)?;
+/// let verdict = child.wait()?;
+/// assert_eq!(out, "hello\n");
+/// assert!(verdict.status.success());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    sock: OwnedFd,
+    state: Mutex<State>,
+    /// Signalled whenever an event is queued or the reader role frees up.
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    /// Events received for ids whose owners have not taken them yet.
+    queued: HashMap<u64, VecDeque<(Event, Vec<OwnedFd>)>>,
+    /// Ids whose `ChildProcess` was dropped: their events are discarded.
+    abandoned: HashSet<u64>,
+    /// A thread is blocked receiving on the socket for everyone.
+    reading: bool,
+    /// The connection has failed: the reason.
+    broken: Option<String>,
+}
+
+impl Client {
+    /// Connects to the daemon at `path` and performs the handshake.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Client, ConnectError> {
+        let fd = connect_socket(path.as_ref()).map_err(ConnectError::Unreachable)?;
+        Client::handshake(fd)
+    }
+
+    /// Connects to [`default_socket_path`].
+    pub fn connect_default() -> Result<Client, ConnectError> {
+        Client::connect(default_socket_path())
+    }
+
+    /// Performs the handshake on an already connected `SOCK_SEQPACKET` socket (e.g. one
+    /// end of a socketpair whose other end an embedded zygote serves).
+    pub fn handshake(fd: OwnedFd) -> Result<Client, ConnectError> {
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: format!("hatchery {}", env!("CARGO_PKG_VERSION")),
+        };
+        protocol::send(fd.as_fd(), &hello, &[])
+            .map_err(|e| ConnectError::Handshake(ClientError::Protocol(e)))?;
+        let mut buf = protocol::RecvBuffer::new();
+        let reply = protocol::recv::<Event>(fd.as_fd(), &mut buf, false);
+        match reply {
+            Ok(Some((Event::Welcome { .. }, _))) => Ok(Client {
+                shared: Arc::new(Shared {
+                    sock: fd,
+                    state: Mutex::new(State::default()),
+                    arrived: Condvar::new(),
+                }),
+            }),
+            Ok(Some((
+                Event::Error {
+                    kind: ErrorKind::PermissionDenied,
+                    message,
+                    ..
+                },
+                _,
+            ))) => Err(ConnectError::Refused(message)),
+            Ok(Some((
+                Event::Error {
+                    kind: ErrorKind::VersionMismatch { supported },
+                    ..
+                },
+                _,
+            ))) => Err(ConnectError::VersionMismatch {
+                daemon: supported,
+                client: PROTOCOL_VERSION,
+            }),
+            Ok(Some((other, _))) => Err(ConnectError::Handshake(ClientError::Unexpected(format!(
+                "{other:?}"
+            )))),
+            Ok(None) => Err(ConnectError::Handshake(ClientError::Disconnected)),
+            Err(e) => Err(ConnectError::Handshake(ClientError::Protocol(e))),
+        }
+    }
+
+    /// Spawns a sandboxed child and returns once its program has been exec'd (or the
+    /// spawn has failed, with the reason).
+    pub fn spawn_child(&self, request: SpawnRequest) -> Result<ChildProcess, SpawnError> {
+        let id = {
+            let mut state = self.shared.lock();
+            state.next_id += 1;
+            state.next_id
+        };
+        let passed: Vec<Arc<OwnedFd>> = request
+            .stdio()
+            .iter()
+            .filter_map(|s| match s {
+                Stdio::Fd(fd) => Some(fd.0.clone().ok_or(())),
+                _ => None,
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|()| SpawnError::InvalidRequest("Stdio::Fd without an fd".into()))?;
+        let borrowed: Vec<BorrowedFd<'_>> = passed.iter().map(|fd| fd.as_fd()).collect();
+        protocol::send(
+            self.shared.sock.as_fd(),
+            &Request::Spawn {
+                id,
+                request: Box::new(request),
+            },
+            &borrowed,
+        )
+        .map_err(|e| SpawnError::Connection(ClientError::Protocol(e)))?;
+        drop(borrowed);
+        drop(passed);
+
+        let (event, fds) = self.shared.next_event(id)?;
+        match event {
+            Event::Spawned {
+                pid, fds: roles, ..
+            } => Ok(ChildProcess::new(self.shared.clone(), id, pid, roles, fds)?),
+            Event::Error { kind, message, .. } => Err(spawn_error(kind, message)),
+            other => Err(ClientError::Unexpected(format!("{other:?}")).into()),
+        }
+    }
+}
+
+fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
+    match kind {
+        ErrorKind::NotFound => SpawnError::NotFound { message },
+        ErrorKind::CannotExecute { errno } => SpawnError::CannotExecute {
+            errno: Errno::from_raw(errno),
+            message,
+        },
+        ErrorKind::Setup { step, error } => SpawnError::Setup {
+            step,
+            errno: error.errno(),
+            source: error,
+        },
+        ErrorKind::InvalidRequest => SpawnError::InvalidRequest(message),
+        ErrorKind::Busy => SpawnError::Busy(message),
+        _ => SpawnError::Daemon(message),
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next event for `id`. One waiting thread at a time receives on the socket for
+    /// all and queues what belongs to others, without holding the state lock meanwhile.
+    fn next_event(&self, id: u64) -> Result<(Event, Vec<OwnedFd>), ClientError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(event) = state.queued.get_mut(&id).and_then(VecDeque::pop_front) {
+                return Ok(event);
+            }
+            if let Some(reason) = &state.broken {
+                return Err(ClientError::Closed(reason.clone()));
+            }
+            if state.reading {
+                state = self
+                    .arrived
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            state.reading = true;
+            drop(state);
+            let mut buf = protocol::RecvBuffer::new();
+            let received = protocol::recv::<Event>(self.sock.as_fd(), &mut buf, false);
+            state = self.lock();
+            state.reading = false;
+            self.arrived.notify_all();
+            match received {
+                Ok(Some((event, fds))) => state.deliver(event, fds),
+                Ok(None) => {
+                    state.broken = Some("the daemon closed the connection".into());
+                    return Err(ClientError::Disconnected);
+                }
+                Err(ProtocolError::Io(e)) if e.errno() == Errno::EINTR => {}
+                Err(e) => {
+                    state.broken = Some(e.to_string());
+                    return Err(ClientError::Protocol(e));
+                }
+            }
+        }
+    }
+
+    fn send(&self, request: &Request) -> Result<(), ClientError> {
+        protocol::send(self.sock.as_fd(), request, &[]).map_err(ClientError::Protocol)
+    }
+}
+
+impl State {
+    fn deliver(&mut self, event: Event, fds: Vec<OwnedFd>) {
+        let id = match &event {
+            Event::Spawned { id, .. } | Event::Exited { id, .. } => *id,
+            Event::Error { id: Some(id), .. } => *id,
+            Event::Error {
+                id: None, message, ..
+            } => {
+                self.broken = Some(message.clone());
+                return;
+            }
+            Event::Welcome { .. } => return,
+        };
+        if self.abandoned.contains(&id) {
+            if matches!(event, Event::Exited { .. }) {
+                self.abandoned.remove(&id);
+            }
+            return;
+        }
+        self.queued.entry(id).or_default().push_back((event, fds));
+    }
+}
+
+/// A running sandboxed child.
+///
+/// Its `pid` is the sandbox's init as seen from the daemon. Dropping it does not kill the
+/// child; [`ChildProcess::kill`] does, and the daemon kills every child of a client that
+/// disconnects.
+pub struct ChildProcess {
+    /// Host pid of the sandbox (its init), as the daemon sees it.
+    pub pid: i32,
+    /// The write end of the child's stdin, when it is a pipe.
+    pub stdin: Option<ChildStdin>,
+    /// The read end of the child's stdout, when it is a pipe.
+    pub stdout: Option<ChildStdout>,
+    /// The read end of the child's stderr, when it is a pipe.
+    pub stderr: Option<ChildStderr>,
+    pidfd: Option<OwnedFd>,
+    id: u64,
+    shared: Arc<Shared>,
+    verdict: Option<Verdict>,
+}
+
+impl ChildProcess {
+    fn new(
+        shared: Arc<Shared>,
+        id: u64,
+        pid: i32,
+        roles: Vec<FdRole>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Self, ClientError> {
+        if roles.len() != fds.len() {
+            return Err(ClientError::Unexpected(format!(
+                "{} fd roles for {} fds",
+                roles.len(),
+                fds.len()
+            )));
+        }
+        let mut child = ChildProcess {
+            pid,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            pidfd: None,
+            id,
+            shared,
+            verdict: None,
+        };
+        for (role, fd) in roles.into_iter().zip(fds) {
+            match role {
+                FdRole::Stdin => child.stdin = Some(ChildStdin::from(fd)),
+                FdRole::Stdout => child.stdout = Some(ChildStdout::from(fd)),
+                FdRole::Stderr => child.stderr = Some(ChildStderr::from(fd)),
+                FdRole::Pidfd => child.pidfd = Some(fd),
+            }
+        }
+        Ok(child)
+    }
+
+    /// The request id this child was spawned with.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// A pidfd of the sandbox: poll it for readability to learn that it has exited.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Waits for the sandbox to end and returns its verdict. Closes stdin first, so a
+    /// child reading it sees end of file.
+    pub fn wait(&mut self) -> Result<Verdict, ClientError> {
+        drop(self.stdin.take());
+        if let Some(verdict) = &self.verdict {
+            return Ok(verdict.clone());
+        }
+        let (event, _fds) = self.shared.next_event(self.id)?;
+        match event {
+            Event::Exited { verdict, .. } => {
+                self.verdict = Some(verdict.clone());
+                Ok(verdict)
+            }
+            Event::Error { message, .. } => Err(ClientError::Closed(message)),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Returns the verdict if the sandbox has ended, without blocking while it runs.
+    pub fn try_wait(&mut self) -> Result<Option<Verdict>, ClientError> {
+        if self.verdict.is_some() {
+            return self.wait().map(Some);
+        }
+        if let Some(pidfd) = &self.pidfd {
+            let mut fds = [nix::poll::PollFd::new(
+                pidfd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0);
+            if ready == 0 {
+                return Ok(None);
+            }
+        }
+        // It has exited: the daemon's Exited event follows its reap.
+        self.wait().map(Some)
+    }
+
+    /// Sends `signal` to the sandbox. Its init forwards it to the workload; `SIGKILL`
+    /// ends the whole sandbox at once.
+    pub fn signal(&self, signal: i32) -> Result<(), ClientError> {
+        self.shared.send(&Request::Signal {
+            id: self.id,
+            signal,
+        })
+    }
+
+    /// Kills the whole sandbox (`SIGKILL` to its init, which takes every process in it).
+    pub fn kill(&self) -> Result<(), ClientError> {
+        self.signal(libc::SIGKILL)
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.verdict.is_none() {
+            let mut state = self.shared.lock();
+            if let Some(events) = state.queued.remove(&self.id) {
+                if events
+                    .iter()
+                    .any(|(e, _)| matches!(e, Event::Exited { .. }))
+                {
+                    return;
+                }
+            }
+            state.abandoned.insert(self.id);
+        }
+    }
+}
+
+impl std::fmt::Debug for ChildProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildProcess")
+            .field("pid", &self.pid)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,155 @@
+//! The daemon's socket: created owner-only (a `--group` widens it), stale sockets
+//! replaced, a live daemon never displaced; and the peer check on every connection.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::stat::Mode;
+
+use crate::sys::{self, Context, SysError};
+
+/// Who may use the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Uids allowed besides root and the daemon's own uid.
+    pub extra_uids: Vec<u32>,
+    /// A group whose members are allowed; the socket is made group-accessible for it.
+    pub group: Option<u32>,
+}
+
+/// The credentials of a connected client.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// Its pid (as seen from the daemon).
+    pub pid: i32,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary gid.
+    pub gid: u32,
+}
+
+impl Access {
+    /// Checks `SO_PEERCRED` (and for a group, `SO_PEERGROUPS`) of a new connection.
+    pub fn check(&self, conn: BorrowedFd<'_>) -> Result<Peer, (Option<Peer>, String)> {
+        let creds = socket::getsockopt(&conn, sockopt::PeerCredentials)
+            .map_err(|e| (None, format!("cannot read the peer's credentials: {e}")))?;
+        let peer = Peer {
+            pid: creds.pid(),
+            uid: creds.uid(),
+            gid: creds.gid(),
+        };
+        let own = nix::unistd::geteuid().as_raw();
+        if peer.uid == 0 || peer.uid == own || self.extra_uids.contains(&peer.uid) {
+            return Ok(peer);
+        }
+        if let Some(group) = self.group {
+            if peer.gid == group
+                || sys::peer_groups(conn).is_ok_and(|groups| groups.contains(&group))
+            {
+                return Ok(peer);
+            }
+        }
+        Err((
+            Some(peer),
+            format!("uid {} is not allowed to use this daemon", peer.uid),
+        ))
+    }
+}
+
+/// The listening socket; removes its file when dropped.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Listener {
+    /// Binds a `SOCK_SEQPACKET` socket at `path`, mode 0600 (0660 and the group's with
+    /// `access.group`). A stale socket file (nobody listening) is replaced; a live daemon
+    /// on the path is an `EADDRINUSE` error.
+    pub fn bind(path: &Path, access: &Access) -> Result<Listener, SysError> {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(SysError::with_path(
+                    "bind (path exists and is not a socket)",
+                    path,
+                    Errno::EEXIST,
+                ));
+            }
+            if crate::client::probe_socket(path) {
+                return Err(SysError::with_path(
+                    "bind (another daemon is serving)",
+                    path,
+                    Errno::EADDRINUSE,
+                ));
+            }
+            std::fs::remove_file(path).op_path("unlink", path)?;
+        }
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .op("socket(AF_UNIX, SOCK_SEQPACKET)")?;
+        let addr = UnixAddr::new(path).op_path("socket address", path)?;
+        // The socket file is created with the umask applied: owner-only from the start,
+        // so there is no window in which others could connect.
+        let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o177));
+        let bound = socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr);
+        nix::sys::stat::umask(old);
+        bound.op_path("bind", path)?;
+        let listener = Listener {
+            fd,
+            path: path.to_path_buf(),
+        };
+        if let Some(group) = access.group {
+            nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(group)))
+                .op_path("chown", path)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                .op_path("chmod", path)?;
+        }
+        socket::listen(
+            &listener.fd,
+            socket::Backlog::new(128).unwrap_or(socket::Backlog::MAXCONN),
+        )
+        .op_path("listen", path)?;
+        Ok(listener)
+    }
+
+    /// Accepts one pending connection, if any.
+    pub fn accept(&self) -> Result<Option<OwnedFd>, SysError> {
+        match sys::accept(self.fd.as_fd()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e)
+                if matches!(
+                    e.errno(),
+                    Errno::EAGAIN | Errno::ECONNABORTED | Errno::EINTR
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,678 @@
+//! The zygote daemon: one thread, one `poll` loop over its socket, its clients, the
+//! channels of sandboxes being set up, and a signalfd (SIGCHLD, SIGTERM, SIGINT).
+//!
+//! Everything that can be done once is done in [`Zygote::new`] (seccomp compiled, host
+//! ids checked, `/dev/null` opened). Per request the loop validates, clones the sandbox
+//! (see [`crate::sandbox`]) and goes back to serving; the sandbox's report of its exec
+//! (or failed setup) and its reap arrive later as events of the same loop, so no client
+//! ever waits on another's spawn. Runs in the daemon process only.
+
+mod connection;
+pub mod listener;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::protocol::{
+    self, ErrorKind, Event, ExitStatus, FdRole, Request, SpawnRequest, Stdio, Verdict,
+    PROTOCOL_VERSION,
+};
+use crate::sandbox::{validate, FromSandbox, HostIds, Pending, Sandboxer, StartError, ZygoteEnd};
+use crate::seccomp::{SeccompError, SeccompPolicy};
+use crate::sys::{self, Context, SysError};
+use connection::Connection;
+pub use listener::{Access, Listener};
+
+/// The most sandboxes a daemon runs at once unless configured otherwise.
+pub const DEFAULT_MAX_CHILDREN: usize = 1024;
+
+/// How the daemon is set up.
+#[derive(Debug, Clone)]
+pub struct ZygoteConfig {
+    /// Host ids the sandboxes' ids map to.
+    pub host_ids: HostIds,
+    /// The seccomp policy every sandbox gets.
+    pub seccomp: SeccompPolicy,
+    /// Who may connect.
+    pub access: Access,
+    /// The most live sandboxes at once; more spawns get a `Busy` error.
+    pub max_children: usize,
+}
+
+impl ZygoteConfig {
+    /// The default policy, ids and limits.
+    pub fn new() -> Result<ZygoteConfig, ZygoteError> {
+        Ok(ZygoteConfig {
+            host_ids: HostIds::default_for_daemon(),
+            seccomp: SeccompPolicy::default_policy().map_err(ZygoteError::Seccomp)?,
+            access: Access::default(),
+            max_children: DEFAULT_MAX_CHILDREN,
+        })
+    }
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ZygoteError {
+    /// The seccomp policy could not be loaded or compiled.
+    #[error("seccomp policy")]
+    Seccomp(#[source] SeccompError),
+    /// A system call failed.
+    #[error("zygote")]
+    Sys(#[source] SysError),
+}
+
+impl From<SysError> for ZygoteError {
+    fn from(e: SysError) -> Self {
+        ZygoteError::Sys(e)
+    }
+}
+
+/// A zygote daemon, prepared and ready to serve.
+///
+/// ```no_run
+/// use hatchery::zygote::{Zygote, ZygoteConfig};
+/// let zygote = Zygote::new(ZygoteConfig::new()?)?;
+/// zygote.serve(std::path::Path::new("/run/hatchery.sock"))?;
+/// # Ok::<(), hatchery::zygote::ZygoteError>(())
+/// ```
+pub struct Zygote {
+    sandboxer: Sandboxer,
+    access: Access,
+    max_children: usize,
+}
+
+/// A sandbox the daemon is responsible for until it is reaped.
+struct Child {
+    /// The connection that spawned it; `None` once that client is gone.
+    conn: Option<u64>,
+    id: u64,
+    pidfd: OwnedFd,
+    channel: ZygoteEnd,
+    /// The client's pipe ends, handed over with `Spawned`.
+    pipes: [Option<OwnedFd>; 3],
+    started: Instant,
+    /// `Spawned` has been sent (or the client is gone).
+    running: bool,
+    /// A report already settled the outcome (failed setup or exec).
+    failed: bool,
+    workload: Option<ExitStatus>,
+    /// The init has closed its channel: nothing more to poll for.
+    channel_closed: bool,
+}
+
+impl Zygote {
+    /// Prepares a daemon: compiles the seccomp policy and checks the host ids, once.
+    pub fn new(config: ZygoteConfig) -> Result<Zygote, ZygoteError> {
+        let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
+        let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
+        Ok(Zygote {
+            sandboxer,
+            access: config.access,
+            max_children: config.max_children,
+        })
+    }
+
+    /// Serves on a socket at `path` until SIGTERM or SIGINT, then kills every sandbox,
+    /// reaps it and removes the socket file.
+    pub fn serve(self, path: &Path) -> Result<(), ZygoteError> {
+        let listener = Listener::bind(path, &self.access)?;
+        tracing::info!(socket = %path.display(), "serving");
+        Server::new(self, Some(listener), None)?.run()
+    }
+
+    /// Serves one already-connected client (the embedded zygote of `hatchery run`), and
+    /// returns when it has hung up and its sandboxes are reaped.
+    pub fn serve_connection(self, conn: OwnedFd) -> Result<(), ZygoteError> {
+        Server::new(self, None, Some(conn))?.run()
+    }
+}
+
+/// What a polled fd is.
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Listener,
+    Conn(u64),
+    Child(i32),
+}
+
+struct Server {
+    zygote: Zygote,
+    listener: Option<Listener>,
+    signals: SignalFd,
+    conns: HashMap<u64, Connection>,
+    children: HashMap<i32, Child>,
+    next_conn: u64,
+    buf: protocol::RecvBuffer,
+    /// Serving a single embedded client: stop when it is gone.
+    embedded: bool,
+    shutting_down: bool,
+}
+
+impl Server {
+    fn new(
+        zygote: Zygote,
+        listener: Option<Listener>,
+        conn: Option<OwnedFd>,
+    ) -> Result<Server, SysError> {
+        sys::ensure_stdio_open()?;
+        let mut mask = SigSet::empty();
+        for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+            mask.add(signal);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .op("sigprocmask")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .op("signalfd")?;
+        let mut server = Server {
+            zygote,
+            listener,
+            signals,
+            conns: HashMap::new(),
+            children: HashMap::new(),
+            next_conn: 0,
+            buf: protocol::RecvBuffer::new(),
+            embedded: conn.is_some(),
+            shutting_down: false,
+        };
+        if let Some(fd) = conn {
+            nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .op("fcntl(O_NONBLOCK)")?;
+            server.add_connection(fd, None);
+        }
+        Ok(server)
+    }
+
+    fn run(mut self) -> Result<(), ZygoteError> {
+        loop {
+            if self.children.is_empty()
+                && (self.shutting_down || (self.embedded && self.conns.is_empty()))
+            {
+                for conn in self.conns.values_mut() {
+                    conn.flush();
+                }
+                return Ok(());
+            }
+            let ready = self.wait()?;
+            for (source, flags) in ready {
+                match source {
+                    Source::Signals => self.on_signals(),
+                    Source::Listener => self.on_listener(),
+                    Source::Conn(conn) => self.on_connection(conn, flags),
+                    Source::Child(pid) => self.on_reports(pid),
+                }
+            }
+            self.drop_finished_connections();
+        }
+    }
+
+    /// Polls every source; returns those that are ready.
+    fn wait(&mut self) -> Result<Vec<(Source, PollFlags)>, ZygoteError> {
+        let mut sources = Vec::with_capacity(2 + self.conns.len() + self.children.len());
+        let mut fds = Vec::with_capacity(sources.capacity());
+        sources.push(Source::Signals);
+        fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+        if let Some(listener) = &self.listener {
+            sources.push(Source::Listener);
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        for (&key, conn) in &self.conns {
+            let mut flags = PollFlags::POLLIN;
+            if conn.wants_write() {
+                flags |= PollFlags::POLLOUT;
+            }
+            sources.push(Source::Conn(key));
+            fds.push(PollFd::new(conn.as_fd(), flags));
+        }
+        for (&pid, child) in self.children.iter().filter(|(_, c)| !c.channel_closed) {
+            sources.push(Source::Child(pid));
+            fds.push(PollFd::new(child.channel.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(SysError::new("poll", e).into()),
+        }
+        Ok(fds
+            .iter()
+            .zip(sources)
+            .filter_map(|(fd, source)| fd.revents().filter(|r| !r.is_empty()).map(|r| (source, r)))
+            .collect())
+    }
+
+    fn on_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(signal) => {
+                    tracing::info!(%signal, "shutting down");
+                    self.shut_down();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Stops accepting, removes the socket and kills every sandbox; the loop ends once
+    /// they are all reaped.
+    fn shut_down(&mut self) {
+        self.shutting_down = true;
+        self.listener = None;
+        for child in self.children.values() {
+            let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+        }
+    }
+
+    fn on_listener(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let fd = match listener.accept() {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(e) => {
+                    // EMFILE and the like: keep serving those already connected.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    return;
+                }
+            };
+            match self.zygote.access.check(fd.as_fd()) {
+                Ok(peer) => {
+                    tracing::debug!(?peer, "client connected");
+                    self.add_connection(fd, Some(peer));
+                }
+                Err((peer, reason)) => {
+                    // Answered when its Hello arrives, so that the refusal is read
+                    // rather than lost to a connection reset.
+                    tracing::warn!(?peer, %reason, "refused a client");
+                    self.next_conn += 1;
+                    let mut conn = Connection::new(fd, peer);
+                    conn.refused = Some(reason);
+                    self.conns.insert(self.next_conn, conn);
+                }
+            }
+        }
+    }
+
+    fn add_connection(&mut self, fd: OwnedFd, peer: Option<listener::Peer>) {
+        self.next_conn += 1;
+        self.conns.insert(self.next_conn, Connection::new(fd, peer));
+    }
+
+    fn on_connection(&mut self, key: u64, flags: PollFlags) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if flags.contains(PollFlags::POLLOUT) {
+            conn.flush();
+        }
+        if !flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            return;
+        }
+        // A bounded batch per wake-up, so one busy client cannot starve the others.
+        for _ in 0..32 {
+            let Some(conn) = self.conns.get_mut(&key) else {
+                return;
+            };
+            if conn.finished() || conn.closing {
+                return;
+            }
+            match protocol::recv::<Request>(conn.as_fd(), &mut self.buf, true) {
+                Ok(Some((request, fds))) => self.on_request(key, request, fds),
+                Ok(None) => {
+                    tracing::debug!(peer = ?conn.peer, "client hung up");
+                    conn.dead = true;
+                    return;
+                }
+                Err(protocol::ProtocolError::Io(e)) if e.errno() == Errno::EAGAIN => return,
+                Err(protocol::ProtocolError::Io(e)) => {
+                    tracing::debug!(error = %e, "client connection failed");
+                    conn.dead = true;
+                    return;
+                }
+                Err(e) if conn.refused.is_some() => {
+                    let reason = conn.refused.take().unwrap_or_default();
+                    conn.send_error(None, ErrorKind::PermissionDenied, reason);
+                    conn.closing = true;
+                    tracing::debug!(error = %crate::error_chain(&e), "refused client sent a malformed message");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = ?conn.peer, error = %crate::error_chain(&e), "malformed message; closing the connection");
+                    conn.send_error(None, ErrorKind::Protocol, e.to_string());
+                    conn.closing = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, key: u64, request: Request, fds: Vec<OwnedFd>) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if let Some(reason) = conn.refused.take() {
+            conn.send_error(None, ErrorKind::PermissionDenied, reason);
+            conn.closing = true;
+            return;
+        }
+        match request {
+            Request::Hello { version, client } if !conn.greeted => {
+                if version != PROTOCOL_VERSION {
+                    conn.send_error(
+                        None,
+                        ErrorKind::VersionMismatch {
+                            supported: PROTOCOL_VERSION,
+                        },
+                        format!(
+                            "client speaks protocol version {version}, this daemon speaks {PROTOCOL_VERSION}"
+                        ),
+                    );
+                    conn.closing = true;
+                    return;
+                }
+                tracing::debug!(%client, "handshake");
+                conn.greeted = true;
+                conn.send(
+                    &Event::Welcome {
+                        version: PROTOCOL_VERSION,
+                        server: format!("hatchery {}", env!("CARGO_PKG_VERSION")),
+                    },
+                    Vec::new(),
+                );
+            }
+            _ if !conn.greeted => {
+                conn.send_error(None, ErrorKind::Protocol, "the first message must be Hello");
+                conn.closing = true;
+            }
+            Request::Hello { .. } => {
+                conn.send_error(None, ErrorKind::Protocol, "Hello sent twice");
+                conn.closing = true;
+            }
+            Request::Spawn { id, request } => self.spawn(key, id, *request, fds),
+            Request::Signal { id, signal } => {
+                let pid = conn.children.get(&id).copied();
+                match pid.and_then(|pid| self.children.get(&pid)) {
+                    Some(_) if !(1..=64).contains(&signal) => {
+                        conn.send_error(
+                            Some(id),
+                            ErrorKind::InvalidRequest,
+                            format!("no such signal: {signal}"),
+                        );
+                    }
+                    Some(child) => {
+                        if let Err(e) = sys::pidfd_send_signal(child.pidfd.as_fd(), signal) {
+                            // ESRCH: it is exiting; its Exited event follows.
+                            tracing::debug!(error = %e, id, "signal not delivered");
+                        }
+                    }
+                    None => conn.send_error(
+                        Some(id),
+                        ErrorKind::UnknownId,
+                        format!("no live child with id {id}"),
+                    ),
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, key: u64, id: u64, request: SpawnRequest, fds: Vec<OwnedFd>) {
+        let started = Instant::now();
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if conn.children.contains_key(&id) {
+            conn.send_error(
+                Some(id),
+                ErrorKind::InvalidRequest,
+                format!("id {id} is already in use"),
+            );
+            return;
+        }
+        if self.shutting_down {
+            conn.send_error(Some(id), ErrorKind::Busy, "the daemon is shutting down");
+            return;
+        }
+        if self.children.len() >= self.zygote.max_children {
+            conn.send_error(
+                Some(id),
+                ErrorKind::Busy,
+                format!(
+                    "{} sandboxes are running, the most this daemon allows",
+                    self.children.len()
+                ),
+            );
+            return;
+        }
+        if let Err(e) = validate::validate(&request) {
+            conn.send_error(Some(id), ErrorKind::InvalidRequest, e.to_string());
+            return;
+        }
+        let wanted = request
+            .stdio()
+            .iter()
+            .filter(|s| matches!(s, Stdio::Fd(_)))
+            .count();
+        if fds.len() != wanted {
+            conn.send_error(
+                Some(id),
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the request names {wanted} passed fds but {} came with it",
+                    fds.len()
+                ),
+            );
+            return;
+        }
+        match self.zygote.sandboxer.start(&request, fds) {
+            Ok(sandbox) => {
+                tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
+                conn.children.insert(id, sandbox.pid);
+                self.children.insert(
+                    sandbox.pid,
+                    Child {
+                        conn: Some(key),
+                        id,
+                        pidfd: sandbox.pidfd,
+                        channel: sandbox.channel,
+                        pipes: sandbox.pipes,
+                        started,
+                        running: false,
+                        failed: false,
+                        workload: None,
+                        channel_closed: false,
+                    },
+                );
+            }
+            Err(e) => {
+                let error = match &e {
+                    StartError::Sys(error) => Some(error.clone()),
+                    StartError::NotSingleThreaded(_) => None,
+                };
+                let message = match &error {
+                    Some(error) => format!("{e}: {error}"),
+                    None => e.to_string(),
+                };
+                tracing::error!(%message, "cannot start a sandbox");
+                conn.send_error(Some(id), ErrorKind::Internal { error }, message);
+            }
+        }
+    }
+
+    /// Handles what a sandbox's init has reported so far.
+    fn on_reports(&mut self, pid: i32) {
+        loop {
+            let Some(child) = self.children.get_mut(&pid) else {
+                return;
+            };
+            let report = match child.channel.try_report(&mut self.buf) {
+                Ok(Pending::Report(report)) => report,
+                Ok(Pending::Nothing) => return,
+                Ok(Pending::Closed) => {
+                    child.channel_closed = true;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(pid, error = %crate::error_chain(&e), "unreadable report from a sandbox; killing it");
+                    let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+                    return;
+                }
+            };
+            self.on_report(pid, report);
+        }
+    }
+
+    fn on_report(&mut self, pid: i32, report: FromSandbox) {
+        let Some(child) = self.children.get_mut(&pid) else {
+            return;
+        };
+        let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
+        match report {
+            FromSandbox::Execed if !child.running && !child.failed => {
+                child.running = true;
+                let Some(conn) = conn else { return };
+                let mut roles = Vec::with_capacity(4);
+                let mut fds = Vec::with_capacity(4);
+                for (role, pipe) in [FdRole::Stdin, FdRole::Stdout, FdRole::Stderr]
+                    .into_iter()
+                    .zip(&mut child.pipes)
+                {
+                    if let Some(fd) = pipe.take() {
+                        roles.push(role);
+                        fds.push(fd);
+                    }
+                }
+                match child.pidfd.try_clone() {
+                    Ok(pidfd) => {
+                        roles.push(FdRole::Pidfd);
+                        fds.push(pidfd);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot duplicate a pidfd for the client"),
+                }
+                conn.send(
+                    &Event::Spawned {
+                        id: child.id,
+                        pid,
+                        fds: roles,
+                    },
+                    fds,
+                );
+            }
+            FromSandbox::ExecFailed(errno) if !child.running && !child.failed => {
+                child.failed = true;
+                let Some(conn) = conn else { return };
+                let errno = Errno::from_raw(errno);
+                let (kind, what) = match errno {
+                    Errno::ENOENT => (ErrorKind::NotFound, "not found"),
+                    _ => (
+                        ErrorKind::CannotExecute {
+                            errno: errno as i32,
+                        },
+                        "cannot be executed",
+                    ),
+                };
+                conn.send_error(
+                    Some(child.id),
+                    kind,
+                    format!("program {what}: execve: {errno:?} ({})", errno.desc()),
+                );
+            }
+            FromSandbox::SetupFailed(error) if !child.running && !child.failed => {
+                child.failed = true;
+                let Some(conn) = conn else { return };
+                let message = format!("{error}: {}", error.error);
+                conn.send_error(
+                    Some(child.id),
+                    ErrorKind::Setup {
+                        step: error.step.name().to_string(),
+                        error: error.error,
+                    },
+                    message,
+                );
+            }
+            FromSandbox::WorkloadExited(status) => child.workload = Some(status),
+            other => tracing::warn!(pid, ?other, "out-of-order report from a sandbox"),
+        }
+    }
+
+    /// Reaps every exited sandbox and reports its verdict.
+    fn reap(&mut self) {
+        loop {
+            let reaped = match sys::wait4_any_nohang() {
+                Ok(Some(reaped)) => reaped,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "wait4 failed");
+                    return;
+                }
+            };
+            // Reports written before the exit are still queued on the channel.
+            self.on_reports(reaped.pid);
+            let Some(child) = self.children.remove(&reaped.pid) else {
+                continue;
+            };
+            let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
+            let Some(conn) = conn else { continue };
+            conn.children.remove(&child.id);
+            let init_status = ExitStatus::from_wait_status(reaped.status);
+            if child.running {
+                let verdict = Verdict {
+                    status: child.workload.unwrap_or(init_status),
+                    wall_time_us: child.started.elapsed().as_micros() as u64,
+                    user_cpu_us: timeval_us(reaped.rusage.ru_utime),
+                    system_cpu_us: timeval_us(reaped.rusage.ru_stime),
+                    max_rss_kib: reaped.rusage.ru_maxrss.max(0) as u64,
+                };
+                tracing::debug!(id = child.id, pid = reaped.pid, ?verdict, "sandbox reaped");
+                conn.send(
+                    &Event::Exited {
+                        id: child.id,
+                        verdict,
+                    },
+                    Vec::new(),
+                );
+            } else if !child.failed {
+                let message = format!("the sandbox ended during setup ({init_status:?})");
+                conn.send_error(Some(child.id), ErrorKind::Internal { error: None }, message);
+            }
+        }
+    }
+
+    /// Drops finished connections and kills the sandboxes they leave behind.
+    fn drop_finished_connections(&mut self) {
+        let finished: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.finished())
+            .map(|(&k, _)| k)
+            .collect();
+        for key in finished {
+            let Some(conn) = self.conns.remove(&key) else {
+                continue;
+            };
+            conn.discard_unread();
+            for pid in conn.children.values() {
+                if let Some(child) = self.children.get_mut(pid) {
+                    child.conn = None;
+                    tracing::debug!(pid, "client gone; killing its sandbox");
+                    let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn timeval_us(tv: libc::timeval) -> u64 {
+    (tv.tv_sec.max(0) as u64) * 1_000_000 + tv.tv_usec.max(0) as u64
+}
