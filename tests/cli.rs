@@ -1,0 +1,202 @@
+//! `hatchery run`: exit-code mapping, stdio pass-through, signal forwarding, the verdict
+//! file, and the embedded zygote when no daemon runs.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{hatchery, Daemon};
+
+/// A socket path where no daemon listens: `run` must start its embedded zygote.
+const NO_DAEMON: &str = "/nonexistent/hatchery.sock";
+
+fn run_embedded(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    let mut full = vec!["run", "--socket", NO_DAEMON];
+    full.extend_from_slice(args);
+    hatchery(&full, stdin, &[])
+}
+
+#[test]
+fn runs_a_command_without_a_daemon() {
+    require_sandbox!();
+    let (code, stdout, stderr) = hatchery(
+        &["run", "--", "/bin/echo", "hello"],
+        b"",
+        &[("HATCHERY_SOCKET", NO_DAEMON)],
+    );
+    assert_eq!((code, stdout.as_str()), (0, "hello\n"), "{stderr}");
+}
+
+#[test]
+fn runs_a_command_through_a_daemon() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let socket = daemon.socket.to_str().unwrap();
+    let (code, stdout, stderr) = hatchery(
+        &["run", "--", "/bin/echo", "via daemon"],
+        b"",
+        &[("HATCHERY_SOCKET", socket)],
+    );
+    assert_eq!((code, stdout.as_str()), (0, "via daemon\n"), "{stderr}");
+}
+
+#[test]
+fn passes_stdio_through() {
+    require_sandbox!();
+    let (code, stdout, stderr) = run_embedded(
+        &["--", "/bin/sh", "-c", "cat; echo oops >&2"],
+        b"from stdin\n",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(stdout, "from stdin\n");
+    assert_eq!(stderr, "oops\n");
+}
+
+#[test]
+fn exits_with_the_childs_code() {
+    require_sandbox!();
+    for code in [0, 3, 255] {
+        let (got, _, stderr) = run_embedded(&["--", "/bin/sh", "-c", &format!("exit {code}")], b"");
+        assert_eq!(got, code, "{stderr}");
+    }
+}
+
+#[test]
+fn exits_128_plus_the_signal_that_killed_the_child() {
+    require_sandbox!();
+    let (code, _, _) = run_embedded(&["--", "/bin/sh", "-c", "kill -9 $$"], b"");
+    assert_eq!(code, 137);
+    let (code, _, _) = run_embedded(&["--", "/bin/sh", "-c", "kill -TERM $$"], b"");
+    assert_eq!(code, 143);
+}
+
+#[test]
+fn exits_127_when_the_program_is_not_found() {
+    require_sandbox!();
+    let (code, _, stderr) = run_embedded(&["--", "/no/such/program"], b"");
+    assert_eq!(code, 127);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line naming the cause: {stderr}"
+    );
+    assert!(stderr.contains("not found"), "{stderr}");
+}
+
+#[test]
+fn exits_126_when_the_program_cannot_execute() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let (path, bind) = common::non_executable_file(&dir);
+    let (code, _, stderr) = run_embedded(&["--ro-bind", &bind, "--", path], b"");
+    assert_eq!(code, 126);
+    assert!(stderr.contains("EACCES"), "{stderr}");
+}
+
+#[test]
+fn exits_125_on_its_own_failures() {
+    require_sandbox!();
+    let (code, _, stderr) = run_embedded(&["--chroot", "/no/such/root", "--", "/bin/true"], b"");
+    assert_eq!(code, 125);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("mount root") && stderr.contains("/no/such/root"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_embedded(&["--env", "NOEQUALS", "--", "/bin/true"], b"");
+    assert_eq!(code, 125, "{stderr}");
+}
+
+#[test]
+fn passes_flags_into_the_sandbox() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    std::fs::write(dir.path().join("input.txt"), "bound in\n").unwrap();
+    let bind = format!("{}:/data", dir.path().display());
+    let (code, stdout, stderr) = run_embedded(
+        &[
+            "--ro-bind",
+            &bind,
+            "--env",
+            "GREETING=hi",
+            "--cwd",
+            "/data",
+            "--hostname",
+            "box",
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat input.txt; echo $GREETING; hostname; pwd",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "bound in\nhi\nbox\n/data\n");
+}
+
+#[test]
+fn writes_the_verdict_as_json() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let path = dir.path().join("verdict.json");
+    let (code, _, _) = run_embedded(
+        &[
+            "--verdict-json",
+            path.to_str().unwrap(),
+            "--",
+            "/bin/sh",
+            "-c",
+            "exit 9",
+        ],
+        b"",
+    );
+    assert_eq!(code, 9);
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(verdict["exit_code"], 9);
+    assert!(verdict["signal"].is_null());
+    assert!(verdict["wall_time_ms"].as_f64().unwrap() > 0.0);
+    assert!(verdict["max_rss_kib"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn forwards_sigterm_to_the_child() {
+    require_sandbox!();
+    let probe = common::probe_path().to_str().unwrap().to_string();
+    let bind = format!("{probe}:/probe");
+    let mut cli = Command::new(common::HATCHERY)
+        .args([
+            "run",
+            "--socket",
+            NO_DAEMON,
+            "--ro-bind",
+            &bind,
+            "--",
+            "/probe",
+            "wait-signal",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cli.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got=SIGTERM");
+    assert_eq!(cli.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn refuses_a_missing_command() {
+    let (code, _, stderr) = hatchery(&["run", "--socket", NO_DAEMON], b"", &[]);
+    assert_eq!(
+        code, 125,
+        "a usage error is hatchery's own failure: {stderr}"
+    );
+    assert!(stderr.contains("PROGRAM"), "{stderr}");
+}

@@ -1,0 +1,375 @@
+//! Shared test harness: a daemon per test (as a subprocess: the test harness runs tests
+//! on threads, and a zygote must be single-threaded), the in-sandbox probe, and the
+//! privilege gate.
+//!
+//! Privileged tests call `require_sandbox!()`: on a machine where user namespaces are
+//! not available they skip, unless `HATCHERY_TESTS_MUST_RUN=1` (set by CI), where they
+//! fail.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use hatchery::protocol::{Bind, SandboxConfig};
+use hatchery::{Client, SpawnRequest, Verdict};
+
+/// The `hatchery` binary under test.
+pub const HATCHERY: &str = env!("CARGO_BIN_EXE_hatchery");
+/// The probe binary as built (see `tests/probe/probe.rs`).
+const PROBE_BUILT: &str = env!("CARGO_BIN_EXE_hatchery-probe");
+/// Where the probe appears inside a sandbox.
+pub const PROBE_INSIDE: &str = "/probe";
+
+/// Whether CI demands that privileged tests run rather than skip.
+pub fn must_run() -> bool {
+    std::env::var("HATCHERY_TESTS_MUST_RUN").is_ok_and(|v| v == "1")
+}
+
+/// Whether sandboxes can be created here: one real spawn through the embedded zygote,
+/// done once per test binary.
+pub fn sandbox_unavailable() -> Option<&'static str> {
+    static REASON: OnceLock<Option<String>> = OnceLock::new();
+    REASON
+        .get_or_init(|| {
+            let out = Command::new(HATCHERY)
+                .args([
+                    "run",
+                    "--socket",
+                    "/nonexistent/hatchery-probe.sock",
+                    "--",
+                    "/bin/true",
+                ])
+                .stdin(Stdio::null())
+                .output();
+            match out {
+                Ok(out) if out.status.success() => None,
+                Ok(out) => Some(format!(
+                    "`hatchery run -- /bin/true` failed ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => Some(format!("cannot run {HATCHERY}: {e}")),
+            }
+        })
+        .as_deref()
+}
+
+/// Skips the test where sandboxes cannot be created, or fails it under
+/// `HATCHERY_TESTS_MUST_RUN=1`.
+#[macro_export]
+macro_rules! require_sandbox {
+    () => {
+        if let Some(reason) = common::sandbox_unavailable() {
+            if common::must_run() {
+                panic!("HATCHERY_TESTS_MUST_RUN=1 but sandboxes are unavailable: {reason}");
+            }
+            eprintln!("skipped: sandboxes are unavailable here: {reason}");
+            return;
+        }
+    };
+}
+
+/// A temporary directory that the sandbox's unprivileged host uid can traverse (bind
+/// sources are resolved with the sandbox's credentials).
+pub fn open_tempdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod tempdir");
+    dir
+}
+
+/// A `hatchery serve` subprocess on a socket of its own; stopped with SIGTERM on drop.
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon with default options.
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    /// Starts a daemon with extra `serve` arguments, and waits until it accepts.
+    pub fn start_with(args: &[&str]) -> Daemon {
+        let dir = open_tempdir();
+        let socket = dir.path().join("hatchery.sock");
+        let child = Command::new(HATCHERY)
+            .arg("serve")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start hatchery serve");
+        let daemon = Daemon { child, socket, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !hatchery::client::probe_socket(&daemon.socket) {
+            assert!(Instant::now() < deadline, "daemon did not start listening");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        daemon
+    }
+
+    /// A new client connection.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to the test daemon")
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The daemon's open fds.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read daemon fds")
+            .count()
+    }
+
+    /// The daemon's fd count once it has caught up with hang-ups it has not yet seen:
+    /// waits up to 5 s for the count to come down to `expected`, then returns it.
+    pub fn settled_fd_count(&self, expected: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let count = self.fd_count();
+            if count <= expected || Instant::now() > deadline {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The daemon's child processes as (pid, state) pairs.
+    pub fn children(&self) -> Vec<(i32, char)> {
+        children_of(self.pid())
+    }
+
+    /// Waits until the daemon has no child processes left.
+    pub fn wait_childless(&self, within: Duration) -> Vec<(i32, char)> {
+        let deadline = Instant::now() + within;
+        loop {
+            let children = self.children();
+            if children.is_empty() || Instant::now() > deadline {
+                return children;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait daemon") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return self.child.wait().expect("wait daemon");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// The child processes of `pid` as (pid, state) pairs, from `/proc/*/stat`.
+pub fn children_of(pid: i32) -> Vec<(i32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            found.push((child, state));
+        }
+    }
+    found
+}
+
+/// A copy of the probe that the sandbox's unprivileged host uid can reach: bind sources
+/// are resolved with the sandbox's credentials, and the build directory may sit in a
+/// private (0700) checkout.
+pub fn probe_path() -> &'static Path {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| public_copy(PROBE_BUILT, "hatchery-probe"))
+}
+
+/// A copy of the `hatchery` binary that other uids can execute.
+pub fn hatchery_for_others() -> &'static Path {
+    static COPY: OnceLock<PathBuf> = OnceLock::new();
+    COPY.get_or_init(|| public_copy(HATCHERY, "hatchery"))
+}
+
+/// Copies `built` into a world-readable directory of this test process.
+fn public_copy(built: &str, name: &str) -> PathBuf {
+    // One directory per test process; those of finished processes are removed here,
+    // since a static is never dropped.
+    let root = Path::new("/tmp/hatchery-test-binaries");
+    std::fs::create_dir_all(root).expect("create the copies directory");
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for entry in std::fs::read_dir(root).expect("list copies").flatten() {
+        let pid = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = root.join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir).expect("create this process's copies directory");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = dir.join(name);
+    std::fs::copy(built, &path).expect("copy a binary");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .expect("chmod a binary");
+    path
+}
+
+/// A read-only bind of the probe binary at [`PROBE_INSIDE`].
+pub fn probe_bind() -> Bind {
+    Bind::read_only(probe_path(), PROBE_INSIDE)
+}
+
+/// A request that runs the probe with `args` in a default sandbox.
+pub fn probe_request(args: &[&str]) -> SpawnRequest {
+    probe_request_in(args, SandboxConfig::default())
+}
+
+/// A request that runs the probe with `args` in `sandbox` (the probe bind is added).
+pub fn probe_request_in(args: &[&str], mut sandbox: SandboxConfig) -> SpawnRequest {
+    sandbox.binds.insert(0, probe_bind());
+    SpawnRequest::new(PROBE_INSIDE).args(args).sandbox(sandbox)
+}
+
+/// What a finished child printed, and its verdict.
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub verdict: Verdict,
+}
+
+/// Spawns `request`, collects stdout and stderr to end of file, and waits.
+pub fn run(client: &Client, request: SpawnRequest) -> Output {
+    let mut child = client.spawn_child(request).expect("spawn");
+    drop(child.stdin.take());
+    let mut stderr_pipe = child.stderr.take();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(pipe) = stderr_pipe.as_mut() {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    });
+    let mut stdout = String::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        pipe.read_to_string(&mut stdout).expect("read stdout");
+    }
+    let stderr = stderr_reader.join().expect("stderr reader");
+    let verdict = child.wait().expect("wait");
+    Output {
+        stdout,
+        stderr,
+        verdict,
+    }
+}
+
+/// Runs the probe and returns its `key=value` facts; fails the test unless it exits 0.
+pub fn probe_facts(client: &Client, request: SpawnRequest) -> HashMap<String, String> {
+    let out = run(client, request);
+    assert!(
+        out.verdict.status.success(),
+        "probe failed with {:?}; stdout: {} stderr: {}",
+        out.verdict.status,
+        out.stdout,
+        out.stderr
+    );
+    facts(&out.stdout)
+}
+
+/// Parses `key=value` lines.
+pub fn facts(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Runs `hatchery` with `args`, returning (exit code, stdout, stderr).
+pub fn hatchery(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(HATCHERY);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run hatchery");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait hatchery");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A readable file without execute permission in `dir`; returns where it appears inside
+/// the sandbox and the `SRC:DST` bind that puts it there.
+pub fn non_executable_file(dir: &tempfile::TempDir) -> (&'static str, String) {
+    let path = dir.path().join("data.txt");
+    std::fs::write(&path, "not a program\n").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    ("/data.txt", format!("{}:/data.txt", path.display()))
+}
+
+/// The path of a file in the test's own directory.
+pub fn in_dir(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}

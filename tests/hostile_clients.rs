@@ -1,0 +1,464 @@
+//! Bad input and hostile clients: each gets a clear error or a closed connection, the
+//! daemon keeps serving the next client, and nothing leaks.
+
+mod common;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::time::Duration;
+
+use common::{probe_request, run, Daemon};
+use hatchery::protocol::{self, ErrorKind, Event, Request, SandboxConfig, PROTOCOL_VERSION};
+use hatchery::{ExitStatus, SpawnError, SpawnRequest};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
+
+/// A raw connection, for sending what the client library never would.
+fn raw_connect(daemon: &Daemon) -> OwnedFd {
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    socket::connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &UnixAddr::new(&daemon.socket).unwrap(),
+    )
+    .unwrap();
+    let timeout = nix::sys::time::TimeVal::new(10, 0);
+    socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &timeout).unwrap();
+    fd
+}
+
+fn send_raw(fd: &OwnedFd, bytes: &[u8]) {
+    socket::send(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        bytes,
+        socket::MsgFlags::empty(),
+    )
+    .expect("send");
+}
+
+/// The next event, or `None` once the daemon has closed the connection.
+fn next_event(fd: &OwnedFd) -> Option<Event> {
+    let mut buf = protocol::RecvBuffer::new();
+    protocol::recv::<Event>(fd.as_fd(), &mut buf, false)
+        .expect("receive")
+        .map(|(event, _)| event)
+}
+
+fn hello(fd: &OwnedFd) {
+    let bytes = protocol::encode(&Request::Hello {
+        version: PROTOCOL_VERSION,
+        client: "test".into(),
+    })
+    .unwrap();
+    send_raw(fd, &bytes);
+    assert!(matches!(next_event(fd), Some(Event::Welcome { .. })));
+}
+
+/// The daemon still serves a well-behaved client.
+fn still_serves(daemon: &Daemon) {
+    let out = run(
+        &daemon.client(),
+        SpawnRequest::new("/bin/echo").arg("still here"),
+    );
+    assert_eq!(out.stdout, "still here\n");
+}
+
+fn expect_protocol_error_then_close(fd: &OwnedFd) {
+    match next_event(fd) {
+        Some(Event::Error {
+            id: None,
+            kind: ErrorKind::Protocol,
+            message,
+        }) => assert!(!message.is_empty()),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    assert_eq!(next_event(fd), None, "the daemon closes the connection");
+}
+
+#[test]
+fn garbage_bytes_get_a_protocol_error() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    send_raw(&fd, &[0xFF; 64]);
+    expect_protocol_error_then_close(&fd);
+    still_serves(&daemon);
+}
+
+#[test]
+fn garbage_after_the_handshake_gets_a_protocol_error() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    send_raw(&fd, b"\x01\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff");
+    expect_protocol_error_then_close(&fd);
+    still_serves(&daemon);
+}
+
+#[test]
+fn truncated_message_gets_a_protocol_error() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    let bytes = protocol::encode(&Request::Spawn {
+        id: 1,
+        request: Box::new(SpawnRequest::new("/bin/true")),
+    })
+    .unwrap();
+    send_raw(&fd, &bytes[..bytes.len() - 3]);
+    expect_protocol_error_then_close(&fd);
+    still_serves(&daemon);
+}
+
+#[test]
+fn oversized_message_gets_a_protocol_error() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    socket::setsockopt(&fd, socket::sockopt::SndBuf, &(1 << 20)).unwrap();
+    hello(&fd);
+    send_raw(&fd, &vec![0u8; protocol::MAX_MESSAGE_LEN + 4096]);
+    expect_protocol_error_then_close(&fd);
+    still_serves(&daemon);
+}
+
+#[test]
+fn unknown_protocol_version_is_refused_by_name() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    send_raw(
+        &fd,
+        &protocol::encode(&Request::Hello {
+            version: 999,
+            client: "future".into(),
+        })
+        .unwrap(),
+    );
+    match next_event(&fd) {
+        Some(Event::Error {
+            kind: ErrorKind::VersionMismatch { supported },
+            message,
+            ..
+        }) => {
+            assert_eq!(supported, PROTOCOL_VERSION);
+            assert!(message.contains("999"), "{message}");
+        }
+        other => panic!("expected a version mismatch, got {other:?}"),
+    }
+    assert_eq!(next_event(&fd), None);
+    still_serves(&daemon);
+}
+
+#[test]
+fn a_request_before_hello_is_refused() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    send_raw(
+        &fd,
+        &protocol::encode(&Request::Signal { id: 1, signal: 9 }).unwrap(),
+    );
+    expect_protocol_error_then_close(&fd);
+    still_serves(&daemon);
+}
+
+#[test]
+fn a_missing_program_is_not_found() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    match daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/no/such/program"))
+    {
+        Err(SpawnError::NotFound { message }) => {
+            assert!(message.contains("not found"), "{message}")
+        }
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match daemon
+        .client()
+        .spawn_child(SpawnRequest::new("no-such-program-in-path"))
+    {
+        Err(SpawnError::NotFound { .. }) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    still_serves(&daemon);
+}
+
+#[test]
+fn a_non_executable_program_cannot_execute() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let dir = common::open_tempdir();
+    let (path, bind) = common::non_executable_file(&dir);
+    let (source, target) = bind.split_once(':').unwrap();
+    let sandbox = SandboxConfig {
+        binds: vec![hatchery::Bind::read_only(source, target)],
+        ..SandboxConfig::default()
+    };
+    match daemon
+        .client()
+        .spawn_child(SpawnRequest::new(path).sandbox(sandbox))
+    {
+        Err(SpawnError::CannotExecute { errno, .. }) => {
+            assert_eq!(errno, nix::errno::Errno::EACCES)
+        }
+        other => panic!("expected CannotExecute, got {other:?}"),
+    }
+    still_serves(&daemon);
+}
+
+#[test]
+fn a_nonexistent_chroot_dir_is_a_setup_error() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let sandbox = SandboxConfig {
+        chroot_dir: Some("/no/such/root".into()),
+        ..SandboxConfig::default()
+    };
+    match daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/true").sandbox(sandbox))
+    {
+        Err(SpawnError::Setup {
+            step,
+            errno,
+            source,
+        }) => {
+            assert_eq!(step, "mount root");
+            assert_eq!(errno, nix::errno::Errno::ENOENT);
+            assert_eq!(source.path.as_deref(), Some("/no/such/root"));
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    still_serves(&daemon);
+}
+
+#[test]
+fn an_invalid_request_is_refused_before_anything_runs() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let sandbox = SandboxConfig {
+        uid: 0,
+        ..SandboxConfig::default()
+    };
+    match daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/true").sandbox(sandbox))
+    {
+        Err(SpawnError::InvalidRequest(message)) => assert!(message.contains("uid"), "{message}"),
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+    assert!(daemon.children().is_empty());
+}
+
+#[test]
+fn a_client_that_disconnects_mid_spawn_leaves_nothing_behind() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fds_before = daemon.fd_count();
+    for _ in 0..20 {
+        let fd = raw_connect(&daemon);
+        hello(&fd);
+        let spawn = Request::Spawn {
+            id: 1,
+            request: Box::new(probe_request(&["sleep", "30"])),
+        };
+        send_raw(&fd, &protocol::encode(&spawn).unwrap());
+        drop(fd);
+    }
+    let left = daemon.wait_childless(Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "sandboxes of gone clients survive: {left:?}"
+    );
+    still_serves(&daemon);
+    assert_eq!(
+        daemon.settled_fd_count(fds_before),
+        fds_before,
+        "the daemon leaks fds"
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_while_its_child_runs_kills_it() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let child = client
+        .spawn_child(probe_request(&["sleep", "30"]))
+        .expect("spawn");
+    assert_eq!(daemon.children().len(), 1);
+    drop(child);
+    drop(client);
+    let left = daemon.wait_childless(Duration::from_secs(10));
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_client_from_a_disallowed_uid_is_refused() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    // Let the socket file itself admit anyone: the peer-credential check must still hold.
+    std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new(common::hatchery_for_others())
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/true"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(stderr.contains("uid 65534 is not allowed"), "{stderr}");
+    still_serves(&daemon);
+}
+
+#[test]
+fn a_group_member_is_allowed_with_group() {
+    require_sandbox!();
+    let daemon = Daemon::start_with(&["--group", "4242"]);
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+    // The group member needs to reach the socket's directory.
+    let out = std::process::Command::new(common::hatchery_for_others())
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/echo", "member"])
+        .uid(65534)
+        .gid(4242)
+        .output()
+        .expect("run as a group member");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "member\n");
+}
+
+#[test]
+fn the_socket_is_private_by_default() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_second_daemon_does_not_steal_a_live_socket() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let out = std::process::Command::new(common::HATCHERY)
+        .args(["serve", "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .expect("start a second daemon");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another daemon"),
+        "{out:?}"
+    );
+    still_serves(&daemon);
+}
+
+#[test]
+fn signal_for_an_unknown_id_is_an_error_for_that_id() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    send_raw(
+        &fd,
+        &protocol::encode(&Request::Signal { id: 77, signal: 15 }).unwrap(),
+    );
+    assert!(matches!(
+        next_event(&fd),
+        Some(Event::Error {
+            id: Some(77),
+            kind: ErrorKind::UnknownId,
+            ..
+        })
+    ));
+    still_serves(&daemon);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_kills_its_sandboxes_and_removes_the_socket() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let mut child = client
+        .spawn_child(probe_request(&["sleep", "30"]))
+        .expect("spawn");
+    let socket = daemon.socket.clone();
+    let sandbox = child.pid;
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the socket file is removed");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{sandbox}")).exists(),
+        "the sandbox is gone"
+    );
+    assert_eq!(
+        child.wait().unwrap().status,
+        ExitStatus::Signaled(libc::SIGKILL)
+    );
+}
+
+/// 1,000 spawns, good and bad mixed: afterwards the daemon holds the same fds as before
+/// and has no child, zombie or otherwise.
+#[test]
+fn a_thousand_spawns_leak_no_fd_and_no_zombie() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    still_serves(&daemon);
+    let fds_before = daemon.fd_count();
+    for i in 0..1000 {
+        match i % 10 {
+            0 => assert!(client
+                .spawn_child(SpawnRequest::new("/no/such/program"))
+                .is_err()),
+            1 => {
+                let child = client
+                    .spawn_child(probe_request(&["sleep", "10"]))
+                    .expect("spawn");
+                child.kill().unwrap();
+                drop(child);
+            }
+            _ => {
+                let mut child = client
+                    .spawn_child(SpawnRequest::new("/bin/true"))
+                    .expect("spawn");
+                assert!(child.wait().unwrap().status.success());
+            }
+        }
+    }
+    let left = daemon.wait_childless(Duration::from_secs(10));
+    assert!(left.is_empty(), "children left: {left:?}");
+    still_serves(&daemon);
+    assert_eq!(
+        daemon.settled_fd_count(fds_before),
+        fds_before,
+        "fds before and after 1,000 spawns"
+    );
+}

@@ -1,0 +1,233 @@
+//! A child's life through the library: stdio, exit codes and signals in the verdict,
+//! signal forwarding by the init, reaping of orphans, and killing the whole sandbox.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+use common::{probe_facts, probe_request, run, Daemon};
+use hatchery::{ExitStatus, Stdio};
+
+#[test]
+fn stdout_and_stderr_reach_their_own_pipes() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let out = run(
+        &daemon.client(),
+        probe_request(&["echo-both", "to stdout", "to stderr"]),
+    );
+    assert_eq!(out.stdout, "to stdout\n");
+    assert_eq!(out.stderr, "to stderr\n");
+    assert_eq!(out.verdict.status, ExitStatus::Exited(0));
+}
+
+#[test]
+fn stdin_reaches_the_child() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut child = daemon
+        .client()
+        .spawn_child(probe_request(&["cat"]))
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello through the sandbox\n")
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "hello through the sandbox\n");
+    assert!(child.wait().unwrap().status.success());
+}
+
+#[test]
+fn null_and_passed_fds_work_as_stdio() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let dir = common::open_tempdir();
+    let path = dir.path().join("out.txt");
+    let file = std::fs::File::create(&path).unwrap();
+    let request = probe_request(&["echo-both", "into the file", "nowhere"])
+        .stdin(Stdio::Null)
+        .stdout(Stdio::fd(file.into()))
+        .stderr(Stdio::Null);
+    let mut child = daemon.client().spawn_child(request).expect("spawn");
+    assert!(child.stdout.is_none() && child.stderr.is_none() && child.stdin.is_none());
+    assert!(child.wait().unwrap().status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "into the file\n");
+}
+
+#[test]
+fn exit_codes_arrive_in_the_verdict() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    for code in [0, 1, 42, 255] {
+        let out = run(&client, probe_request(&["exit", &code.to_string()]));
+        assert_eq!(out.verdict.status, ExitStatus::Exited(code));
+    }
+}
+
+#[test]
+fn signals_arrive_in_the_verdict() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGSEGV] {
+        let out = run(&client, probe_request(&["kill-self", &signal.to_string()]));
+        assert_eq!(out.verdict.status, ExitStatus::Signaled(signal));
+        assert_eq!(out.verdict.status.code(), 128 + signal);
+    }
+}
+
+#[test]
+fn verdict_reports_times_and_memory() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let out = run(&daemon.client(), probe_request(&["sleep", "0.2"]));
+    assert!(
+        out.verdict.wall_time() >= Duration::from_millis(200),
+        "{:?}",
+        out.verdict
+    );
+    assert!(
+        out.verdict.wall_time() < Duration::from_secs(5),
+        "{:?}",
+        out.verdict
+    );
+    assert!(out.verdict.max_rss_kib > 0, "{:?}", out.verdict);
+}
+
+#[test]
+fn sigterm_reaches_the_workload_through_init() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut child = daemon
+        .client()
+        .spawn_child(probe_request(&["wait-signal"]))
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    child.signal(libc::SIGTERM).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "got=SIGTERM");
+    assert_eq!(child.wait().unwrap().status, ExitStatus::Exited(0));
+}
+
+#[test]
+fn orphaned_grandchild_is_reaped_by_init() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let facts = probe_facts(&daemon.client(), probe_request(&["orphan", "0.1"]));
+    assert_eq!(facts["grandchild_reaped"], "true", "{facts:?}");
+}
+
+#[test]
+fn kill_ends_the_whole_sandbox() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut child = daemon
+        .client()
+        .spawn_child(probe_request(&["spawn-sleepers", "3"]))
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid_ns = std::fs::read_link(format!("/proc/{}/ns/pid", child.pid)).expect("sandbox pid ns");
+    assert!(
+        processes_in(&pid_ns) >= 5,
+        "init, the probe and three sleepers"
+    );
+    child.kill().unwrap();
+    assert_eq!(
+        child.wait().unwrap().status,
+        ExitStatus::Signaled(libc::SIGKILL)
+    );
+    assert_eq!(
+        processes_in(&pid_ns),
+        0,
+        "no process of the sandbox survives"
+    );
+}
+
+#[test]
+fn try_wait_does_not_block_while_the_child_runs() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut child = daemon
+        .client()
+        .spawn_child(probe_request(&["sleep", "10"]))
+        .expect("spawn");
+    assert_eq!(child.try_wait().unwrap(), None);
+    child.kill().unwrap();
+    let verdict = loop {
+        if let Some(verdict) = child.try_wait().unwrap() {
+            break verdict;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(verdict.status, ExitStatus::Signaled(libc::SIGKILL));
+}
+
+#[test]
+fn one_connection_runs_many_children_at_once() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let mut children: Vec<_> = (0..8)
+        .map(|i| {
+            client
+                .spawn_child(probe_request(&["exit", &i.to_string()]))
+                .expect("spawn")
+        })
+        .collect();
+    // Waited in reverse order: each verdict must still reach its own child.
+    for (i, child) in children.iter_mut().enumerate().rev() {
+        assert_eq!(child.wait().unwrap().status, ExitStatus::Exited(i as i32));
+    }
+}
+
+#[test]
+fn a_client_shared_between_threads_waits_independently() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let slow = client
+        .spawn_child(probe_request(&["sleep", "0.5"]))
+        .expect("spawn");
+    let fast = client
+        .spawn_child(probe_request(&["exit", "7"]))
+        .expect("spawn");
+    let slow_waiter = std::thread::spawn(move || {
+        let mut slow = slow;
+        slow.wait().unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    let mut fast = fast;
+    assert_eq!(fast.wait().unwrap().status, ExitStatus::Exited(7));
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the fast child waited for the slow one"
+    );
+    assert!(slow_waiter.join().unwrap().status.success());
+}
+
+/// Processes whose pid namespace is `ns` (a `pid:[inode]` link target).
+fn processes_in(ns: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| std::fs::read_link(e.path().join("ns/pid")).is_ok_and(|link| link == ns))
+        .count()
+}
