@@ -4,6 +4,7 @@
 use nix::unistd::{Gid, Uid};
 
 use super::HostIds;
+use crate::protocol::SandboxConfig;
 use crate::sys::{Context, SysError};
 
 /// Zygote side: maps the sandbox `uid`/`gid` to the host ids, one id each, so that no
@@ -35,11 +36,11 @@ pub fn write_maps(
 /// Capabilities survive the switch: the kernel clears them on a setuid away from the
 /// namespace's root, and this namespace has no root mapped. They are dropped explicitly
 /// later, after the mounts.
-pub fn become_sandbox_user(uid: u32, gid: u32, privileged: bool) -> Result<(), SysError> {
+pub fn become_sandbox_user(config: &SandboxConfig, privileged: bool) -> Result<(), SysError> {
     if privileged {
         nix::unistd::setgroups(&[]).op("setgroups")?;
     }
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    let (uid, gid) = (Uid::from_raw(config.uid), Gid::from_raw(config.gid));
     nix::unistd::setresgid(gid, gid, gid).op("setresgid")?;
     nix::unistd::setresuid(uid, uid, uid).op("setresuid")?;
     Ok(())

@@ -15,7 +15,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use super::channel::SandboxEnd;
 use super::exec::ExecArgs;
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
-use crate::protocol::{ExitStatus, Layer, SpawnRequest};
+use crate::protocol::{ExitStatus, Layer, OsBytes, SpawnRequest};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
@@ -72,54 +72,61 @@ fn setup(
     request: &SpawnRequest,
     channel: &SandboxEnd,
 ) -> Result<ExecArgs, SetupError> {
-    let config = &request.sandbox;
-    // Die with the zygote rather than outlive it unsupervised.
-    step(
-        Step::IdMaps,
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).op("prctl(PR_SET_PDEATHSIG)"),
-    )?;
-    // Default dispositions (the zygote ignores SIGPIPE), and the forwarded signals held
-    // until the workload's pid is known.
-    step(Step::SignalForwarding, sys::reset_signal_dispositions())?;
-    step(
-        Step::SignalForwarding,
-        block_forwarded(SigmaskHow::SIG_SETMASK),
-    )?;
-    let exec = step(
-        Step::ForkWorkload,
-        ExecArgs::new(request).map_err(|e| SysError::new("prepare execve", e)),
-    )?;
-
+    let (config, privileged, last_cap) =
+        (&request.sandbox, sandboxer.privileged, sandboxer.last_cap);
+    step(Step::IdMaps, die_with_zygote())?;
+    step(Step::SignalForwarding, hold_signals())?;
+    let exec = step(Step::ForkWorkload, prepare_exec(request))?;
     step(Step::IdMaps, channel.wait_for_id_maps())?;
-    step(
-        Step::UserIds,
-        ids::become_sandbox_user(config.uid, config.gid, sandboxer.privileged),
-    )?;
+    step(Step::UserIds, ids::become_sandbox_user(config, privileged))?;
     step(Step::MountRoot, mounts::build_root(config))?;
-    step(
-        Step::Hostname,
-        nix::unistd::sethostname(&config.hostname).op("sethostname"),
-    )?;
+    step(Step::Hostname, set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(Step::Loopback, sys::loopback_up())?;
     }
-    step(
-        Step::WorkingDirectory,
-        nix::unistd::chdir(request.cwd.as_path()).op_path("chdir", request.cwd.as_path()),
-    )?;
-    // A new session: no controlling terminal, so TIOCSTI has nothing to inject into.
-    step(Step::Session, nix::unistd::setsid().map(drop).op("setsid"))?;
-    step(
-        Step::Capabilities,
-        capabilities::drop_all(sandboxer.last_cap),
-    )?;
+    step(Step::WorkingDirectory, enter(&request.cwd))?;
+    step(Step::Session, new_session())?;
+    step(Step::Capabilities, capabilities::drop_all(last_cap))?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(Step::Capabilities, capabilities::verify_dropped())?;
-    step(
-        Step::SignalForwarding,
-        sys::install_signal_forwarding(&FORWARDED),
-    )?;
+    step(Step::SignalForwarding, forward_signals())?;
     Ok(exec)
+}
+
+/// Dies with the zygote rather than outlive it unsupervised.
+fn die_with_zygote() -> Result<(), SysError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).op("prctl(PR_SET_PDEATHSIG)")
+}
+
+/// Default dispositions (the zygote ignores SIGPIPE, and an ignored signal stays
+/// ignored across exec), and the forwarded signals held until the workload's pid is
+/// known, so none is lost in between.
+fn hold_signals() -> Result<(), SysError> {
+    sys::reset_signal_dispositions()?;
+    block_forwarded(SigmaskHow::SIG_SETMASK)
+}
+
+/// The exec's C strings, built while allocating is still harmless.
+fn prepare_exec(request: &SpawnRequest) -> Result<ExecArgs, SysError> {
+    ExecArgs::new(request).map_err(|e| SysError::new("prepare execve", e))
+}
+
+fn set_hostname(hostname: &str) -> Result<(), SysError> {
+    nix::unistd::sethostname(hostname).op("sethostname")
+}
+
+fn enter(cwd: &OsBytes) -> Result<(), SysError> {
+    nix::unistd::chdir(cwd.as_path()).op_path("chdir", cwd.as_path())
+}
+
+/// As PID 1 the init would ignore these signals; it passes them on to the workload.
+fn forward_signals() -> Result<(), SysError> {
+    sys::install_signal_forwarding(&FORWARDED)
+}
+
+/// A new session: no controlling terminal, so `TIOCSTI` has nothing to inject into.
+fn new_session() -> Result<(), SysError> {
+    nix::unistd::setsid().map(drop).op("setsid")
 }
 
 /// Puts the workload's stdio on 0, 1 and 2, the channel on 3, and closes every other fd
