@@ -48,3 +48,8 @@ pub use protocol::{
     Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict,
 };
 pub use zygote::{Zygote, ZygoteConfig};
+
+/// Compiles the README's Rust examples as doc tests, so that they stay true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
