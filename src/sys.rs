@@ -427,12 +427,17 @@ pub struct Received {
     pub fds: Vec<OwnedFd>,
     /// The message was longer than the buffer.
     pub truncated: bool,
-    /// More fds were sent than the control buffer holds (those that fit are in `fds`).
+    /// More fds came than the protocol allows (they are in `fds`, to be closed).
     pub fds_truncated: bool,
 }
 
-/// The most fds one message may carry (the kernel's `SCM_MAX_FD` is 253).
+/// The most fds one message of the protocol may carry.
 pub const MAX_FDS_PER_MESSAGE: usize = 16;
+
+/// The most fds the kernel passes in one message (`SCM_MAX_FD`). The control buffer is
+/// sized for it, so a message is never truncated: a truncated control message would
+/// leave the fds that did arrive in our table with nothing to close them.
+const SCM_MAX_FD: usize = 253;
 
 /// `recvmsg(2)` of one datagram with `MSG_CMSG_CLOEXEC`, collecting passed fds.
 pub fn recv_with_fds(
@@ -441,7 +446,7 @@ pub fn recv_with_fds(
     nonblocking: bool,
 ) -> Result<Received, SysError> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
     let mut iov = [IoSliceMut::new(buf)];
     let mut flags = MsgFlags::MSG_CMSG_CLOEXEC;
     if nonblocking {
@@ -460,9 +465,9 @@ pub fn recv_with_fds(
     }
     Ok(Received {
         len: msg.bytes,
-        fds,
         truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
-        fds_truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC),
+        fds_truncated: msg.flags.contains(MsgFlags::MSG_CTRUNC) || fds.len() > MAX_FDS_PER_MESSAGE,
+        fds,
     })
 }
 
@@ -513,6 +518,18 @@ pub fn wait4_any_nohang() -> Result<Option<Reaped>, SysError> {
     }
 }
 
+/// `wait4(-1, 0)`: blocks until a child exits; its pid and raw wait status. Unlike
+/// nix's `waitpid`, it reports deaths by realtime signals too.
+pub fn wait_any() -> Result<(i32, i32), Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is valid for the call; no rusage is asked for.
+    let pid = unsafe { libc::wait4(-1, &mut status, libc::__WALL, std::ptr::null_mut()) };
+    if pid == -1 {
+        return Err(Errno::last());
+    }
+    Ok((pid, status))
+}
+
 /// The pid that the sandbox init forwards signals to (0: none yet).
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 
@@ -532,17 +549,49 @@ extern "C" fn forward_signal(signal: libc::c_int) {
 ///
 /// Used by the sandbox init: as PID 1 of its namespace it would otherwise ignore them.
 /// Handlers reset to the default on execve, so the workload is not affected.
-pub fn install_signal_forwarding(signals: &[nix::sys::signal::Signal]) -> Result<(), SysError> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
-    let action = SigAction::new(
-        SigHandler::Handler(forward_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+pub fn install_signal_forwarding(signals: &[i32]) -> Result<(), SysError> {
     for &signal in signals {
-        // SAFETY: the handler only reads an atomic and calls kill(2), both
-        // async-signal-safe.
-        unsafe { sigaction(signal, &action) }.op("sigaction")?;
+        set_handler(signal, forward_signal as *const () as libc::sighandler_t)?;
+    }
+    Ok(())
+}
+
+/// Restores the default disposition of `signals`.
+pub fn default_signal_handlers(signals: &[i32]) -> Result<(), SysError> {
+    for &signal in signals {
+        set_handler(signal, libc::SIG_DFL)?;
+    }
+    Ok(())
+}
+
+fn set_handler(signal: i32, handler: libc::sighandler_t) -> Result<(), SysError> {
+    // SAFETY: sigaction is plain old data; all-zero is a valid value.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `action` is initialised; the handler, if not SIG_DFL, only reads an atomic
+    // and calls kill(2), both async-signal-safe.
+    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } == -1 {
+        return Err(SysError::new(format!("sigaction({signal})"), Errno::last()));
+    }
+    Ok(())
+}
+
+/// `sigprocmask(how, signals)` with raw signal numbers (realtime ones included, which
+/// nix's `Signal` does not name).
+pub fn sigprocmask(how: libc::c_int, signals: &[i32]) -> Result<(), SysError> {
+    // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for these calls.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+    }
+    // SAFETY: `set` is initialised; the old mask is not wanted.
+    if unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) } == -1 {
+        return Err(SysError::new("sigprocmask", Errno::last()));
     }
     Ok(())
 }
