@@ -63,6 +63,10 @@ impl ZygoteEnd {
             Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EAGAIN => {
                 Ok(Pending::Nothing)
             }
+            // The init was killed before it read all we sent: closed all the same.
+            Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::ECONNRESET => {
+                Ok(Pending::Closed)
+            }
             Err(e) => Err(e),
         }
     }

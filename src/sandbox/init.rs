@@ -9,8 +9,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::signal::Signal;
 
 use super::channel::SandboxEnd;
 use super::exec::ExecArgs;
@@ -19,15 +18,15 @@ use crate::protocol::{ExitStatus, Layer, OsBytes, SpawnRequest};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
-/// Signals the init forwards to the workload (as PID 1 it would ignore them).
-const FORWARDED: [Signal; 6] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
+/// Signals the init forwards to the workload: every one it can catch (as PID 1 it would
+/// ignore them), but `SIGCHLD`, which is its own, and glibc's internal 32 and 33.
+/// `SIGKILL` and `SIGSTOP` cannot be caught: they act on the init itself, and `SIGKILL`
+/// to the init ends the whole sandbox.
+fn forwarded() -> Vec<i32> {
+    (1..=libc::SIGRTMAX())
+        .filter(|&s| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD, 32, 33].contains(&s))
+        .collect()
+}
 
 /// The fd the init keeps its channel on; everything above it is closed.
 const CHANNEL_FD: i32 = 3;
@@ -103,7 +102,7 @@ fn die_with_zygote() -> Result<(), SysError> {
 /// known, so none is lost in between.
 fn hold_signals() -> Result<(), SysError> {
     sys::reset_signal_dispositions()?;
-    block_forwarded(SigmaskHow::SIG_SETMASK)
+    sys::sigprocmask(libc::SIG_SETMASK, &forwarded())
 }
 
 /// The exec's C strings, built while allocating is still harmless.
@@ -121,7 +120,7 @@ fn enter(cwd: &OsBytes) -> Result<(), SysError> {
 
 /// As PID 1 the init would ignore these signals; it passes them on to the workload.
 fn forward_signals() -> Result<(), SysError> {
-    sys::install_signal_forwarding(&FORWARDED)
+    sys::install_signal_forwarding(&forwarded())
 }
 
 /// A new session: no controlling terminal, so `TIOCSTI` has nothing to inject into.
@@ -158,7 +157,8 @@ fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSec
         Err(error) => fail(channel, Step::ForkWorkload, error),
     };
     sys::set_forward_target(workload);
-    let _ = block_forwarded(SigmaskHow::SIG_UNBLOCK);
+    // Signals held since the start of the setup are delivered, and forwarded, now.
+    let _ = sys::sigprocmask(libc::SIG_UNBLOCK, &forwarded());
     drop(exec_write);
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
@@ -177,12 +177,9 @@ fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSec
     drop(exec_read);
 
     loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == workload => {
-                finish(channel, ExitStatus::Exited(code));
-            }
-            Ok(WaitStatus::Signaled(pid, signal, _)) if pid.as_raw() == workload => {
-                finish(channel, ExitStatus::Signaled(signal as i32));
+        match sys::wait_any() {
+            Ok((pid, status)) if pid == workload => {
+                finish(channel, ExitStatus::from_wait_status(status));
             }
             // An orphan reparented to us: reaped, nothing to report.
             Ok(_) | Err(Errno::EINTR) => continue,
@@ -205,7 +202,11 @@ fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
 
 /// The workload: signal mask, fds, seccomp, `execve`. Returns only by exiting.
 fn run_workload(exec_write: OwnedFd, exec: &ExecArgs, seccomp: Option<&CompiledSeccomp>) -> ! {
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // The init's forwarding handlers would drop a signal that arrives before the exec
+    // (the forward target is not set in this copy): default handlers first, then the
+    // held signals are let through, and act on the workload as they should.
+    let _ = sys::default_signal_handlers(&forwarded());
+    let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
     // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
     // served its purpose (its closing is how the init learns the exec succeeded).
     if let Err(error) = sys::close_range(CHANNEL_FD as u32, libc::CLOSE_RANGE_CLOEXEC) {
@@ -250,12 +251,4 @@ fn read_failure(exec_read: &OwnedFd) -> Option<(WorkloadFailure, Errno)> {
         WorkloadFailure::Exec
     };
     Some((kind, errno))
-}
-
-fn block_forwarded(how: SigmaskHow) -> Result<(), SysError> {
-    let mut set = SigSet::empty();
-    for signal in FORWARDED {
-        set.add(signal);
-    }
-    nix::sys::signal::sigprocmask(how, Some(&set), None).op("sigprocmask")
 }
