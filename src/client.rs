@@ -90,6 +90,10 @@ pub enum ClientError {
     /// The daemon reported an error about the connection as a whole.
     #[error("the daemon closed the connection: {0}")]
     Closed(String),
+    /// The signal cannot be sent to a sandbox (0, out of range, or `SIGSTOP`, which
+    /// would stop only its init: send `SIGTSTP`).
+    #[error("signal {0} cannot be sent to a sandbox")]
+    InvalidSignal(i32),
     /// The daemon sent something this client does not expect.
     #[error("unexpected message from the daemon: {0}")]
     Unexpected(String),
@@ -201,6 +205,12 @@ impl Client {
         let mut buf = protocol::RecvBuffer::new();
         let reply = protocol::recv::<Event>(fd.as_fd(), &mut buf, false);
         match reply {
+            Ok(Some((Event::Welcome { version, .. }, _))) if version != PROTOCOL_VERSION => {
+                Err(ConnectError::VersionMismatch {
+                    daemon: version,
+                    client: PROTOCOL_VERSION,
+                })
+            }
             Ok(Some((Event::Welcome { .. }, _))) => Ok(Client {
                 shared: Arc::new(Shared {
                     sock: fd,
@@ -288,7 +298,7 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
             source: error,
         },
         ErrorKind::InvalidRequest => SpawnError::InvalidRequest(message),
-        ErrorKind::Busy => SpawnError::Busy(message),
+        ErrorKind::Busy | ErrorKind::ShuttingDown => SpawnError::Busy(message),
         _ => SpawnError::Daemon(message),
     }
 }
@@ -441,14 +451,18 @@ impl ChildProcess {
         if let Some(verdict) = &self.verdict {
             return Ok(verdict.clone());
         }
-        let (event, _fds) = self.shared.next_event(self.id)?;
-        match event {
-            Event::Exited { verdict, .. } => {
-                self.verdict = Some(verdict.clone());
-                Ok(verdict)
+        loop {
+            let (event, _fds) = self.shared.next_event(self.id)?;
+            match event {
+                Event::Exited { verdict, .. } => {
+                    self.verdict = Some(verdict.clone());
+                    return Ok(verdict);
+                }
+                // An error for a running child answers one of our signals; the child
+                // is still running, and its verdict is what we wait for.
+                Event::Error { message, .. } => tracing::debug!(%message, "a signal was refused"),
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
             }
-            Event::Error { message, .. } => Err(ClientError::Closed(message)),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
 
@@ -474,6 +488,9 @@ impl ChildProcess {
     /// Sends `signal` to the sandbox. Its init forwards it to the workload; `SIGKILL`
     /// ends the whole sandbox at once.
     pub fn signal(&self, signal: i32) -> Result<(), ClientError> {
+        if signal <= 0 || signal > libc::SIGRTMAX() || signal == libc::SIGSTOP {
+            return Err(ClientError::InvalidSignal(signal));
+        }
         self.shared.send(&Request::Signal {
             id: self.id,
             signal,

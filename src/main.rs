@@ -50,7 +50,8 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Socket to listen on [default: $HATCHERY_SOCKET, or /run/hatchery.sock as root]
+    /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery.sock as root,
+    /// else $XDG_RUNTIME_DIR/hatchery.sock, else /tmp/hatchery-UID.sock]
     #[arg(long)]
     socket: Option<PathBuf>,
     /// Also allow members of this group (name or gid); the socket becomes mode 0660.
@@ -75,8 +76,8 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// Daemon socket [default: $HATCHERY_SOCKET]; without a reachable daemon, an
-    /// embedded zygote runs this one command.
+    /// Daemon socket [default: as for `serve`]; without a reachable daemon, an embedded
+    /// zygote runs this one command.
     #[arg(long)]
     socket: Option<PathBuf>,
     /// Use DIR, read-only, as the root instead of the host's /usr, /bin, /lib*, /etc.

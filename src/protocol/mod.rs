@@ -145,6 +145,8 @@ pub enum ErrorKind {
     },
     /// No live child has this id (for [`Request::Signal`]).
     UnknownId,
+    /// The daemon is shutting down: no new spawns; with no id, the connection closes.
+    ShuttingDown,
 }
 
 /// How a sandbox ended and what it used: the body of [`Event::Exited`].

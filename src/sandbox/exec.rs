@@ -37,7 +37,6 @@ impl ExecArgs {
             let path = request
                 .env
                 .iter()
-                .rev()
                 .find(|(k, _)| k.as_bytes() == b"PATH")
                 .map(|(_, v)| v.as_bytes())
                 .unwrap_or(DEFAULT_PATH);

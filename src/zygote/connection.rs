@@ -13,6 +13,10 @@ use crate::sys;
 /// Messages a connection may have waiting before the daemon gives up on its client.
 const MAX_QUEUED: usize = 4096;
 
+/// The longest error message sent, in bytes: messages quote request fields, and an
+/// event must stay well under the protocol's size limit whatever the request held.
+const MAX_ERROR_MESSAGE: usize = 1024;
+
 /// A message waiting to be sent, with its fds.
 struct Outgoing {
     bytes: Vec<u8>,
@@ -74,14 +78,16 @@ impl Connection {
 
     /// Sends an error event.
     pub fn send_error(&mut self, id: Option<u64>, kind: ErrorKind, message: impl Into<String>) {
-        self.send(
-            &Event::Error {
-                id,
-                kind,
-                message: message.into(),
-            },
-            Vec::new(),
-        );
+        let mut message = message.into();
+        if message.len() > MAX_ERROR_MESSAGE {
+            let mut end = MAX_ERROR_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        self.send(&Event::Error { id, kind, message }, Vec::new());
     }
 
     /// Sends queued messages until the socket would block.

@@ -67,9 +67,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds a `SOCK_SEQPACKET` socket at `path`, mode 0600 (0660 and the group's with
-    /// `access.group`). A stale socket file (nobody listening) is replaced; a live daemon
-    /// on the path is an `EADDRINUSE` error.
+    /// Binds a `SOCK_SEQPACKET` socket at `path`, mode 0600; 0660 and the group's with
+    /// `access.group`; 0666 with `access.extra_uids` (the peer check then decides). A
+    /// stale socket file (nobody listening) is replaced; a live daemon on the path is an
+    /// `EADDRINUSE` error.
     pub fn bind(path: &Path, access: &Access) -> Result<Listener, SysError> {
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
@@ -110,6 +111,11 @@ impl Listener {
             nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(group)))
                 .op_path("chown", path)?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+                .op_path("chmod", path)?;
+        }
+        if !access.extra_uids.is_empty() {
+            // Other uids must reach the socket at all; SO_PEERCRED admits only theirs.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
                 .op_path("chmod", path)?;
         }
         socket::listen(

@@ -200,6 +200,7 @@ impl Server {
                 && (self.shutting_down || (self.embedded && self.conns.is_empty()))
             {
                 for conn in self.conns.values_mut() {
+                    conn.send_error(None, ErrorKind::ShuttingDown, "the daemon is shutting down");
                     conn.flush();
                 }
                 return Ok(());
@@ -404,12 +405,16 @@ impl Server {
             Request::Signal { id, signal } => {
                 let pid = conn.children.get(&id).copied();
                 match pid.and_then(|pid| self.children.get(&pid)) {
-                    Some(_) if !(1..=64).contains(&signal) => {
+                    Some(_) if !(1..=libc::SIGRTMAX()).contains(&signal) => {
                         conn.send_error(
                             Some(id),
                             ErrorKind::InvalidRequest,
                             format!("no such signal: {signal}"),
                         );
+                    }
+                    Some(_) if signal == libc::SIGSTOP => {
+                        let message = "SIGSTOP would stop only the sandbox's init; send SIGTSTP";
+                        conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
                     }
                     Some(child) => {
                         if let Err(e) = sys::pidfd_send_signal(child.pidfd.as_fd(), signal) {
@@ -441,7 +446,11 @@ impl Server {
             return;
         }
         if self.shutting_down {
-            conn.send_error(Some(id), ErrorKind::Busy, "the daemon is shutting down");
+            conn.send_error(
+                Some(id),
+                ErrorKind::ShuttingDown,
+                "the daemon is shutting down",
+            );
             return;
         }
         if self.children.len() >= self.zygote.max_children {
@@ -572,6 +581,8 @@ impl Server {
             FromSandbox::ExecFailed(errno) if !child.running && !child.failed => {
                 child.failed = true;
                 let Some(conn) = conn else { return };
+                // The id is free again at once, though the init is reaped later.
+                forget_child(conn, child.id, pid);
                 let errno = Errno::from_raw(errno);
                 let (kind, what) = match errno {
                     Errno::ENOENT => (ErrorKind::NotFound, "not found"),
@@ -591,6 +602,7 @@ impl Server {
             FromSandbox::SetupFailed(error) if !child.running && !child.failed => {
                 child.failed = true;
                 let Some(conn) = conn else { return };
+                forget_child(conn, child.id, pid);
                 let message = format!("{error}: {}", error.error);
                 conn.send_error(
                     Some(child.id),
@@ -624,7 +636,7 @@ impl Server {
             };
             let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
             let Some(conn) = conn else { continue };
-            conn.children.remove(&child.id);
+            forget_child(conn, child.id, reaped.pid);
             let init_status = ExitStatus::from_wait_status(reaped.status);
             if child.running {
                 let verdict = Verdict {
@@ -670,6 +682,13 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// Frees a request id, unless a newer child has taken it already.
+fn forget_child(conn: &mut Connection, id: u64, pid: i32) {
+    if conn.children.get(&id) == Some(&pid) {
+        conn.children.remove(&id);
     }
 }
 
