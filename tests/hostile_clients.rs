@@ -264,7 +264,7 @@ fn an_invalid_request_is_refused_before_anything_runs() {
 fn a_client_that_disconnects_mid_spawn_leaves_nothing_behind() {
     require_sandbox!();
     let daemon = Daemon::start();
-    let fds_before = daemon.fd_count();
+    let fds_before = daemon.steady_fd_count();
     for _ in 0..20 {
         let fd = raw_connect(&daemon);
         hello(&fd);
@@ -430,9 +430,10 @@ fn sigterm_stops_the_daemon_kills_its_sandboxes_and_removes_the_socket() {
 fn a_thousand_spawns_leak_no_fd_and_no_zombie() {
     require_sandbox!();
     let daemon = Daemon::start();
+    // Counted after our client's handshake (so the daemon holds its connection), once
+    // the start-up probe's connection is gone.
     let client = daemon.client();
-    still_serves(&daemon);
-    let fds_before = daemon.fd_count();
+    let fds_before = daemon.steady_fd_count();
     for i in 0..1000 {
         match i % 10 {
             0 => assert!(client
@@ -461,4 +462,117 @@ fn a_thousand_spawns_leak_no_fd_and_no_zombie() {
         fds_before,
         "fds before and after 1,000 spawns"
     );
+}
+
+#[test]
+fn too_many_fds_get_a_protocol_error_and_are_closed() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    let fds_before = daemon.steady_fd_count();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let many: Vec<OwnedFd> = (0..40)
+        .map(|_| null.as_fd().try_clone_to_owned().unwrap())
+        .collect();
+    let borrowed: Vec<_> = many.iter().map(|f| f.as_fd()).collect();
+    let bytes = protocol::encode(&Request::Signal { id: 1, signal: 15 }).unwrap();
+    hatchery::sys::send_with_fds(fd.as_fd(), &bytes, &borrowed).expect("send 40 fds");
+    expect_protocol_error_then_close(&fd);
+    assert!(
+        daemon.settled_fd_count(fds_before) <= fds_before,
+        "the passed fds were not closed"
+    );
+    still_serves(&daemon);
+}
+
+#[test]
+fn an_error_quoting_a_huge_request_still_arrives() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    // A relative cwd of ~120 KiB: the InvalidRequest error quotes it.
+    let cwd = "x".repeat(120 * 1024);
+    match daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/true").cwd(&cwd))
+    {
+        Err(SpawnError::InvalidRequest(message)) => {
+            assert!(message.len() < 2048, "{}", message.len())
+        }
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_spawns_id_is_free_again_at_once() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    let missing = Request::Spawn {
+        id: 7,
+        request: Box::new(SpawnRequest::new("/no/such/program")),
+    };
+    send_raw(&fd, &protocol::encode(&missing).unwrap());
+    assert!(matches!(
+        next_event(&fd),
+        Some(Event::Error {
+            id: Some(7),
+            kind: ErrorKind::NotFound,
+            ..
+        })
+    ));
+    let again = Request::Spawn {
+        id: 7,
+        request: Box::new(
+            SpawnRequest::new("/bin/true")
+                .stdin(hatchery::Stdio::Null)
+                .stdout(hatchery::Stdio::Null)
+                .stderr(hatchery::Stdio::Null),
+        ),
+    };
+    send_raw(&fd, &protocol::encode(&again).unwrap());
+    assert!(matches!(
+        next_event(&fd),
+        Some(Event::Spawned { id: 7, .. })
+    ));
+    assert!(matches!(next_event(&fd), Some(Event::Exited { id: 7, .. })));
+}
+
+#[test]
+fn an_allowed_uid_reaches_the_daemon() {
+    require_sandbox!();
+    let daemon = Daemon::start_with(&["--allow-uid", "65534"]);
+    let out = std::process::Command::new(common::hatchery_for_others())
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/echo", "allowed"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "allowed\n");
+}
+
+#[test]
+fn clients_are_told_when_the_daemon_shuts_down() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    assert!(daemon.stop().success());
+    match next_event(&fd) {
+        Some(Event::Error {
+            id: None,
+            kind: ErrorKind::ShuttingDown,
+            ..
+        }) => {}
+        other => panic!("expected a shutdown notice, got {other:?}"),
+    }
 }

@@ -136,6 +136,23 @@ impl Daemon {
             .count()
     }
 
+    /// The daemon's fd count once it has held steady for 100 ms (connections that
+    /// clients closed a moment ago are gone by then).
+    pub fn steady_fd_count(&self) -> usize {
+        let mut last = self.fd_count();
+        let mut steady_since = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while steady_since.elapsed() < Duration::from_millis(100) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            let count = self.fd_count();
+            if count != last {
+                last = count;
+                steady_since = Instant::now();
+            }
+        }
+        last
+    }
+
     /// The daemon's fd count once it has caught up with hang-ups it has not yet seen:
     /// waits up to 5 s for the count to come down to `expected`, then returns it.
     pub fn settled_fd_count(&self, expected: usize) -> usize {
