@@ -59,6 +59,26 @@ fn hello(fd: &OwnedFd) {
     assert!(matches!(next_event(fd), Some(Event::Welcome { .. })));
 }
 
+/// Runs `hatchery run --socket <daemon> -- command` as another uid and gid; returns
+/// (exit code, stdout, stderr).
+fn run_as(daemon: &Daemon, uid: u32, gid: u32, command: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(common::hatchery_for_others())
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .arg("--")
+        .args(command)
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("run hatchery as another user");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
 /// The daemon still serves a well-behaved client.
 fn still_serves(daemon: &Daemon) {
     let out = run(
@@ -309,16 +329,8 @@ fn a_client_from_a_disallowed_uid_is_refused() {
     let daemon = Daemon::start();
     // Let the socket file itself admit anyone: the peer-credential check must still hold.
     std::fs::set_permissions(&daemon.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = std::process::Command::new(common::hatchery_for_others())
-        .args(["run", "--socket"])
-        .arg(&daemon.socket)
-        .args(["--", "/bin/true"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run as nobody");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    let (code, _, stderr) = run_as(&daemon, 65534, 65534, &["/bin/true"]);
+    assert_eq!(code, 125, "{stderr}");
     assert!(stderr.contains("uid 65534 is not allowed"), "{stderr}");
     still_serves(&daemon);
 }
@@ -334,21 +346,9 @@ fn a_group_member_is_allowed_with_group() {
         & 0o777;
     assert_eq!(mode, 0o660);
     // The group member needs to reach the socket's directory.
-    let out = std::process::Command::new(common::hatchery_for_others())
-        .args(["run", "--socket"])
-        .arg(&daemon.socket)
-        .args(["--", "/bin/echo", "member"])
-        .uid(65534)
-        .gid(4242)
-        .output()
-        .expect("run as a group member");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "member\n");
+    let (code, stdout, stderr) = run_as(&daemon, 65534, 4242, &["/bin/echo", "member"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "member\n");
 }
 
 #[test]
@@ -543,21 +543,9 @@ fn a_failed_spawns_id_is_free_again_at_once() {
 fn an_allowed_uid_reaches_the_daemon() {
     require_sandbox!();
     let daemon = Daemon::start_with(&["--allow-uid", "65534"]);
-    let out = std::process::Command::new(common::hatchery_for_others())
-        .args(["run", "--socket"])
-        .arg(&daemon.socket)
-        .args(["--", "/bin/echo", "allowed"])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run as nobody");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "allowed\n");
+    let (code, stdout, stderr) = run_as(&daemon, 65534, 65534, &["/bin/echo", "allowed"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "allowed\n");
 }
 
 #[test]
