@@ -130,6 +130,15 @@ pub enum SpawnError {
     /// The daemon rejected the request as invalid.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// This host cannot enforce some requested limits (and the request did not allow
+    /// running without them).
+    #[error("{message}")]
+    UnenforceableLimits {
+        /// The limits that cannot be enforced.
+        limits: Vec<crate::protocol::Limit>,
+        /// The daemon's explanation.
+        message: String,
+    },
     /// The daemon is at its limit of live sandboxes, or shutting down.
     #[error("the daemon is busy: {0}")]
     Busy(String),
@@ -299,6 +308,9 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
         },
         ErrorKind::InvalidRequest => SpawnError::InvalidRequest(message),
         ErrorKind::Busy | ErrorKind::ShuttingDown => SpawnError::Busy(message),
+        ErrorKind::UnenforceableLimits { limits } => {
+            SpawnError::UnenforceableLimits { limits, message }
+        }
         _ => SpawnError::Daemon(message),
     }
 }

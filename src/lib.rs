@@ -19,6 +19,7 @@
 //! ```
 
 pub mod client;
+pub mod limits;
 pub mod protocol;
 pub mod sandbox;
 pub mod seccomp;

@@ -16,7 +16,10 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use hatchery::client::{default_socket_path, ConnectError};
-use hatchery::protocol::{Bind, Layer, SandboxConfig, SpawnRequest, Stdio, DEFAULT_SANDBOX_ID};
+use hatchery::limits::{parse_limit, LimitPolicy};
+use hatchery::protocol::{
+    Bind, Layer, Limit, Limits, SandboxConfig, SpawnRequest, Stdio, DEFAULT_SANDBOX_ID,
+};
 use hatchery::sandbox::HostIds;
 use hatchery::seccomp::SeccompPolicy;
 use hatchery::zygote::{Access, Zygote, ZygoteConfig, DEFAULT_MAX_CHILDREN};
@@ -72,10 +75,19 @@ struct ServeArgs {
     /// The most sandboxes alive at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
     max_children: usize,
+    #[command(flatten)]
+    default_limits: LimitFlags<DefaultPrefix>,
+    #[command(flatten)]
+    max_limits: LimitFlags<MaxPrefix>,
 }
 
 #[derive(Args)]
 struct RunArgs {
+    #[command(flatten)]
+    limits: LimitFlags<NoPrefix>,
+    /// Run even if this host cannot enforce some of the limits; the verdict lists them.
+    #[arg(long)]
+    allow_unenforced_limits: bool,
     /// Daemon socket [default: as for `serve`]; without a reachable daemon, an embedded
     /// zygote runs this one command.
     #[arg(long)]
@@ -153,6 +165,102 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where a set of limit flags is used: `run --memory`, `serve --default-memory`,
+/// `serve --max-memory`.
+trait FlagPrefix {
+    /// Prepended to each limit's name.
+    const PREFIX: &'static str;
+    /// How the help text describes the flag.
+    const HELP: &'static str;
+}
+
+/// `run --memory 256M` and the like.
+struct NoPrefix;
+impl FlagPrefix for NoPrefix {
+    const PREFIX: &'static str = "";
+    const HELP: &'static str = "Limit";
+}
+
+/// `serve --default-memory 256M`.
+struct DefaultPrefix;
+impl FlagPrefix for DefaultPrefix {
+    const PREFIX: &'static str = "default-";
+    const HELP: &'static str = "Default, for requests that set none:";
+}
+
+/// `serve --max-memory 1G`.
+struct MaxPrefix;
+impl FlagPrefix for MaxPrefix {
+    const PREFIX: &'static str = "max-";
+    const HELP: &'static str = "Most any request may ask for:";
+}
+
+/// One flag per kind of limit, each parsed in its own units (`256M`, `10s`, `0.5`).
+struct LimitFlags<P> {
+    limits: Limits,
+    prefix: std::marker::PhantomData<P>,
+}
+
+fn limit_help(kind: Limit) -> &'static str {
+    match kind {
+        Limit::Memory => {
+            "memory of the whole sandbox, e.g. 256M (swap off; exceeding it kills the sandbox)"
+        }
+        Limit::Pids => "processes and threads at once, e.g. 64",
+        Limit::Cpu => "CPU bandwidth in CPUs, e.g. 0.5",
+        Limit::CpuTime => "CPU time of the whole sandbox, e.g. 10s",
+        Limit::WallTime => "wall-clock time, e.g. 30s",
+        Limit::FileSize => "largest file written, e.g. 16M (SIGXFSZ past it)",
+        Limit::OpenFiles => "open files per process, e.g. 256",
+        Limit::TmpSize => "size of /tmp and /dev/shm, e.g. 64M",
+        Limit::TmpInodes => "inodes of /tmp and /dev/shm, e.g. 1000",
+    }
+}
+
+impl<P: FlagPrefix> clap::FromArgMatches for LimitFlags<P> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = LimitFlags {
+            limits: Limits::default(),
+            prefix: std::marker::PhantomData,
+        };
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for kind in Limit::ALL {
+            if let Some(value) = matches.get_one::<u64>(&format!("{}{}", P::PREFIX, kind.name())) {
+                self.limits.set_limit(kind, Some(*value));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for kind in Limit::ALL {
+            // clap wants 'static names; these few strings live as long as the process.
+            let name: &'static str =
+                Box::leak(format!("{}{}", P::PREFIX, kind.name()).into_boxed_str());
+            let help: &'static str =
+                Box::leak(format!("{} {}", P::HELP, limit_help(kind)).into_boxed_str());
+            cmd = cmd.arg(
+                clap::Arg::new(name)
+                    .long(name)
+                    .value_name("VALUE")
+                    .help(help)
+                    .value_parser(move |text: &str| parse_limit(kind, text)),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -185,6 +293,10 @@ fn zygote_config(args: &ServeArgs) -> Result<ZygoteConfig, String> {
         group: args.group.as_deref().map(resolve_group).transpose()?,
     };
     config.max_children = args.max_children;
+    config.limits = LimitPolicy {
+        defaults: args.default_limits.limits,
+        ceilings: args.max_limits.limits,
+    };
     Ok(config)
 }
 
@@ -259,6 +371,9 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
         uid: args.uid,
         gid: args.gid,
         opt_out: args.disable.clone(),
+        limits: args.limits.limits,
+        allow_unenforced_limits: args.allow_unenforced_limits,
+        kill_on_disconnect: true,
         ..SandboxConfig::default()
     };
     // Our own stdin, stdout and stderr, passed through.

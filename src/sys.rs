@@ -126,13 +126,19 @@ pub enum Cloned {
 
 /// `clone3(2)` without a new stack (fork semantics) and with `CLONE_PIDFD`.
 ///
-/// `flags` are the namespace flags; `SIGCHLD` is delivered to the caller on exit.
+/// `flags` are the namespace flags; `SIGCHLD` is delivered to the caller on exit. With
+/// `cgroup`, the child starts in that cgroup (v2 `CLONE_INTO_CGROUP`).
 /// The caller must be single-threaded: the child is a copy of this thread only, and any
 /// lock another thread held stays locked forever in the child.
-pub fn clone3(flags: u64) -> Result<Cloned, SysError> {
+pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Cloned, SysError> {
     let mut pidfd: RawFd = -1;
+    let into_cgroup = if cgroup.is_some() {
+        CLONE_INTO_CGROUP
+    } else {
+        0
+    };
     let mut args = libc::clone_args {
-        flags: flags | libc::CLONE_PIDFD as u64,
+        flags: flags | libc::CLONE_PIDFD as u64 | into_cgroup,
         pidfd: &mut pidfd as *mut RawFd as u64,
         child_tid: 0,
         parent_tid: 0,
@@ -142,7 +148,7 @@ pub fn clone3(flags: u64) -> Result<Cloned, SysError> {
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: 0,
+        cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
     // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; with
     // no stack given the child continues on a copy of our stack like fork(2). The kernel

@@ -11,6 +11,7 @@
 
 mod bytes;
 mod framing;
+mod limits;
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -22,11 +23,15 @@ use serde::{Deserialize, Serialize};
 
 pub use bytes::OsBytes;
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
+pub use limits::{EndReason, Limit, Limits};
 
 use crate::sys::SysError;
 
 /// The protocol version this build speaks. Bumped whenever a message's encoding changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2 added resource limits to `SandboxConfig` and the end reason, peak memory,
+/// task count and limits to `Verdict`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +152,12 @@ pub enum ErrorKind {
     UnknownId,
     /// The daemon is shutting down: no new spawns; with no id, the connection closes.
     ShuttingDown,
+    /// This host cannot enforce these limits, and the request did not allow running
+    /// without them; nothing was started.
+    UnenforceableLimits {
+        /// The limits that cannot be enforced.
+        limits: Vec<Limit>,
+    },
 }
 
 /// How a sandbox ended and what it used: the body of [`Event::Exited`].
@@ -154,6 +165,8 @@ pub enum ErrorKind {
 pub struct Verdict {
     /// The workload's exit code or the signal that killed it.
     pub status: ExitStatus,
+    /// Why the sandbox ended.
+    pub reason: EndReason,
     /// Wall-clock time from spawn request to reap, in microseconds.
     pub wall_time_us: u64,
     /// User CPU time of the whole sandbox, in microseconds.
@@ -162,6 +175,17 @@ pub struct Verdict {
     pub system_cpu_us: u64,
     /// Largest resident set of any single process of the sandbox, in KiB.
     pub max_rss_kib: u64,
+    /// Peak memory of the whole sandbox, in bytes, when it had a cgroup (it has one
+    /// whenever a memory, pids, CPU or CPU-time limit applies).
+    pub memory_peak_bytes: Option<u64>,
+    /// Processes and threads started in the sandbox, the init included (the last pid
+    /// its pid namespace handed out), when the init could report it.
+    pub tasks_started: Option<u64>,
+    /// The limits that were in force.
+    pub limits: Limits,
+    /// Limits the request asked for that could not be enforced here (only ever non-empty
+    /// when the request allowed that with `allow_unenforced_limits`).
+    pub skipped_limits: Vec<Limit>,
 }
 
 impl Verdict {
@@ -182,21 +206,30 @@ impl Verdict {
 
     /// The verdict as the JSON object `hatchery run --verdict-json` writes (see
     /// `docs/protocol.md`): `exit_code` or `signal` (the other is `null`), times in
-    /// milliseconds, memory in KiB.
+    /// milliseconds, the largest process's RSS in KiB, the sandbox's peak memory in bytes,
+    /// the limits in force under their field names (`memory_bytes`, `wall_time_ms`, ...),
+    /// and the kinds of any skipped limits by their command-line names.
     ///
     /// ```
-    /// use hatchery::protocol::{ExitStatus, Verdict};
+    /// use hatchery::protocol::{EndReason, ExitStatus, Limits, Verdict};
     /// let verdict = Verdict {
     ///     status: ExitStatus::Exited(3),
+    ///     reason: EndReason::Exited,
     ///     wall_time_us: 1500,
     ///     user_cpu_us: 0,
     ///     system_cpu_us: 250,
     ///     max_rss_kib: 1024,
+    ///     memory_peak_bytes: None,
+    ///     tasks_started: Some(2),
+    ///     limits: Limits { memory_bytes: Some(1 << 20), ..Limits::default() },
+    ///     skipped_limits: vec![],
     /// };
     /// let json = verdict.to_json();
     /// assert_eq!(json["exit_code"], 3);
     /// assert!(json["signal"].is_null());
+    /// assert_eq!(json["reason"], "exited");
     /// assert_eq!(json["wall_time_ms"], 1.5);
+    /// assert_eq!(json["limits"]["memory_bytes"], 1 << 20);
     /// ```
     pub fn to_json(&self) -> serde_json::Value {
         let (exit_code, signal) = match self.status {
@@ -204,13 +237,26 @@ impl Verdict {
             ExitStatus::Signaled(signal) => (None, Some(signal)),
         };
         let ms = |us: u64| us as f64 / 1000.0;
+        // The limits in force, under their field names, which carry their units.
+        let limits: serde_json::Map<String, serde_json::Value> =
+            match serde_json::to_value(self.limits) {
+                Ok(serde_json::Value::Object(all)) => {
+                    all.into_iter().filter(|(_, v)| !v.is_null()).collect()
+                }
+                _ => serde_json::Map::new(),
+            };
         serde_json::json!({
             "exit_code": exit_code,
             "signal": signal,
+            "reason": self.reason.name(),
             "wall_time_ms": ms(self.wall_time_us),
             "user_cpu_ms": ms(self.user_cpu_us),
             "system_cpu_ms": ms(self.system_cpu_us),
             "max_rss_kib": self.max_rss_kib,
+            "memory_peak_bytes": self.memory_peak_bytes,
+            "tasks_started": self.tasks_started,
+            "limits": limits,
+            "skipped_limits": self.skipped_limits.iter().map(|kind| kind.name()).collect::<Vec<_>>(),
         })
     }
 }
@@ -447,6 +493,14 @@ pub struct SandboxConfig {
     pub gid: u32,
     /// Layers switched off, for debugging; the daemon logs each.
     pub opt_out: Vec<Layer>,
+    /// Resource limits for the whole sandbox.
+    pub limits: Limits,
+    /// Run even if some requested limits cannot be enforced on this host; the verdict
+    /// lists them. Without it, such a spawn fails.
+    pub allow_unenforced_limits: bool,
+    /// Kill the sandbox when the client's connection closes (the default). Without it the
+    /// sandbox runs to its end and its verdict is dropped.
+    pub kill_on_disconnect: bool,
 }
 
 /// The uid and gid a workload has inside its sandbox unless the request says otherwise.
@@ -462,6 +516,9 @@ impl Default for SandboxConfig {
             uid: DEFAULT_SANDBOX_ID,
             gid: DEFAULT_SANDBOX_ID,
             opt_out: Vec::new(),
+            limits: Limits::default(),
+            allow_unenforced_limits: false,
+            kill_on_disconnect: true,
         }
     }
 }

@@ -58,6 +58,9 @@ fn spawn_is_pinned() {
     golden.push(0); // network: None
     golden.extend_from_slice(&[0xE8, 0x07, 0xE8, 0x07]); // uid, gid 1000
     golden.push(0); // opt_out: empty
+    golden.extend_from_slice(&[0; 9]); // limits: nine None
+    golden.push(0); // allow_unenforced_limits: false
+    golden.push(1); // kill_on_disconnect: true
     round_trip(&spawn, &golden);
 }
 
@@ -82,16 +85,32 @@ fn spawned_and_exited_are_pinned() {
         id: 7,
         verdict: Verdict {
             status: ExitStatus::Signaled(9),
+            reason: EndReason::DaemonShutdown,
             wall_time_us: 1500,
             user_cpu_us: 0,
             system_cpu_us: 0,
             max_rss_kib: 2048,
+            memory_peak_bytes: Some(4096),
+            tasks_started: Some(3),
+            limits: Limits {
+                wall_time_ms: Some(1000),
+                ..Limits::default()
+            },
+            skipped_limits: vec![Limit::Memory],
         },
     };
-    round_trip(
-        &exited,
-        &[0x02, 0x07, 0x01, 0x12, 0xDC, 0x0B, 0x00, 0x00, 0x80, 0x10],
-    );
+    let mut golden = vec![0x02, 0x07]; // Exited, id 7
+    golden.extend_from_slice(&[0x01, 0x12]); // status: Signaled(9), zigzag 18
+    golden.push(0x06); // reason: DaemonShutdown
+    golden.extend_from_slice(&[0xDC, 0x0B, 0x00, 0x00]); // wall 1500 us, no CPU time
+    golden.extend_from_slice(&[0x80, 0x10]); // max_rss 2048 KiB
+    golden.extend_from_slice(&[0x01, 0x80, 0x20]); // memory_peak_bytes: Some(4096)
+    golden.extend_from_slice(&[0x01, 0x03]); // tasks_started: Some(3)
+    golden.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]); // memory, pids, cpus, cpu time
+    golden.extend_from_slice(&[0x01, 0xE8, 0x07]); // wall_time_ms: Some(1000)
+    golden.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]); // file size, nofile, tmp size, inodes
+    golden.extend_from_slice(&[0x01, 0x00]); // skipped_limits: [Memory]
+    round_trip(&exited, &golden);
 }
 
 #[test]

@@ -30,7 +30,12 @@ pub enum FromSandbox {
     /// The workload's `execve` failed with this errno.
     ExecFailed(i32),
     /// The workload ended so; the init exits next.
-    WorkloadExited(ExitStatus),
+    WorkloadExited {
+        /// How it ended.
+        status: ExitStatus,
+        /// Processes and threads started in the sandbox (the pid namespace's last pid).
+        tasks_started: Option<u64>,
+    },
 }
 
 /// Creates the socketpair: (zygote end, sandbox end), both close-on-exec.
@@ -106,6 +111,17 @@ impl SandboxEnd {
         }
     }
 
+    /// Whether the zygote's end is closed (the zygote has died).
+    pub fn zygote_gone(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // POLLHUP is reported whatever is asked for: the peer has closed its end.
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::empty())];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    }
+
     /// Reports a failed setup step.
     pub fn report_failure(&self, error: SetupError) {
         // Nothing more can be done if the zygote is gone; the init exits next anyway.
@@ -122,8 +138,12 @@ impl SandboxEnd {
     }
 
     /// Reports how the workload ended.
-    pub fn report_exit(&self, status: ExitStatus) {
-        let _ = protocol::send(self.0.as_fd(), &FromSandbox::WorkloadExited(status), &[]);
+    pub fn report_exit(&self, status: ExitStatus, tasks_started: Option<u64>) {
+        let report = FromSandbox::WorkloadExited {
+            status,
+            tasks_started,
+        };
+        let _ = protocol::send(self.0.as_fd(), &report, &[]);
     }
 }
 

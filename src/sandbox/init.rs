@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use super::channel::SandboxEnd;
 use super::exec::ExecArgs;
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
-use crate::protocol::{ExitStatus, Layer, OsBytes, SpawnRequest};
+use crate::protocol::{ExitStatus, Layer, Limits, OsBytes, SpawnRequest};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
@@ -39,6 +39,7 @@ const SETUP_FAILED: i32 = 125;
 enum WorkloadFailure {
     Exec = 0,
     Seccomp = 1,
+    ResourceLimits = 2,
 }
 
 /// The init's whole life. Never returns.
@@ -56,7 +57,7 @@ pub fn run(
         Ok(exec) => {
             let seccomp =
                 (!request.sandbox.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp);
-            supervise(&channel, &exec, seccomp)
+            supervise(&channel, &exec, seccomp, request.sandbox.limits.open_files)
         }
         Err(error) => {
             channel.report_failure(error);
@@ -73,11 +74,12 @@ fn setup(
 ) -> Result<ExecArgs, SetupError> {
     let (config, privileged, last_cap) =
         (&request.sandbox, sandboxer.privileged, sandboxer.last_cap);
-    step(Step::IdMaps, die_with_zygote())?;
     step(Step::SignalForwarding, hold_signals())?;
     let exec = step(Step::ForkWorkload, prepare_exec(request))?;
     step(Step::IdMaps, channel.wait_for_id_maps())?;
     step(Step::UserIds, ids::become_sandbox_user(config, privileged))?;
+    // After the last change of ids: the kernel clears the parent-death signal on one.
+    step(Step::UserIds, die_with_zygote(channel))?;
     step(Step::MountRoot, mounts::build_root(config))?;
     step(Step::Hostname, set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
@@ -85,6 +87,7 @@ fn setup(
     }
     step(Step::WorkingDirectory, enter(&request.cwd))?;
     step(Step::Session, new_session())?;
+    step(Step::ResourceLimits, set_rlimits(&config.limits))?;
     step(Step::Capabilities, capabilities::drop_all(last_cap))?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(Step::Capabilities, capabilities::verify_dropped())?;
@@ -92,9 +95,15 @@ fn setup(
     Ok(exec)
 }
 
-/// Dies with the zygote rather than outlive it unsupervised.
-fn die_with_zygote() -> Result<(), SysError> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).op("prctl(PR_SET_PDEATHSIG)")
+/// Dies with the zygote rather than outlive it unsupervised. The zygote may have died
+/// before the signal was armed (`getppid` cannot tell, from inside a pid namespace): then
+/// its end of the channel is closed, and the setup stops here.
+fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).op("prctl(PR_SET_PDEATHSIG)")?;
+    if channel.zygote_gone() {
+        return Err(SysError::new("check the zygote is alive", Errno::EPIPE));
+    }
+    Ok(())
 }
 
 /// Default dispositions (the zygote ignores SIGPIPE, and an ignored signal stays
@@ -116,6 +125,18 @@ fn set_hostname(hostname: &str) -> Result<(), SysError> {
 
 fn enter(cwd: &OsBytes) -> Result<(), SysError> {
     nix::unistd::chdir(cwd.as_path()).op_path("chdir", cwd.as_path())
+}
+
+/// Per-process limits, inherited by every process of the sandbox (the open-files limit
+/// is set in the workload, see `run_workload`). Core dumps are always off: a dump of the
+/// workload would land outside the sandbox's control.
+fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).op("setrlimit(RLIMIT_CORE)")?;
+    if let Some(bytes) = limits.file_size_bytes {
+        setrlimit(Resource::RLIMIT_FSIZE, bytes, bytes).op("setrlimit(RLIMIT_FSIZE)")?;
+    }
+    Ok(())
 }
 
 /// As PID 1 the init would ignore these signals; it passes them on to the workload.
@@ -142,7 +163,12 @@ fn place_fds(stdio: [OwnedFd; 3], channel: SandboxEnd) -> Result<SandboxEnd, Sys
 
 /// Forks the workload, reports its exec, forwards signals, reaps, and exits with the
 /// workload's status.
-fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSeccomp>) -> ! {
+fn supervise(
+    channel: &SandboxEnd,
+    exec: &ExecArgs,
+    seccomp: Option<&CompiledSeccomp>,
+    open_files: Option<u64>,
+) -> ! {
     let (exec_read, exec_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe2")
     {
         Ok(pipe) => pipe,
@@ -151,7 +177,7 @@ fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSec
     let workload = match sys::fork() {
         Ok(None) => {
             drop(exec_read);
-            run_workload(exec_write, exec, seccomp)
+            run_workload(exec_write, exec, seccomp, open_files)
         }
         Ok(Some(pid)) => pid,
         Err(error) => fail(channel, Step::ForkWorkload, error),
@@ -170,6 +196,12 @@ fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSec
             channel.report_failure(SetupError {
                 step: Step::Seccomp,
                 error: SysError::new("seccomp(SECCOMP_SET_MODE_FILTER)", errno),
+            });
+        }
+        Some((WorkloadFailure::ResourceLimits, errno)) => {
+            channel.report_failure(SetupError {
+                step: Step::ResourceLimits,
+                error: SysError::new("setrlimit(RLIMIT_NOFILE)", errno),
             });
         }
         Some((WorkloadFailure::Exec, errno)) => channel.report_exec(Some(errno as i32)),
@@ -191,8 +223,18 @@ fn supervise(channel: &SandboxEnd, exec: &ExecArgs, seccomp: Option<&CompiledSec
 /// Reports the workload's status and exits with it; the kernel then kills whatever else
 /// is left in the pid namespace.
 fn finish(channel: &SandboxEnd, status: ExitStatus) -> ! {
-    channel.report_exit(status);
+    channel.report_exit(status, tasks_started());
     sys::exit_now(status.code() & 0xff)
+}
+
+/// How many processes and threads were ever started in this pid namespace: pids are
+/// handed out in order from 1 and not reused before they wrap at `pid_max`.
+fn tasks_started() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
@@ -201,7 +243,12 @@ fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
 }
 
 /// The workload: signal mask, fds, seccomp, `execve`. Returns only by exiting.
-fn run_workload(exec_write: OwnedFd, exec: &ExecArgs, seccomp: Option<&CompiledSeccomp>) -> ! {
+fn run_workload(
+    exec_write: OwnedFd,
+    exec: &ExecArgs,
+    seccomp: Option<&CompiledSeccomp>,
+    open_files: Option<u64>,
+) -> ! {
     // The init's forwarding handlers would drop a signal that arrives before the exec
     // (the forward target is not set in this copy): default handlers first, then the
     // held signals are let through, and act on the workload as they should.
@@ -211,6 +258,13 @@ fn run_workload(exec_write: OwnedFd, exec: &ExecArgs, seccomp: Option<&CompiledS
     // served its purpose (its closing is how the init learns the exec succeeded).
     if let Err(error) = sys::close_range(CHANNEL_FD as u32, libc::CLOSE_RANGE_CLOEXEC) {
         report_failure(&exec_write, WorkloadFailure::Exec, error.errno());
+    }
+    // The open-files limit is the workload's alone: the init needs a few fds of its own.
+    if let Some(files) = open_files {
+        use nix::sys::resource::{setrlimit, Resource};
+        if let Err(errno) = setrlimit(Resource::RLIMIT_NOFILE, files, files) {
+            report_failure(&exec_write, WorkloadFailure::ResourceLimits, errno);
+        }
     }
     if let Some(filter) = seccomp {
         if let Err(error) = filter.apply() {
@@ -245,10 +299,10 @@ fn read_failure(exec_read: &OwnedFd) -> Option<(WorkloadFailure, Errno)> {
     let errno = Errno::from_raw(i32::from_ne_bytes([
         message[1], message[2], message[3], message[4],
     ]));
-    let kind = if message[0] == WorkloadFailure::Seccomp as u8 {
-        WorkloadFailure::Seccomp
-    } else {
-        WorkloadFailure::Exec
+    let kind = match message[0] {
+        1 => WorkloadFailure::Seccomp,
+        2 => WorkloadFailure::ResourceLimits,
+        _ => WorkloadFailure::Exec,
     };
     Some((kind, errno))
 }

@@ -6,6 +6,7 @@
 //! [`Sandboxer::start`] starts one sandbox per request.
 
 mod capabilities;
+pub mod cgroup;
 pub mod channel;
 mod exec;
 mod ids;
@@ -23,6 +24,7 @@ use crate::protocol::{Layer, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
+pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, ZygoteEnd};
 
 /// A named step of the sandbox setup, in the order the init performs them.
@@ -42,6 +44,8 @@ pub enum Step {
     WorkingDirectory,
     /// Starting a new session (no controlling terminal).
     Session,
+    /// Setting the per-process resource limits.
+    ResourceLimits,
     /// Dropping every capability and locking the securebits.
     Capabilities,
     /// Setting `no_new_privs`.
@@ -65,6 +69,7 @@ impl Step {
             Step::Loopback => "loopback",
             Step::WorkingDirectory => "working directory",
             Step::Session => "session",
+            Step::ResourceLimits => "resource limits",
             Step::Capabilities => "capabilities",
             Step::NoNewPrivs => "no_new_privs",
             Step::Seccomp => "seccomp",
@@ -155,6 +160,9 @@ pub enum StartError {
     /// A system call on the zygote's side failed.
     #[error("starting the sandbox failed")]
     Sys(#[source] SysError),
+    /// The sandbox could not be placed in its cgroup.
+    #[error("placing the sandbox in its cgroup failed")]
+    Cgroup(#[source] CgroupError),
 }
 
 impl From<SysError> for StartError {
@@ -207,6 +215,7 @@ impl Sandboxer {
         &self,
         request: &SpawnRequest,
         mut passed: Vec<OwnedFd>,
+        cgroup: Option<&SandboxCgroup>,
     ) -> Result<Started, StartError> {
         let threads = thread_count()?;
         if threads != 1 {
@@ -250,7 +259,8 @@ impl Sandboxer {
         if !request.sandbox.opt_out.contains(&Layer::NetworkNamespace) {
             flags |= libc::CLONE_NEWNET as u64;
         }
-        match sys::clone3(flags)? {
+        let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
+        match sys::clone3(flags, clone_into)? {
             sys::Cloned::Child => {
                 drop(zygote_end);
                 let stdio: [OwnedFd; 3] = workload_stdio
@@ -267,6 +277,14 @@ impl Sandboxer {
                     channel: zygote_end,
                     pipes,
                 };
+                // In its cgroup before it starts its setup, so that every process it
+                // will ever start is counted and limited.
+                if let Some(cgroup) = cgroup.filter(|_| clone_into.is_none()) {
+                    if let Err(e) = cgroup.add(pid) {
+                        let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
+                        return Err(StartError::Cgroup(e));
+                    }
+                }
                 if let Err(e) = ids::write_maps(
                     pid,
                     request.sandbox.uid,

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::protocol::{Bind, SandboxConfig};
+use crate::protocol::{Bind, Limits, SandboxConfig};
 use crate::sys::{self, Context, SysError};
 
 /// Host directories that make up the default root, read-only. Missing ones are skipped;
@@ -93,9 +93,10 @@ pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
 
     let tmp = inside("/tmp");
     make_dir_if_missing(&tmp)?;
-    mount_tmpfs(&tmp, "mode=1777", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    let scratch = scratch_options(&config.limits);
+    mount_tmpfs(&tmp, &scratch, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
 
-    build_dev()?;
+    build_dev(&scratch)?;
 
     for b in &config.binds {
         add_bind(b)?;
@@ -119,9 +120,22 @@ pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
     Ok(())
 }
 
+/// Options of the sandbox's writable tmpfs mounts (`/tmp`, `/dev/shm`): world-writable
+/// with the sticky bit, and the size and inode limits of the request.
+fn scratch_options(limits: &Limits) -> String {
+    let mut options = String::from("mode=1777");
+    if let Some(bytes) = limits.tmp_size_bytes {
+        options.push_str(&format!(",size={bytes}"));
+    }
+    if let Some(inodes) = limits.tmp_inodes {
+        options.push_str(&format!(",nr_inodes={inodes}"));
+    }
+    options
+}
+
 /// A minimal /dev: a few device nodes bound from the host (a user namespace may not
 /// mknod), a private /dev/shm, and the usual symlinks.
-fn build_dev() -> Result<(), SysError> {
+fn build_dev(shm_options: &str) -> Result<(), SysError> {
     let dev = inside("/dev");
     make_dir_if_missing(&dev)?;
     mount_tmpfs(&dev, "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?;
@@ -135,7 +149,7 @@ fn build_dev() -> Result<(), SysError> {
     make_dir(&shm)?;
     mount_tmpfs(
         &shm,
-        "mode=1777",
+        shm_options,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
     )?;
     for (link, target) in [

@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path};
 
-use crate::protocol::{Command, OsBytes, SpawnRequest};
+use crate::protocol::{Command, Limit, Limits, OsBytes, SpawnRequest};
 
 /// The longest hostname the kernel accepts.
 const HOST_NAME_MAX: usize = 64;
@@ -37,6 +37,12 @@ pub enum InvalidRequest {
     /// The hostname is empty or too long.
     #[error("the hostname must be 1 to {HOST_NAME_MAX} bytes")]
     BadHostname,
+    /// A limit of zero (only a file size may be 0).
+    #[error("the {0} limit must be above zero")]
+    ZeroLimit(crate::protocol::Limit),
+    /// Fewer open files than the workload's stdio needs.
+    #[error("the nofile limit must be at least 3 (stdin, stdout and stderr)")]
+    TooFewOpenFiles,
     /// The sandbox ids must not be root (0) or the invalid id (`u32::MAX`).
     #[error("sandbox uid and gid must be neither 0 nor {}", u32::MAX)]
     BadIds,
@@ -90,10 +96,24 @@ pub fn validate(request: &SpawnRequest) -> Result<(), InvalidRequest> {
     if sandbox.hostname.contains('\0') {
         return Err(InvalidRequest::NulByte { field: "hostname" });
     }
+    check_limits(&sandbox.limits)?;
     for id in [sandbox.uid, sandbox.gid] {
         if id == 0 || id == u32::MAX {
             return Err(InvalidRequest::BadIds);
         }
+    }
+    Ok(())
+}
+
+/// Checks limit values: none zero (but a file size), at least 3 open files.
+pub fn check_limits(limits: &Limits) -> Result<(), InvalidRequest> {
+    for kind in limits.set() {
+        if limits.get(kind) == Some(0) && kind != Limit::FileSize {
+            return Err(InvalidRequest::ZeroLimit(kind));
+        }
+    }
+    if limits.open_files.is_some_and(|files| files < 3) {
+        return Err(InvalidRequest::TooFewOpenFiles);
     }
     Ok(())
 }
@@ -205,6 +225,30 @@ mod tests {
             validate(&with_sandbox(bind)),
             Err(InvalidRequest::BindOverRoot)
         );
+    }
+
+    #[test]
+    fn refuses_zero_limits_but_a_zero_file_size() {
+        use crate::protocol::Limits;
+        let zero_memory = SandboxConfig {
+            limits: Limits {
+                memory_bytes: Some(0),
+                ..Limits::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&with_sandbox(zero_memory)),
+            Err(InvalidRequest::ZeroLimit(Limit::Memory))
+        );
+        let zero_fsize = SandboxConfig {
+            limits: Limits {
+                file_size_bytes: Some(0),
+                ..Limits::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(validate(&with_sandbox(zero_fsize)), Ok(()));
     }
 
     #[test]

@@ -8,26 +8,31 @@
 //! ever waits on another's spawn. Runs in the daemon process only.
 
 mod connection;
+mod limits;
 pub mod listener;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use crate::limits::LimitPolicy;
 use crate::protocol::{
-    self, ErrorKind, Event, ExitStatus, FdRole, Request, SpawnRequest, Stdio, Verdict,
+    self, EndReason, ErrorKind, Event, ExitStatus, FdRole, Request, SpawnRequest, Stdio, Verdict,
     PROTOCOL_VERSION,
 };
-use crate::sandbox::{validate, FromSandbox, HostIds, Pending, Sandboxer, StartError, ZygoteEnd};
+use crate::sandbox::{
+    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, ZygoteEnd,
+};
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
 use connection::Connection;
+use limits::{Enforcement, Enforcer};
 pub use listener::{Access, Listener};
 
 /// The most sandboxes a daemon runs at once unless configured otherwise.
@@ -44,6 +49,8 @@ pub struct ZygoteConfig {
     pub access: Access,
     /// The most live sandboxes at once; more spawns get a `Busy` error.
     pub max_children: usize,
+    /// Default and maximum resource limits of a sandbox.
+    pub limits: LimitPolicy,
 }
 
 impl ZygoteConfig {
@@ -54,6 +61,7 @@ impl ZygoteConfig {
             seccomp: SeccompPolicy::default_policy().map_err(ZygoteError::Seccomp)?,
             access: Access::default(),
             max_children: DEFAULT_MAX_CHILDREN,
+            limits: LimitPolicy::default(),
         })
     }
 }
@@ -67,6 +75,9 @@ pub enum ZygoteError {
     /// A system call failed.
     #[error("zygote")]
     Sys(#[source] SysError),
+    /// The limit defaults and ceilings make no sense.
+    #[error("limit policy")]
+    Policy(#[source] crate::limits::BadPolicy),
 }
 
 impl From<SysError> for ZygoteError {
@@ -87,6 +98,7 @@ pub struct Zygote {
     sandboxer: Sandboxer,
     access: Access,
     max_children: usize,
+    enforcer: Enforcer,
 }
 
 /// A sandbox the daemon is responsible for until it is reaped.
@@ -104,19 +116,38 @@ struct Child {
     /// A report already settled the outcome (failed setup or exec).
     failed: bool,
     workload: Option<ExitStatus>,
+    /// Processes and threads its pid namespace started, as the init reported.
+    tasks_started: Option<u64>,
     /// The init has closed its channel: nothing more to poll for.
     channel_closed: bool,
+    /// Its limits, cgroup and watchdog.
+    enforcement: Enforcement,
+    /// Why the daemon killed it, if it did.
+    kill_reason: Option<EndReason>,
+    /// Kill it when its client disconnects.
+    kill_on_disconnect: bool,
+}
+
+impl Child {
+    /// Ends the whole sandbox, remembering why (the first reason wins).
+    fn kill(&mut self, reason: EndReason) {
+        self.kill_reason.get_or_insert(reason);
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        self.enforcement.kill();
+    }
 }
 
 impl Zygote {
     /// Prepares a daemon: compiles the seccomp policy and checks the host ids, once.
     pub fn new(config: ZygoteConfig) -> Result<Zygote, ZygoteError> {
+        config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
         let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
         Ok(Zygote {
             sandboxer,
             access: config.access,
             max_children: config.max_children,
+            enforcer: Enforcer::new(config.limits, find_cgroups()),
         })
     }
 
@@ -133,6 +164,27 @@ impl Zygote {
     pub fn serve_connection(self, conn: OwnedFd) -> Result<(), ZygoteError> {
         Server::new(self, None, Some(conn))?.run()
     }
+}
+
+/// The cgroups sandboxes go in, with those a previous daemon left removed; `None` where
+/// this host offers none we can use (limits that need them are then refused, or skipped
+/// where a request allows it).
+fn find_cgroups() -> Option<Cgroups> {
+    let cgroups = match Cgroups::discover() {
+        Ok(cgroups) => cgroups,
+        Err(e) => {
+            tracing::info!(error = %crate::error_chain(&e), "no cgroups: memory, pids and CPU limits are unavailable");
+            return None;
+        }
+    };
+    match cgroups.remove_stale(limits::left_by_a_dead_daemon) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "removed sandbox cgroups a previous daemon left"),
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot remove stale sandbox cgroups")
+        }
+    }
+    Some(cgroups)
 }
 
 /// What a polled fd is.
@@ -195,10 +247,20 @@ impl Server {
     }
 
     fn run(mut self) -> Result<(), ZygoteError> {
+        // Once there is nothing left to serve, cgroups of the last sandboxes still get
+        // this long to be removed (their last tasks may still be exiting).
+        let mut finishing: Option<Instant> = None;
         loop {
             if self.children.is_empty()
                 && (self.shutting_down || (self.embedded && self.conns.is_empty()))
             {
+                let since = *finishing.get_or_insert_with(Instant::now);
+                if self.zygote.enforcer.has_leftovers() && since.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                    self.zygote.enforcer.retry_removals();
+                    continue;
+                }
                 for conn in self.conns.values_mut() {
                     conn.send_error(None, ErrorKind::ShuttingDown, "the daemon is shutting down");
                     conn.flush();
@@ -214,6 +276,7 @@ impl Server {
                     Source::Child(pid) => self.on_reports(pid),
                 }
             }
+            self.enforce_limits();
             self.drop_finished_connections();
         }
     }
@@ -240,7 +303,12 @@ impl Server {
             sources.push(Source::Child(pid));
             fds.push(PollFd::new(child.channel.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = match self.next_check() {
+            None => PollTimeout::NONE,
+            Some(wait) => PollTimeout::try_from(wait.as_millis().clamp(1, 60_000) as u32)
+                .unwrap_or(PollTimeout::MAX),
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(SysError::new("poll", e).into()),
         }
@@ -249,6 +317,34 @@ impl Server {
             .zip(sources)
             .filter_map(|(fd, source)| fd.revents().filter(|r| !r.is_empty()).map(|r| (source, r)))
             .collect())
+    }
+
+    /// How long the loop may sleep before a limit must be checked or a cgroup removal
+    /// retried.
+    fn next_check(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.children
+            .values()
+            .filter(|child| child.kill_reason.is_none())
+            .filter_map(|child| child.enforcement.next_check(now))
+            .chain(self.zygote.enforcer.next_retry())
+            .min()
+    }
+
+    /// Ends every sandbox that has overrun a limit, and retries pending cgroup removals.
+    fn enforce_limits(&mut self) {
+        let now = Instant::now();
+        for child in self
+            .children
+            .values_mut()
+            .filter(|child| child.kill_reason.is_none())
+        {
+            if let Some(reason) = child.enforcement.overrun(now) {
+                tracing::debug!(id = child.id, ?reason, "sandbox overran a limit");
+                child.kill(reason);
+            }
+        }
+        self.zygote.enforcer.retry_removals();
     }
 
     fn on_signals(&mut self) {
@@ -269,8 +365,8 @@ impl Server {
     fn shut_down(&mut self) {
         self.shutting_down = true;
         self.listener = None;
-        for child in self.children.values() {
-            let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+        for child in self.children.values_mut() {
+            child.kill(EndReason::DaemonShutdown);
         }
     }
 
@@ -404,7 +500,7 @@ impl Server {
             Request::Spawn { id, request } => self.spawn(key, id, *request, fds),
             Request::Signal { id, signal } => {
                 let pid = conn.children.get(&id).copied();
-                match pid.and_then(|pid| self.children.get(&pid)) {
+                match pid.and_then(|pid| self.children.get_mut(&pid)) {
                     Some(_) if !(1..=libc::SIGRTMAX()).contains(&signal) => {
                         conn.send_error(
                             Some(id),
@@ -416,6 +512,7 @@ impl Server {
                         let message = "SIGSTOP would stop only the sandbox's init; send SIGTSTP";
                         conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
                     }
+                    Some(child) if signal == libc::SIGKILL => child.kill(EndReason::KilledByClient),
                     Some(child) => {
                         if let Err(e) = sys::pidfd_send_signal(child.pidfd.as_fd(), signal) {
                             // ESRCH: it is exiting; its Exited event follows.
@@ -432,7 +529,7 @@ impl Server {
         }
     }
 
-    fn spawn(&mut self, key: u64, id: u64, request: SpawnRequest, fds: Vec<OwnedFd>) {
+    fn spawn(&mut self, key: u64, id: u64, mut request: SpawnRequest, fds: Vec<OwnedFd>) {
         let started = Instant::now();
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
@@ -484,7 +581,29 @@ impl Server {
             );
             return;
         }
-        match self.zygote.sandboxer.start(&request, fds) {
+        let config = &request.sandbox;
+        let enforcement = match self.zygote.enforcer.prepare(
+            &config.limits,
+            config.allow_unenforced_limits,
+            started,
+        ) {
+            Ok(enforcement) => enforcement,
+            Err(refusal) => {
+                conn.send_error(Some(id), refusal.kind, refusal.message);
+                return;
+            }
+        };
+        if !enforcement.skipped.is_empty() {
+            tracing::warn!(id, skipped = ?enforcement.skipped, "running without limits this host cannot enforce");
+        }
+        // The init applies the limits in force (rlimits, the /tmp size) itself.
+        request.sandbox.limits = enforcement.limits;
+        let kill_on_disconnect = request.sandbox.kill_on_disconnect;
+        match self
+            .zygote
+            .sandboxer
+            .start(&request, fds, enforcement.cgroup.as_ref())
+        {
             Ok(sandbox) => {
                 tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
                 conn.children.insert(id, sandbox.pid);
@@ -500,19 +619,23 @@ impl Server {
                         running: false,
                         failed: false,
                         workload: None,
+                        tasks_started: None,
                         channel_closed: false,
+                        enforcement,
+                        kill_reason: None,
+                        kill_on_disconnect,
                     },
                 );
             }
             Err(e) => {
+                if let Some(cgroup) = enforcement.cgroup {
+                    self.zygote.enforcer.retire(cgroup);
+                }
                 let error = match &e {
                     StartError::Sys(error) => Some(error.clone()),
-                    StartError::NotSingleThreaded(_) => None,
+                    StartError::NotSingleThreaded(_) | StartError::Cgroup(_) => None,
                 };
-                let message = match &error {
-                    Some(error) => format!("{e}: {error}"),
-                    None => e.to_string(),
-                };
+                let message = crate::error_chain(&e);
                 tracing::error!(%message, "cannot start a sandbox");
                 conn.send_error(Some(id), ErrorKind::Internal { error }, message);
             }
@@ -535,6 +658,7 @@ impl Server {
                 Err(e) => {
                     tracing::warn!(pid, error = %crate::error_chain(&e), "unreadable report from a sandbox; killing it");
                     let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+                    child.enforcement.kill();
                     return;
                 }
             };
@@ -613,7 +737,13 @@ impl Server {
                     message,
                 );
             }
-            FromSandbox::WorkloadExited(status) => child.workload = Some(status),
+            FromSandbox::WorkloadExited {
+                status,
+                tasks_started,
+            } => {
+                child.workload = Some(status);
+                child.tasks_started = tasks_started;
+            }
             other => tracing::warn!(pid, ?other, "out-of-order report from a sandbox"),
         }
     }
@@ -631,20 +761,45 @@ impl Server {
             };
             // Reports written before the exit are still queued on the channel.
             self.on_reports(reaped.pid);
-            let Some(child) = self.children.remove(&reaped.pid) else {
+            let Some(mut child) = self.children.remove(&reaped.pid) else {
                 continue;
             };
+            let usage = child.enforcement.usage();
+            if let Some(cgroup) = child.enforcement.cgroup.take() {
+                self.zygote.enforcer.retire(cgroup);
+            }
             let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
             let Some(conn) = conn else { continue };
             forget_child(conn, child.id, reaped.pid);
             let init_status = ExitStatus::from_wait_status(reaped.status);
             if child.running {
+                let status = child.workload.unwrap_or(init_status);
+                // Only an OOM kill under the sandbox's own limit is its doing.
+                let oom_killed = child.enforcement.limits.memory_bytes.is_some()
+                    && usage.as_ref().is_some_and(|u| u.oom_kills > 0);
+                let reason = match (child.kill_reason, status) {
+                    (Some(reason), _) => reason,
+                    (None, _) if oom_killed => EndReason::OomKilled,
+                    (None, ExitStatus::Exited(_)) => EndReason::Exited,
+                    (None, ExitStatus::Signaled(_)) => EndReason::Signaled,
+                };
                 let verdict = Verdict {
-                    status: child.workload.unwrap_or(init_status),
+                    status,
+                    reason,
                     wall_time_us: child.started.elapsed().as_micros() as u64,
-                    user_cpu_us: timeval_us(reaped.rusage.ru_utime),
-                    system_cpu_us: timeval_us(reaped.rusage.ru_stime),
+                    // The cgroup counts every process that ran, also those killed rather
+                    // than reaped by the init, which its rusage misses.
+                    user_cpu_us: usage
+                        .and_then(|u| u.cpu_user_ns)
+                        .map_or(timeval_us(reaped.rusage.ru_utime), |ns| ns / 1000),
+                    system_cpu_us: usage
+                        .and_then(|u| u.cpu_system_ns)
+                        .map_or(timeval_us(reaped.rusage.ru_stime), |ns| ns / 1000),
                     max_rss_kib: reaped.rusage.ru_maxrss.max(0) as u64,
+                    memory_peak_bytes: usage.and_then(|u| u.memory_peak_bytes),
+                    tasks_started: child.tasks_started,
+                    limits: child.enforcement.limits,
+                    skipped_limits: std::mem::take(&mut child.enforcement.skipped),
                 };
                 tracing::debug!(id = child.id, pid = reaped.pid, ?verdict, "sandbox reaped");
                 conn.send(
@@ -661,7 +816,8 @@ impl Server {
         }
     }
 
-    /// Drops finished connections and kills the sandboxes they leave behind.
+    /// Drops finished connections and kills the sandboxes they leave behind (those whose
+    /// request allows it run on, unreported).
     fn drop_finished_connections(&mut self) {
         let finished: Vec<u64> = self
             .conns
@@ -677,8 +833,12 @@ impl Server {
             for pid in conn.children.values() {
                 if let Some(child) = self.children.get_mut(pid) {
                     child.conn = None;
-                    tracing::debug!(pid, "client gone; killing its sandbox");
-                    let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
+                    if child.kill_on_disconnect {
+                        tracing::debug!(pid, "client gone; killing its sandbox");
+                        child.kill(EndReason::KilledByClient);
+                    }
+                    // Pipe ends never handed over would keep its stdin open forever.
+                    child.pipes = [None, None, None];
                 }
             }
         }
