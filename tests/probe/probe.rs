@@ -67,6 +67,23 @@ fn main() -> ExitCode {
         "spawn-sleepers" => spawn_sleepers(rest),
         "whoami-setuid" => whoami_setuid(),
         "sleep" => sleep(rest),
+        "privs" => privs(rest),
+        "tty-inject" => tty_inject(),
+        "exe-write" => exe_write(),
+        "root-walk" => root_walk(),
+        "set-ids" => set_ids(),
+        "peek" => peek(),
+        "try" => try_calls(rest),
+        "memfd-exec" => memfd_exec(),
+        "mount-tmpfs" => mount_tmpfs(),
+        "ls-after-line" => ls_after_line(rest),
+        "connect" => connect(rest),
+        "ipc-hold" => ipc_hold(rest),
+        "ipc-look" => ipc_look(rest),
+        "lock-hold" => lock_hold(rest),
+        "lock-look" => lock_look(rest),
+        "signal-pids" => signal_pids(rest),
+        "detach-tree" => detach_tree(rest),
         other => Err(format!("unknown command {other:?}; {}", usage())),
     };
     report(outcome)
@@ -75,7 +92,10 @@ fn main() -> ExitCode {
 fn usage() -> String {
     "usage: hatchery-probe <pid|ids|status|net|hostname|writable PATH...|ls DIR|mounts|fds|\
      env|cwd|syscalls|uid-map|threads|cat|echo-both OUT ERR|exit CODE|kill-self SIGNUM|\
-     wait-signal|orphan SECONDS|spawn-sleepers N|whoami-setuid|sleep SECONDS>"
+     wait-signal|orphan SECONDS|spawn-sleepers N|whoami-setuid|sleep SECONDS|privs [PREFIX]|\
+     tty-inject|exe-write|root-walk|set-ids|peek|try ATTEMPT...|memfd-exec|mount-tmpfs|\
+     ls-after-line DIR|connect PATH|@NAME...|ipc-hold NAME|ipc-look NAME|lock-hold PATH|\
+     lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS>"
         .to_string()
 }
 
@@ -730,12 +750,745 @@ fn sleep(args: &[OsString]) -> Outcome {
 }
 
 // ---------------------------------------------------------------------------------------
+// Commands: escape attempts (tests/escape.rs)
+//
+// Each tries a known way out of a sandbox and prints what the kernel answered. They are
+// meant for the inside of a sandbox, but each stays harmless if run on the host as root
+// by mistake: nothing is written to an existing file, nothing is mounted but on a fresh
+// directory of our own (and unmounted at once), whatever could create a process or a
+// namespace does so in a throwaway child that exits at once, every fd made is closed,
+// and every object made is removed before the command ends.
+// ---------------------------------------------------------------------------------------
+
+/// `ok`, or the errno name.
+fn verdict<T>(result: Result<T, Errno>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => errno_name(e as i32),
+    }
+}
+
+/// `ok`, or the errno name (or message) of an I/O error.
+fn io_verdict<T>(result: &io::Result<T>) -> String {
+    match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => io_error_name(e),
+    }
+}
+
+/// The value of `key` in /proc/self/status text, or `missing`.
+fn status_field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name == key).then(|| value.trim())
+        })
+        .unwrap_or("missing")
+}
+
+/// `privs [PREFIX]`: real, effective and saved user and group ids, and the capability
+/// sets. With a prefix, every key is `PREFIX.<key>`, so that a program this probe execs
+/// can report next to it.
+fn privs(args: &[OsString]) -> Outcome {
+    let prefix = match args {
+        [] => String::new(),
+        [prefix] => format!("{}.", prefix.to_string_lossy()),
+        _ => return Err("expected at most one argument: prefix".to_string()),
+    };
+    let uids = unistd::getresuid().map_err(|e| nix_failure("getresuid", e))?;
+    let gids = unistd::getresgid().map_err(|e| nix_failure("getresgid", e))?;
+    println!("{prefix}uid={}", uids.real);
+    println!("{prefix}euid={}", uids.effective);
+    println!("{prefix}suid={}", uids.saved);
+    println!("{prefix}gid={}", gids.real);
+    println!("{prefix}egid={}", gids.effective);
+    println!("{prefix}sgid={}", gids.saved);
+    let status = read_file("/proc/self/status")?;
+    for key in ["CapInh", "CapPrm", "CapEff", "CapAmb", "NoNewPrivs"] {
+        println!("{prefix}{key}={}", status_field(&status, key));
+    }
+    Ok(())
+}
+
+/// What `tty-inject` pushes into a terminal's input: a shell comment, so that even a shell
+/// that read it would do nothing.
+const INJECTED: &[u8] = b"#hatchery-escape\n";
+
+/// `tty-inject`: CVE-2017-5226. Tries to push [`INJECTED`] into the input of the terminal
+/// on stdin with `TIOCSTI`, and `TIOCLINUX` (a read-only subcode), as the process is; then
+/// the whole attack: `setsid`, `TIOCSCTTY` to take that terminal as the controlling
+/// terminal of the new session, and `TIOCSTI` again. Prints `stdin_is_tty`, `dev_tty`
+/// (opening the controlling terminal), `tiocsti`, `tioclinux`, `setsid`, `tiocsctty` and
+/// `tiocsti_as_ctty`. If stdin already is our controlling terminal (run by mistake from
+/// an interactive shell), it injects nothing and prints `skipped=controlling-terminal`.
+fn tty_inject() -> Outcome {
+    let stdin = io::stdin();
+    println!("stdin_is_tty={}", unistd::isatty(&stdin).unwrap_or(false));
+    if sys::controlling_session(&stdin).is_ok() {
+        println!("skipped=controlling-terminal");
+        return Ok(());
+    }
+    let dev_tty = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/tty");
+    println!("dev_tty={}", io_verdict(&dev_tty));
+    println!("tiocsti={}", verdict(sys::tiocsti(&stdin, INJECTED)));
+    println!("tioclinux={}", verdict(sys::tioclinux_query(&stdin)));
+    println!("setsid={}", verdict(unistd::setsid()));
+    println!("tiocsctty={}", verdict(sys::tiocsctty(&stdin)));
+    println!(
+        "tiocsti_as_ctty={}",
+        verdict(sys::tiocsti(&stdin, INJECTED))
+    );
+    Ok(())
+}
+
+/// `exe-write`: CVE-2019-5736. Whether the running binaries can be reached for writing
+/// through `/proc/self/exe` (this probe) and `/proc/1/exe` (the sandbox init, a copy of the
+/// zygote: the runtime itself), directly (`<key>_open_write`) or as runc's attackers did,
+/// by an `O_PATH` handle reopened for writing through `/proc/self/fd`
+/// (`<key>_open_path`, `<key>_reopen_write`); and where each link points (`<key>_link`).
+/// Nothing is truncated or written.
+fn exe_write() -> Outcome {
+    for (key, path) in [("self_exe", "/proc/self/exe"), ("init_exe", "/proc/1/exe")] {
+        let direct = fs::OpenOptions::new().write(true).open(path);
+        println!("{key}_open_write={}", io_verdict(&direct));
+        let handle = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(path);
+        println!("{key}_open_path={}", io_verdict(&handle));
+        if let Ok(handle) = handle {
+            use std::os::fd::AsRawFd;
+            let reopened = fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/self/fd/{}", handle.as_raw_fd()));
+            println!("{key}_reopen_write={}", io_verdict(&reopened));
+        }
+        match fs::read_link(path) {
+            Ok(target) => print_bytes(&format!("{key}_link"), target.as_os_str().as_bytes())?,
+            Err(e) => println!("{key}_link={}", io_error_name(&e)),
+        }
+    }
+    Ok(())
+}
+
+/// `root-walk`: CVE-2024-21626. Whether anything leads out of the root: `/..`
+/// (`dotdot_is_root`), `chdir("..")` from the working directory again and again
+/// (`cwd_after_dotdot`), the working directory and root as /proc shows them
+/// (`proc_self_cwd`, `proc_self_cwd_is_cwd`, `proc_self_root`), what each open fd is
+/// (`fd.<n>`), and the init's fds, among them its channel to the zygote (`init_fds`,
+/// `init_fd3`, `init_cwd`).
+fn root_walk() -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let same = |a: &str, b: &str| match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev() == b.dev() && a.ino() == b.ino()).to_string(),
+        (Err(e), _) | (_, Err(e)) => io_error_name(&e),
+    };
+    println!("dotdot_is_root={}", same("/..", "/"));
+    let cwd = unistd::getcwd().map_err(|e| nix_failure("getcwd", e))?;
+    for _ in 0..64 {
+        unistd::chdir("..").map_err(|e| nix_failure("chdir ..", e))?;
+    }
+    let after = unistd::getcwd().map_err(|e| nix_failure("getcwd", e))?;
+    print_bytes("cwd_after_dotdot", after.as_os_str().as_bytes())?;
+    println!("cwd_after_dotdot_is_root={}", same(".", "/"));
+    unistd::chdir(&cwd).map_err(|e| nix_failure("chdir back", e))?;
+    for (key, link) in [
+        ("proc_self_cwd", "/proc/self/cwd"),
+        ("proc_self_root", "/proc/self/root"),
+    ] {
+        match fs::read_link(link) {
+            Ok(target) => print_bytes(key, target.as_os_str().as_bytes())?,
+            Err(e) => println!("{key}={}", io_error_name(&e)),
+        }
+    }
+    println!("proc_self_cwd_is_cwd={}", same("/proc/self/cwd", "."));
+    // As in `fds`: the listing's own fd is gone once the listing is.
+    let listed: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .map_err(|e| io_failure("read_dir /proc/self/fd", e))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in listed.into_iter().filter(|&fd| sys::fd_is_open(fd)) {
+        match fs::read_link(format!("/proc/self/fd/{fd}")) {
+            Ok(target) => print_bytes(&format!("fd.{fd}"), target.as_os_str().as_bytes())?,
+            Err(e) => println!("fd.{fd}={}", io_error_name(&e)),
+        }
+    }
+    println!(
+        "init_fds={}",
+        io_verdict(&fs::read_dir("/proc/1/fd").map(|d| d.count()))
+    );
+    println!("init_fd3={}", io_verdict(&fs::File::open("/proc/1/fd/3")));
+    println!("init_cwd={}", io_verdict(&fs::read_link("/proc/1/cwd")));
+    Ok(())
+}
+
+/// `set-ids`: tries to become root or join its group: `setuid(0)`, `setgid(0)`,
+/// `setresuid(0, 0, 0)`, `setresgid(0, 0, 0)`, `setgroups([0])`, `setfsuid(0)` (which
+/// reports no error, so `ok` means the fsuid did become 0). Each runs in a throwaway child.
+fn set_ids() -> Outcome {
+    use nix::unistd::{Gid, Uid};
+    let (root, root_group) = (Uid::from_raw(0), Gid::from_raw(0));
+    let done = |result: nix::Result<()>| result.map(|()| 0);
+    println!("setuid={}", in_child(|| done(unistd::setuid(root))));
+    println!("setgid={}", in_child(|| done(unistd::setgid(root_group))));
+    println!(
+        "setresuid={}",
+        in_child(|| done(unistd::setresuid(root, root, root)))
+    );
+    println!(
+        "setresgid={}",
+        in_child(|| done(unistd::setresgid(root_group, root_group, root_group)))
+    );
+    println!(
+        "setgroups={}",
+        in_child(|| done(unistd::setgroups(&[root_group])))
+    );
+    println!(
+        "setfsuid={}",
+        in_child(|| {
+            unistd::setfsuid(root);
+            // An invalid id changes nothing and returns the current fsuid.
+            match unistd::setfsuid(Uid::from_raw(u32::MAX)) {
+                uid if uid == root => Ok(0),
+                _ => Err(Errno::EPERM),
+            }
+        })
+    );
+    Ok(())
+}
+
+/// A word that `peek`'s child reads out of its parent at its own address of it (a forked
+/// child has the same memory layout).
+static PEEK_TARGET: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0x6861_7463_6865_7279);
+
+/// Reads [`PEEK_TARGET`] out of process `pid` with `process_vm_readv`; `Ok` only if the
+/// value arrived.
+fn read_peek_target(pid: Pid) -> Result<i64, Errno> {
+    use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+    let mut word = [0u8; 8];
+    let remote = RemoteIoVec {
+        base: PEEK_TARGET.as_ptr() as usize,
+        len: word.len(),
+    };
+    let read = process_vm_readv(pid, &mut [io::IoSliceMut::new(&mut word)], &[remote])?;
+    let expected = PEEK_TARGET.load(std::sync::atomic::Ordering::Relaxed);
+    if read == 8 && u64::from_ne_bytes(word) == expected {
+        Ok(0)
+    } else {
+        Err(Errno::EIO)
+    }
+}
+
+/// `peek`: reading or controlling another process of the sandbox. First the init (PID 1,
+/// which holds a copy of the zygote's memory and its channel to the zygote) and our parent
+/// (the init again, inside a sandbox): `<who>_ptrace_seize` (`PTRACE_SEIZE`, which does
+/// not stop the tracee, from a throwaway child whose exit detaches),
+/// `<who>_process_vm_readv`, `<who>_mem_read` and `<who>_mem_write` (opening
+/// `/proc/<pid>/mem`; nothing is read or written). Then the same two calls against a
+/// process the kernel alone would let us trace, this probe itself, from a forked child of
+/// it (same user, dumpable): `child_ptrace_seize_parent`, `child_process_vm_readv_parent`.
+fn peek() -> Outcome {
+    let parent = unistd::getppid();
+    println!("ppid={parent}");
+    for (who, pid) in [("init", Pid::from_raw(1)), ("parent", parent)] {
+        println!("{who}_ptrace_seize={}", in_child(|| sys::ptrace_seize(pid)));
+        println!("{who}_process_vm_readv={}", verdict(read_peek_target(pid)));
+        let mem = format!("/proc/{pid}/mem");
+        let read = fs::File::open(&mem);
+        println!("{who}_mem_read={}", io_verdict(&read));
+        let write = fs::OpenOptions::new().read(true).write(true).open(&mem);
+        println!("{who}_mem_write={}", io_verdict(&write));
+    }
+    let me = unistd::getpid();
+    println!(
+        "child_ptrace_seize_parent={}",
+        in_child(|| sys::ptrace_seize(me))
+    );
+    println!(
+        "child_process_vm_readv_parent={}",
+        in_child(|| read_peek_target(me))
+    );
+    Ok(())
+}
+
+/// `try <attempt>...`: makes each named attempt (see [`attempt`]) for real and prints
+/// `<attempt>=ok`, the errno name, or `killed:<SIGNAL>` for one that killed the throwaway
+/// child it ran in.
+fn try_calls(names: &[OsString]) -> Outcome {
+    if names.is_empty() {
+        return Err("expected at least one attempt".to_string());
+    }
+    for name in names {
+        let name = name.to_string_lossy();
+        let result = attempt(&name).ok_or_else(|| format!("unknown attempt {name:?}"))?;
+        println!("{name}={result}");
+    }
+    Ok(())
+}
+
+/// One real use of kernel attack surface, by name; `None` for an unknown name. Every fd
+/// made is closed again; what would create a process, a namespace or a key runs in a
+/// throwaway child.
+fn attempt(name: &str) -> Option<String> {
+    use nix::sched::{unshare, CloneFlags};
+    let unshare_in_child = |flags: CloneFlags| in_child(move || unshare(flags).map(|()| 0));
+    let result = match name {
+        // Keyrings: a new session keyring; a key in the process keyring.
+        "keyctl_join" => in_child(sys::join_session_keyring),
+        "add_key" => in_child(sys::add_process_key),
+        "userfaultfd" => verdict(sys::userfaultfd()),
+        "io_uring_setup" => verdict(sys::io_uring_setup()),
+        "bpf_map_create" => verdict(sys::bpf_map_create()),
+        "perf_event_open" => verdict(sys::perf_event_open_self()),
+        // The "shocker" escape: a handle of "/" (a made-up one if that is refused too),
+        // opened again without a path lookup.
+        "name_to_handle_at" => verdict(sys::name_to_handle_at_root()),
+        "open_by_handle_at" => {
+            let handle = sys::name_to_handle_at_root().unwrap_or_default();
+            match fs::File::open("/") {
+                Ok(root) => verdict(sys::open_by_handle_at(&root, &handle)),
+                Err(e) => format!("open /: {}", io_error_name(&e)),
+            }
+        }
+        "fsopen" => verdict(sys::fsopen_tmpfs()),
+        // vsock is not network-namespaced: its peer is the hypervisor. Nothing is sent;
+        // binding only takes a free port of our own.
+        "vsock" => verdict(socket(
+            AddressFamily::Vsock,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )),
+        "vsock_bind" => verdict(vsock_bind()),
+        // No protocol: even where allowed, the socket receives nothing before it is closed.
+        "packet" => verdict(socket(
+            AddressFamily::Packet,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )),
+        "unshare_user" => unshare_in_child(CloneFlags::CLONE_NEWUSER),
+        "unshare_mount" => unshare_in_child(CloneFlags::CLONE_NEWNS),
+        "unshare_user_mount" => {
+            unshare_in_child(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        }
+        "clone_user" => in_child(|| sys::clone_and_reap(libc::CLONE_NEWUSER)),
+        "clone3_user" => in_child(|| sys::clone3_and_reap(libc::CLONE_NEWUSER as u64)),
+        // Seccomp bypasses: other syscall ABIs, and junk in the upper 32 bits of arguments
+        // the kernel truncates (the bad fd or the CLONE_FS|CLONE_NEWNS conflict make the
+        // call fail harmlessly once past the filter: EBADF or EINVAL, not EPERM).
+        #[cfg(target_arch = "x86_64")]
+        "i386_unshare_user" => in_child(sys::i386_unshare_user),
+        #[cfg(target_arch = "x86_64")]
+        "x32_unshare_user" => in_child(sys::x32_unshare_user),
+        #[cfg(not(target_arch = "x86_64"))]
+        "i386_unshare_user" | "x32_unshare_user" => "unsupported".to_string(),
+        "ioctl_tiocsti_high_bits" => verdict(sys::ioctl_high_bits(libc::TIOCSTI)),
+        "ioctl_tioclinux_high_bits" => verdict(sys::ioctl_high_bits(libc::TIOCLINUX)),
+        "clone_user_high_bits" => in_child(sys::clone_user_high_bits),
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// A vsock stream socket bound to any free port of our own address.
+fn vsock_bind() -> Result<(), Errno> {
+    use nix::sys::socket::{bind, VsockAddr};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let any = VsockAddr::new(libc::VMADDR_CID_ANY, libc::VMADDR_PORT_ANY);
+    bind(sock.as_raw_fd(), &any)
+}
+
+/// `memfd-exec`: copies this probe into a memfd and runs it from there with `execveat`
+/// (`AT_EMPTY_PATH`), as `privs memfd`: an exec from memory must not bring back anything
+/// the sandbox took away. Prints `memfd_create`, then the new program's `memfd.*` facts,
+/// or `execveat=<ERRNO>` if the exec was refused.
+fn memfd_exec() -> Outcome {
+    use nix::fcntl::AtFlags;
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let image = fs::read("/proc/self/exe").map_err(|e| io_failure("read /proc/self/exe", e))?;
+    let memfd = match memfd_create(c"hatchery-probe", MFdFlags::MFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => {
+            println!("memfd_create={}", errno_name(e as i32));
+            return Ok(());
+        }
+    };
+    println!("memfd_create=ok");
+    let mut memfd = fs::File::from(memfd);
+    memfd
+        .write_all(&image)
+        .map_err(|e| io_failure("write memfd", e))?;
+    let _ = io::stdout().flush();
+    match sys::fork().map_err(|e| nix_failure("fork", e))? {
+        ForkResult::Child => {
+            let argv = [c"hatchery-probe", c"privs", c"memfd"];
+            let env: [&std::ffi::CStr; 0] = [];
+            let Err(e) = unistd::execveat(&memfd, c"", &argv, &env, AtFlags::AT_EMPTY_PATH);
+            println!("execveat={}", errno_name(e as i32));
+            let _ = io::stdout().flush();
+            sys::exit_now(0)
+        }
+        ForkResult::Parent { child } => reap(child),
+    }
+}
+
+/// `mount-tmpfs`: tries to mount a tmpfs on a fresh directory of our own under /tmp, and
+/// to bind-mount `/` there; whatever got mounted is unmounted at once, and the directory
+/// removed. Prints `mount_tmpfs` and `mount_bind`.
+fn mount_tmpfs() -> Outcome {
+    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    let dir = format!("/tmp/hatchery-probe-mount-{}", unistd::getpid());
+    fs::create_dir(&dir).map_err(|e| io_failure(format!("mkdir {dir}"), e))?;
+    for (key, source, fstype, flags) in [
+        ("mount_tmpfs", "tmpfs", Some("tmpfs"), MsFlags::empty()),
+        ("mount_bind", "/", None, MsFlags::MS_BIND),
+    ] {
+        let mounted = mount(Some(source), dir.as_str(), fstype, flags, None::<&str>);
+        println!("{key}={}", verdict(mounted));
+        if mounted.is_ok() {
+            umount2(dir.as_str(), MntFlags::MNT_DETACH)
+                .map_err(|e| nix_failure(format!("umount {dir}"), e))?;
+        }
+    }
+    fs::remove_dir(&dir).map_err(|e| io_failure(format!("rmdir {dir}"), e))
+}
+
+/// `ls-after-line <dir>`: prints `ready`, waits for one line on stdin, then lists `<dir>`
+/// as `ls` does (the test changes the host's mounts in between).
+fn ls_after_line(args: &[OsString]) -> Outcome {
+    say_ready()?;
+    let mut line = String::new();
+    io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| io_failure("read stdin", e))?;
+    ls(args)
+}
+
+/// `connect <path|@name>...`: connects a Unix stream socket to each path, or to each
+/// abstract name written `@name`, and prints `<target>=ok` or the errno, and
+/// `<target>.listed=<true|false>`: whether /proc/net/unix, which lists the sockets of our
+/// network namespace, names it. Each connection is closed at once.
+fn connect(targets: &[OsString]) -> Outcome {
+    use nix::sys::socket::{connect, UnixAddr};
+    use std::os::fd::AsRawFd;
+    if targets.is_empty() {
+        return Err("expected at least one path or @name".to_string());
+    }
+    let listing = read_file("/proc/net/unix")?;
+    for target in targets {
+        let bytes = target.as_bytes();
+        let address = match bytes.strip_prefix(b"@") {
+            Some(name) => UnixAddr::new_abstract(name),
+            None => UnixAddr::new(bytes),
+        }
+        .map_err(|e| nix_failure(format!("address {target:?}"), e))?;
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| nix_failure("socket(AF_UNIX)", e))?;
+        let connected = connect(sock.as_raw_fd(), &address);
+        let key = target.to_string_lossy();
+        println!("{key}={}", verdict(connected));
+        // Columns: Num RefCount Protocol Flags Type St Inode Path.
+        let listed = listing
+            .lines()
+            .any(|line| line.split_whitespace().nth(7) == Some(&*key));
+        println!("{key}.listed={listed}");
+    }
+    Ok(())
+}
+
+/// The SysV IPC key of `ipc-hold` and `ipc-look` for `name`: FNV-1a of it, never 0
+/// (`IPC_PRIVATE`).
+fn ipc_key(name: &str) -> libc::key_t {
+    let hash = name.bytes().fold(0x811c_9dc5u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    (hash | 1) as libc::key_t
+}
+
+/// The names `ipc-hold` and `ipc-look` use for `name`: a POSIX message queue, a file in
+/// /dev/shm, an abstract socket and a key description.
+struct IpcNames {
+    queue: std::ffi::CString,
+    shm_file: String,
+    socket: String,
+    key: std::ffi::CString,
+}
+
+fn ipc_names(name: &str) -> Result<IpcNames, String> {
+    let c = |s: String| std::ffi::CString::new(s).map_err(|_| "NUL in name".to_string());
+    Ok(IpcNames {
+        queue: c(format!("/hatchery-{name}"))?,
+        shm_file: format!("/dev/shm/hatchery-{name}"),
+        socket: format!("hatchery-{name}"),
+        key: c(format!("hatchery-{name}"))?,
+    })
+}
+
+/// `ipc-hold <name>`: creates every kind of object by which processes of one machine find
+/// each other by name: SysV shared memory (`shm`), a semaphore set (`sem`) and a message
+/// queue (`msg`) under [`ipc_key`], a POSIX message queue (`mqueue`), a file in /dev/shm
+/// (`dev_shm`), a listening abstract socket (`abstract`), and a key in the user keyring
+/// (`keyring`). Prints `ok` or the errno for each, then `ready`; holds them until stdin
+/// reaches end of file, then removes them all.
+fn ipc_hold(args: &[OsString]) -> Outcome {
+    use nix::sys::socket::{bind, listen, Backlog, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let name: String = one_arg(args, "name")?;
+    let (key, names) = (ipc_key(&name), ipc_names(&name)?);
+    let shm = sys::shm_create(key);
+    println!("shm={}", verdict(shm));
+    let sem = sys::sem_create(key);
+    println!("sem={}", verdict(sem));
+    let msg = sys::msg_create(key);
+    println!("msg={}", verdict(msg));
+    let queue = sys::mqueue_create(&names.queue);
+    println!("mqueue={}", verdict(queue));
+    let shm_file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&names.shm_file);
+    println!("dev_shm={}", io_verdict(&shm_file));
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .and_then(|sock| {
+        let address = UnixAddr::new_abstract(names.socket.as_bytes())?;
+        bind(sock.as_raw_fd(), &address)?;
+        listen(&sock, Backlog::new(1)?)?;
+        Ok(sock)
+    });
+    println!("abstract={}", verdict(listener.as_ref().map_err(|e| *e)));
+    let user_key = sys::add_user_key(&names.key);
+    println!("keyring={}", verdict(user_key));
+    say_ready()?;
+    io::copy(&mut io::stdin().lock(), &mut io::sink()).map_err(|e| io_failure("read stdin", e))?;
+
+    if let Ok(id) = shm {
+        sys::shm_remove(id);
+    }
+    if let Ok(id) = sem {
+        sys::sem_remove(id);
+    }
+    if let Ok(id) = msg {
+        sys::msg_remove(id);
+    }
+    if queue.is_ok() {
+        sys::mqueue_remove(&names.queue);
+    }
+    if shm_file.is_ok() {
+        let _ = fs::remove_file(&names.shm_file);
+    }
+    if let Ok(serial) = user_key {
+        sys::invalidate_key(serial);
+    }
+    Ok(())
+}
+
+/// `ipc-look <name>`: looks for what `ipc-hold <name>` made, by name only, and prints the
+/// same keys (`ok` when found, else the errno); also `proc_keys` (whether /proc/keys lists
+/// the key) and `sysvipc_objects` (how many SysV objects of any key /proc/sysvipc lists).
+fn ipc_look(args: &[OsString]) -> Outcome {
+    use nix::sys::socket::{connect, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let name: String = one_arg(args, "name")?;
+    let (key, names) = (ipc_key(&name), ipc_names(&name)?);
+    println!("shm={}", verdict(sys::shm_lookup(key)));
+    println!("sem={}", verdict(sys::sem_lookup(key)));
+    println!("msg={}", verdict(sys::msg_lookup(key)));
+    println!("mqueue={}", verdict(sys::mqueue_lookup(&names.queue)));
+    println!("dev_shm={}", io_verdict(&fs::metadata(&names.shm_file)));
+    let connected = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .and_then(|sock| {
+        let address = UnixAddr::new_abstract(names.socket.as_bytes())?;
+        connect(sock.as_raw_fd(), &address)
+    });
+    println!("abstract={}", verdict(connected));
+    println!("keyring={}", verdict(sys::search_user_key(&names.key)));
+    let description = names.key.to_string_lossy();
+    let listed = fs::read_to_string("/proc/keys").map(|keys| keys.contains(&*description));
+    println!(
+        "proc_keys={}",
+        listed.map_or_else(|e| io_error_name(&e), |found| found.to_string())
+    );
+    let mut objects = 0;
+    for kind in ["shm", "sem", "msg"] {
+        // One header line, then one line per object.
+        let table = read_file(&format!("/proc/sysvipc/{kind}"))?;
+        objects += table.lines().skip(1).count();
+    }
+    println!("sysvipc_objects={objects}");
+    Ok(())
+}
+
+/// A POSIX lock request over the whole file.
+fn whole_file_lock(kind: libc::c_int) -> libc::flock {
+    libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+/// `lock-hold <path>`: opens `<path>` read-only and takes a POSIX read lock (`posix_lock`)
+/// and a shared `flock` (`flock`) on it, neither of which needs write access; prints
+/// `ready` and holds them until stdin reaches end of file.
+fn lock_hold(args: &[OsString]) -> Outcome {
+    use nix::fcntl::{fcntl, FcntlArg, Flock, FlockArg};
+    let [path] = args else {
+        return Err("expected exactly one argument: path".to_string());
+    };
+    let file = fs::File::open(path).map_err(|e| io_failure(format!("open {path:?}"), e))?;
+    let read_lock = whole_file_lock(libc::F_RDLCK);
+    println!(
+        "posix_lock={}",
+        verdict(fcntl(&file, FcntlArg::F_SETLK(&read_lock)))
+    );
+    let _held = match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(held) => {
+            println!("flock=ok");
+            Some(held)
+        }
+        Err((_, e)) => {
+            println!("flock={}", errno_name(e as i32));
+            None
+        }
+    };
+    say_ready()?;
+    io::copy(&mut io::stdin().lock(), &mut io::sink()).map_err(|e| io_failure("read stdin", e))?;
+    Ok(())
+}
+
+/// `lock-look <path>`: opens `<path>` read-only and asks whether another process holds a
+/// lock on it: `posix_lock_seen` (`F_GETLK` for a write lock finds a conflicting lock:
+/// `true`/`false`) and `flock_exclusive` (a non-blocking exclusive `flock`: `ok`, or
+/// `EAGAIN` while another process holds one).
+fn lock_look(args: &[OsString]) -> Outcome {
+    use nix::fcntl::{fcntl, FcntlArg, Flock, FlockArg};
+    let [path] = args else {
+        return Err("expected exactly one argument: path".to_string());
+    };
+    let file = fs::File::open(path).map_err(|e| io_failure(format!("open {path:?}"), e))?;
+    let mut probe = whole_file_lock(libc::F_WRLCK);
+    match fcntl(&file, FcntlArg::F_GETLK(&mut probe)) {
+        Ok(_) => println!(
+            "posix_lock_seen={}",
+            probe.l_type != libc::F_UNLCK as libc::c_short
+        ),
+        Err(e) => println!("posix_lock_seen={}", errno_name(e as i32)),
+    }
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(_) => println!("flock_exclusive=ok"),
+        Err((_, e)) => println!("flock_exclusive={}", errno_name(e as i32)),
+    }
+    Ok(())
+}
+
+/// `signal-pids <pid>...`: for pids of another pid namespace (the zygote's, another
+/// sandbox's), whether we can reach them: `kill.<pid>` (signal 0: checks, sends nothing),
+/// `proc.<pid>` (whether /proc lists it), `pidfd.<pid>` (`pidfd_open`) and `ptrace.<pid>`
+/// (`PTRACE_SEIZE` from a throwaway child).
+fn signal_pids(pids: &[OsString]) -> Outcome {
+    if pids.is_empty() {
+        return Err("expected at least one pid".to_string());
+    }
+    for arg in pids {
+        let pid: i32 = one_arg(std::slice::from_ref(arg), "pid")?;
+        let target = Pid::from_raw(pid);
+        println!("kill.{pid}={}", verdict(kill(target, None)));
+        println!("proc.{pid}={}", Path::new(&format!("/proc/{pid}")).exists());
+        println!("pidfd.{pid}={}", verdict(sys::pidfd_open(target)));
+        println!("ptrace.{pid}={}", in_child(|| sys::ptrace_seize(target)));
+    }
+    Ok(())
+}
+
+/// `detach-tree <walkers> <seconds>`: leaves `<walkers>` processes that each start a
+/// session of their own, clear their parent-death signal and keep moving: every few
+/// milliseconds a walker forks a copy of itself and exits, so its pid never stays the
+/// same (how fork bombs dodge a kill by pid). Prints `ready` once they run, then waits.
+/// Everything ends after `<seconds>` at the latest. The walkers keep our stdout, so a
+/// reader sees end of file only once the last of them is gone.
+fn detach_tree(args: &[OsString]) -> Outcome {
+    let [walkers, seconds] = args else {
+        return Err("expected two arguments: walkers seconds".to_string());
+    };
+    let walkers: u32 = one_arg(std::slice::from_ref(walkers), "walkers")?;
+    let deadline = Instant::now() + parse_duration(std::slice::from_ref(seconds))?;
+    for _ in 0..walkers {
+        let _ = io::stdout().flush();
+        match sys::fork().map_err(|e| nix_failure("fork", e))? {
+            ForkResult::Child => {
+                let code = match sys::fork() {
+                    Ok(ForkResult::Child) => {
+                        let _ = unistd::setsid();
+                        walk(deadline)
+                    }
+                    // The middle process exits at once: the walker is reparented.
+                    Ok(ForkResult::Parent { .. }) => 0,
+                    Err(_) => 1,
+                };
+                sys::exit_now(code)
+            }
+            ForkResult::Parent { child } => reap(child)?,
+        }
+    }
+    say_ready()?;
+    thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    Ok(())
+}
+
+/// A walker of `detach-tree`: hops to a new pid every 5 ms until `deadline`.
+fn walk(deadline: Instant) -> ! {
+    loop {
+        // A fork clears the parent-death signal anyway; a walker asks for none, so the
+        // death of whoever forked it changes nothing for it.
+        let _ = nix::sys::prctl::set_pdeathsig(None);
+        if Instant::now() >= deadline {
+            sys::exit_now(0);
+        }
+        thread::sleep(Duration::from_millis(5));
+        if let Ok(ForkResult::Parent { .. }) = sys::fork() {
+            sys::exit_now(0);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The only unsafe code
 // ---------------------------------------------------------------------------------------
 
 /// Thin wrappers over the calls that need `unsafe`; nothing else in the probe uses it.
 mod sys {
-    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
     use std::sync::atomic::{AtomicI32, Ordering};
 
     use nix::errno::Errno;
@@ -1195,5 +1948,487 @@ mod sys {
         } else {
             Ok(i64::from(ret))
         }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // For the escape attempts. Each call either only reads or writes our own locals, or
+    // makes something (an fd, an IPC object, a key, a process) that the caller closes,
+    // removes or runs in a throwaway child.
+    // -----------------------------------------------------------------------------------
+
+    /// Wraps a syscall's return value, a new fd, as an owned fd.
+    fn owned_fd(ret: libc::c_long) -> Result<OwnedFd, Errno> {
+        use std::os::fd::FromRawFd;
+        let fd = Errno::result(ret)?;
+        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+
+    /// `TIOCGSID`: the session whose controlling terminal is on `fd`; fails (`ENOTTY`)
+    /// unless it is our own controlling terminal.
+    pub fn controlling_session(fd: &impl AsFd) -> Result<libc::pid_t, Errno> {
+        let mut sid: libc::pid_t = 0;
+        // SAFETY: TIOCGSID writes one pid_t through the pointer, a live local.
+        let ret = unsafe {
+            libc::ioctl(
+                fd.as_fd().as_raw_fd(),
+                libc::TIOCGSID,
+                &mut sid as *mut libc::pid_t,
+            )
+        };
+        Errno::result(ret).map(|_| sid)
+    }
+
+    /// `TIOCSTI` with each byte of `bytes` in turn: fakes terminal input. Stops at the
+    /// first failure.
+    pub fn tiocsti(fd: &impl AsFd, bytes: &[u8]) -> Result<(), Errno> {
+        for byte in bytes {
+            // SAFETY: TIOCSTI reads one byte through the pointer, which points into
+            // `bytes`.
+            let ret =
+                unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSTI, byte as *const u8) };
+            Errno::result(ret)?;
+        }
+        Ok(())
+    }
+
+    /// `TIOCLINUX` with the read-only subcode `TIOCL_GETSHIFTSTATE` (6): the request the
+    /// filter refuses, with no effect even on a real virtual console.
+    pub fn tioclinux_query(fd: &impl AsFd) -> Result<(), Errno> {
+        const TIOCL_GETSHIFTSTATE: u8 = 6;
+        let mut arg = [0u8; 8];
+        arg[0] = TIOCL_GETSHIFTSTATE;
+        // SAFETY: the kernel reads the subcode byte and writes at most one byte of
+        // result back through the pointer, into this 8-byte local.
+        let ret = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCLINUX, arg.as_mut_ptr()) };
+        Errno::result(ret).map(drop)
+    }
+
+    /// `TIOCSCTTY` without stealing (arg 0): makes the terminal on `fd` our controlling
+    /// terminal, if we lead a session without one and no other session has it.
+    pub fn tiocsctty(fd: &impl AsFd) -> Result<(), Errno> {
+        // SAFETY: the argument is an integer; no memory is passed.
+        let ret = unsafe { libc::ioctl(fd.as_fd().as_raw_fd(), libc::TIOCSCTTY, 0) };
+        Errno::result(ret).map(drop)
+    }
+
+    /// `ptrace(PTRACE_SEIZE, pid)` with no options: attaches without stopping the tracee.
+    /// Callers run it in a throwaway child, whose exit detaches again.
+    pub fn ptrace_seize(pid: nix::unistd::Pid) -> Result<i64, Errno> {
+        // SAFETY: PTRACE_SEIZE with addr and data 0 (no options) passes no memory.
+        unsafe {
+            raw(
+                libc::SYS_ptrace,
+                [PTRACE_SEIZE, pid.as_raw().into(), 0, 0, 0, 0],
+            )
+        }
+    }
+
+    /// `PTRACE_SEIZE` (0x4206), which the libc crate does not name for every target.
+    const PTRACE_SEIZE: libc::c_long = 0x4206;
+
+    /// `pidfd_open(pid, 0)`.
+    pub fn pidfd_open(pid: nix::unistd::Pid) -> Result<OwnedFd, Errno> {
+        // SAFETY: integer arguments only.
+        owned_fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) })
+    }
+
+    /// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a new anonymous session keyring for
+    /// this process.
+    pub fn join_session_keyring() -> Result<i64, Errno> {
+        let join = libc::KEYCTL_JOIN_SESSION_KEYRING as libc::c_long;
+        // SAFETY: NULL name: nothing is read from our memory.
+        unsafe { raw(libc::SYS_keyctl, [join, NULL, 0, 0, 0, 0]) }
+    }
+
+    /// `add_key("user", "hatchery-probe", "x")` in the process keyring, which dies with
+    /// the process.
+    pub fn add_process_key() -> Result<i64, Errno> {
+        add_key(c"hatchery-probe", libc::KEY_SPEC_PROCESS_KEYRING)
+    }
+
+    /// `add_key("user", description, "x")` in the user keyring; returns the key's serial.
+    pub fn add_user_key(description: &std::ffi::CStr) -> Result<i64, Errno> {
+        add_key(description, libc::KEY_SPEC_USER_KEYRING)
+    }
+
+    fn add_key(description: &std::ffi::CStr, keyring: i32) -> Result<i64, Errno> {
+        let payload = b"x";
+        // SAFETY: the kernel reads the NUL-terminated type and description and one byte
+        // of payload, all live for the call; it writes nothing to our memory.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                c"user".as_ptr(),
+                description.as_ptr(),
+                payload.as_ptr(),
+                payload.len(),
+                keyring,
+            )
+        };
+        Errno::result(ret)
+    }
+
+    /// `keyctl(KEYCTL_SEARCH)` of the user keyring for a "user" key with `description`.
+    pub fn search_user_key(description: &std::ffi::CStr) -> Result<i64, Errno> {
+        // SAFETY: the kernel reads the NUL-terminated type and description; destination
+        // keyring 0 means none, so nothing is linked anywhere.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                libc::KEYCTL_SEARCH,
+                libc::KEY_SPEC_USER_KEYRING,
+                c"user".as_ptr(),
+                description.as_ptr(),
+                0,
+            )
+        };
+        Errno::result(ret)
+    }
+
+    /// `keyctl(KEYCTL_INVALIDATE, serial)`: removes a key we made.
+    pub fn invalidate_key(serial: i64) {
+        let invalidate = libc::KEYCTL_INVALIDATE as libc::c_long;
+        // SAFETY: integer arguments only.
+        let _ = unsafe {
+            raw(
+                libc::SYS_keyctl,
+                [invalidate, serial as libc::c_long, 0, 0, 0, 0],
+            )
+        };
+    }
+
+    /// `userfaultfd(O_CLOEXEC | O_NONBLOCK)`.
+    pub fn userfaultfd() -> Result<OwnedFd, Errno> {
+        let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as libc::c_long;
+        // SAFETY: integer argument only; no memory is registered with the fd.
+        owned_fd(unsafe { libc::syscall(libc::SYS_userfaultfd, flags) })
+    }
+
+    /// `io_uring_setup` of a one-entry ring (never mapped, never used).
+    pub fn io_uring_setup() -> Result<OwnedFd, Errno> {
+        // struct io_uring_params: 120 bytes, zero asks for the defaults.
+        let mut params = [0u64; 15];
+        // SAFETY: the kernel reads and writes the 120-byte params, a live local; the
+        // rings are mapped into our memory only if we mmap the fd, which we never do.
+        owned_fd(unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) })
+    }
+
+    /// `bpf(BPF_MAP_CREATE)` of an array map with one 4-byte entry.
+    pub fn bpf_map_create() -> Result<OwnedFd, Errno> {
+        const BPF_MAP_CREATE: libc::c_long = 0;
+        const BPF_MAP_TYPE_ARRAY: u32 = 2;
+        // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size,
+        // max_entries, then fields that must be zero.
+        let mut attr = [0u32; 32];
+        attr[..4].copy_from_slice(&[BPF_MAP_TYPE_ARRAY, 4, 4, 1]);
+        // SAFETY: the kernel reads `size_of_val(&attr)` bytes of attr, a live local,
+        // and writes nothing to our memory.
+        owned_fd(unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_CREATE,
+                attr.as_ptr(),
+                std::mem::size_of_val(&attr),
+            )
+        })
+    }
+
+    /// The first 64 bytes (`PERF_ATTR_SIZE_VER0`) of `struct perf_event_attr`.
+    #[repr(C)]
+    struct PerfEventAttr {
+        kind: u32,
+        size: u32,
+        config: u64,
+        sample_period: u64,
+        sample_type: u64,
+        read_format: u64,
+        flags: u64,
+        wakeup_events: u32,
+        bp_type: u32,
+        bp_addr: u64,
+    }
+
+    /// `perf_event_open` of a disabled software counter (CPU clock) of this process, user
+    /// space only, so that it is allowed wherever perf is allowed at all.
+    pub fn perf_event_open_self() -> Result<OwnedFd, Errno> {
+        const PERF_TYPE_SOFTWARE: u32 = 1;
+        const DISABLED: u64 = 1 << 0;
+        const EXCLUDE_KERNEL: u64 = 1 << 5;
+        const EXCLUDE_HV: u64 = 1 << 6;
+        const PERF_FLAG_FD_CLOEXEC: libc::c_long = 8;
+        let attr = PerfEventAttr {
+            kind: PERF_TYPE_SOFTWARE,
+            size: std::mem::size_of::<PerfEventAttr>() as u32,
+            config: 0, // PERF_COUNT_SW_CPU_CLOCK
+            sample_period: 0,
+            sample_type: 0,
+            read_format: 0,
+            flags: DISABLED | EXCLUDE_KERNEL | EXCLUDE_HV,
+            wakeup_events: 0,
+            bp_type: 0,
+            bp_addr: 0,
+        };
+        // SAFETY: the kernel reads `attr.size` bytes of attr, a live local of that size;
+        // pid 0 and cpu -1 mean this process on any CPU; group -1 means none.
+        owned_fd(unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const PerfEventAttr,
+                0,
+                -1,
+                -1,
+                PERF_FLAG_FD_CLOEXEC,
+            )
+        })
+    }
+
+    /// `struct file_handle` with room for the largest handle (`MAX_HANDLE_SZ`, 128).
+    #[repr(C)]
+    pub struct FileHandle {
+        handle_bytes: u32,
+        handle_type: i32,
+        f_handle: [u8; 128],
+    }
+
+    impl Default for FileHandle {
+        /// A made-up 8-byte handle, for when no real one can be had.
+        fn default() -> Self {
+            FileHandle {
+                handle_bytes: 8,
+                handle_type: 1,
+                f_handle: [0; 128],
+            }
+        }
+    }
+
+    /// `name_to_handle_at(AT_FDCWD, "/")`: the file handle of the root directory.
+    pub fn name_to_handle_at_root() -> Result<FileHandle, Errno> {
+        let mut handle = FileHandle {
+            handle_bytes: 128,
+            ..FileHandle::default()
+        };
+        let mut mount_id: libc::c_int = 0;
+        // SAFETY: the path is a static C string; the kernel writes the header and at
+        // most `handle_bytes` (128) bytes into `handle`, and one int into `mount_id`,
+        // both live locals.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_name_to_handle_at,
+                libc::AT_FDCWD,
+                c"/".as_ptr(),
+                &mut handle as *mut FileHandle,
+                &mut mount_id as *mut libc::c_int,
+                0,
+            )
+        };
+        Errno::result(ret).map(|_| handle)
+    }
+
+    /// `open_by_handle_at(mount_fd, handle, O_RDONLY)`.
+    pub fn open_by_handle_at(mount: &impl AsFd, handle: &FileHandle) -> Result<OwnedFd, Errno> {
+        // SAFETY: the kernel reads the handle's header and at most 128 bytes after it,
+        // which `FileHandle` holds; it writes nothing to our memory.
+        owned_fd(unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                mount.as_fd().as_raw_fd(),
+                handle as *const FileHandle,
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        })
+    }
+
+    /// `fsopen("tmpfs", FSOPEN_CLOEXEC)`: a filesystem context, which mounts nothing by
+    /// itself.
+    pub fn fsopen_tmpfs() -> Result<OwnedFd, Errno> {
+        const FSOPEN_CLOEXEC: libc::c_long = 1;
+        // SAFETY: the kernel reads the static C string; it writes nothing to our memory.
+        owned_fd(unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) })
+    }
+
+    /// `clone(flags | SIGCHLD)` with no new stack, as `fork` does: a process it makes
+    /// exits at once, and is reaped before this returns.
+    pub fn clone_and_reap(flags: libc::c_int) -> Result<i64, Errno> {
+        let flags = libc::c_long::from(flags | libc::SIGCHLD);
+        // SAFETY: no CLONE_VM: a new process gets its own copy of our memory and stack,
+        // and only calls `_exit`; nothing in this process changes.
+        let pid = unsafe { raw(libc::SYS_clone, [flags, NULL, NULL, NULL, 0, 0]) }?;
+        reap_clone(pid)
+    }
+
+    /// `clone3` with `flags` and `SIGCHLD` as exit signal, no new stack: as
+    /// [`clone_and_reap`].
+    pub fn clone3_and_reap(flags: u64) -> Result<i64, Errno> {
+        // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        // stack_size, tls, set_tid, set_tid_size, cgroup.
+        let mut args = [0u64; 11];
+        args[0] = flags;
+        args[4] = libc::SIGCHLD as u64;
+        // SAFETY: the kernel reads the 88-byte args, a live local; with no pidfd or tid
+        // pointers it writes nothing to our memory. No CLONE_VM: as in `clone_and_reap`.
+        let pid = Errno::result(unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                args.as_ptr(),
+                std::mem::size_of_val(&args),
+            )
+        })?;
+        reap_clone(pid)
+    }
+
+    /// In the new process (0): exit at once. In the caller: wait for it.
+    fn reap_clone(pid: i64) -> Result<i64, Errno> {
+        if pid == 0 {
+            exit_now(0);
+        }
+        nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None)?;
+        Ok(0)
+    }
+
+    /// Junk for the upper half of a 64-bit argument that the kernel truncates to 32 bits.
+    const HIGH_JUNK: libc::c_long = 0x7eed_beef << 32;
+
+    /// `ioctl(-1, request | junk << 32, NULL)`: a filter comparing all 64 bits would let
+    /// it through to the kernel, which truncates the request and fails on the bad fd
+    /// (EBADF); a filter comparing the low 32 bits refuses it.
+    pub fn ioctl_high_bits(request: libc::Ioctl) -> Result<i64, Errno> {
+        let request = HIGH_JUNK | request as libc::c_long;
+        // SAFETY: the fd is invalid, so nothing is read or written through NULL.
+        unsafe { raw(libc::SYS_ioctl, [-1, request, NULL, 0, 0, 0]) }
+    }
+
+    /// `clone(junk << 32 | CLONE_NEWUSER | CLONE_FS | CLONE_NEWNS)`: past a filter that
+    /// misses it, the kernel truncates the flags and rejects CLONE_FS with CLONE_NEWNS
+    /// (EINVAL) before creating anything.
+    pub fn clone_user_high_bits() -> Result<i64, Errno> {
+        let flags =
+            HIGH_JUNK | (libc::CLONE_NEWUSER | libc::CLONE_FS | libc::CLONE_NEWNS) as libc::c_long;
+        // SAFETY: as in `clone_and_reap` (no CLONE_VM); a process it made anyway exits.
+        let pid = unsafe { raw(libc::SYS_clone, [flags, NULL, NULL, NULL, 0, 0]) }?;
+        reap_clone(pid)
+    }
+
+    /// `unshare(CLONE_NEWUSER)` through the x32 ABI (syscall number with bit 30 set).
+    #[cfg(target_arch = "x86_64")]
+    pub fn x32_unshare_user() -> Result<i64, Errno> {
+        const X32_SYSCALL_BIT: libc::c_long = 0x4000_0000;
+        let flags = libc::c_long::from(libc::CLONE_NEWUSER);
+        // SAFETY: unshare takes an integer; a new user namespace would belong to the
+        // throwaway child the caller runs this in.
+        unsafe { raw(X32_SYSCALL_BIT | libc::SYS_unshare, [flags, 0, 0, 0, 0, 0]) }
+    }
+
+    /// `unshare(CLONE_NEWUSER)` through the i386 `int 0x80` entry (i386 number 310).
+    #[cfg(target_arch = "x86_64")]
+    pub fn i386_unshare_user() -> Result<i64, Errno> {
+        const I386_UNSHARE: i32 = 310;
+        let ret: i32;
+        // SAFETY: as in `i386_getpid`. The flags go in ebx, which LLVM reserves, so they
+        // are swapped in and out around the interrupt. unshare touches no memory; a new
+        // user namespace would belong to the throwaway child the caller runs this in.
+        unsafe {
+            std::arch::asm!(
+                "xchg {flags:r}, rbx",
+                "int 0x80",
+                "xchg {flags:r}, rbx",
+                flags = inout(reg) i64::from(libc::CLONE_NEWUSER) => _,
+                inlateout("eax") I386_UNSHARE => ret,
+                out("r8") _,
+                out("r9") _,
+                out("r10") _,
+                out("r11") _,
+                options(nostack),
+            );
+        }
+        if (-4095..0).contains(&ret) {
+            Err(Errno::from_raw(-ret))
+        } else {
+            Ok(i64::from(ret))
+        }
+    }
+
+    /// SysV shared memory of one page under `key`, which must not exist yet.
+    pub fn shm_create(key: libc::key_t) -> Result<i32, Errno> {
+        // SAFETY: integer arguments only.
+        Errno::result(unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o644) })
+    }
+
+    /// The SysV shared memory under `key`, if any.
+    pub fn shm_lookup(key: libc::key_t) -> Result<i32, Errno> {
+        // SAFETY: integer arguments only.
+        Errno::result(unsafe { libc::shmget(key, 0, 0) })
+    }
+
+    pub fn shm_remove(id: i32) {
+        // SAFETY: IPC_RMID takes no buffer (NULL).
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+
+    /// A SysV semaphore set of one under `key`, which must not exist yet.
+    pub fn sem_create(key: libc::key_t) -> Result<i32, Errno> {
+        // SAFETY: integer arguments only.
+        Errno::result(unsafe { libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o644) })
+    }
+
+    pub fn sem_lookup(key: libc::key_t) -> Result<i32, Errno> {
+        // SAFETY: integer arguments only.
+        Errno::result(unsafe { libc::semget(key, 0, 0) })
+    }
+
+    pub fn sem_remove(id: i32) {
+        // SAFETY: IPC_RMID reads no variadic argument.
+        unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+    }
+
+    /// A SysV message queue under `key`, which must not exist yet.
+    pub fn msg_create(key: libc::key_t) -> Result<i32, Errno> {
+        // SAFETY: integer arguments only.
+        Errno::result(unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | 0o644) })
+    }
+
+    pub fn msg_lookup(key: libc::key_t) -> Result<i32, Errno> {
+        // SAFETY: integer arguments only.
+        Errno::result(unsafe { libc::msgget(key, 0) })
+    }
+
+    pub fn msg_remove(id: i32) {
+        // SAFETY: IPC_RMID takes no buffer (NULL).
+        unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+
+    /// A POSIX message queue `name`, which must not exist yet; closed again at once (it
+    /// lives on until [`mqueue_remove`]).
+    pub fn mqueue_create(name: &std::ffi::CStr) -> Result<(), Errno> {
+        let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
+        // SAFETY: the name is NUL-terminated; with O_CREAT mq_open reads a mode and an
+        // attributes pointer (NULL: the defaults) from its variadic arguments.
+        let queue = unsafe {
+            libc::mq_open(
+                name.as_ptr(),
+                flags,
+                0o644 as libc::mode_t,
+                std::ptr::null::<libc::mq_attr>(),
+            )
+        };
+        let queue = Errno::result(queue)?;
+        // SAFETY: `queue` was just opened and is not used again.
+        unsafe { libc::mq_close(queue) };
+        Ok(())
+    }
+
+    /// Whether the POSIX message queue `name` exists (opened read-only and closed).
+    pub fn mqueue_lookup(name: &std::ffi::CStr) -> Result<(), Errno> {
+        // SAFETY: the name is NUL-terminated; without O_CREAT no variadic is read.
+        let queue = unsafe { libc::mq_open(name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let queue = Errno::result(queue)?;
+        // SAFETY: `queue` was just opened and is not used again.
+        unsafe { libc::mq_close(queue) };
+        Ok(())
+    }
+
+    pub fn mqueue_remove(name: &std::ffi::CStr) {
+        // SAFETY: the name is NUL-terminated.
+        unsafe { libc::mq_unlink(name.as_ptr()) };
     }
 }
