@@ -119,41 +119,6 @@ fn pid_namespace_of(pid: i32) -> Option<PathBuf> {
 }
 
 /// How many host processes are in pid namespace `ns`.
-/// Live processes whose pid namespace is `ns`. Zombies run nothing and are left out: an
-/// init whose parent (the daemon) was killed waits to be reaped by the host's PID 1.
-fn processes_in(ns: &Path) -> usize {
-    fs::read_dir("/proc")
-        .expect("read /proc")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter(|e| fs::read_link(e.path().join("ns/pid")).is_ok_and(|link| link == ns))
-        .filter(|e| {
-            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next());
-            state != Some('Z')
-        })
-        .count()
-}
-
-/// [`processes_in`] once the namespace has had up to 5 s to empty: its init may still be
-/// in its exit when the last of its processes closes stdout.
-fn settled_processes_in(ns: &Path) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let count = processes_in(ns);
-        if count == 0 || Instant::now() > deadline {
-            return count;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Reads `stdout` to end of file, which comes only once every process holding its
 /// write end is gone; fails the test unless that happens within `within`.
 fn assert_eof_within(stdout: Lines<BufReader<ChildStdout>>, within: Duration) {
@@ -1078,7 +1043,7 @@ fn detached_processes_do_not_outlive_a_killed_sandbox() {
     let ns = pid_namespace_of(held.child.pid).expect("the sandbox's pid namespace");
     let _cleanup = KillSurvivors(held.child.pid, ns.clone());
     assert!(
-        processes_in(&ns) >= 3,
+        common::processes_in(&ns) >= 3,
         "the init, the probe and its walkers"
     );
     held.child.kill().expect("kill");
@@ -1091,7 +1056,7 @@ fn detached_processes_do_not_outlive_a_killed_sandbox() {
     );
     assert_eof_within(lines, Duration::from_secs(10));
     assert_eq!(
-        settled_processes_in(&ns),
+        common::settled_processes_in(&ns),
         0,
         "no process of the sandbox survives"
     );
@@ -1106,7 +1071,7 @@ fn detached_processes_do_not_outlive_the_daemon() {
     let held = Held::start(&daemon.client(), probe_request(&["detach-tree", "4", "30"]));
     let ns = pid_namespace_of(held.child.pid).expect("the sandbox's pid namespace");
     let _cleanup = KillSurvivors(held.child.pid, ns.clone());
-    assert!(processes_in(&ns) >= 3);
+    assert!(common::processes_in(&ns) >= 3);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.pid()),
         nix::sys::signal::Signal::SIGKILL,
@@ -1114,7 +1079,7 @@ fn detached_processes_do_not_outlive_the_daemon() {
     .expect("kill the daemon");
     assert_eof_within(held.lines, Duration::from_secs(10));
     assert_eq!(
-        settled_processes_in(&ns),
+        common::settled_processes_in(&ns),
         0,
         "no process of the sandbox survives"
     );

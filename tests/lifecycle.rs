@@ -140,7 +140,7 @@ fn kill_ends_the_whole_sandbox() {
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
     let pid_ns = std::fs::read_link(format!("/proc/{}/ns/pid", child.pid)).expect("sandbox pid ns");
     assert!(
-        processes_in(&pid_ns) >= 5,
+        common::processes_in(&pid_ns) >= 5,
         "init, the probe and three sleepers"
     );
     child.kill().unwrap();
@@ -149,7 +149,7 @@ fn kill_ends_the_whole_sandbox() {
         ExitStatus::Signaled(libc::SIGKILL)
     );
     assert_eq!(
-        processes_in(&pid_ns),
+        common::processes_in(&pid_ns),
         0,
         "no process of the sandbox survives"
     );
@@ -216,80 +216,4 @@ fn a_client_shared_between_threads_waits_independently() {
         "the fast child waited for the slow one"
     );
     assert!(slow_waiter.join().unwrap().status.success());
-}
-
-/// Processes whose pid namespace is `ns` (a `pid:[inode]` link target).
-fn processes_in(ns: &std::path::Path) -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter(|e| std::fs::read_link(e.path().join("ns/pid")).is_ok_and(|link| link == ns))
-        .count()
-}
-
-/// A signal sent while the sandbox is still being set up is held, then delivered to the
-/// workload: it is not lost in the window before the workload's exec.
-#[test]
-fn a_signal_sent_during_setup_reaches_the_workload() {
-    require_sandbox!();
-    let daemon = Daemon::start();
-    let client = daemon.client();
-    for _ in 0..5 {
-        let mut child = client
-            .spawn_child(probe_request(&["sleep", "30"]))
-            .expect("spawn");
-        child.signal(libc::SIGTERM).unwrap();
-        let started = std::time::Instant::now();
-        assert_eq!(
-            child.wait().unwrap().status,
-            ExitStatus::Signaled(libc::SIGTERM)
-        );
-        assert!(started.elapsed() < Duration::from_secs(10));
-    }
-}
-
-#[test]
-fn any_catchable_signal_is_forwarded() {
-    require_sandbox!();
-    let daemon = Daemon::start();
-    let client = daemon.client();
-    for signal in [libc::SIGUSR1, libc::SIGALRM, libc::SIGRTMIN() + 2] {
-        let mut child = client
-            .spawn_child(probe_request(&["sleep", "30"]))
-            .expect("spawn");
-        child.signal(signal).unwrap();
-        assert_eq!(
-            child.wait().unwrap().status,
-            ExitStatus::Signaled(signal),
-            "signal {signal}"
-        );
-    }
-}
-
-#[test]
-fn sigstop_is_refused_rather_than_stopping_only_init() {
-    require_sandbox!();
-    let daemon = Daemon::start();
-    let mut child = daemon
-        .client()
-        .spawn_child(probe_request(&["sleep", "30"]))
-        .expect("spawn");
-    assert!(matches!(
-        child.signal(libc::SIGSTOP),
-        Err(hatchery::ClientError::InvalidSignal(_))
-    ));
-    assert!(matches!(
-        child.signal(0),
-        Err(hatchery::ClientError::InvalidSignal(0))
-    ));
-    child.kill().unwrap();
-    assert_eq!(
-        child.wait().unwrap().status,
-        ExitStatus::Signaled(libc::SIGKILL)
-    );
 }

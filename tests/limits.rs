@@ -44,15 +44,8 @@ fn sh(script: &str, limits: Limits) -> SpawnRequest {
 /// Processes on the host that run as `uid`.
 fn host_processes_of(uid: u32) -> usize {
     let uid = uid.to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.parse::<u32>().is_ok())
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+    common::all_processes()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("status")).ok())
         .filter(|status| {
             status
                 .lines()

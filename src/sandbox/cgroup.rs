@@ -343,13 +343,7 @@ pub struct Cgroups {
 }
 
 /// This process's cgroup in one hierarchy, found from `/proc/self/cgroup` and mountinfo.
-struct Found {
-    /// The directory of the cgroup.
-    path: PathBuf,
-    /// Its path as `/proc/self/cgroup` shows it.
-    rel: String,
-    controllers: Controllers,
-}
+type Found = Place;
 
 impl Cgroups {
     /// Discovers the cgroup setup of this process and prepares the sandboxes' parent
@@ -603,15 +597,7 @@ fn setup_v2(discovery: &Discovery, own: Found, ops: DirOps) -> Result<Cgroups, C
         write_value(&own.path.join("cgroup.subtree_control"), &enable)
             .map_err(CgroupError::Setup)?;
     }
-    let parent = Place {
-        path: own.path.join(&discovery.sandboxes_dir),
-        rel: format!(
-            "{}/{}",
-            own.rel.trim_end_matches('/'),
-            discovery.sandboxes_dir
-        ),
-        controllers: own.controllers,
-    };
+    let parent = own.child(&discovery.sandboxes_dir);
     ensure_dir(ops, &parent.path)?;
     if !enable.is_empty() {
         write_value(&parent.path.join("cgroup.subtree_control"), &enable)
@@ -636,15 +622,7 @@ fn setup_v1(discovery: &Discovery, found: Vec<Found>, ops: DirOps) -> Result<Cgr
     let mut parents = Vec::new();
     let mut all = Controllers::default();
     for own in found {
-        let parent = Place {
-            path: own.path.join(&discovery.sandboxes_dir),
-            rel: format!(
-                "{}/{}",
-                own.rel.trim_end_matches('/'),
-                discovery.sandboxes_dir
-            ),
-            controllers: own.controllers,
-        };
+        let parent = own.child(&discovery.sandboxes_dir);
         ensure_dir(ops, &parent.path)?;
         for c in own.controllers.iter() {
             all.add(c);

@@ -215,31 +215,61 @@ impl Drop for Daemon {
     }
 }
 
-/// The child processes of `pid` as (pid, state) pairs, from `/proc/*/stat`.
+/// The `/proc` directories of every process on the host.
+pub fn all_processes() -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .map(|e| e.path())
+}
+
+/// A process's state letter and parent pid, from its `/proc/PID/stat`.
+fn state_and_parent(dir: &Path) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    // The command name may hold spaces and parentheses: count from its end.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// The child processes of `pid` as (pid, state) pairs.
 pub fn children_of(pid: i32) -> Vec<(i32, char)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == pid {
-            found.push((child, state));
+    all_processes()
+        .filter_map(|dir| {
+            let child = dir.file_name()?.to_str()?.parse().ok()?;
+            let (state, parent) = state_and_parent(&dir)?;
+            (parent == pid).then_some((child, state))
+        })
+        .collect()
+}
+
+/// Live processes whose pid namespace is `ns` (a `pid:[inode]` link target). Zombies
+/// run nothing and are left out: an init whose parent (a killed daemon) is gone waits to
+/// be reaped by the host's PID 1.
+pub fn processes_in(ns: &Path) -> usize {
+    all_processes()
+        .filter(|dir| std::fs::read_link(dir.join("ns/pid")).is_ok_and(|link| link == ns))
+        .filter(|dir| state_and_parent(dir).is_some_and(|(state, _)| state != 'Z'))
+        .count()
+}
+
+/// [`processes_in`] once the namespace has had up to 5 s to empty: its init may still be
+/// in its exit when the last of its processes closes stdout.
+pub fn settled_processes_in(ns: &Path) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let count = processes_in(ns);
+        if count == 0 || Instant::now() > deadline {
+            return count;
         }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    found
 }
 
 /// A copy of the probe that the sandbox's unprivileged host uid can reach: bind sources
