@@ -19,6 +19,15 @@ const REMOVAL_RETRY: Duration = Duration::from_millis(50);
 /// Limits that need a cgroup: they hold for the whole tree of the sandbox.
 const CGROUP_LIMITS: [Limit; 4] = [Limit::Memory, Limit::Pids, Limit::Cpu, Limit::CpuTime];
 
+/// The limits' names for a message, e.g. `memory, pids`.
+fn names(kinds: &[Limit]) -> String {
+    kinds
+        .iter()
+        .map(|kind| kind.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a sandbox cgroup was left by a daemon that is gone: its name is
 /// `sandbox-<daemon pid>-<n>`, and no process has that pid any more. Daemons that share a
 /// cgroup (an embedded zygote next to a daemon, say) share the sandboxes' parent, so a
@@ -103,18 +112,18 @@ impl Enforcer {
             kind: ErrorKind::InvalidRequest,
             message: e.to_string(),
         })?;
-        let skipped = self.unenforceable(&limits);
+        let mut skipped = self.unenforceable(&limits);
         if !skipped.is_empty() {
             if !allow_unenforced {
-                let names: Vec<&str> = skipped.iter().map(|kind| kind.name()).collect();
+                let count = skipped.len();
                 return Err(Refusal {
                     message: format!(
                         "this host has no cgroup controller to enforce the {} limit{}; to run \
                          without {}, the request must set allow_unenforced_limits \
                          (hatchery run --allow-unenforced-limits)",
-                        names.join(", "),
-                        if names.len() > 1 { "s" } else { "" },
-                        if names.len() > 1 { "them" } else { "it" }
+                        names(&skipped),
+                        if count > 1 { "s" } else { "" },
+                        if count > 1 { "them" } else { "it" }
                     ),
                     kind: ErrorKind::UnenforceableLimits { limits: skipped },
                 });
@@ -123,10 +132,8 @@ impl Enforcer {
                 limits.set_limit(kind, None);
             }
         }
-        let cgroup = match (
-            &self.cgroups,
-            CGROUP_LIMITS.iter().any(|&k| limits.get(k).is_some()),
-        ) {
+        let needs_cgroup = CGROUP_LIMITS.iter().any(|&k| limits.get(k).is_some());
+        let cgroup = match (&self.cgroups, needs_cgroup) {
             (Some(cgroups), true) => {
                 self.next_name += 1;
                 let name = format!("sandbox-{}-{}", std::process::id(), self.next_name);
@@ -135,13 +142,36 @@ impl Enforcer {
                     pids: limits.pids,
                     cpu_millicores: limits.cpu_millicores,
                 };
-                Some(cgroups.create(&name, &wanted).map_err(|e| Refusal {
-                    kind: ErrorKind::Internal { error: None },
-                    message: format!(
-                        "cannot create the sandbox's cgroup: {}",
-                        crate::error_chain(&e)
-                    ),
-                })?)
+                match cgroups.create(&name, &wanted) {
+                    Ok(cgroup) => Some(cgroup),
+                    // The hierarchy is there but not ours to write (an unprivileged daemon,
+                    // a read-only cgroupfs): these limits cannot be enforced by this daemon.
+                    Err(e) => {
+                        let unenforceable: Vec<Limit> = CGROUP_LIMITS
+                            .into_iter()
+                            .filter(|&k| limits.get(k).is_some())
+                            .collect();
+                        if !allow_unenforced {
+                            return Err(Refusal {
+                                message: format!(
+                                    "this daemon cannot create a cgroup to enforce the {} limit \
+                                     ({}); to run without, the request must set \
+                                     allow_unenforced_limits",
+                                    names(&unenforceable),
+                                    crate::error_chain(&e)
+                                ),
+                                kind: ErrorKind::UnenforceableLimits {
+                                    limits: unenforceable,
+                                },
+                            });
+                        }
+                        for &kind in &unenforceable {
+                            limits.set_limit(kind, None);
+                        }
+                        skipped.extend(unenforceable);
+                        None
+                    }
+                }
             }
             _ => None,
         };
