@@ -19,12 +19,26 @@ use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
 /// Signals the init forwards to the workload: every one it can catch (as PID 1 it would
-/// ignore them), but `SIGCHLD`, which is its own, and glibc's internal 32 and 33.
-/// `SIGKILL` and `SIGSTOP` cannot be caught: they act on the init itself, and `SIGKILL`
-/// to the init ends the whole sandbox.
+/// ignore them), but `SIGCHLD`, which is its own, glibc's internal 32 and 33, and the
+/// synchronous fault signals: a handler that returns from a real fault of the init would
+/// run the faulting instruction again, forever. `SIGKILL` and `SIGSTOP` cannot be caught:
+/// they act on the init itself, and `SIGKILL` to the init ends the whole sandbox.
 fn forwarded() -> Vec<i32> {
+    const NOT_FORWARDED: [i32; 11] = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+        32,
+        33,
+    ];
     (1..=libc::SIGRTMAX())
-        .filter(|&s| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD, 32, 33].contains(&s))
+        .filter(|s| !NOT_FORWARDED.contains(s))
         .collect()
 }
 
