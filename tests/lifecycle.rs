@@ -217,3 +217,65 @@ fn a_client_shared_between_threads_waits_independently() {
     );
     assert!(slow_waiter.join().unwrap().status.success());
 }
+
+/// A signal sent while the sandbox is still being set up is held, then delivered to the
+/// workload: it is not lost in the window before the workload's exec.
+#[test]
+fn a_signal_sent_during_setup_reaches_the_workload() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    for _ in 0..5 {
+        let mut child = client
+            .spawn_child(probe_request(&["sleep", "30"]))
+            .expect("spawn");
+        child.signal(libc::SIGTERM).unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            child.wait().unwrap().status,
+            ExitStatus::Signaled(libc::SIGTERM)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn any_catchable_signal_is_forwarded() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    for signal in [libc::SIGUSR1, libc::SIGALRM, libc::SIGRTMIN() + 2] {
+        let mut child = client
+            .spawn_child(probe_request(&["sleep", "30"]))
+            .expect("spawn");
+        child.signal(signal).unwrap();
+        assert_eq!(
+            child.wait().unwrap().status,
+            ExitStatus::Signaled(signal),
+            "signal {signal}"
+        );
+    }
+}
+
+#[test]
+fn sigstop_is_refused_rather_than_stopping_only_init() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut child = daemon
+        .client()
+        .spawn_child(probe_request(&["sleep", "30"]))
+        .expect("spawn");
+    assert!(matches!(
+        child.signal(libc::SIGSTOP),
+        Err(hatchery::ClientError::InvalidSignal(_))
+    ));
+    assert!(matches!(
+        child.signal(0),
+        Err(hatchery::ClientError::InvalidSignal(0))
+    ));
+    child.kill().unwrap();
+    assert_eq!(
+        child.wait().unwrap().status,
+        ExitStatus::Signaled(libc::SIGKILL)
+    );
+}
