@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Runs hatchery's whole test suite: formatting, lints, unit, integration and doc tests.
 #
+#   ./test.sh                  the suite
+#   ./test.sh --fuzz SECONDS   the suite, then each fuzz target for SECONDS
+#
 # Meant for a fresh Debian machine with the Rust toolchain (cargo, rustfmt, clippy), run
 # as root: the sandbox tests create user, pid, mount and network namespaces. As a normal
 # user the privileged tests skip, unless HATCHERY_TESTS_MUST_RUN=1 (CI sets it), where
 # they fail instead.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+fuzz_seconds=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --fuzz) fuzz_seconds="${2:?--fuzz takes a number of seconds}"; shift 2 ;;
+        *) echo "test.sh: unknown argument $1 (usage: ./test.sh [--fuzz SECONDS])" >&2; exit 2 ;;
+    esac
+done
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -44,4 +55,32 @@ log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 log "cargo test"
-cargo test --no-fail-fast
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+cargo test --no-fail-fast 2>&1 | tee "$test_log"
+
+# --- Fuzzing ---------------------------------------------------------------------------
+# The targets live in tests/fuzz (wire decoder, request checks, the CLI's unit parsers),
+# seeded with the protocol's golden messages. cargo-fuzz needs sanitizer flags that only
+# nightly Rust accepts; RUSTC_BOOTSTRAP lets this stable toolchain take them. A crash
+# leaves its input in tests/fuzz/artifacts/TARGET/: add it to the seeds and turn it into
+# a regression test.
+if [ -n "$fuzz_seconds" ]; then
+    command -v cargo-fuzz >/dev/null || { log "installing cargo-fuzz"; cargo install --locked --quiet cargo-fuzz; }
+    for target in wire_decode sandbox_request cli_units; do
+        log "fuzzing $target for ${fuzz_seconds}s"
+        corpus=$(mktemp -d)
+        if ! RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir tests/fuzz "$target" "$corpus" \
+            "tests/fuzz/seeds/$target" -- -max_total_time="$fuzz_seconds" >"$corpus.log" 2>&1; then
+            tail -n 60 "$corpus.log" >&2
+            echo "test.sh: fuzz target $target found a failure (input in tests/fuzz/artifacts/$target/)" >&2
+            exit 1
+        fi
+        grep -E "^Done [0-9]+ runs" "$corpus.log" || { tail -n 20 "$corpus.log" >&2; exit 1; }
+        rm -rf "$corpus" "$corpus.log"
+    done
+fi
+
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$test_log"
