@@ -202,11 +202,12 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), SysEr
     Ok(())
 }
 
-/// `close_range(first, ~0, flags)`: closes (or marks close-on-exec) every fd from `first` up.
-pub fn close_range(first: u32, flags: u32) -> Result<(), SysError> {
-    // SAFETY: closing fds is memory-safe; callers own every fd at or above `first` (this
-    // runs in the sandbox, where no other code holds them).
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
+/// `close_range(first, last, flags)`: closes (or, with `CLOSE_RANGE_CLOEXEC`, marks
+/// close-on-exec) every fd from `first` to `last`; `u32::MAX` means all the rest.
+pub fn close_range(first: u32, last: u32, flags: u32) -> Result<(), SysError> {
+    // SAFETY: closing fds is memory-safe; callers (the sandbox init and workload) own the
+    // fds in the range and hold no Rust object that still uses them.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     if ret == -1 {
         return Err(SysError::new("close_range", Errno::last()));
     }
@@ -614,21 +615,10 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Raw fd numbers for the workload's stdio slots.
-pub const STDIO: [RawFd; 3] = [0, 1, 2];
-
-/// Borrows one of this process's stdio fds.
-pub fn stdio_fd(slot: RawFd) -> BorrowedFd<'static> {
-    assert!((0..=2).contains(&slot));
-    // SAFETY: 0, 1 and 2 stay open for the life of the process: the binary's entry point
-    // (and the zygote at start-up) points any closed one at /dev/null.
-    unsafe { BorrowedFd::borrow_raw(slot) }
-}
-
 /// Opens `/dev/null` on any of fds 0, 1 and 2 that is closed, so that a later open can
 /// never land on a stdio slot.
 pub fn ensure_stdio_open() -> Result<(), SysError> {
-    for slot in STDIO {
+    for slot in 0..=2 {
         if nix::fcntl::fcntl(
             // SAFETY: only probes whether `slot` is open; the borrow ends with the call.
             unsafe { BorrowedFd::borrow_raw(slot) },
@@ -664,27 +654,11 @@ pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
-/// `close_range(first, last, 0)`.
-pub fn close_range_upto(first: u32, last: u32) -> Result<(), SysError> {
-    // SAFETY: closing fds is memory-safe; callers (the sandbox init) own the fds in the
-    // range and hold no Rust object that still uses them.
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
-    if ret == -1 {
-        return Err(SysError::new("close_range", Errno::last()));
-    }
-    Ok(())
-}
-
 /// Resets the disposition of every classic signal to its default (an ignored signal
 /// would otherwise stay ignored across `execve`).
 pub fn reset_signal_dispositions() -> Result<(), SysError> {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-        unsafe { signal(sig, SigHandler::SigDfl) }.op("signal(SIG_DFL)")?;
-    }
-    Ok(())
+    let classic: Vec<i32> = (1..32)
+        .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+        .collect();
+    default_signal_handlers(&classic)
 }

@@ -23,7 +23,12 @@ use crate::sys::{self, Context, SysError};
 /// synchronous fault signals: a handler that returns from a real fault of the init would
 /// run the faulting instruction again, forever. `SIGKILL` and `SIGSTOP` cannot be caught:
 /// they act on the init itself, and `SIGKILL` to the init ends the whole sandbox.
-fn forwarded() -> Vec<i32> {
+fn forwarded() -> &'static [i32] {
+    static FORWARDED: std::sync::LazyLock<Vec<i32>> = std::sync::LazyLock::new(forwardable);
+    &FORWARDED
+}
+
+fn forwardable() -> Vec<i32> {
     const NOT_FORWARDED: [i32; 11] = [
         libc::SIGKILL,
         libc::SIGSTOP,
@@ -125,7 +130,7 @@ fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
 /// known, so none is lost in between.
 fn hold_signals() -> Result<(), SysError> {
     sys::reset_signal_dispositions()?;
-    sys::sigprocmask(libc::SIG_SETMASK, &forwarded())
+    sys::sigprocmask(libc::SIG_SETMASK, forwarded())
 }
 
 /// The exec's C strings, built while allocating is still harmless.
@@ -155,7 +160,7 @@ fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
 
 /// As PID 1 the init would ignore these signals; it passes them on to the workload.
 fn forward_signals() -> Result<(), SysError> {
-    sys::install_signal_forwarding(&forwarded())
+    sys::install_signal_forwarding(forwarded())
 }
 
 /// A new session: no controlling terminal, so `TIOCSTI` has nothing to inject into.
@@ -171,7 +176,7 @@ fn place_fds(stdio: [OwnedFd; 3], channel: SandboxEnd) -> Result<SandboxEnd, Sys
     }
     drop(stdio);
     let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
-    sys::close_range(CHANNEL_FD as u32 + 1, 0)?;
+    sys::close_range(CHANNEL_FD as u32 + 1, u32::MAX, 0)?;
     Ok(channel)
 }
 
@@ -198,11 +203,11 @@ fn supervise(
     };
     sys::set_forward_target(workload);
     // Signals held since the start of the setup are delivered, and forwarded, now.
-    let _ = sys::sigprocmask(libc::SIG_UNBLOCK, &forwarded());
+    let _ = sys::sigprocmask(libc::SIG_UNBLOCK, forwarded());
     drop(exec_write);
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
-    let _ = sys::close_range_upto(0, 2);
+    let _ = sys::close_range(0, 2, 0);
 
     match read_failure(&exec_read) {
         None => channel.report_exec(None),
@@ -266,11 +271,11 @@ fn run_workload(
     // The init's forwarding handlers would drop a signal that arrives before the exec
     // (the forward target is not set in this copy): default handlers first, then the
     // held signals are let through, and act on the workload as they should.
-    let _ = sys::default_signal_handlers(&forwarded());
+    let _ = sys::default_signal_handlers(forwarded());
     let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
     // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
     // served its purpose (its closing is how the init learns the exec succeeded).
-    if let Err(error) = sys::close_range(CHANNEL_FD as u32, libc::CLOSE_RANGE_CLOEXEC) {
+    if let Err(error) = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
         report_failure(&exec_write, WorkloadFailure::Exec, error.errno());
     }
     // The open-files limit is the workload's alone: the init needs a few fds of its own.
