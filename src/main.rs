@@ -69,8 +69,9 @@ struct ServeArgs {
     /// Host gid the sandboxes' gid maps to [default: 65534 as root, else your own].
     #[arg(long)]
     host_gid: Option<u32>,
-    /// A seccomp policy file instead of the built-in `seccomp/default.json`.
-    #[arg(long, value_name = "FILE")]
+    /// The sandboxes' seccomp policy: `default` (built in, a denylist), `strict` (built in,
+    /// an allowlist) or the path of a policy file (write `./strict` for a file so named).
+    #[arg(long, value_name = "default|strict|FILE")]
     seccomp_policy: Option<PathBuf>,
     /// The most sandboxes alive at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
@@ -279,9 +280,17 @@ fn serve(args: ServeArgs) -> Result<(), String> {
 fn zygote_config(args: &ServeArgs) -> Result<ZygoteConfig, String> {
     let mut config = ZygoteConfig::new().map_err(|e| chain(&e))?;
     if let Some(path) = &args.seccomp_policy {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        config.seccomp = SeccompPolicy::from_json(&text)
-            .map_err(|e| format!("{}: {}", path.display(), chain(&e)))?;
+        config.seccomp = match path.to_str() {
+            Some(name @ ("default" | "strict")) => {
+                SeccompPolicy::builtin(name).map_err(|e| chain(&e))?
+            }
+            _ => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                SeccompPolicy::from_json(&text)
+                    .map_err(|e| format!("{}: {}", path.display(), chain(&e)))?
+            }
+        };
     }
     let defaults = HostIds::default_for_daemon();
     config.host_ids = HostIds {

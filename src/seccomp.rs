@@ -1,5 +1,6 @@
-//! The workload's seccomp filter: a default-allow denylist kept as data in
-//! `seccomp/default.json` and compiled to classic BPF with seccompiler's backend.
+//! The workload's seccomp filter, kept as data: `seccomp/default.json` (a default-allow
+//! denylist, what every sandbox gets) and `seccomp/strict.json` (an allowlist whose
+//! unknown and unlisted syscalls get `ENOSYS`), both embedded in the binary.
 //!
 //! Runs in two places. The zygote parses, validates and compiles the policy once at
 //! start-up ([`SeccompPolicy::default_policy`], [`SeccompPolicy::compile`]); each
@@ -7,14 +8,17 @@
 //! ([`CompiledSeccomp::apply`]), so the filter need allow nothing of the setup.
 //!
 //! The file format, and the reason for every blocked group, are in `seccomp/README.md`.
-//! In short: rules name syscalls, an action (`{"errno": "EPERM"}` or `"kill_process"`)
-//! and optional argument conditions. Everything no rule matches is allowed.
+//! In short: a `default_action` (`"allow"` unless the file says otherwise) for every
+//! syscall no rule names, and rules that name syscalls, an action (`"allow"`,
+//! `{"errno": "EPERM"}` or `"kill_process"`) and optional argument conditions.
 //!
-//! Compiled shape: seccompiler gives a filter one match action, so the rules are grouped
-//! by action and each group becomes its own BPF program; the programs are installed in
-//! sequence and the kernel applies the most severe verdict among them. The first program
-//! starts with a hand-written ABI guard (`abi_guard`) that refuses foreign
-//! architectures and x32 syscall numbers, which per-syscall rules cannot see.
+//! Compiled shape: the first program is hand-written. It starts with an ABI guard
+//! (`abi_guard`) that refuses foreign architectures and x32 syscall numbers, which
+//! per-syscall rules cannot see, then finds the verdict of every syscall whose verdict
+//! does not depend on its arguments by a binary search over the syscall numbers
+//! (`verdict_tree`): a few comparisons per call, and cheap to install, however long the
+//! allowlist. Rules with argument conditions go to seccompiler, one program per action;
+//! the kernel runs every program and applies the most severe verdict among them.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +37,14 @@ use crate::sys::SysError;
 /// assert!(hatchery::seccomp::DEFAULT_POLICY.contains("\"mount\""));
 /// ```
 pub const DEFAULT_POLICY: &str = include_str!("../seccomp/default.json");
+
+/// The strict policy, as shipped in `seccomp/strict.json`: an allowlist, with `ENOSYS`
+/// for every syscall it does not name.
+///
+/// ```
+/// assert!(hatchery::seccomp::STRICT_POLICY.contains("\"default_action\""));
+/// ```
+pub const STRICT_POLICY: &str = include_str!("../seccomp/strict.json");
 
 /// The only policy file version this build reads.
 const POLICY_VERSION: u32 = 1;
@@ -93,6 +105,12 @@ pub enum SeccompError {
         /// What is wrong with it.
         problem: String,
     },
+    /// `default_action` names an errno this module does not know.
+    #[error("unknown errno name {0:?} in default_action")]
+    UnknownDefaultErrno(String),
+    /// A `--seccomp-policy` name that is neither a built-in policy nor a file path.
+    #[error("unknown built-in seccomp policy {0:?}, expected default or strict")]
+    UnknownBuiltin(String),
     /// hatchery compiles filters for x86_64 and aarch64 only.
     #[error("unsupported architecture {0} for seccomp filters")]
     UnsupportedArchitecture(&'static str),
@@ -104,7 +122,8 @@ pub enum SeccompError {
     TooLarge(usize),
 }
 
-/// A parsed and validated seccomp policy: default allow, plus rules that refuse syscalls.
+/// A parsed and validated seccomp policy: a default action for the syscalls no rule
+/// names, plus rules that allow or refuse syscalls.
 ///
 /// ```
 /// use hatchery::seccomp::SeccompPolicy;
@@ -115,6 +134,7 @@ pub enum SeccompError {
 /// ```
 #[derive(Debug, Clone)]
 pub struct SeccompPolicy {
+    default: Action,
     rules: Vec<Rule>,
 }
 
@@ -130,6 +150,7 @@ struct Rule {
 /// What a matching syscall gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
+    Allow,
     Errno(Errno),
     KillProcess,
 }
@@ -137,8 +158,18 @@ enum Action {
 impl Action {
     fn seccomp_action(self) -> SeccompAction {
         match self {
+            Action::Allow => SeccompAction::Allow,
             Action::Errno(errno) => SeccompAction::Errno(errno as u32),
             Action::KillProcess => SeccompAction::KillProcess,
+        }
+    }
+
+    /// The filter's return value for this action.
+    fn ret_value(self) -> u32 {
+        match self {
+            Action::Allow => libc::SECCOMP_RET_ALLOW,
+            Action::Errno(errno) => libc::SECCOMP_RET_ERRNO | errno as u32,
+            Action::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
         }
     }
 }
@@ -181,7 +212,18 @@ struct PolicyFile {
     version: u32,
     #[serde(default, rename = "comment")]
     _comment: Option<String>,
+    #[serde(default)]
+    default_action: Option<DefaultActionFile>,
     rules: Vec<RuleFile>,
+}
+
+/// What a syscall no rule names gets. No `kill_process`: an allowlist must answer a
+/// syscall newer than itself with an errno, so that libc falls back instead of dying.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum DefaultActionFile {
+    Allow,
+    Errno(String),
 }
 
 #[derive(Deserialize)]
@@ -200,6 +242,7 @@ struct RuleFile {
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum ActionFile {
+    Allow,
     Errno(String),
     KillProcess,
 }
@@ -264,6 +307,31 @@ impl SeccompPolicy {
         SeccompPolicy::from_json(DEFAULT_POLICY)
     }
 
+    /// Parses and validates [`STRICT_POLICY`].
+    ///
+    /// ```
+    /// let policy = hatchery::seccomp::SeccompPolicy::strict_policy().unwrap();
+    /// assert!(policy.blocked_syscalls().contains(&("syslog".to_string(), libc::EPERM)));
+    /// ```
+    pub fn strict_policy() -> Result<SeccompPolicy, SeccompError> {
+        SeccompPolicy::from_json(STRICT_POLICY)
+    }
+
+    /// A built-in policy by name: `default` or `strict`.
+    ///
+    /// ```
+    /// use hatchery::seccomp::{SeccompError, SeccompPolicy};
+    /// assert!(SeccompPolicy::builtin("strict").is_ok());
+    /// assert!(matches!(SeccompPolicy::builtin("lax"), Err(SeccompError::UnknownBuiltin(_))));
+    /// ```
+    pub fn builtin(name: &str) -> Result<SeccompPolicy, SeccompError> {
+        match name {
+            "default" => SeccompPolicy::default_policy(),
+            "strict" => SeccompPolicy::strict_policy(),
+            other => Err(SeccompError::UnknownBuiltin(other.to_string())),
+        }
+    }
+
     /// Parses and validates a policy in the format of `seccomp/README.md`.
     ///
     /// Strict: unknown fields, unknown syscall or errno names, a syscall named twice and
@@ -284,14 +352,21 @@ impl SeccompPolicy {
         if file.version != POLICY_VERSION {
             return Err(SeccompError::Version(file.version));
         }
+        let default = match file.default_action {
+            None | Some(DefaultActionFile::Allow) => Action::Allow,
+            Some(DefaultActionFile::Errno(name)) => match errno_from_name(&name) {
+                Some(errno) => Action::Errno(errno),
+                None => return Err(SeccompError::UnknownDefaultErrno(name)),
+            },
+        };
         let mut first_rule_of = BTreeMap::new();
         let rules = file
             .rules
             .into_iter()
             .enumerate()
-            .map(|(index, rule)| validate_rule(index, rule, &mut first_rule_of))
+            .map(|(index, rule)| validate_rule(index, rule, default, &mut first_rule_of))
             .collect::<Result<_, _>>()?;
-        Ok(SeccompPolicy { rules })
+        Ok(SeccompPolicy { default, rules })
     }
 
     /// Compiles the policy for the running architecture: one BPF program per distinct
@@ -307,18 +382,21 @@ impl SeccompPolicy {
     pub fn compile(&self) -> Result<CompiledSeccomp, SeccompError> {
         let (target_arch, audit_arch) = native_arch()?;
 
-        // Group the rules by action, in the order the actions first appear in the file.
+        // The verdict of each syscall a rule names, where it does not depend on the
+        // arguments; a conditional rule's syscalls are allowed here and refused by their
+        // own program when the conditions hold. Conditional rules are grouped by action,
+        // in the order the actions first appear in the file.
+        let mut fixed: BTreeMap<u32, u32> = BTreeMap::new();
         let mut groups: Vec<(Action, BTreeMap<i64, Vec<SeccompRule>>)> = Vec::new();
         for rule in &self.rules {
-            let chain = rule.when.seccomp_rules()?;
-            let numbers: Vec<i64> = rule
-                .syscalls
-                .iter()
-                .filter_map(|name| native_number(name))
-                .collect();
-            if numbers.is_empty() {
+            let numbers = rule.syscalls.iter().filter_map(|name| native_number(name));
+            if matches!(rule.when, When::Always) {
+                for number in numbers {
+                    fixed.insert(number as u32, rule.action.ret_value());
+                }
                 continue;
             }
+            let chain = rule.when.seccomp_rules()?;
             let index = match groups.iter().position(|(action, _)| *action == rule.action) {
                 Some(index) => index,
                 None => {
@@ -327,11 +405,15 @@ impl SeccompPolicy {
                 }
             };
             for number in numbers {
+                fixed.insert(number as u32, libc::SECCOMP_RET_ALLOW);
                 groups[index].1.insert(number, chain.clone());
             }
         }
+        groups.retain(|(_, rules)| !rules.is_empty());
 
-        let mut programs = Vec::with_capacity(groups.len().max(1));
+        let mut first = abi_guard(audit_arch);
+        first.extend(verdict_tree(&segments(&fixed, self.default.ret_value())));
+        let mut programs = vec![first];
         for (action, rules) in groups {
             let filter = SeccompFilter::new(
                 rules,
@@ -341,20 +423,6 @@ impl SeccompPolicy {
             )
             .map_err(SeccompError::Backend)?;
             programs.push(BpfProgram::try_from(filter).map_err(SeccompError::Backend)?);
-        }
-
-        // seccompiler's jumps are relative and the guard only falls through or returns,
-        // so prepending it leaves the program's own jumps intact.
-        let guard = abi_guard(audit_arch);
-        match programs.first_mut() {
-            Some(first) => {
-                first.splice(0..0, guard);
-            }
-            None => {
-                let mut alone = guard;
-                alone.push(ret(libc::SECCOMP_RET_ALLOW));
-                programs.push(alone);
-            }
         }
         if let Some(long) = programs
             .iter()
@@ -366,7 +434,9 @@ impl SeccompPolicy {
     }
 
     /// The syscalls this policy refuses on every call on the running architecture, each
-    /// with the errno the caller gets, in file order.
+    /// with the errno the caller gets: first those the rules name, in file order, then,
+    /// when the default action is an errno, every other syscall of the architecture
+    /// (by number).
     ///
     /// Rules with argument conditions (`clone`, `ioctl`, `personality` in the default
     /// policy) and `kill_process` rules are not listed: no single errno describes them.
@@ -376,12 +446,13 @@ impl SeccompPolicy {
     /// assert!(!blocked.iter().any(|(name, _)| name == "read"));
     /// ```
     pub fn blocked_syscalls(&self) -> Vec<(String, i32)> {
-        self.rules
+        let mut blocked: Vec<(String, i32)> = self
+            .rules
             .iter()
             .filter(|rule| matches!(rule.when, When::Always))
             .filter_map(|rule| match rule.action {
                 Action::Errno(errno) => Some((rule, errno as i32)),
-                Action::KillProcess => None,
+                Action::Allow | Action::KillProcess => None,
             })
             .flat_map(|(rule, errno)| {
                 rule.syscalls
@@ -389,15 +460,74 @@ impl SeccompPolicy {
                     .filter(|name| native_number(name).is_some())
                     .map(move |name| (name.clone(), errno))
             })
-            .collect()
+            .collect();
+        if let Action::Errno(errno) = self.default {
+            blocked.extend(
+                self.unnamed_native_syscalls()
+                    .map(|name| (name.to_string(), errno as i32)),
+            );
+        }
+        blocked
+    }
+
+    /// The syscalls this policy allows whatever their arguments on the running
+    /// architecture, in file order, then (when the default action is allow) every other
+    /// syscall of the architecture, by number.
+    ///
+    /// ```
+    /// let allowed = hatchery::seccomp::SeccompPolicy::strict_policy().unwrap().allowed_syscalls();
+    /// assert!(allowed.iter().any(|name| name == "read"));
+    /// assert!(!allowed.iter().any(|name| name == "mount"));
+    /// ```
+    pub fn allowed_syscalls(&self) -> Vec<String> {
+        let mut allowed: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|rule| rule.action == Action::Allow)
+            .flat_map(|rule| rule.syscalls.iter())
+            .filter(|name| native_number(name).is_some())
+            .cloned()
+            .collect();
+        if self.default == Action::Allow {
+            allowed.extend(self.unnamed_native_syscalls().map(str::to_string));
+        }
+        allowed
+    }
+
+    /// Syscalls of the running architecture that no rule names, by number.
+    fn unnamed_native_syscalls(&self) -> impl Iterator<Item = &'static str> + '_ {
+        let mut natives: Vec<(&'static str, i64)> = NATIVE_SYSCALLS
+            .iter()
+            .map(|&(sys_name, number)| (&sys_name["SYS_".len()..], number))
+            .collect();
+        natives.sort_by_key(|&(_, number)| number);
+        natives.into_iter().filter_map(move |(name, _)| {
+            let named = self
+                .rules
+                .iter()
+                .any(|rule| rule.syscalls.iter().any(|named| named == name));
+            (!named).then_some(name)
+        })
     }
 }
 
-/// Validates one rule of the file; `first_rule_of` maps each syscall seen so far to the
-/// rule that named it.
+/// The number of the syscall `name` on the running architecture, if it has one.
+///
+/// ```
+/// # #[cfg(target_arch = "x86_64")]
+/// assert_eq!(hatchery::seccomp::syscall_number("mount"), Some(165));
+/// assert_eq!(hatchery::seccomp::syscall_number("no_such_call"), None);
+/// ```
+pub fn syscall_number(name: &str) -> Option<i64> {
+    native_number(name)
+}
+
+/// Validates one rule of the file; `default` is the policy's default action and
+/// `first_rule_of` maps each syscall seen so far to the rule that named it.
 fn validate_rule(
     index: usize,
     rule: RuleFile,
+    default: Action,
     first_rule_of: &mut BTreeMap<String, usize>,
 ) -> Result<Rule, SeccompError> {
     let invalid = |problem: String| SeccompError::InvalidRule {
@@ -424,12 +554,28 @@ fn validate_rule(
         first_rule_of.insert(name.clone(), index);
     }
 
-    let action = match rule.action {
-        ActionFile::Errno(name) => match errno_from_name(&name) {
+    let action = match &rule.action {
+        ActionFile::Errno(name) => match errno_from_name(name) {
             Some(errno) => Action::Errno(errno),
-            None => return Err(SeccompError::UnknownErrno { rule: index, name }),
+            None => {
+                return Err(SeccompError::UnknownErrno {
+                    rule: index,
+                    name: name.clone(),
+                })
+            }
         },
         ActionFile::KillProcess => Action::KillProcess,
+        // An allow rule with conditions would have to say what happens when they do not
+        // hold; one in a default-allow policy would change nothing and hide a mistake.
+        ActionFile::Allow if rule.if_any.is_some() || rule.if_all.is_some() => {
+            return Err(invalid("an allow rule takes no conditions".into()));
+        }
+        ActionFile::Allow if default == Action::Allow => {
+            return Err(invalid(
+                "an allow rule needs a default_action other than allow".into(),
+            ));
+        }
+        ActionFile::Allow => Action::Allow,
     };
 
     let conditions = |list: Vec<ConditionFile>, key: &str| {
@@ -568,6 +714,7 @@ const BPF_JMP: u16 = 0x05;
 const BPF_RET: u16 = 0x06;
 const BPF_W: u16 = 0x00;
 const BPF_ABS: u16 = 0x20;
+const BPF_JA: u16 = 0x00;
 const BPF_JEQ: u16 = 0x10;
 const BPF_JGE: u16 = 0x30;
 const BPF_K: u16 = 0x00;
@@ -638,6 +785,68 @@ fn abi_guard(audit_arch: u32) -> Vec<sock_filter> {
         jump(BPF_JGE, X32_SYSCALL_BIT, 0, 1),
         ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
     ]
+}
+
+/// The verdict of every native syscall number as runs of equal verdicts: `(first
+/// number, return value)`, sorted, starting at 0, each run lasting until the next one
+/// starts. `fixed` holds the numbers whose verdict a rule sets; every other number
+/// (including those above the highest known syscall: newer ones) gets `default`.
+fn segments(fixed: &BTreeMap<u32, u32>, default: u32) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = vec![(0, default)];
+    let mut push = |start: u32, verdict: u32| {
+        let last = runs.last_mut().expect("runs starts with one run");
+        if last.1 == verdict {
+            return;
+        }
+        if last.0 == start {
+            last.1 = verdict;
+        } else {
+            runs.push((start, verdict));
+        }
+    };
+    for (&number, &verdict) in fixed {
+        push(number, verdict);
+        if fixed.get(&(number + 1)).is_none() {
+            push(number + 1, default);
+        }
+    }
+    // Merging a run into its predecessor at the same start may leave two equal
+    // neighbours (a, X), (b, X) once a run between them vanished; fold them.
+    runs.dedup_by(|later, earlier| later.1 == earlier.1);
+    runs
+}
+
+/// A binary search over `runs` (from [`segments`]) for the syscall number in the
+/// accumulator: one `jge` per level and a constant return per leaf, so a call costs
+/// about log2(runs) comparisons and installing it costs little, whatever the number of
+/// syscalls listed. Uses only instructions the kernel's seccomp action cache evaluates
+/// ahead of time (`jge`, `ja`, constant returns).
+fn verdict_tree(runs: &[(u32, u32)]) -> Vec<sock_filter> {
+    let [(_, verdict)] = runs else {
+        let middle = runs.len() / 2;
+        let below = verdict_tree(&runs[..middle]);
+        let above = verdict_tree(&runs[middle..]);
+        let pivot = runs[middle].0;
+        let mut program = Vec::with_capacity(below.len() + above.len() + 2);
+        match u8::try_from(below.len()) {
+            // nr >= pivot: jump over the lower half.
+            Ok(skip) => program.push(jump(BPF_JGE, pivot, skip, 0)),
+            // Too far for a conditional jump (8 bits): an unconditional one (32 bits).
+            Err(_) => {
+                program.push(jump(BPF_JGE, pivot, 0, 1));
+                program.push(sock_filter {
+                    code: BPF_JMP | BPF_JA | BPF_K,
+                    jt: 0,
+                    jf: 0,
+                    k: below.len() as u32,
+                });
+            }
+        }
+        program.extend(below);
+        program.extend(above);
+        return program;
+    };
+    vec![ret(*verdict)]
 }
 
 /// seccompiler's architecture and the audit value the kernel reports for it.
@@ -970,8 +1179,10 @@ mod tests {
             r#"{"version": 1, "rules": [{"syscalls": ["ioctl"], "action": {"errno": "EPERM"},
                 "if_any": [{"arg": 1, "width": 32, "op": "eq", "value": 1, "index": 2}]}]}"#,
             r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": {"errno": "EPERM", "x": 1}}]}"#,
-            r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": "allow"}]}"#,
+            r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": "permit"}]}"#,
             r#"{"version": 1, "rules": [{"syscalls": ["mount"]}]}"#,
+            r#"{"version": 1, "default_action": "kill_process", "rules": []}"#,
+            r#"{"version": 1, "default_action": {"errno": "ENOSYS", "x": 1}, "rules": []}"#,
             r#"{"rules": []}"#,
             r#"{"version": 1, "rules": [{"syscalls": ["ioctl"], "action": {"errno": "EPERM"},
                 "if_any": [{"arg": 1, "width": 32, "op": "is", "value": 1}]}]}"#,
@@ -1377,5 +1588,222 @@ mod tests {
                 output.status
             );
         }
+    }
+
+    #[test]
+    fn allow_rules_and_default_actions_are_checked() {
+        let with_default = |default: &str, rule: &str| {
+            SeccompPolicy::from_json(&format!(
+                r#"{{"version": 1, "default_action": {default}, "rules": [{rule}]}}"#
+            ))
+        };
+        let err = one_rule(r#"{"syscalls": ["read"], "action": "allow"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid rules[0]: an allow rule needs a default_action other than allow"
+        );
+        let err =
+            with_default(r#""allow""#, r#"{"syscalls": ["read"], "action": "allow"}"#).unwrap_err();
+        assert!(matches!(err, SeccompError::InvalidRule { rule: 0, .. }));
+        let err = with_default(
+            r#"{"errno": "ENOSYS"}"#,
+            r#"{"syscalls": ["ioctl"], "action": "allow",
+                "if_any": [{"arg": 1, "width": 32, "op": "eq", "value": 1}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid rules[0]: an allow rule takes no conditions"
+        );
+        let err = with_default(
+            r#"{"errno": "ENOPE"}"#,
+            r#"{"syscalls": ["read"], "action": "allow"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"unknown errno name "ENOPE" in default_action"#
+        );
+        let err = with_default(
+            r#"{"errno": "ENOSYS"}"#,
+            r#"{"syscalls": ["read", "not_a_syscall"], "action": "allow"}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, SeccompError::UnknownSyscall { rule: 0, .. }));
+        // An explicit "allow" default is the same as none.
+        let policy = with_default(
+            r#""allow""#,
+            r#"{"syscalls": ["mount"], "action": {"errno": "EPERM"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            policy.blocked_syscalls(),
+            [("mount".to_string(), libc::EPERM)]
+        );
+        assert!(matches!(
+            SeccompPolicy::builtin("/etc/x.json"),
+            Err(SeccompError::UnknownBuiltin(_))
+        ));
+    }
+
+    /// The binary search must give every number exactly the verdict of its run, also
+    /// when a subtree is too long for an 8-bit jump and an unconditional one bridges it.
+    #[test]
+    fn the_verdict_tree_agrees_with_its_table() {
+        let (_, audit_arch) = native_arch().unwrap();
+        let tables: Vec<(BTreeMap<u32, u32>, u32)> = vec![
+            (BTreeMap::new(), ALLOW),
+            (BTreeMap::from([(0, EPERM)]), ALLOW),
+            (BTreeMap::from([(0, EPERM), (1, EPERM), (7, ENOSYS)]), ALLOW),
+            (BTreeMap::from([(3, ALLOW), (4, ALLOW), (5, EPERM)]), ENOSYS),
+            // Alternating verdicts: 1200 runs, a tree far deeper than 8-bit jumps reach.
+            ((0..600).map(|n| (n * 2, EPERM)).collect(), ALLOW),
+            // Numbers named with the default's own verdict change nothing.
+            ((0..40).map(|n| (n, ALLOW)).collect(), ALLOW),
+        ];
+        for (fixed, default) in tables {
+            let runs = segments(&fixed, default);
+            assert_eq!(runs[0].0, 0);
+            assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
+            let mut program = abi_guard(audit_arch);
+            program.extend(verdict_tree(&runs));
+            assert!(program.len() <= BPF_MAX_INSTRUCTIONS, "{}", program.len());
+            for nr in 0..1400 {
+                let expected = fixed.get(&(nr as u32)).copied().unwrap_or(default);
+                assert_eq!(run(&program, nr, audit_arch, [0; 6]), expected, "nr {nr}");
+            }
+            assert_eq!(
+                run(&program, 0x3fff_ffff, audit_arch, [0; 6]),
+                default,
+                "far above every named number"
+            );
+        }
+        let long = segments(&(0..600).map(|n| (n * 2, EPERM)).collect(), ALLOW);
+        assert!(verdict_tree(&long)
+            .iter()
+            .any(|insn| insn.code == BPF_JMP | BPF_JA | BPF_K));
+    }
+
+    #[test]
+    fn strict_policy_parses_compiles_and_is_small() {
+        let policy = SeccompPolicy::strict_policy().unwrap();
+        assert_eq!(policy.default, Action::Errno(Errno::ENOSYS));
+        let compiled = policy.compile().unwrap();
+        // The tree, then the conditional rules: EPERM (clone, ioctl, personality) and
+        // EAFNOSUPPORT (socket).
+        assert_eq!(compiled.programs().len(), 3);
+        // A binary search, not a list: well under one instruction per allowed syscall.
+        let allowed = policy.allowed_syscalls().len();
+        assert!(allowed > 250, "{allowed}");
+        assert!(
+            compiled.programs()[0].len() < allowed,
+            "{} instructions for {allowed} allowed syscalls",
+            compiled.programs()[0].len()
+        );
+    }
+
+    /// Every syscall of the architecture gets from the compiled filter exactly what the
+    /// policy's own lists say, for both built-in policies.
+    #[test]
+    fn compiled_builtins_match_their_lists() {
+        let (_, audit_arch) = native_arch().unwrap();
+        for policy in [
+            SeccompPolicy::default_policy().unwrap(),
+            SeccompPolicy::strict_policy().unwrap(),
+        ] {
+            let compiled = policy.compile().unwrap();
+            let blocked = policy.blocked_syscalls();
+            let allowed = policy.allowed_syscalls();
+            let mut checked = 0;
+            for &(sys_name, number) in NATIVE_SYSCALLS {
+                let name = &sys_name["SYS_".len()..];
+                let got = verdict(&compiled, number, audit_arch, [0; 6]);
+                if let Some(&(_, errno)) = blocked.iter().find(|(n, _)| n == name) {
+                    assert_eq!(got, 0x0005_0000 | errno as u32, "{name}");
+                    checked += 1;
+                } else if allowed.iter().any(|n| n == name) {
+                    assert_eq!(got, ALLOW, "{name}");
+                    checked += 1;
+                }
+            }
+            // Only the conditional rules' syscalls are in neither list.
+            assert!(checked + 4 >= NATIVE_SYSCALLS.len(), "{checked}");
+            // A number above every known syscall: the default action.
+            let expected = policy.default.ret_value();
+            assert_eq!(verdict(&compiled, 1000, audit_arch, [0; 6]), expected);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_compiled_strict_policy_gives_the_expected_verdicts() {
+        const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+        let compiled = SeccompPolicy::strict_policy().unwrap().compile().unwrap();
+        let x86 = |nr: i64, args: [u64; 6]| verdict(&compiled, nr, AUDIT_ARCH_X86_64, args);
+        let none = [0; 6];
+        assert_eq!(x86(libc::SYS_read, none), ALLOW);
+        assert_eq!(x86(libc::SYS_execve, none), ALLOW);
+        assert_eq!(x86(libc::SYS_mount, none), EPERM);
+        assert_eq!(x86(libc::SYS_clone3, none), ENOSYS);
+        assert_eq!(x86(libc::SYS_kcmp, none), ENOSYS, "not listed");
+        assert_eq!(x86(libc::SYS_sethostname, none), ENOSYS, "not listed");
+        assert_eq!(x86(470, none), ENOSYS, "a syscall newer than the policy");
+        let fork = 0x0120_0011;
+        assert_eq!(x86(libc::SYS_clone, [fork, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            x86(libc::SYS_clone, [fork | 0x1000_0000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(x86(libc::SYS_ioctl, [0, 0x5401, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(x86(libc::SYS_ioctl, [0, 0x5412, 0, 0, 0, 0]), EPERM);
+        assert_eq!(x86(libc::SYS_socket, [1, 1, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            x86(libc::SYS_socket, [40, 1, 0, 0, 0, 0]),
+            0x0005_0000 | libc::EAFNOSUPPORT as u32
+        );
+        assert_eq!(x86(libc::SYS_read | 0x4000_0000, none), ENOSYS);
+        assert_eq!(verdict(&compiled, 3, AUDIT_ARCH_I386, none), KILL_PROCESS);
+    }
+
+    /// The strict policy is checked against the architecture's syscall table: what it
+    /// leaves to the default (ENOSYS) is exactly this list, so a new libc that knows more
+    /// syscalls makes this test fail until someone decides about them.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn strict_policy_leaves_out_exactly_these() {
+        let policy = SeccompPolicy::strict_policy().unwrap();
+        let mut left_out: Vec<&str> = policy.unnamed_native_syscalls().collect();
+        left_out.sort_unstable();
+        assert_eq!(
+            left_out,
+            [
+                "_sysctl",
+                "afs_syscall",
+                "epoll_ctl_old",
+                "epoll_wait_old",
+                "fanotify_mark",
+                "get_thread_area",
+                "getpmsg",
+                "kcmp",
+                "memfd_secret",
+                "migrate_pages",
+                "modify_ldt",
+                "move_pages",
+                "process_madvise",
+                "process_mrelease",
+                "putpmsg",
+                "quotactl_fd",
+                "remap_file_pages",
+                "security",
+                "set_mempolicy_home_node",
+                "set_thread_area",
+                "setdomainname",
+                "sethostname",
+                "sysfs",
+                "tuxcall",
+                "ustat",
+                "vserver",
+            ]
+        );
     }
 }

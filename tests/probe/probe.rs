@@ -74,6 +74,7 @@ fn main() -> ExitCode {
         "set-ids" => set_ids(),
         "peek" => peek(),
         "try" => try_calls(rest),
+        "try-syscall" => try_syscalls(rest),
         "memfd-exec" => memfd_exec(),
         "mount-tmpfs" => mount_tmpfs(),
         "ls-after-line" => ls_after_line(rest),
@@ -93,7 +94,8 @@ fn usage() -> String {
     "usage: hatchery-probe <pid|ids|status|net|hostname|writable PATH...|ls DIR|mounts|fds|\
      env|cwd|syscalls|uid-map|threads|cat|echo-both OUT ERR|exit CODE|kill-self SIGNUM|\
      wait-signal|orphan SECONDS|spawn-sleepers N|whoami-setuid|sleep SECONDS|privs [PREFIX]|\
-     tty-inject|exe-write|root-walk|set-ids|peek|try ATTEMPT...|memfd-exec|mount-tmpfs|\
+     tty-inject|exe-write|root-walk|set-ids|peek|try ATTEMPT...|try-syscall NAME=NR...|\
+     memfd-exec|mount-tmpfs|\
      ls-after-line DIR|connect PATH|@NAME...|ipc-hold NAME|ipc-look NAME|lock-hold PATH|\
      lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS>"
         .to_string()
@@ -1027,6 +1029,31 @@ fn try_calls(names: &[OsString]) -> Outcome {
     for name in names {
         let name = name.to_string_lossy();
         let result = attempt(&name).ok_or_else(|| format!("unknown attempt {name:?}"))?;
+        println!("{name}={result}");
+    }
+    Ok(())
+}
+
+/// `try-syscall NAME=NR...`: bubblewrap's try-syscall method. Calls each syscall number
+/// with every argument -1 (fd -1 is EBADF, address -1 is never mapped: EFAULT, flags -1
+/// are EINVAL) and prints `NAME=<ERRNO|ok|killed:SIGNAL>`. A call the filter refuses
+/// shows the policy's errno and never reaches the kernel. Each call runs in a throwaway
+/// child with a 2-second alarm, so a call that got through and blocks (or exits, or
+/// changes the process) affects only that child.
+fn try_syscalls(pairs: &[OsString]) -> Outcome {
+    if pairs.is_empty() {
+        return Err("expected at least one NAME=NR".to_string());
+    }
+    for pair in pairs {
+        let pair = pair.to_string_lossy();
+        let (name, number) = pair
+            .split_once('=')
+            .and_then(|(name, nr)| Some((name, nr.parse::<libc::c_long>().ok()?)))
+            .ok_or_else(|| format!("expected NAME=NR, got {pair:?}"))?;
+        let result = in_child(|| {
+            nix::unistd::alarm::set(2);
+            sys::all_bad_arguments(number)
+        });
         println!("{name}={result}");
     }
     Ok(())
@@ -2284,6 +2311,16 @@ mod sys {
         }
         nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as i32), None)?;
         Ok(0)
+    }
+
+    /// Syscall `nr` with every argument -1, for `try-syscall`.
+    pub fn all_bad_arguments(nr: libc::c_long) -> Result<i64, Errno> {
+        // SAFETY: called only in a throwaway child of `in_child`. Address -1 is in no
+        // mapping user space can have, so nothing is read or written through any
+        // argument; length and flag arguments of -1 are rejected before use. Whatever
+        // the call does beyond failing (exit, signal, block) happens to that child only,
+        // which its parent reaps (a blocked one is ended by its alarm).
+        unsafe { raw(nr, [-1; 6]) }
     }
 
     /// Junk for the upper half of a 64-bit argument that the kernel truncates to 32 bits.
