@@ -3,6 +3,9 @@
 #
 #   ./test.sh                  the suite
 #   ./test.sh --fuzz SECONDS   the suite, then each fuzz target for SECONDS
+#   ./test.sh --docker         the integration and unit test binaries again, inside a
+#                              Docker container started as docs/deploy.md says (no
+#                              --privileged); see docker/run-tests.sh
 #
 # Meant for a fresh Debian machine with the Rust toolchain (cargo, rustfmt, clippy), run
 # as root: the sandbox tests create user, pid, mount and network namespaces. As a normal
@@ -12,10 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 fuzz_seconds=""
+docker=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --fuzz) fuzz_seconds="${2:?--fuzz takes a number of seconds}"; shift 2 ;;
-        *) echo "test.sh: unknown argument $1 (usage: ./test.sh [--fuzz SECONDS])" >&2; exit 2 ;;
+        --docker) docker=1; shift ;;
+        *) echo "test.sh: unknown argument $1 (usage: ./test.sh [--fuzz SECONDS] [--docker])" >&2; exit 2 ;;
     esac
 done
 
@@ -79,6 +84,15 @@ if [ -n "$fuzz_seconds" ]; then
         grep -E "^Done [0-9]+ runs" "$corpus.log" || { tail -n 20 "$corpus.log" >&2; exit 1; }
         rm -rf "$corpus" "$corpus.log"
     done
+fi
+
+# --- Inside Docker ----------------------------------------------------------------------
+# The same test binaries, run in a container of docker/Dockerfile's image started the
+# documented way. Their results join the closing line below.
+if [ "$docker" = 1 ]; then
+    log "the test binaries inside Docker"
+    docker/run-tests.sh 2>&1 | tee -a "$test_log"
+    [ "${PIPESTATUS[0]}" = 0 ] || { echo "test.sh: the suite failed inside Docker" >&2; exit 1; }
 fi
 
 # One closing line for the whole run, summed over every test binary.

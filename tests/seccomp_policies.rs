@@ -50,6 +50,16 @@ fn errno_name(errno: i32) -> String {
     format!("{:?}", Errno::from_raw(errno))
 }
 
+/// How many seccomp filters the test process itself runs under (`Seccomp_filters` in
+/// /proc/self/status): more than 0 inside a container.
+fn outer_seccomp_filters() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Seccomp_filters:"))
+        .map_or(0, |count| count.trim().parse().expect("a count"))
+}
+
 /// Runs the check for one built-in policy; returns how many refused calls were compared.
 fn policy_holds_inside(name: &str, policy: &SeccompPolicy) -> usize {
     let blocked = policy.blocked_syscalls();
@@ -125,11 +135,17 @@ fn policy_holds_inside(name: &str, policy: &SeccompPolicy) -> usize {
     );
     // Without the filter, the kernel answers most of the refused calls differently
     // (some answer EPERM anyway for want of a capability): the probe could have failed.
-    assert!(
-        told_apart * 2 > blocked.len(),
-        "{name}: only {told_apart} of {} refused calls differ without the filter",
-        blocked.len()
-    );
+    // Under an outer filter (in a Docker container) the control run sees that filter's
+    // answers instead of the kernel's, so there this half cannot be told.
+    if outer_seccomp_filters() == 0 {
+        assert!(
+            told_apart * 2 > blocked.len(),
+            "{name}: only {told_apart} of {} refused calls differ without the filter",
+            blocked.len()
+        );
+    } else {
+        println!("{name}: the tests run under a seccomp filter of their own (a container): the control run shows that filter, not the kernel");
+    }
     blocked.len()
 }
 

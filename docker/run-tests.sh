@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Runs hatchery's test binaries inside a Docker container started as docs/deploy.md
+# says: no --privileged, no capability beyond Docker's defaults for the daemon (the tests
+# add CAP_SYS_PTRACE, see below), --network none, the seccomp profile
+# docker/seccomp.json, and /proc unmasked (systempaths=unconfined). Called by
+# `./test.sh --docker`; run as root.
+#
+# Nothing is pulled from a registry:
+#   - no Docker engine running: installs docker.io if missing and starts
+#     `dockerd --bridge=none --iptables=false`, stopped again at the end;
+#   - the base image `hatchery-base:bookworm` is a debootstrap minbase rootfs (from the
+#     machine's own apt mirror), imported with `docker import`; the rootfs tarball is
+#     cached in $HATCHERY_DOCKER_CACHE (default /var/cache/hatchery-docker);
+#   - the test binaries are built here on the host (a Debian bookworm host, so glibc
+#     matches) and mounted read-only at the same path; the image is docker/Dockerfile's,
+#     with this build's `hatchery` in it. No Rust toolchain in the image.
+#
+# Doc tests need rustdoc and test nothing about containers: they run natively only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+cache=${HATCHERY_DOCKER_CACHE:-/var/cache/hatchery-docker}
+base=hatchery-base:bookworm
+image=hatchery-test:latest
+
+log() { printf '\n==> %s\n' "$*"; }
+die() { echo "docker/run-tests.sh: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it may install and start a Docker engine)"
+
+# --- A Docker engine ---------------------------------------------------------------------
+install=()
+command -v dockerd >/dev/null || install+=(docker.io)
+command -v debootstrap >/dev/null || install+=(debootstrap)
+if [ ${#install[@]} -gt 0 ]; then
+    log "installing ${install[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${install[@]}" >/dev/null
+fi
+dockerd_pid=""
+stop_dockerd() {
+    if [ -n "$dockerd_pid" ]; then
+        kill "$dockerd_pid" 2>/dev/null || true
+        wait "$dockerd_pid" 2>/dev/null || true
+    fi
+}
+trap stop_dockerd EXIT
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd --bridge=none --iptables=false"
+    mkdir -p "$cache"
+    dockerd --bridge=none --iptables=false >"$cache/dockerd.log" 2>&1 &
+    dockerd_pid=$!
+    for _ in $(seq 100); do
+        docker info >/dev/null 2>&1 && break
+        kill -0 "$dockerd_pid" 2>/dev/null || { tail -n 20 "$cache/dockerd.log" >&2; die "dockerd exited"; }
+        sleep 0.2
+    done
+    docker info >/dev/null 2>&1 || die "dockerd did not come up (log: $cache/dockerd.log)"
+fi
+
+# --- The base image ----------------------------------------------------------------------
+if ! docker image inspect "$base" >/dev/null 2>&1; then
+    tarball="$cache/bookworm-minbase.tar"
+    if [ ! -s "$tarball" ]; then
+        # The first Debian mirror the machine's apt sources name (deb822 or one-line).
+        mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1 || true)
+        [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
+        [ -n "$mirror" ] || die "no Debian mirror found in the apt sources"
+        log "debootstrap --variant=minbase bookworm (mirror $mirror)"
+        mkdir -p "$cache"
+        rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
+        debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
+            || { tail -n 20 "$cache/debootstrap.log" >&2; die "debootstrap failed"; }
+        tar -C "$rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
+        rm -rf "$rootfs"
+    fi
+    log "docker import $tarball as $base"
+    docker import "$tarball" "$base" >/dev/null
+fi
+
+# --- The test binaries and the image -----------------------------------------------------
+log "building the test binaries"
+binaries=$(cargo test --no-run --message-format=json 2>/dev/null \
+    | grep '"profile":{[^}]*"test":true' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | sort -u)
+[ -n "$binaries" ] || die "cargo built no test binaries"
+context=$(mktemp -d)
+cp target/debug/hatchery "$context/"
+docker build -q -f docker/Dockerfile -t "$image" "$context" >/dev/null
+rm -rf "$context"
+
+# --- Run them ----------------------------------------------------------------------------
+# The daemon's options are explained in docs/deploy.md: only the capabilities Docker gives
+# every container, the host's cgroup tree writable (for the resource limits). Tests only:
+# CAP_SYS_PTRACE, because the tests read the sandboxes' /proc/PID/ns links, which belong
+# to another uid (the daemon does not need it).
+run_options=(
+    --rm --network none
+    --security-opt "seccomp=$repo/docker/seccomp.json"
+    --security-opt systempaths=unconfined
+    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+    --cap-add SYS_PTRACE
+    -v "$repo:$repo:ro" -w "$repo"
+    -e HATCHERY_TESTS_MUST_RUN -e RUST_BACKTRACE=1
+)
+# Tests that cannot run in such a container, named here and run natively by test.sh.
+not_in_docker=(
+    # Mounts on the container's side to see whether they reach a running sandbox; the
+    # container has no CAP_SYS_ADMIN, so it cannot mount at all.
+    host_mounts_do_not_propagate_into_a_running_sandbox
+    # Its control run expects the kernel's own answers without a filter (unshare works);
+    # in a container Docker's filter answers first. The filtered half is covered in
+    # Docker by tests/isolation.rs and tests/seccomp_policies.rs.
+    seccomp::tests::default_policy_holds_in_a_child
+)
+skip_args=()
+for name in "${not_in_docker[@]}"; do
+    skip_args+=(--skip "$name")
+    echo "not run in Docker (runs natively): $name"
+done
+# Where AppArmor is on, Docker's default AppArmor profile refuses every mount, which the
+# sandbox's setup needs (see docs/deploy.md).
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
+    run_options+=(--security-opt apparmor=unconfined)
+fi
+echo "docker run ${run_options[*]} $image"
+
+failed=0
+for binary in $binaries; do
+    log "in Docker: ${binary#"$repo"/}"
+    docker run "${run_options[@]}" --entrypoint "$binary" "$image" "${skip_args[@]}" || failed=1
+done
+[ "$failed" = 0 ] || die "tests failed inside Docker"
