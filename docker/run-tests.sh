@@ -129,4 +129,28 @@ for binary in $binaries; do
     log "in Docker: ${binary#"$repo"/}"
     docker run "${run_options[@]}" --entrypoint "$binary" "$image" "${skip_args[@]}" || failed=1
 done
+
+# --- The traps, diagnosed ----------------------------------------------------------------
+# Started the wrong way, the daemon must fail the spawn and say what to change. (Unprivileged
+# user namespaces switched off and AppArmor are unit-tested in src/zygote/diagnose.rs:
+# switching them here would change the host.)
+expect_hint() {
+    local what=$1 want=$2; shift 2
+    local out status=0
+    out=$(docker run --rm --network none -v "$repo:$repo:ro" --entrypoint "$repo/target/debug/hatchery" \
+        "$@" "$image" run -- /bin/true 2>&1) || status=$?
+    if [ "$status" = 125 ] && grep -qF -- "$want" <<<"$out"; then
+        echo "trap diagnosed: $what"
+    else
+        echo "trap NOT diagnosed: $what (exit $status, want 125 and \"$want\"):" >&2
+        echo "$out" >&2
+        failed=1
+    fi
+}
+log "in Docker: the known traps are diagnosed"
+expect_hint "Docker's default seccomp profile (clone3 ENOSYS)" "seccomp=docker/seccomp.json" \
+    --security-opt systempaths=unconfined
+expect_hint "masked /proc (mount too revealing)" "systempaths=unconfined" \
+    --security-opt "seccomp=$repo/docker/seccomp.json"
+
 [ "$failed" = 0 ] || die "tests failed inside Docker"

@@ -117,7 +117,10 @@ pub enum SpawnError {
         message: String,
     },
     /// A sandbox setup step failed; the program never ran.
-    #[error("sandbox setup failed at step \"{step}\"")]
+    #[error(
+        "sandbox setup failed at step \"{step}\"{}",
+        .hint.as_ref().map(|hint| format!(" (hint: {hint})")).unwrap_or_default()
+    )]
     Setup {
         /// The step, e.g. `"mount root"`.
         step: String,
@@ -126,6 +129,9 @@ pub enum SpawnError {
         /// The failed system call.
         #[source]
         source: SysError,
+        /// What to change, when the daemon recognised the failure as a known trap of
+        /// the machine (a container's seccomp profile, a masked `/proc`, ...).
+        hint: Option<String>,
     },
     /// The daemon rejected the request as invalid.
     #[error("invalid request: {0}")]
@@ -305,6 +311,10 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
             step,
             errno: error.errno(),
             source: error,
+            // The daemon appends its diagnosis to the message (zygote::diagnose).
+            hint: message
+                .split_once(" (hint: ")
+                .map(|(_, hint)| hint.strip_suffix(')').unwrap_or(hint).to_string()),
         },
         ErrorKind::InvalidRequest => SpawnError::InvalidRequest(message),
         ErrorKind::Busy | ErrorKind::ShuttingDown => SpawnError::Busy(message),

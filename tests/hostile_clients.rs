@@ -252,7 +252,12 @@ fn a_nonexistent_chroot_dir_is_a_setup_error() {
             step,
             errno,
             source,
+            hint,
         }) => {
+            assert_eq!(
+                hint, None,
+                "a missing root is the request's fault, not a trap"
+            );
             assert_eq!(step, "mount root");
             assert_eq!(errno, nix::errno::Errno::ENOENT);
             assert_eq!(source.path.as_deref(), Some("/no/such/root"));

@@ -8,6 +8,7 @@
 //! ever waits on another's spawn. Runs in the daemon process only.
 
 mod connection;
+pub mod diagnose;
 mod limits;
 pub mod listener;
 
@@ -635,7 +636,10 @@ impl Server {
                     StartError::Sys(error) => Some(error.clone()),
                     StartError::NotSingleThreaded(_) | StartError::Cgroup(_) => None,
                 };
-                let message = crate::error_chain(&e);
+                let mut message = crate::error_chain(&e);
+                if let Some(error) = &error {
+                    message = diagnose::with_hint(message, error);
+                }
                 tracing::error!(%message, "cannot start a sandbox");
                 conn.send_error(Some(id), ErrorKind::Internal { error }, message);
             }
@@ -727,7 +731,11 @@ impl Server {
                 child.failed = true;
                 let Some(conn) = conn else { return };
                 forget_child(conn, child.id, pid);
-                let message = format!("{error}: {}", error.error);
+                let plain = format!("{error}: {}", error.error);
+                let message = diagnose::with_hint(plain.clone(), &error.error);
+                if message != plain {
+                    tracing::warn!(%message, "a sandbox could not be set up");
+                }
                 conn.send_error(
                     Some(child.id),
                     ErrorKind::Setup {
