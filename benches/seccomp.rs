@@ -124,6 +124,9 @@ fn compiled(policy: &SeccompPolicy) -> Vec<BpfProgram> {
 /// program of the compiled policy (ABI guard and binary search) is left out, so the ABI
 /// guard is missing here: this variant only stands for the cost of the layout.
 fn linear(policy: &SeccompPolicy, allowlist: bool) -> Vec<BpfProgram> {
+    #[cfg(target_arch = "aarch64")]
+    let arch = TargetArch::aarch64;
+    #[cfg(not(target_arch = "aarch64"))]
     let arch = TargetArch::x86_64;
     let numbers = |names: &mut dyn Iterator<Item = String>| -> BTreeMap<i64, Vec<SeccompRule>> {
         names

@@ -173,6 +173,23 @@ fn strict_policy_refuses_exactly_what_its_file_says() {
     for unlisted in ["kcmp", "sethostname", "process_madvise"] {
         assert_eq!(facts.get(unlisted), Some(&libc::ENOSYS), "{unlisted}");
     }
+
+    // The rules with argument conditions, which the lists above leave out, through the
+    // probe's hand-picked arguments (as tests/isolation.rs checks the default policy).
+    let daemon = Daemon::start_with(&["--seccomp-policy", "strict"]);
+    let facts = probe_facts(&daemon.client(), probe_request(&["syscalls"]));
+    for refused in [
+        "clone_newuser",
+        "clone_newpid",
+        "ioctl_tiocsti",
+        "ioctl_tioclinux",
+    ] {
+        assert_eq!(facts[refused], "EPERM", "{refused}");
+    }
+    assert_eq!(facts["personality"], "ok", "the persona query is allowed");
+    assert_eq!(facts["clone3"], "ENOSYS");
+    assert_ne!(facts["x32_getpid"], "ok");
+    assert_ne!(facts["i386_getpid"], "ok");
 }
 
 /// A workload under the strict policy still runs ordinary programs: a shell pipeline
