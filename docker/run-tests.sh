@@ -153,4 +153,24 @@ expect_hint "Docker's default seccomp profile (clone3 ENOSYS)" "seccomp=docker/s
 expect_hint "masked /proc (mount too revealing)" "systempaths=unconfined" \
     --security-opt "seccomp=$repo/docker/seccomp.json"
 
+# The non-root variant of docs/deploy.md: the daemon spawns as uid 1000 (its sandboxes map
+# to that uid), and the unmasked /proc/sys is not writable to it.
+log "in Docker: the daemon as a non-root user"
+if out=$(docker run --rm --network none --user 1000:1000 \
+        --security-opt "seccomp=$repo/docker/seccomp.json" --security-opt systempaths=unconfined \
+        -v "$repo:$repo:ro" --entrypoint "$repo/target/debug/hatchery" "$image" \
+        run -- /usr/bin/id -u 2>&1) && [ "$out" = 1000 ]; then
+    echo "non-root daemon: spawns (the sandbox maps to uid 1000)"
+else
+    echo "non-root daemon failed: $out" >&2
+    failed=1
+fi
+if docker run --rm --network none --user 1000:1000 --security-opt systempaths=unconfined \
+        --entrypoint /bin/sh "$image" -c ': >> /proc/sys/kernel/core_pattern' 2>/dev/null; then
+    echo "a non-root container could open core_pattern for writing" >&2
+    failed=1
+else
+    echo "non-root container: the unmasked /proc/sys is not writable"
+fi
+
 [ "$failed" = 0 ] || die "tests failed inside Docker"
