@@ -429,7 +429,6 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
                 mtu: args.net_mtu,
             }),
         },
-        ..SandboxConfig::default()
     };
     // Our own stdin, stdout and stderr, passed through.
     let stdio: Vec<Stdio> = [
