@@ -713,9 +713,11 @@ impl Server {
         else {
             return;
         };
+        let began = Instant::now();
         match network.attach(subnet, pid, child.pidfd.as_fd(), veth) {
             Ok(lease) => {
-                tracing::debug!(id = child.id, pid, interface = lease.host_name(), subnet = ?lease.subnet(), "veth up");
+                let took_us = began.elapsed().as_micros() as u64;
+                tracing::debug!(id = child.id, pid, interface = lease.host_name(), subnet = ?lease.subnet(), took_us, "veth up");
                 child.network = Some(lease);
                 if child.channel.network_ready().is_err() {
                     // It died already; its reap reports the failure.
