@@ -312,4 +312,41 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn checks_veth_networks() {
+        use crate::protocol::{Layer, NetworkConfig, VethConfig};
+        let veth = |interface: Option<&str>, mtu: Option<u32>| SandboxConfig {
+            network: NetworkConfig::Veth(VethConfig {
+                interface: interface.map(str::to_string),
+                mtu,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(validate(&with_sandbox(veth(None, None))), Ok(()));
+        assert_eq!(
+            validate(&with_sandbox(veth(Some("net0"), Some(9000)))),
+            Ok(())
+        );
+        for name in ["lo", "", "a b", "a/b", "sixteen-bytes-xx"] {
+            assert_eq!(
+                validate(&with_sandbox(veth(Some(name), None))),
+                Err(InvalidRequest::BadInterfaceName(name.to_string()))
+            );
+        }
+        for mtu in [0, 1279, 65536] {
+            assert_eq!(
+                validate(&with_sandbox(veth(None, Some(mtu)))),
+                Err(InvalidRequest::BadMtu(mtu))
+            );
+        }
+        let shared = SandboxConfig {
+            opt_out: vec![Layer::NetworkNamespace],
+            ..veth(None, None)
+        };
+        assert_eq!(
+            validate(&with_sandbox(shared)),
+            Err(InvalidRequest::VethWithoutNamespace)
+        );
+    }
 }
