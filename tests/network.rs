@@ -22,6 +22,13 @@ use common::{facts, probe_request_in, Daemon};
 use hatchery::protocol::{NetworkConfig, SandboxConfig, VethConfig};
 use hatchery::{ChildProcess, Client, SpawnError};
 
+/// The tests of this file run one at a time: the 1,000-spawn test bounds each spawn's
+/// latency, and the others' daemons would compete with it for this small machine's CPUs.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A name prefix of this test's own: `n`, a letter per test, this process's pid in hex.
 fn prefix(tag: char) -> String {
     format!("n{tag}{:x}", std::process::id() & 0xffff)
@@ -198,6 +205,7 @@ fn canonical(address: SocketAddr) -> IpAddr {
 #[test]
 fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('a');
     let daemon = start_daemon(&veth_flags(1, &prefix));
     let host = HostListener::start();
@@ -234,6 +242,7 @@ fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
 #[test]
 fn the_interface_name_and_mtu_are_the_requests() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('m');
     let daemon = start_daemon(&veth_flags(2, &prefix));
     let client = daemon.client();
@@ -253,6 +262,7 @@ fn the_interface_name_and_mtu_are_the_requests() {
 #[test]
 fn two_networked_children_reach_their_own_host_ends_and_not_each_other() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     // This daemon's default keeps IPv4 forwarding off on the host ends whatever
     // net.ipv4.ip_forward says; IPv6 forwarding is host-wide only, so that half of the
     // check needs net.ipv6.conf.all.forwarding = 0 (the kernel's default).
@@ -330,6 +340,7 @@ fn two_networked_children_reach_their_own_host_ends_and_not_each_other() {
 #[test]
 fn without_a_veth_the_child_has_only_lo_and_no_route_even_on_a_networking_daemon() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('z');
     let daemon = start_daemon(&veth_flags(4, &prefix));
     let inside = common::probe_facts(
@@ -350,6 +361,7 @@ fn without_a_veth_the_child_has_only_lo_and_no_route_even_on_a_networking_daemon
 #[test]
 fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stall() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('k');
     let daemon = start_daemon(&veth_flags(5, &prefix));
     let host = Arc::new(HostListener::start());
@@ -422,6 +434,7 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
 #[test]
 fn pool_exhaustion_is_a_clear_error_and_a_subnet_returns_once_its_pair_is_gone() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('x');
     // A /29: two /30 subnets.
     let daemon = start_daemon(&[
@@ -476,6 +489,7 @@ fn pool_exhaustion_is_a_clear_error_and_a_subnet_returns_once_its_pair_is_gone()
 #[test]
 fn a_daemon_without_a_pool_refuses_veth_requests_clearly() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let daemon = Daemon::start();
     match daemon
         .client()
@@ -492,6 +506,7 @@ fn a_daemon_without_a_pool_refuses_veth_requests_clearly() {
 #[test]
 fn bad_veth_requests_are_invalid() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('b');
     let daemon = start_daemon(&veth_flags(7, &prefix));
     let client = daemon.client();
@@ -516,6 +531,7 @@ fn bad_veth_requests_are_invalid() {
 #[test]
 fn a_name_clash_with_an_existing_interface_gets_the_next_name() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('c');
     let daemon = start_daemon(&veth_flags(8, &prefix));
     // Someone else's interface, named as the daemon's first host end would be.
@@ -546,6 +562,7 @@ fn a_name_clash_with_an_existing_interface_gets_the_next_name() {
 #[test]
 fn a_restarted_daemon_removes_stale_pairs_of_its_prefix_only() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     let prefix = prefix('r');
     let other = prefix.replacen('r', "s", 1);
     // What a daemon that died with its pairs held up would leave: veths of its prefix.
@@ -597,6 +614,7 @@ fn a_restarted_daemon_removes_stale_pairs_of_its_prefix_only() {
 #[test]
 fn the_cli_runs_a_networked_command() {
     require_sandbox!();
+    let _serial = one_at_a_time();
     // No daemon at this socket: `run` starts an embedded zygote with the default pool.
     let (code, stdout, stderr) = common::hatchery(
         &[

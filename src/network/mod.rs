@@ -27,7 +27,6 @@
 mod netlink;
 pub mod pool;
 
-use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -361,17 +360,6 @@ impl Network {
         let (host, index) = (lease.host_name.as_str(), lease.host_index);
         let subnet = lease.subnet;
         let handle = &self.handle;
-        self.runtime.block_on(async {
-            if let Some((address, _)) = subnet.v4 {
-                netlink::add_address(handle, index, host, IpAddr::V4(address), pool::V4_SUBNET)
-                    .await?;
-            }
-            if let Some((address, _)) = subnet.v6 {
-                netlink::add_address(handle, index, host, IpAddr::V6(address), pool::V6_SUBNET)
-                    .await?;
-            }
-            Ok::<(), SysError>(())
-        })?;
         if !self.forwarding && subnet.v4.is_some() {
             let path = format!("/proc/sys/net/ipv4/conf/{host}/forwarding");
             std::fs::write(&path, b"0").op_path("write", &path)?;
@@ -387,31 +375,28 @@ impl Network {
                     .map_err(|e| SysError::from_io("socket(NETLINK_ROUTE) inside", None, &e))
             })?
         };
-        let work = async {
+        // Both ends are configured at once, each end's independent requests in flight
+        // together; the routes need the sandbox end's addresses first.
+        let host_end = netlink::add_addresses(
+            handle,
+            index,
+            host,
+            subnet.v4.map(|(host, _)| host),
+            subnet.v6.map(|(host, _)| host),
+        );
+        let sandbox_end = async {
             let inside_index = netlink::index_of(&inside_handle, inside).await?;
-            netlink::set_up(&inside_handle, inside_index, inside).await?;
-            if let Some((_, address)) = subnet.v4 {
-                let len = pool::V4_SUBNET;
-                netlink::add_address(
+            futures_util::future::try_join(
+                netlink::set_up(&inside_handle, inside_index, inside),
+                netlink::add_addresses(
                     &inside_handle,
                     inside_index,
                     inside,
-                    IpAddr::V4(address),
-                    len,
-                )
-                .await?;
-            }
-            if let Some((_, address)) = subnet.v6 {
-                let len = pool::V6_SUBNET;
-                netlink::add_address(
-                    &inside_handle,
-                    inside_index,
-                    inside,
-                    IpAddr::V6(address),
-                    len,
-                )
-                .await?;
-            }
+                    subnet.v4.map(|(_, sandbox)| sandbox),
+                    subnet.v6.map(|(_, sandbox)| sandbox),
+                ),
+            )
+            .await?;
             netlink::add_default_routes(
                 &inside_handle,
                 inside_index,
@@ -420,6 +405,10 @@ impl Network {
                 subnet.v6.map(|(host, _)| host),
             )
             .await?;
+            Ok(inside_index)
+        };
+        let work = async {
+            let ((), inside_index) = futures_util::future::try_join(host_end, sandbox_end).await?;
             netlink::wait_until_up(
                 [
                     (handle, index, host),

@@ -16,6 +16,7 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
+use super::pool::{V4_SUBNET, V6_SUBNET};
 use crate::sys::SysError;
 
 /// The errno a netlink request failed with (`EIO` when the failure was not the kernel's).
@@ -83,7 +84,7 @@ pub async fn index_of(handle: &Handle, name: &str) -> Result<u32, SysError> {
 
 /// Adds `address/len` to the link; IPv6 addresses skip duplicate address detection (the
 /// subnet is ours alone, and a tentative address would hold traffic back for seconds).
-pub async fn add_address(
+async fn add_address(
     handle: &Handle,
     index: u32,
     name: &str,
@@ -103,7 +104,30 @@ pub async fn add_address(
         .map_err(|e| failed("RTM_NEWADDR", name, e))
 }
 
-/// Adds the default routes via the host end's addresses.
+/// Adds one end's addresses, `/30` and `/126`, both requests in flight at once.
+pub async fn add_addresses(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
+) -> Result<(), SysError> {
+    let v4 = async {
+        match v4 {
+            Some(address) => add_address(handle, index, name, IpAddr::V4(address), V4_SUBNET).await,
+            None => Ok(()),
+        }
+    };
+    let v6 = async {
+        match v6 {
+            Some(address) => add_address(handle, index, name, IpAddr::V6(address), V6_SUBNET).await,
+            None => Ok(()),
+        }
+    };
+    futures_util::future::try_join(v4, v6).await.map(drop)
+}
+
+/// Adds the default routes via the host end's addresses, both requests in flight at once.
 pub async fn add_default_routes(
     handle: &Handle,
     index: u32,
@@ -111,7 +135,8 @@ pub async fn add_default_routes(
     v4: Option<Ipv4Addr>,
     v6: Option<Ipv6Addr>,
 ) -> Result<(), SysError> {
-    if let Some(gateway) = v4 {
+    let v4 = async {
+        let Some(gateway) = v4 else { return Ok(()) };
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(gateway)
             .output_interface(index)
@@ -121,9 +146,10 @@ pub async fn add_default_routes(
             .add(route)
             .execute()
             .await
-            .map_err(|e| failed("RTM_NEWROUTE 0.0.0.0/0", name, e))?;
-    }
-    if let Some(gateway) = v6 {
+            .map_err(|e| failed("RTM_NEWROUTE 0.0.0.0/0", name, e))
+    };
+    let v6 = async {
+        let Some(gateway) = v6 else { return Ok(()) };
         let route = RouteMessageBuilder::<Ipv6Addr>::new()
             .gateway(gateway)
             .output_interface(index)
@@ -133,9 +159,9 @@ pub async fn add_default_routes(
             .add(route)
             .execute()
             .await
-            .map_err(|e| failed("RTM_NEWROUTE ::/0", name, e))?;
-    }
-    Ok(())
+            .map_err(|e| failed("RTM_NEWROUTE ::/0", name, e))
+    };
+    futures_util::future::try_join(v4, v6).await.map(drop)
 }
 
 /// Whether the link's operational state is up: its carrier is on and the kernel has
