@@ -357,7 +357,8 @@ impl Server {
             .min()
     }
 
-    /// Ends every sandbox that has overrun a limit, and retries pending cgroup removals.
+    /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
+    /// frees the subnets of veth pairs that are gone.
     fn enforce_limits(&mut self) {
         let now = Instant::now();
         for child in self
