@@ -28,11 +28,14 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # --- What the tests need from the machine -------------------------------------------
 # Tests run /bin/sh, cat and the like inside sandboxes; all are in Debian's essential
-# set. Only install when something is actually missing, so a warm machine pays nothing.
+# set, but iproute2 is not. Only install when something is actually missing, so a warm
+# machine pays nothing.
 missing=()
 for tool in sh cat id; do
     command -v "$tool" >/dev/null || missing+=("coreutils")
 done
+# The network tests make and inspect veths of their own with `ip`.
+command -v ip >/dev/null || missing+=("iproute2")
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -151,6 +151,16 @@ pub enum SpawnError {
     /// The daemon failed on its side.
     #[error("the daemon failed: {0}")]
     Daemon(String),
+    /// The request asks for a veth network the daemon cannot give (no pool configured,
+    /// or every subnet of its pool in use).
+    #[error("no network: {message}")]
+    Network {
+        /// Every subnet of the pool is taken (retrying later may succeed); otherwise the
+        /// daemon has no veth networking at all.
+        exhausted: bool,
+        /// The daemon's explanation.
+        message: String,
+    },
     /// The connection failed.
     #[error(transparent)]
     Connection(#[from] ClientError),
@@ -321,6 +331,14 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
         ErrorKind::UnenforceableLimits { limits } => {
             SpawnError::UnenforceableLimits { limits, message }
         }
+        ErrorKind::AddressPoolExhausted => SpawnError::Network {
+            exhausted: true,
+            message,
+        },
+        ErrorKind::NetworkUnavailable => SpawnError::Network {
+            exhausted: false,
+            message,
+        },
         _ => SpawnError::Daemon(message),
     }
 }

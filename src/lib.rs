@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod limits;
+pub mod network;
 pub mod protocol;
 pub mod sandbox;
 pub mod seccomp;
@@ -46,7 +47,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 pub use client::{ChildProcess, Client, ClientError, ConnectError, SpawnError};
 pub use protocol::{
-    Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict,
+    Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict, VethConfig,
 };
 pub use zygote::{Zygote, ZygoteConfig};
 

@@ -17,8 +17,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use hatchery::client::{default_socket_path, ConnectError};
 use hatchery::limits::{parse_limit, LimitPolicy};
+use hatchery::network::{Cidr, NetworkSettings};
 use hatchery::protocol::{
-    Bind, Layer, Limit, Limits, SandboxConfig, SpawnRequest, Stdio, DEFAULT_SANDBOX_ID,
+    Bind, Layer, Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig,
+    DEFAULT_SANDBOX_ID,
 };
 use hatchery::sandbox::HostIds;
 use hatchery::seccomp::SeccompPolicy;
@@ -80,6 +82,19 @@ struct ServeArgs {
     default_limits: LimitFlags<DefaultPrefix>,
     #[command(flatten)]
     max_limits: LimitFlags<MaxPrefix>,
+    /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
+    /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
+    /// Without it, requests for a veth network are refused.
+    #[arg(long = "veth-pool", value_name = "CIDR")]
+    veth_pools: Vec<Cidr>,
+    /// Name the host ends PREFIX plus a counter (at most 8 bytes of [a-z0-9_-]). Veths
+    /// named so are this daemon's: it removes those a previous run left when it starts.
+    #[arg(long, value_name = "PREFIX", default_value = hatchery::network::DEFAULT_PREFIX)]
+    veth_prefix: String,
+    /// Let the kernel forward packets from sandboxes beyond their host end (for the
+    /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
+    #[arg(long)]
+    veth_forwarding: bool,
 }
 
 #[derive(Args)]
@@ -120,6 +135,16 @@ struct RunArgs {
     /// Write the verdict (status, times, memory) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     verdict_json: Option<PathBuf>,
+    /// The sandbox's network: `none` (only `lo`) or `veth` (a veth pair of its own, with
+    /// IPv4 and IPv6 and a default route via the host end; see docs/networking.md).
+    #[arg(long, value_name = "KIND", default_value = "none", value_parser = parse_net)]
+    net: Net,
+    /// The MTU of a `--net veth` pair [default: 1500].
+    #[arg(long, value_name = "BYTES")]
+    net_mtu: Option<u32>,
+    /// The name of the sandbox's end of a `--net veth` pair [default: eth0].
+    #[arg(long, value_name = "NAME")]
+    net_interface: Option<String>,
     /// Debugging only: switch off a sandbox layer (seccomp, network-namespace).
     #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = parse_layer)]
     disable: Vec<Layer>,
@@ -302,6 +327,14 @@ fn zygote_config(args: &ServeArgs) -> Result<ZygoteConfig, String> {
         group: args.group.as_deref().map(resolve_group).transpose()?,
     };
     config.max_children = args.max_children;
+    if !args.veth_pools.is_empty() {
+        config.network = Some(NetworkSettings {
+            pool: args.veth_pools.clone(),
+            prefix: args.veth_prefix.clone(),
+            forwarding: args.veth_forwarding,
+            first_slot: 0,
+        });
+    }
     config.limits = LimitPolicy {
         defaults: args.default_limits.limits,
         ceilings: args.max_limits.limits,
@@ -316,6 +349,21 @@ fn resolve_group(group: &str) -> Result<u32, String> {
     match nix::unistd::Group::from_name(group) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
         _ => Err(format!("no such group: {group}")),
+    }
+}
+
+/// What `run --net` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Net {
+    None,
+    Veth,
+}
+
+fn parse_net(text: &str) -> Result<Net, String> {
+    match text {
+        "none" => Ok(Net::None),
+        "veth" => Ok(Net::Veth),
+        _ => Err("expected one of: none, veth".into()),
     }
 }
 
@@ -347,7 +395,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     // Held from before the spawn, so that no SIGINT/SIGTERM is lost; forwarded to the
     // sandbox while it runs.
     let signals = forwarded_signals()?;
-    let (client, embedded) = connect(args.socket.as_deref())?;
+    let (client, embedded) = connect(args.socket.as_deref(), args.net == Net::Veth)?;
     let mut child = client.spawn_child(request).map_err(|e| spawn_failure(&e))?;
     let verdict = wait_forwarding(&mut child, &signals)?;
     drop(child);
@@ -383,7 +431,13 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
         limits: args.limits.limits,
         allow_unenforced_limits: args.allow_unenforced_limits,
         kill_on_disconnect: true,
-        ..SandboxConfig::default()
+        network: match args.net {
+            Net::None => NetworkConfig::None,
+            Net::Veth => NetworkConfig::Veth(VethConfig {
+                interface: args.net_interface.clone(),
+                mtu: args.net_mtu,
+            }),
+        },
     };
     // Our own stdin, stdout and stderr, passed through.
     let stdio: Vec<Stdio> = [
@@ -402,13 +456,19 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
 
 /// Connects to the daemon, or starts an embedded zygote when none is reachable. Returns
 /// the embedded zygote's pid, to be reaped at the end.
-fn connect(socket: Option<&Path>) -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
+///
+/// The embedded zygote networks with the embedded pools when `veth` is asked for (see
+/// `NetworkSettings::embedded`).
+fn connect(
+    socket: Option<&Path>,
+    veth: bool,
+) -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
     let path = socket
         .map(Path::to_path_buf)
         .unwrap_or_else(default_socket_path);
     match Client::connect(&path) {
         Ok(client) => Ok((client, None)),
-        Err(ConnectError::Unreachable(_)) => start_embedded(),
+        Err(ConnectError::Unreachable(_)) => start_embedded(veth),
         Err(e) => Err(hatchery_failure(format!(
             "{}: {}",
             path.display(),
@@ -417,7 +477,7 @@ fn connect(socket: Option<&Path>) -> Result<(Client, Option<nix::unistd::Pid>), 
     }
 }
 
-fn start_embedded() -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
+fn start_embedded(veth: bool) -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
@@ -429,7 +489,7 @@ fn start_embedded() -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
     match hatchery::sys::fork().map_err(|e| hatchery_failure(e.to_string()))? {
         None => {
             drop(ours);
-            hatchery::sys::exit_now(embedded_zygote(theirs))
+            hatchery::sys::exit_now(embedded_zygote(theirs, veth))
         }
         Some(pid) => {
             drop(theirs);
@@ -442,13 +502,17 @@ fn start_embedded() -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
 }
 
 /// The embedded zygote's process: serves the one connection, then exits.
-fn embedded_zygote(conn: OwnedFd) -> i32 {
+fn embedded_zygote(conn: OwnedFd, veth: bool) -> i32 {
     // Out of the terminal's process group: a ^C is for the sandbox (forwarded by
     // `run`), not a shutdown request for this zygote. And gone when `run` is.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let result = ZygoteConfig::new()
+        .map(|mut config| {
+            config.network = veth.then(NetworkSettings::embedded);
+            config
+        })
         .and_then(Zygote::new)
         .and_then(|z| z.serve_connection(conn));
     match result {

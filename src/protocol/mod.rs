@@ -158,6 +158,12 @@ pub enum ErrorKind {
         /// The limits that cannot be enforced.
         limits: Vec<Limit>,
     },
+    /// The request asks for a veth network, but this daemon has none to give (it was
+    /// started without `--veth-pool`, or cannot create links); nothing was started.
+    NetworkUnavailable,
+    /// Every subnet of the daemon's veth pool is taken by a live sandbox (or by one whose
+    /// pair is still being torn down); nothing was started.
+    AddressPoolExhausted,
 }
 
 /// How a sandbox ended and what it used: the body of [`Event::Exited`].
@@ -554,10 +560,33 @@ impl Bind {
 }
 
 /// The network a sandbox gets.
+///
+/// ```
+/// use hatchery::protocol::{NetworkConfig, SandboxConfig, VethConfig};
+/// let config = SandboxConfig {
+///     network: NetworkConfig::Veth(VethConfig { mtu: Some(1400), ..VethConfig::default() }),
+///     ..SandboxConfig::default()
+/// };
+/// assert_ne!(config.network, NetworkConfig::None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetworkConfig {
     /// An empty network namespace with only `lo`, up.
     None,
+    /// A veth pair of its own: the host end in the daemon's network namespace, the other
+    /// end inside the sandbox, each sandbox in a point-to-point subnet of the daemon's
+    /// pool (IPv4 and/or IPv6), with a default route via the host end. See
+    /// `docs/networking.md`.
+    Veth(VethConfig),
+}
+
+/// The sandbox's end of a [`NetworkConfig::Veth`] pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VethConfig {
+    /// The interface's name inside the sandbox [default: `eth0`].
+    pub interface: Option<String>,
+    /// The MTU of both ends, 1280 to 65535 [default: 1500].
+    pub mtu: Option<u32>,
 }
 
 /// A sandbox layer that a request may switch off for debugging.

@@ -198,3 +198,34 @@ fn exit_status_decodes_wait_statuses() {
     assert_eq!(ExitStatus::from_wait_status(9), ExitStatus::Signaled(9));
     assert_eq!(ExitStatus::Signaled(15).code(), 143);
 }
+
+#[test]
+fn veth_network_is_pinned() {
+    // Appended variant 1 of NetworkConfig: old messages (variant 0) decode unchanged.
+    let veth = NetworkConfig::Veth(VethConfig {
+        interface: Some("e".into()),
+        mtu: Some(1400),
+    });
+    // 1400 = 0x578: varint F8 0A.
+    round_trip(&veth, &[0x01, 0x01, 0x01, b'e', 0x01, 0xF8, 0x0A]);
+    round_trip(
+        &NetworkConfig::Veth(VethConfig::default()),
+        &[0x01, 0x00, 0x00],
+    );
+    round_trip(&NetworkConfig::None, &[0x00]);
+}
+
+#[test]
+fn network_errors_are_pinned() {
+    for (kind, index) in [
+        (ErrorKind::NetworkUnavailable, 0x0C),
+        (ErrorKind::AddressPoolExhausted, 0x0D),
+    ] {
+        let error = Event::Error {
+            id: Some(2),
+            kind,
+            message: String::new(),
+        };
+        round_trip(&error, &[0x03, 0x01, 0x02, index, 0x00]);
+    }
+}

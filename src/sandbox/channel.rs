@@ -18,6 +18,8 @@ use crate::sys::{Context, SysError};
 enum ToSandbox {
     /// The uid/gid maps are written: setup may start.
     IdMapsWritten,
+    /// The sandbox's veth network is configured and up: the workload may start.
+    NetworkReady,
 }
 
 /// Sandbox → zygote.
@@ -58,6 +60,11 @@ impl ZygoteEnd {
     /// Tells the sandbox that its id maps are in place.
     pub fn id_maps_written(&self) -> Result<(), ProtocolError> {
         protocol::send(self.0.as_fd(), &ToSandbox::IdMapsWritten, &[])
+    }
+
+    /// Tells the sandbox that its veth network is up.
+    pub fn network_ready(&self) -> Result<(), ProtocolError> {
+        protocol::send(self.0.as_fd(), &ToSandbox::NetworkReady, &[])
     }
 
     /// Reads one pending report without blocking.
@@ -105,9 +112,32 @@ impl SandboxEnd {
         let mut buf = protocol::RecvBuffer::new();
         match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
             Ok(Some((ToSandbox::IdMapsWritten, _))) => Ok(()),
+            Ok(Some(_)) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPROTO)),
             Ok(None) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPIPE)),
             Err(ProtocolError::Io(e)) => Err(e),
             Err(_) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPROTO)),
+        }
+    }
+
+    /// Blocks until the zygote has brought the sandbox's veth network up. An error or a
+    /// closed channel means the zygote gave up on this child.
+    pub fn wait_for_network(&self) -> Result<(), SysError> {
+        let mut buf = protocol::RecvBuffer::new();
+        loop {
+            match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
+                Ok(Some((ToSandbox::NetworkReady, _))) => return Ok(()),
+                Ok(Some(_)) => {
+                    return Err(SysError::new("wait for network", nix::errno::Errno::EPROTO))
+                }
+                Ok(None) => {
+                    return Err(SysError::new("wait for network", nix::errno::Errno::EPIPE))
+                }
+                // A forwarded signal is held, not handled, until the workload runs; but
+                // be safe against an interrupted read all the same.
+                Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EINTR => continue,
+                Err(ProtocolError::Io(e)) => return Err(e),
+                Err(_) => return Err(SysError::new("wait for network", nix::errno::Errno::EPROTO)),
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use super::channel::SandboxEnd;
 use super::exec::ExecArgs;
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
-use crate::protocol::{ExitStatus, Layer, Limits, OsBytes, SpawnRequest};
+use crate::protocol::{ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SpawnRequest};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
@@ -110,6 +110,10 @@ fn setup(
     step(Step::Capabilities, capabilities::drop_all(last_cap))?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(Step::Capabilities, capabilities::verify_dropped())?;
+    // Last: the zygote configures the veth meanwhile, in parallel with the steps above.
+    if matches!(config.network, NetworkConfig::Veth(_)) {
+        step(Step::Network, channel.wait_for_network())?;
+    }
     step(Step::SignalForwarding, forward_signals())?;
     Ok(exec)
 }

@@ -56,6 +56,8 @@ pub enum Step {
     SignalForwarding,
     /// Forking the workload.
     ForkWorkload,
+    /// Waiting for the zygote to bring the veth network up.
+    Network,
 }
 
 impl Step {
@@ -75,6 +77,7 @@ impl Step {
             Step::Seccomp => "seccomp",
             Step::SignalForwarding => "signal forwarding",
             Step::ForkWorkload => "fork workload",
+            Step::Network => "network",
         }
     }
 }

@@ -46,6 +46,17 @@ pub enum InvalidRequest {
     /// The sandbox ids must not be root (0) or the invalid id (`u32::MAX`).
     #[error("sandbox uid and gid must be neither 0 nor {}", u32::MAX)]
     BadIds,
+    /// A veth network needs the sandbox's own network namespace.
+    #[error("a veth network needs the network namespace layer, which the request switches off")]
+    VethWithoutNamespace,
+    /// The sandbox's interface name is not one the kernel takes, or is `lo`.
+    #[error(
+        "invalid interface name {0:?}: 1 to 15 bytes, no '/', ':', whitespace or NUL, not \"lo\""
+    )]
+    BadInterfaceName(String),
+    /// The MTU is out of range.
+    #[error("the veth MTU must be {min} to {max}, not {0}", min = crate::network::MIN_MTU, max = crate::network::MAX_MTU)]
+    BadMtu(u32),
 }
 
 /// Checks every field of `request` that the sandbox would trip over.
@@ -100,6 +111,30 @@ pub fn validate(request: &SpawnRequest) -> Result<(), InvalidRequest> {
     for id in [sandbox.uid, sandbox.gid] {
         if id == 0 || id == u32::MAX {
             return Err(InvalidRequest::BadIds);
+        }
+    }
+    check_network(sandbox)
+}
+
+/// A veth network: in the sandbox's own namespace, a name the kernel takes, a sane MTU.
+fn check_network(sandbox: &crate::protocol::SandboxConfig) -> Result<(), InvalidRequest> {
+    let crate::protocol::NetworkConfig::Veth(veth) = &sandbox.network else {
+        return Ok(());
+    };
+    if sandbox
+        .opt_out
+        .contains(&crate::protocol::Layer::NetworkNamespace)
+    {
+        return Err(InvalidRequest::VethWithoutNamespace);
+    }
+    if let Some(name) = &veth.interface {
+        if !crate::network::valid_interface_name(name) || name == "lo" {
+            return Err(InvalidRequest::BadInterfaceName(name.clone()));
+        }
+    }
+    if let Some(mtu) = veth.mtu {
+        if !(crate::network::MIN_MTU..=crate::network::MAX_MTU).contains(&mtu) {
+            return Err(InvalidRequest::BadMtu(mtu));
         }
     }
     Ok(())
@@ -276,5 +311,42 @@ mod tests {
                 Err(InvalidRequest::BadHostname)
             );
         }
+    }
+
+    #[test]
+    fn checks_veth_networks() {
+        use crate::protocol::{Layer, NetworkConfig, VethConfig};
+        let veth = |interface: Option<&str>, mtu: Option<u32>| SandboxConfig {
+            network: NetworkConfig::Veth(VethConfig {
+                interface: interface.map(str::to_string),
+                mtu,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(validate(&with_sandbox(veth(None, None))), Ok(()));
+        assert_eq!(
+            validate(&with_sandbox(veth(Some("net0"), Some(9000)))),
+            Ok(())
+        );
+        for name in ["lo", "", "a b", "a/b", "sixteen-bytes-xx"] {
+            assert_eq!(
+                validate(&with_sandbox(veth(Some(name), None))),
+                Err(InvalidRequest::BadInterfaceName(name.to_string()))
+            );
+        }
+        for mtu in [0, 1279, 65536] {
+            assert_eq!(
+                validate(&with_sandbox(veth(None, Some(mtu)))),
+                Err(InvalidRequest::BadMtu(mtu))
+            );
+        }
+        let shared = SandboxConfig {
+            opt_out: vec![Layer::NetworkNamespace],
+            ..veth(None, None)
+        };
+        assert_eq!(
+            validate(&with_sandbox(shared)),
+            Err(InvalidRequest::VethWithoutNamespace)
+        );
     }
 }

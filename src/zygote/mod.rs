@@ -23,9 +23,10 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::limits::LimitPolicy;
+use crate::network::{Lease, Network, NetworkError, NetworkSettings};
 use crate::protocol::{
-    self, EndReason, ErrorKind, Event, ExitStatus, FdRole, Request, SpawnRequest, Stdio, Verdict,
-    PROTOCOL_VERSION,
+    self, EndReason, ErrorKind, Event, ExitStatus, FdRole, NetworkConfig, Request, SpawnRequest,
+    Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sandbox::{
     validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, ZygoteEnd,
@@ -52,6 +53,8 @@ pub struct ZygoteConfig {
     pub max_children: usize,
     /// Default and maximum resource limits of a sandbox.
     pub limits: LimitPolicy,
+    /// Veth networking; without it, requests for a veth network are refused.
+    pub network: Option<NetworkSettings>,
 }
 
 impl ZygoteConfig {
@@ -63,6 +66,7 @@ impl ZygoteConfig {
             access: Access::default(),
             max_children: DEFAULT_MAX_CHILDREN,
             limits: LimitPolicy::default(),
+            network: None,
         })
     }
 }
@@ -79,6 +83,9 @@ pub enum ZygoteError {
     /// The limit defaults and ceilings make no sense.
     #[error("limit policy")]
     Policy(#[source] crate::limits::BadPolicy),
+    /// Veth networking cannot be set up.
+    #[error("network")]
+    Network(#[source] NetworkError),
 }
 
 impl From<SysError> for ZygoteError {
@@ -100,6 +107,7 @@ pub struct Zygote {
     access: Access,
     max_children: usize,
     enforcer: Enforcer,
+    network: Option<Network>,
 }
 
 /// A sandbox the daemon is responsible for until it is reaped.
@@ -127,6 +135,8 @@ struct Child {
     kill_reason: Option<EndReason>,
     /// Kill it when its client disconnects.
     kill_on_disconnect: bool,
+    /// Its veth network, if it has one.
+    network: Option<Lease>,
 }
 
 impl Child {
@@ -144,11 +154,17 @@ impl Zygote {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
         let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
+        let network = config
+            .network
+            .map(Network::new)
+            .transpose()
+            .map_err(ZygoteError::Network)?;
         Ok(Zygote {
             sandboxer,
             access: config.access,
             max_children: config.max_children,
             enforcer: Enforcer::new(config.limits, find_cgroups()),
+            network,
         })
     }
 
@@ -266,6 +282,9 @@ impl Server {
                     conn.send_error(None, ErrorKind::ShuttingDown, "the daemon is shutting down");
                     conn.flush();
                 }
+                if let Some(network) = &mut self.zygote.network {
+                    network.finish(Duration::from_secs(2));
+                }
                 return Ok(());
             }
             let ready = self.wait()?;
@@ -329,10 +348,18 @@ impl Server {
             .filter(|child| child.kill_reason.is_none())
             .filter_map(|child| child.enforcement.next_check(now))
             .chain(self.zygote.enforcer.next_retry())
+            .chain(
+                self.zygote
+                    .network
+                    .as_ref()
+                    .filter(|network| network.draining())
+                    .map(|_| crate::network::COLLECT_EVERY),
+            )
             .min()
     }
 
-    /// Ends every sandbox that has overrun a limit, and retries pending cgroup removals.
+    /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
+    /// frees the subnets of veth pairs that are gone.
     fn enforce_limits(&mut self) {
         let now = Instant::now();
         for child in self
@@ -346,6 +373,9 @@ impl Server {
             }
         }
         self.zygote.enforcer.retry_removals();
+        if let Some(network) = &mut self.zygote.network {
+            network.collect();
+        }
     }
 
     fn on_signals(&mut self) {
@@ -582,6 +612,23 @@ impl Server {
             );
             return;
         }
+        // A subnet before anything is cloned: a used-up pool is a plain refusal.
+        let subnet = match (&request.sandbox.network, &mut self.zygote.network) {
+            (NetworkConfig::None, _) => None,
+            (NetworkConfig::Veth(_), None) => {
+                let message = "this daemon has no veth network (start it with --veth-pool)";
+                conn.send_error(Some(id), ErrorKind::NetworkUnavailable, message);
+                return;
+            }
+            (NetworkConfig::Veth(_), Some(network)) => match network.reserve() {
+                Some(subnet) => Some(subnet),
+                None => {
+                    let message = "every subnet of the veth pool is in use";
+                    conn.send_error(Some(id), ErrorKind::AddressPoolExhausted, message);
+                    return;
+                }
+            },
+        };
         let config = &request.sandbox;
         let enforcement = match self.zygote.enforcer.prepare(
             &config.limits,
@@ -590,6 +637,9 @@ impl Server {
         ) {
             Ok(enforcement) => enforcement,
             Err(refusal) => {
+                if let (Some(subnet), Some(network)) = (subnet, &mut self.zygote.network) {
+                    network.unreserve(subnet);
+                }
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
@@ -607,6 +657,7 @@ impl Server {
         {
             Ok(sandbox) => {
                 tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
+                let pid = sandbox.pid;
                 conn.children.insert(id, sandbox.pid);
                 self.children.insert(
                     sandbox.pid,
@@ -625,10 +676,19 @@ impl Server {
                         enforcement,
                         kill_reason: None,
                         kill_on_disconnect,
+                        network: None,
                     },
                 );
+                if let (Some(subnet), NetworkConfig::Veth(veth)) =
+                    (subnet, &request.sandbox.network)
+                {
+                    self.attach_network(pid, subnet, veth);
+                }
             }
             Err(e) => {
+                if let (Some(subnet), Some(network)) = (subnet, &mut self.zygote.network) {
+                    network.unreserve(subnet);
+                }
                 if let Some(cgroup) = enforcement.cgroup {
                     self.zygote.enforcer.retire(cgroup);
                 }
@@ -642,6 +702,58 @@ impl Server {
                 }
                 tracing::error!(%message, "cannot start a sandbox");
                 conn.send_error(Some(id), ErrorKind::Internal { error }, message);
+            }
+        }
+    }
+
+    /// Builds a just-cloned sandbox's veth network and releases its init to run the
+    /// workload; on failure, kills it and tells its client why.
+    fn attach_network(
+        &mut self,
+        pid: i32,
+        subnet: crate::network::Subnet,
+        veth: &crate::protocol::VethConfig,
+    ) {
+        let (Some(network), Some(child)) = (&mut self.zygote.network, self.children.get_mut(&pid))
+        else {
+            return;
+        };
+        let began = Instant::now();
+        match network.attach(subnet, pid, child.pidfd.as_fd(), veth) {
+            Ok(lease) => {
+                let took_us = began.elapsed().as_micros() as u64;
+                tracing::debug!(id = child.id, pid, interface = lease.host_name(), subnet = ?lease.subnet(), took_us, "veth up");
+                child.network = Some(lease);
+                if child.channel.network_ready().is_err() {
+                    // It died already; its reap reports the failure.
+                    tracing::debug!(pid, "sandbox gone before its network was up");
+                }
+            }
+            Err(error) => {
+                // A setup failure the init may have reported meanwhile explains more.
+                self.on_reports(pid);
+                let Some(child) = self.children.get_mut(&pid) else {
+                    return;
+                };
+                child.kill(EndReason::KilledByClient);
+                if child.failed {
+                    return;
+                }
+                child.failed = true;
+                tracing::warn!(pid, %error, "cannot set up a veth network");
+                let Some(conn) = child.conn.and_then(|key| self.conns.get_mut(&key)) else {
+                    return;
+                };
+                forget_child(conn, child.id, pid);
+                let message = format!("sandbox setup step \"network\" failed: {error}");
+                conn.send_error(
+                    Some(child.id),
+                    ErrorKind::Setup {
+                        step: crate::sandbox::Step::Network.name().to_string(),
+                        error,
+                    },
+                    message,
+                );
             }
         }
     }
@@ -775,6 +887,10 @@ impl Server {
             let usage = child.enforcement.usage();
             if let Some(cgroup) = child.enforcement.cgroup.take() {
                 self.zygote.enforcer.retire(cgroup);
+            }
+            // Its subnet comes back once the pair is gone with the namespace.
+            if let (Some(lease), Some(network)) = (child.network.take(), &mut self.zygote.network) {
+                network.release(lease);
             }
             let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
             let Some(conn) = conn else { continue };

@@ -85,6 +85,7 @@ fn main() -> ExitCode {
         "lock-look" => lock_look(rest),
         "signal-pids" => signal_pids(rest),
         "detach-tree" => detach_tree(rest),
+        "tcp" => tcp(rest),
         other => Err(format!("unknown command {other:?}; {}", usage())),
     };
     report(outcome)
@@ -97,7 +98,8 @@ fn usage() -> String {
      tty-inject|exe-write|root-walk|set-ids|peek|try ATTEMPT...|try-syscall NAME=NR...|\
      memfd-exec|mount-tmpfs|\
      ls-after-line DIR|connect PATH|@NAME...|ipc-hold NAME|ipc-look NAME|lock-hold PATH|\
-     lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS>"
+     lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS|\
+     tcp LISTEN_PORT SECONDS [--wait] TARGET...>"
         .to_string()
 }
 
@@ -2468,4 +2470,125 @@ mod sys {
         // SAFETY: the name is NUL-terminated.
         unsafe { libc::mq_unlink(name.as_ptr()) };
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// TCP over a veth network
+// ---------------------------------------------------------------------------------------
+
+/// `tcp LISTEN_PORT SECONDS [--wait] TARGET...`: listens on `[::]:LISTEN_PORT` (IPv4 and
+/// IPv6; port 0 for none), prints `ready`, waits for a line on stdin if `--wait` is
+/// given, then connects to each TARGET (`ADDR:PORT`, `[ADDR6]:PORT`, or `gw4:PORT` /
+/// `gw6:PORT` for the default gateway of that family), sends `ping`, and prints
+/// `<target>.connect=ok|<ERRNO>`, `<target>.local=<addr>`, `<target>.reply=<line>`.
+/// Then answers connections with `pong` until SECONDS have passed since the start, and
+/// prints `accepted=<N>`. Connects time out after one second.
+fn tcp(args: &[OsString]) -> Outcome {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_string).ok_or("non-UTF-8 argument"))
+        .collect::<Result<_, _>>()?;
+    let [port, seconds, rest @ ..] = args.as_slice() else {
+        return Err("expected LISTEN_PORT SECONDS [--wait] TARGET...".into());
+    };
+    let port: u16 = port.parse().map_err(|_| format!("invalid port {port:?}"))?;
+    let seconds: f64 = seconds
+        .parse()
+        .map_err(|_| format!("invalid seconds {seconds:?}"))?;
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let (wait, targets) = match rest {
+        [flag, targets @ ..] if flag == "--wait" => (true, targets),
+        targets => (false, targets),
+    };
+    let listener = match port {
+        0 => None,
+        port => {
+            let listener = TcpListener::bind(("::", port))
+                .map_err(|e| io_failure(format!("bind [::]:{port}"), e))?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|e| io_failure("set_nonblocking", e))?;
+            Some(listener)
+        }
+    };
+    say_ready()?;
+    if wait {
+        let mut line = String::new();
+        io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| io_failure("read stdin", e))?;
+    }
+    for target in targets {
+        let address: SocketAddr = match target.split_once(':') {
+            Some(("gw4", port)) => SocketAddr::new(gateway(false)?, port_of(port)?),
+            Some(("gw6", port)) => SocketAddr::new(gateway(true)?, port_of(port)?),
+            _ => target
+                .parse()
+                .map_err(|_| format!("invalid target {target:?}"))?,
+        };
+        match TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+            Ok(mut stream) => {
+                println!("{target}.connect=ok");
+                if let Ok(local) = stream.local_addr() {
+                    println!("{target}.local={}", local.ip());
+                }
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut reply = String::new();
+                let _ = stream.write_all(b"ping\n");
+                let _ = io::BufRead::read_line(&mut io::BufReader::new(&mut stream), &mut reply);
+                println!("{target}.reply={}", reply.trim_end());
+            }
+            Err(e) => println!("{target}.connect={}", io_error_name(&e)),
+        }
+    }
+    let mut accepted = 0;
+    if let Some(listener) = listener {
+        while Instant::now() < until {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    accepted += 1;
+                    let _ = stream.write_all(b"pong\n");
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => return Err(io_failure("accept", e)),
+            }
+        }
+    }
+    println!("accepted={accepted}");
+    Ok(())
+}
+
+fn port_of(text: &str) -> Result<u16, String> {
+    text.parse().map_err(|_| format!("invalid port {text:?}"))
+}
+
+/// The next hop of the default route of one family, from `/proc/net/route` (gateway in
+/// the third column, as hex of the address's bytes in memory order) or
+/// `/proc/net/ipv6_route` (destination, prefix length, ..., next hop in the fifth).
+fn gateway(v6: bool) -> Result<std::net::IpAddr, String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    if !v6 {
+        let table = read_file("/proc/net/route")?;
+        for line in table.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 2 && fields[1] == "00000000" {
+                let raw = u32::from_str_radix(fields[2], 16).map_err(|e| e.to_string())?;
+                return Ok(IpAddr::V4(Ipv4Addr::from(raw.to_le_bytes())));
+            }
+        }
+        return Err("no IPv4 default route".into());
+    }
+    let table = read_file("/proc/net/ipv6_route")?;
+    for line in table.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let zero = "0".repeat(32);
+        if fields.len() == 10 && fields[0] == zero && fields[1] == "00" && fields[4] != zero {
+            let raw = u128::from_str_radix(fields[4], 16).map_err(|e| e.to_string())?;
+            return Ok(IpAddr::V6(Ipv6Addr::from(raw)));
+        }
+    }
+    Err("no IPv6 default route".into())
 }

@@ -1,0 +1,319 @@
+//! Spawn → exit of a networked child that connects to its host end over TCP, hatchery
+//! next to pyspawner's networked spawn and to hatchery without a network, interleaved.
+//!
+//! Run with `benches/network.sh` (installs pyspawner in a virtualenv, then
+//! `cargo bench --bench network`), as root. Each round runs every system once, in an
+//! order that rotates between rounds. A networked child connects to the host end of its
+//! veth, sends `ping` and reads `pong` from a listener of this benchmark; each system's
+//! listener counts the connections, and the run fails unless every spawn made one.
+//!
+//! - hatchery, veth: the daemon (`serve --veth-pool`) spawns `hatchery-probe tcp 0 0
+//!   gw4:PORT` with `NetworkConfig::Veth`; timed from `spawn_child` to `wait()`.
+//! - hatchery, no network: the same probe, `tcp 0 0` (no connection), default sandbox.
+//! - pyspawner, veth: `benches/pyspawner_net.py` (one pyspawner, its `NetworkConfig`),
+//!   timed from the request line to the `ok` after the child's `waitpid`.
+//!
+//! Traffic goes only to the host ends of veths made here. Environment:
+//! `HATCHERY_BENCH_RUNS` (default 500), `HATCHERY_BENCH_PYTHON` (a Python with
+//! pyspawner; without it pyspawner is left out), `HATCHERY_BENCH_JSON` (raw results,
+//! default `target/bench/network.json`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio as ProcessStdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hatchery::protocol::{Bind, NetworkConfig, SandboxConfig, VethConfig};
+use hatchery::{Client, SpawnRequest, Stdio};
+
+const HATCHERY: &str = env!("CARGO_BIN_EXE_hatchery");
+const PROBE: &str = env!("CARGO_BIN_EXE_hatchery-probe");
+const WARM_UP: usize = 20;
+
+struct System {
+    name: &'static str,
+    command: String,
+    run: Box<dyn FnMut() -> Duration>,
+    /// Connections its children must have made, and those its listener counted.
+    expected_connections: Option<Arc<AtomicUsize>>,
+    samples: Vec<Duration>,
+}
+
+fn main() {
+    let runs: usize = std::env::var("HATCHERY_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(500);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let socket = dir.path().join("bench.sock");
+    let mut daemon = Command::new(HATCHERY)
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .args([
+            "--veth-pool",
+            "10.215.0.0/20",
+            "--veth-pool",
+            "fd00:6869:ff::/112",
+            "--veth-prefix",
+            "hbench",
+        ])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start hatchery serve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hatchery::client::probe_socket(&socket) {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let mut systems = vec![hatchery_veth(&socket), hatchery_no_network(&socket)];
+    systems.extend(pyspawner_veth());
+
+    for system in &mut systems {
+        for _ in 0..WARM_UP {
+            (system.run)();
+        }
+    }
+    for round in 0..runs {
+        let count = systems.len();
+        for i in 0..count {
+            let system = &mut systems[(i + round) % count];
+            let elapsed = (system.run)();
+            system.samples.push(elapsed);
+        }
+    }
+    for system in &systems {
+        if let Some(connections) = &system.expected_connections {
+            // The last connection may still be in the listener's hands.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while connections.load(Ordering::SeqCst) < runs + WARM_UP && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(
+                connections.load(Ordering::SeqCst),
+                runs + WARM_UP,
+                "{}: not every child reached its host end",
+                system.name
+            );
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    report(&mut systems, runs);
+}
+
+/// A listener on all addresses (children reach only their own host end's) that answers
+/// `pong` to each `ping` and counts the connections.
+fn listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind(("::", 0)).expect("bind [::]:0");
+    let port = listener.local_addr().unwrap().port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = BufReader::new(&mut stream).read_line(&mut line);
+            let _ = stream.write_all(b"pong\n");
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, count)
+}
+
+fn probe_request(args: &[&str], network: NetworkConfig) -> SpawnRequest {
+    let sandbox = SandboxConfig {
+        binds: vec![Bind::read_only(PROBE, "/probe")],
+        network,
+        ..SandboxConfig::default()
+    };
+    SpawnRequest::new("/probe")
+        .args(args)
+        .sandbox(sandbox)
+        .stdin(Stdio::Null)
+        .stdout(Stdio::Null)
+        .stderr(Stdio::Null)
+}
+
+fn hatchery_veth(socket: &Path) -> System {
+    let client = Client::connect(socket).expect("connect");
+    let (port, connections) = listener();
+    let target = format!("gw4:{port}");
+    let network = NetworkConfig::Veth(VethConfig::default());
+    System {
+        name: "hatchery, veth, connect to host end",
+        command: "Client::spawn_child(hatchery-probe tcp 0 0 gw4:PORT, NetworkConfig::Veth) + \
+                  wait() [serve --veth-pool 10.215.0.0/20 --veth-pool fd00:6869:ff::/112]"
+            .into(),
+        run: Box::new(move || {
+            let start = Instant::now();
+            let request = probe_request(&["tcp", "0", "0", &target], network.clone());
+            let mut child = client.spawn_child(request).expect("spawn");
+            assert!(child.wait().expect("wait").status.success());
+            start.elapsed()
+        }),
+        expected_connections: Some(connections),
+        samples: Vec::new(),
+    }
+}
+
+fn hatchery_no_network(socket: &Path) -> System {
+    let client = Client::connect(socket).expect("connect");
+    System {
+        name: "hatchery, no network",
+        command: "Client::spawn_child(hatchery-probe tcp 0 0, NetworkConfig::None) + wait()".into(),
+        run: Box::new(move || {
+            let start = Instant::now();
+            let request = probe_request(&["tcp", "0", "0"], NetworkConfig::None);
+            let mut child = client.spawn_child(request).expect("spawn");
+            assert!(child.wait().expect("wait").status.success());
+            start.elapsed()
+        }),
+        expected_connections: None,
+        samples: Vec::new(),
+    }
+}
+
+fn pyspawner_veth() -> Option<System> {
+    let Some(python) = std::env::var_os("HATCHERY_BENCH_PYTHON") else {
+        eprintln!("HATCHERY_BENCH_PYTHON is not set: pyspawner left out (use benches/network.sh)");
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyspawner_net.py");
+    let (port, connections) = listener();
+    let child = Command::new(&python)
+        .arg(&script)
+        .arg(port.to_string())
+        .stdin(ProcessStdio::piped())
+        .stdout(ProcessStdio::piped())
+        .spawn()
+        .expect("start the pyspawner driver");
+    let mut driver = Driver::new(child);
+    Some(System {
+        name: "pyspawner, veth, connect to host end",
+        command: format!(
+            "{} benches/pyspawner_net.py PORT (pyspawner 1.0.0, NetworkConfig())",
+            Path::new(&python).display()
+        ),
+        run: Box::new(move || {
+            let start = Instant::now();
+            let line = driver.spawn_one();
+            let elapsed = start.elapsed();
+            assert_eq!(line, "ok\n", "pyspawner's child failed");
+            elapsed
+        }),
+        expected_connections: Some(connections),
+        samples: Vec::new(),
+    })
+}
+
+/// The pyspawner driver: one line in, one line out per spawn; ended (stdin closed,
+/// then reaped) when dropped.
+struct Driver {
+    child: Child,
+    input: Option<ChildStdin>,
+    output: BufReader<ChildStdout>,
+}
+
+impl Driver {
+    fn new(mut child: Child) -> Driver {
+        let input = child.stdin.take();
+        let output = BufReader::new(child.stdout.take().expect("stdout"));
+        Driver {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn spawn_one(&mut self) -> String {
+        let input = self.input.as_mut().expect("driver stdin");
+        input
+            .write_all(b"go\n")
+            .expect("write to the pyspawner driver");
+        let mut line = String::new();
+        self.output
+            .read_line(&mut line)
+            .expect("read the pyspawner driver");
+        line
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        drop(self.input.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(systems: &mut [System], runs: usize) {
+    for system in systems.iter_mut() {
+        system.samples.sort();
+    }
+    println!("spawn → exit, {runs} interleaved rounds (after {WARM_UP} warm-up runs each)\n");
+    println!("| system | median ms | p90 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut json = Vec::new();
+    for system in systems.iter() {
+        let samples = &system.samples;
+        let (median, p90, p99, max) = (
+            percentile(samples, 0.5),
+            percentile(samples, 0.9),
+            percentile(samples, 0.99),
+            samples[samples.len() - 1],
+        );
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            system.name,
+            ms(median),
+            ms(p90),
+            ms(p99),
+            ms(max)
+        );
+        json.push(serde_json::json!({
+            "system": system.name,
+            "command": system.command,
+            "median_ms": ms(median),
+            "p90_ms": ms(p90),
+            "p99_ms": ms(p99),
+            "max_ms": ms(max),
+            "samples_ms": samples.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
+        }));
+    }
+    if let (Some(ours), Some(theirs)) = (systems.first(), systems.get(2)) {
+        let ratio = percentile(&theirs.samples, 0.5).as_secs_f64()
+            / percentile(&ours.samples, 0.5).as_secs_f64();
+        println!("\nmedian, pyspawner's networked spawn / hatchery's: {ratio:.1}×");
+    }
+    println!("\ncommands:");
+    for system in systems.iter() {
+        println!("- {}: `{}`", system.name, system.command);
+    }
+    let out = std::env::var_os("HATCHERY_BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/network.json"));
+    if let Some(parent) = out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "runs": runs, "results": json }))
+        .expect("json");
+    std::fs::write(&out, text).expect("write results");
+}

@@ -1,0 +1,641 @@
+//! Veth networks (`NetworkConfig::Veth`): TCP between a sandbox and its host end, the
+//! isolation of sandboxes from each other, the address pool's lifecycle, name clashes
+//! and stale pairs, and 1,000 networked spawns that leave nothing behind.
+//!
+//! Traffic goes only to addresses of veths these tests (through their daemons) create:
+//! the host ends and the sandbox ends. Each test has its own pool and name prefix, so
+//! tests running at once never touch each other's interfaces, or the host's.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{facts, probe_request_in, Daemon};
+use hatchery::protocol::{NetworkConfig, SandboxConfig, VethConfig};
+use hatchery::{ChildProcess, Client, SpawnError};
+
+/// The tests of this file run one at a time: the 1,000-spawn test bounds each spawn's
+/// latency, and the others' daemons would compete with it for this small machine's CPUs.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A name prefix of this test's own: `n`, a letter per test, this process's pid in hex.
+fn prefix(tag: char) -> String {
+    format!("n{tag}{:x}", std::process::id() & 0xffff)
+}
+
+/// `serve` flags for a daemon with its own pools (IPv4 10.214.K.0/24 and IPv6
+/// fd00:6869:K::/120, 64 subnets) and prefix.
+fn veth_flags(k: u8, prefix: &str) -> Vec<String> {
+    vec![
+        "--veth-pool".into(),
+        format!("10.214.{k}.0/24"),
+        "--veth-pool".into(),
+        format!("fd00:6869:{k}::/120"),
+        "--veth-prefix".into(),
+        prefix.into(),
+    ]
+}
+
+fn start_daemon(flags: &[String]) -> Daemon {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Daemon::start_with(&flags)
+}
+
+fn veth(interface: Option<&str>, mtu: Option<u32>) -> SandboxConfig {
+    SandboxConfig {
+        network: NetworkConfig::Veth(VethConfig {
+            interface: interface.map(str::to_string),
+            mtu,
+        }),
+        ..SandboxConfig::default()
+    }
+}
+
+/// The host's interfaces whose names start with `prefix`.
+fn links_with(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("read /sys/class/net")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits up to `within` for no interface with `prefix` to be left; returns those left.
+fn wait_links_gone(prefix: &str, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = links_with(prefix);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("run ip");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+/// Runs the probe's `tcp` command in a networked sandbox and returns the child, its
+/// `ready` line read.
+fn start_tcp_probe(client: &Client, sandbox: SandboxConfig, args: &[&str]) -> ChildProcess {
+    let mut tcp_args = vec!["tcp"];
+    tcp_args.extend_from_slice(args);
+    let mut child = client
+        .spawn_child(probe_request_in(&tcp_args, sandbox))
+        .expect("spawn a networked probe");
+    let mut line = [0u8; 6];
+    child
+        .stdout
+        .as_mut()
+        .expect("stdout")
+        .read_exact(&mut line)
+        .expect("read the probe's ready line");
+    assert_eq!(&line, b"ready\n");
+    child
+}
+
+/// The rest of a probe's output, once it has exited successfully, as facts.
+fn finish(mut child: ChildProcess) -> HashMap<String, String> {
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read probe output");
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
+    }
+    let verdict = child.wait().expect("wait");
+    assert!(
+        verdict.status.success(),
+        "probe failed: {verdict:?}\n{out}\n{err}"
+    );
+    facts(&out)
+}
+
+/// A listener on the host, all addresses of both families (the sandboxes can reach
+/// only their own host end's), answering each connection with `pong` and the peer's
+/// address; records (local address, peer address) of each connection.
+struct HostListener {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<(IpAddr, IpAddr)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HostListener {
+    fn start() -> HostListener {
+        let listener = TcpListener::bind(("::", 0)).expect("bind [::]:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut stream, peer)) => {
+                            stream.set_nonblocking(false).unwrap();
+                            let local = stream.local_addr().unwrap();
+                            seen.lock()
+                                .unwrap()
+                                .push((canonical(local), canonical(peer)));
+                            stream
+                                .set_read_timeout(Some(Duration::from_secs(2)))
+                                .unwrap();
+                            let mut line = String::new();
+                            let _ = BufReader::new(&mut stream).read_line(&mut line);
+                            if line == "ping\n" {
+                                let _ = stream.write_all(b"pong\n");
+                            }
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            })
+        };
+        HostListener {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn seen(&self) -> Vec<(IpAddr, IpAddr)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HostListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An address as the sandbox sees it: IPv4-mapped IPv6 addresses unmapped.
+fn canonical(address: SocketAddr) -> IpAddr {
+    match address.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[test]
+fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('a');
+    let daemon = start_daemon(&veth_flags(1, &prefix));
+    let host = HostListener::start();
+    let port = host.port.to_string();
+    let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
+    let child = start_tcp_probe(&daemon.client(), veth(None, None), &["0", "0", &gw4, &gw6]);
+    let facts = finish(child);
+    for target in [&gw4, &gw6] {
+        assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
+        assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+    }
+    // The first subnet of each pool: host end .1, sandbox end .2.
+    assert_eq!(facts[&format!("{gw4}.local")], "10.214.1.2");
+    assert_eq!(facts[&format!("{gw6}.local")], "fd00:6869:1::2");
+    let mut seen = host.seen();
+    seen.sort();
+    let expected: Vec<(IpAddr, IpAddr)> = vec![
+        ("10.214.1.1".parse().unwrap(), "10.214.1.2".parse().unwrap()),
+        (
+            "fd00:6869:1::1".parse().unwrap(),
+            "fd00:6869:1::2".parse().unwrap(),
+        ),
+    ];
+    assert_eq!(
+        seen, expected,
+        "the host end saw each connection from the sandbox end"
+    );
+    assert_eq!(
+        wait_links_gone(&prefix, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn the_interface_name_and_mtu_are_the_requests() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('m');
+    let daemon = start_daemon(&veth_flags(2, &prefix));
+    let client = daemon.client();
+    let sandbox = veth(Some("uplink"), Some(1400));
+    let child = start_tcp_probe(&client, sandbox.clone(), &["0", "1"]);
+    let host_end = format!("{prefix}0");
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{host_end}/mtu"))
+        .expect("the host end exists while the sandbox runs");
+    assert_eq!(mtu.trim(), "1400");
+    finish(child);
+    let inside = common::probe_facts(&client, probe_request_in(&["net"], sandbox));
+    assert_eq!(inside["interfaces"], "lo,uplink");
+    // Its subnet's route and the default route.
+    assert_eq!(inside["ipv4_routes"], "2");
+}
+
+#[test]
+fn two_networked_children_reach_their_own_host_ends_and_not_each_other() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    // This daemon's default keeps IPv4 forwarding off on the host ends whatever
+    // net.ipv4.ip_forward says; IPv6 forwarding is host-wide only, so that half of the
+    // check needs net.ipv6.conf.all.forwarding = 0 (the kernel's default).
+    let v6_forwarding = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
+        .is_ok_and(|v| v.trim() == "1");
+    let prefix = prefix('t');
+    let daemon = start_daemon(&veth_flags(3, &prefix));
+    let host = HostListener::start();
+    let port = host.port.to_string();
+    let client = daemon.client();
+    let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
+    // Slots in spawn order: the first child is .2 / ::2, the second .6 / ::6. Each
+    // listens on 7000 and, on the go, tries its host end and the other's sandbox end.
+    let targets = |other: u8| {
+        let mut targets = vec![gw4.clone(), format!("10.214.3.{other}:7000")];
+        if !v6_forwarding {
+            targets.push(gw6.clone());
+            targets.push(format!("[fd00:6869:3::{other}]:7000"));
+        }
+        targets
+    };
+    let (targets_a, targets_b) = (targets(6), targets(2));
+    let args = |targets: &[String]| {
+        let mut args = vec!["7000".to_string(), "4".into(), "--wait".into()];
+        args.extend(targets.iter().cloned());
+        args
+    };
+    let (args_a, args_b) = (args(&targets_a), args(&targets_b));
+    let mut a = start_tcp_probe(
+        &client,
+        veth(None, None),
+        &args_a.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let mut b = start_tcp_probe(
+        &client,
+        veth(None, None),
+        &args_b.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for child in [&mut a, &mut b] {
+        child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+    let (a, b) = (finish(a), finish(b));
+    for (facts, targets, own) in [
+        (&a, &targets_a, "10.214.3.2"),
+        (&b, &targets_b, "10.214.3.6"),
+    ] {
+        let (own_v4, other_v4) = (&targets[0], &targets[1]);
+        assert_eq!(facts[&format!("{own_v4}.connect")], "ok", "{facts:?}");
+        assert_eq!(facts[&format!("{own_v4}.reply")], "pong", "{facts:?}");
+        assert_eq!(facts[&format!("{own_v4}.local")], own, "{facts:?}");
+        assert_ne!(
+            facts[&format!("{other_v4}.connect")],
+            "ok",
+            "a sandbox reached the other's IPv4 address: {facts:?}"
+        );
+        if !v6_forwarding {
+            let (own_v6, other_v6) = (&targets[2], &targets[3]);
+            assert_eq!(facts[&format!("{own_v6}.connect")], "ok", "{facts:?}");
+            assert_ne!(
+                facts[&format!("{other_v6}.connect")],
+                "ok",
+                "a sandbox reached the other's IPv6 address: {facts:?}"
+            );
+        }
+        assert_eq!(
+            facts["accepted"], "0",
+            "nothing reached a sandbox's listener"
+        );
+    }
+    if v6_forwarding {
+        eprintln!("note: IPv6 forwarding is on on this host: only IPv4 isolation was checked");
+    }
+}
+
+#[test]
+fn without_a_veth_the_child_has_only_lo_and_no_route_even_on_a_networking_daemon() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('z');
+    let daemon = start_daemon(&veth_flags(4, &prefix));
+    let inside = common::probe_facts(
+        &daemon.client(),
+        probe_request_in(&["net"], SandboxConfig::default()),
+    );
+    assert_eq!(inside["interfaces"], "lo");
+    assert_eq!(inside["lo_up"], "true");
+    assert_eq!(inside["ipv4_routes"], "0");
+    assert_eq!(inside["ipv6_non_loopback_routes"], "0");
+    assert_eq!(
+        links_with(&prefix),
+        Vec::<String>::new(),
+        "no veth was made"
+    );
+}
+
+#[test]
+fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stall() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('k');
+    let daemon = start_daemon(&veth_flags(5, &prefix));
+    let host = Arc::new(HostListener::start());
+    let fds_before = daemon.steady_fd_count();
+    let started = Instant::now();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let client = daemon.client();
+            let target = format!("gw4:{}", host.port);
+            thread::spawn(move || {
+                let mut slowest = Duration::ZERO;
+                for _ in 0..500 {
+                    let begin = Instant::now();
+                    let out = common::run(
+                        &client,
+                        probe_request_in(&["tcp", "0", "0", &target], veth(None, None)),
+                    );
+                    let took = begin.elapsed();
+                    slowest = slowest.max(took);
+                    assert!(out.verdict.status.success(), "{}", out.stderr);
+                    let facts = facts(&out.stdout);
+                    assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+                }
+                slowest
+            })
+        })
+        .collect();
+    let slowest = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .max()
+        .unwrap();
+    let total = started.elapsed();
+    eprintln!("1000 networked spawns in {total:?}; slowest spawn to exit {slowest:?}");
+    assert_eq!(host.seen().len(), 1000, "every spawn reached its host end");
+    assert!(
+        slowest < Duration::from_millis(100),
+        "a networked spawn took {slowest:?}"
+    );
+    // Pairs go with their namespaces: within a second of the last exit, before the
+    // daemon would delete a straggler itself (2 s), so none was kept alive.
+    assert_eq!(
+        wait_links_gone(&prefix, Duration::from_secs(1)),
+        Vec::<String>::new(),
+        "veths left behind"
+    );
+    // No address of the pool is left on the host.
+    let addresses = Command::new("ip").args(["-o", "addr"]).output().unwrap();
+    let addresses = String::from_utf8_lossy(&addresses.stdout);
+    assert!(!addresses.contains("10.214.5."), "{addresses}");
+    assert!(!addresses.contains("fd00:6869:5:"), "{addresses}");
+    // The daemon holds no namespace but its own, and no more fds than before.
+    let own = std::fs::read_link(format!("/proc/{}/ns/net", daemon.pid())).unwrap();
+    for fd in std::fs::read_dir(format!("/proc/{}/fd", daemon.pid())).unwrap() {
+        let target = std::fs::read_link(fd.unwrap().path()).unwrap_or_default();
+        if target.to_string_lossy().starts_with("net:") {
+            assert_eq!(
+                target, own,
+                "the daemon holds a sandbox's network namespace"
+            );
+        }
+    }
+    assert_eq!(
+        daemon.settled_fd_count(fds_before),
+        fds_before,
+        "fds leaked"
+    );
+}
+
+#[test]
+fn pool_exhaustion_is_a_clear_error_and_a_subnet_returns_once_its_pair_is_gone() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('x');
+    // A /29: two /30 subnets.
+    let daemon = start_daemon(&[
+        "--veth-pool".into(),
+        "10.214.6.0/29".into(),
+        "--veth-prefix".into(),
+        prefix.clone(),
+    ]);
+    let client = daemon.client();
+    let sleeper = || probe_request_in(&["sleep", "30"], veth(None, None));
+    let mut first = client.spawn_child(sleeper()).expect("first subnet");
+    let mut second = client.spawn_child(sleeper()).expect("second subnet");
+    let started = Instant::now();
+    match client.spawn_child(sleeper()) {
+        Err(SpawnError::Network {
+            exhausted: true,
+            message,
+        }) => assert!(message.contains("in use"), "{message}"),
+        other => panic!("expected pool exhaustion, got {:?}", other.map(|c| c.pid)),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the refusal did not hang"
+    );
+    // The daemon keeps serving: a spawn without network still works.
+    let out = common::run(&client, common::probe_request(&["pid"]));
+    assert!(out.verdict.status.success());
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The subnet comes back once the pair is gone with the namespace (~45 ms).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut third = loop {
+        match client.spawn_child(sleeper()) {
+            Ok(child) => break child,
+            Err(SpawnError::Network {
+                exhausted: true, ..
+            }) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("the freed subnet did not come back: {e}"),
+        }
+    };
+    for child in [&mut second, &mut third] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(
+        wait_links_gone(&prefix, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_daemon_without_a_pool_refuses_veth_requests_clearly() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let daemon = Daemon::start();
+    match daemon
+        .client()
+        .spawn_child(probe_request_in(&["pid"], veth(None, None)))
+    {
+        Err(SpawnError::Network {
+            exhausted: false,
+            message,
+        }) => assert!(message.contains("--veth-pool"), "{message}"),
+        other => panic!("expected no network, got {:?}", other.map(|c| c.pid)),
+    }
+}
+
+#[test]
+fn bad_veth_requests_are_invalid() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('b');
+    let daemon = start_daemon(&veth_flags(7, &prefix));
+    let client = daemon.client();
+    for sandbox in [
+        veth(Some("lo"), None),
+        veth(Some("a/b"), None),
+        veth(Some("sixteen-bytes-xx"), None),
+        veth(None, Some(576)),
+        SandboxConfig {
+            opt_out: vec![hatchery::Layer::NetworkNamespace],
+            ..veth(None, None)
+        },
+    ] {
+        match client.spawn_child(probe_request_in(&["pid"], sandbox.clone())) {
+            Err(SpawnError::InvalidRequest(_)) => {}
+            other => panic!("{sandbox:?} was not refused: {:?}", other.map(|c| c.pid)),
+        }
+    }
+    assert_eq!(links_with(&prefix), Vec::<String>::new());
+}
+
+#[test]
+fn a_name_clash_with_an_existing_interface_gets_the_next_name() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('c');
+    let daemon = start_daemon(&veth_flags(8, &prefix));
+    // Someone else's interface, named as the daemon's first host end would be.
+    let clash = format!("{prefix}0");
+    let peer = format!("q{}", &prefix[1..]);
+    ip(&["link", "add", &clash, "type", "veth", "peer", "name", &peer]);
+    let host = HostListener::start();
+    let target = format!("gw4:{}", host.port);
+    let child = start_tcp_probe(&daemon.client(), veth(None, None), &["0", "0", &target]);
+    let next = format!("{prefix}1");
+    assert!(
+        Path::new("/sys/class/net").join(&next).exists(),
+        "the sandbox's host end took the next name"
+    );
+    let facts = finish(child);
+    assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+    assert!(
+        Path::new("/sys/class/net").join(&clash).exists(),
+        "the daemon left the other interface alone"
+    );
+    ip(&["link", "del", &clash]);
+    assert_eq!(
+        wait_links_gone(&prefix, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_restarted_daemon_removes_stale_pairs_of_its_prefix_only() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('r');
+    let other = prefix.replacen('r', "s", 1);
+    // What a daemon that died with its pairs held up would leave: veths of its prefix.
+    ip(&[
+        "link",
+        "add",
+        &format!("{prefix}5"),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{prefix}a"),
+    ]);
+    // And a pair of another prefix, which is not this daemon's to touch.
+    ip(&[
+        "link",
+        "add",
+        &format!("{other}5"),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &format!("{other}a"),
+    ]);
+    let daemon = start_daemon(&veth_flags(9, &prefix));
+    // Removal is done before the daemon listens.
+    assert_eq!(
+        links_with(&prefix),
+        Vec::<String>::new(),
+        "stale pairs removed"
+    );
+    assert_eq!(
+        links_with(&other).len(),
+        2,
+        "another prefix's pair left alone"
+    );
+    ip(&["link", "del", &format!("{other}5")]);
+    // And the restarted daemon networks children as usual.
+    let host = HostListener::start();
+    let target = format!("gw4:{}", host.port);
+    let facts = finish(start_tcp_probe(
+        &daemon.client(),
+        veth(None, None),
+        &["0", "0", &target],
+    ));
+    assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+}
+
+#[test]
+fn the_cli_runs_a_networked_command() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    // No daemon at this socket: `run` starts an embedded zygote with the default pool.
+    let (code, stdout, stderr) = common::hatchery(
+        &[
+            "run",
+            "--socket",
+            "/nonexistent/hatchery-net.sock",
+            "--net",
+            "veth",
+            "--net-interface",
+            "net0",
+            "--ro-bind",
+            &format!("{}:/probe", common::probe_path().display()),
+            "--",
+            "/probe",
+            "net",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let facts = facts(&stdout);
+    assert_eq!(facts["interfaces"], "lo,net0");
+    assert_eq!(facts["ipv4_routes"], "2");
+}
