@@ -18,11 +18,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod call;
 pub mod client;
 pub mod limits;
+pub mod preload;
 pub mod protocol;
 pub mod sandbox;
 pub mod seccomp;
+pub mod serve_args;
 pub mod sys;
 pub mod zygote;
 
@@ -44,11 +47,13 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+pub use call::{CallError, CallOutput};
 pub use client::{ChildProcess, Client, ClientError, ConnectError, SpawnError};
+pub use preload::Preloaded;
 pub use protocol::{
     Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict,
 };
-pub use zygote::{Zygote, ZygoteConfig};
+pub use zygote::{Zygote, ZygoteBuilder, ZygoteConfig};
 
 /// Compiles the README's Rust examples as doc tests, so that they stay true to the API.
 #[cfg(doctest)]
