@@ -62,7 +62,7 @@ pub enum CallError {
         /// The error, postcard-encoded (see [`CallError::entry_error`]).
         error: Vec<u8>,
         /// What it printed.
-        output: CallOutput,
+        output: Box<CallOutput>,
     },
     /// The entry panicked.
     #[error("the entry panicked: {message}")]
@@ -70,7 +70,7 @@ pub enum CallError {
         /// The panic's message.
         message: String,
         /// What it printed (the panic message is on stderr).
-        output: CallOutput,
+        output: Box<CallOutput>,
     },
     /// The entry's process exited with this code before writing a result.
     #[error("the entry exited with code {code} without a result")]
@@ -78,7 +78,7 @@ pub enum CallError {
         /// Its exit code.
         code: i32,
         /// What it printed.
-        output: CallOutput,
+        output: Box<CallOutput>,
     },
     /// The entry's process was killed by this signal before writing a result (by a
     /// limit, a kill of the client's, or its own doing: the verdict's reason says).
@@ -87,13 +87,13 @@ pub enum CallError {
         /// The signal.
         signal: i32,
         /// What it printed.
-        output: CallOutput,
+        output: Box<CallOutput>,
     },
     /// The result is not one well-formed [`EntryResult`] holding an `R`.
     #[error("the entry's result is malformed")]
     Malformed {
         /// What it printed.
-        output: CallOutput,
+        output: Box<CallOutput>,
         /// What is wrong with the bytes.
         #[source]
         source: ProtocolError,
@@ -104,7 +104,7 @@ pub enum CallError {
         /// The bound.
         limit: usize,
         /// What it printed.
-        output: CallOutput,
+        output: Box<CallOutput>,
     },
     /// Reading the child's pipes failed.
     #[error("reading the entry's output failed")]
@@ -123,7 +123,7 @@ impl CallError {
             | CallError::Exited { output, .. }
             | CallError::Killed { output, .. }
             | CallError::Malformed { output, .. }
-            | CallError::TooLarge { output, .. } => Some(output),
+            | CallError::TooLarge { output, .. } => Some(output.as_ref()),
             _ => None,
         }
     }
@@ -190,11 +190,11 @@ impl Client {
         }
         let verdict = child.wait().map_err(CallError::Connection)?;
         let [result, stdout, stderr] = collected?.bytes;
-        let output = CallOutput {
+        let output = Box::new(CallOutput {
             stdout,
             stderr,
             verdict: Some(verdict.clone()),
-        };
+        });
         if too_large {
             return Err(CallError::TooLarge { limit, output });
         }
