@@ -30,17 +30,9 @@ struct LookupArgs {
 /// One zygote of the example under test.
 struct Zygote {
     name: String,
-    process: Child,
+    process: Stopped,
     client: Client,
     samples: Vec<Duration>,
-}
-
-impl Drop for Zygote {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.process.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.process.wait();
-    }
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -111,7 +103,18 @@ fn main() {
         memory(&zygotes[index], children);
     }
     drop(stock_client);
-    stop(stock);
+    drop(stock);
+}
+
+/// A daemon stopped (SIGTERM, then reaped) when this is dropped, also on a panic.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
 }
 
 /// The example, built by `cargo build --release --example preloaded_zygote`, copied where
@@ -144,6 +147,7 @@ fn start_zygote(example: &Path, dir: &Path, name: &str, mib: usize, heap: bool) 
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start the example zygote");
+    let process = Stopped(process);
     wait_for(&socket, Duration::from_secs(600));
     Zygote {
         name: name.to_string(),
@@ -153,7 +157,7 @@ fn start_zygote(example: &Path, dir: &Path, name: &str, mib: usize, heap: bool) 
     }
 }
 
-fn start_stock(dir: &Path) -> Child {
+fn start_stock(dir: &Path) -> Stopped {
     let socket = dir.join("stock.sock");
     let process = Command::new(HATCHERY)
         .args(["serve", "--socket"])
@@ -161,14 +165,9 @@ fn start_stock(dir: &Path) -> Child {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start hatchery serve");
+    let process = Stopped(process);
     wait_for(&socket, Duration::from_secs(10));
     process
-}
-
-fn stop(mut process: Child) {
-    let pid = nix::unistd::Pid::from_raw(process.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let _ = process.wait();
 }
 
 fn wait_for(socket: &Path, within: Duration) {
@@ -179,7 +178,7 @@ fn wait_for(socket: &Path, within: Duration) {
     }
 }
 
-fn call(client: &Client, key: u64) -> u64 {
+fn call(client: &Client, key: u64) -> Option<u64> {
     client
         .call("lookup", &LookupArgs { key }, SandboxConfig::default())
         .expect("lookup")
@@ -229,7 +228,7 @@ fn print_row(name: &str, samples: &mut [Duration], base: Duration) {
 /// Spawns `count` children of the `hold` entry, waits until each has read the table,
 /// and sums the PSS and page tables of the zygote's whole tree against the zygote alone.
 fn memory(zygote: &Zygote, count: usize) {
-    let pid = zygote.process.id() as i32;
+    let pid = zygote.process.0.id() as i32;
     let (alone_pss, alone_pte) = usage(&[pid]);
     let mut held = Vec::new();
     for key in 0..count {
