@@ -32,8 +32,10 @@ use crate::sys::SysError;
 /// The protocol version this build speaks. Bumped whenever a message's encoding changes.
 ///
 /// Version 2 added resource limits to `SandboxConfig` and the end reason, peak memory,
-/// task count and limits to `Verdict`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// task count and limits to `Verdict`. Version 3 appended entry calls
+/// (`Command::Entry`, `FdRole::Result`, two `ErrorKind`s); version-2 messages keep their
+/// bytes.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
