@@ -173,7 +173,11 @@ fn start_stock(dir: &Path) -> Stopped {
 fn wait_for(socket: &Path, within: Duration) {
     let deadline = Instant::now() + within;
     while !hatchery::client::probe_socket(socket) {
-        assert!(Instant::now() < deadline, "{} did not start", socket.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} did not start",
+            socket.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -232,9 +236,14 @@ fn memory(zygote: &Zygote, count: usize) {
     let (alone_pss, alone_pte) = usage(&[pid]);
     let mut held = Vec::new();
     for key in 0..count {
-        let request = SpawnRequest::entry("hold", &LookupArgs { key: key as u64 * 4099 })
-            .expect("encode")
-            .stdin(Stdio::Pipe);
+        let request = SpawnRequest::entry(
+            "hold",
+            &LookupArgs {
+                key: key as u64 * 4099,
+            },
+        )
+        .expect("encode")
+        .stdin(Stdio::Pipe);
         let mut child = zygote.client.spawn_child(request).expect("spawn hold");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
@@ -244,7 +253,11 @@ fn memory(zygote: &Zygote, count: usize) {
         held.push(child);
     }
     let tree = descendants(pid);
-    assert_eq!(tree.len(), 1 + 2 * count, "zygote, and an init and a workload per child");
+    assert_eq!(
+        tree.len(),
+        1 + 2 * count,
+        "zygote, and an init and a workload per child"
+    );
     let (pss, pte) = usage(&tree);
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
@@ -299,7 +312,8 @@ fn usage(pids: &[i32]) -> (u64, u64) {
             .unwrap_or(0)
     };
     pids.iter().fold((0, 0), |(pss, pte), pid| {
-        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         (pss + field(&rollup, "Pss:"), pte + field(&status, "VmPTE:"))
     })

@@ -115,9 +115,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let for_hold = Arc::clone(&table);
     Zygote::builder()
         // `None` only for an empty table (the benchmark's 0-byte baseline).
-        .entry("lookup", move |args: LookupArgs| -> Result<Option<u64>, String> {
-            Ok(table.lookup(args.key))
-        })
+        .entry(
+            "lookup",
+            move |args: LookupArgs| -> Result<Option<u64>, String> { Ok(table.lookup(args.key)) },
+        )
         // Looks a key up, says so, and holds on until stdin closes: for measuring what
         // many children at once cost.
         .entry("hold", move |args: LookupArgs| -> Result<u64, String> {
