@@ -12,7 +12,7 @@ use hatchery::protocol::{Command, SpawnRequest};
 use hatchery::{CallError, SandboxConfig, SpawnError};
 
 use common::Daemon;
-use shared::{Inside, LookupArgs, LookupError, Tampering, HEAP_VALUE, PRELOADED_TEXT};
+use shared::{Inside, LookupArgs, LookupError, Tampering, HEAP_VALUE, PRELOADED_TEXT, ZYGOTE_SEED};
 
 const TEST_ZYGOTE: &str = env!("CARGO_BIN_EXE_hatchery-test-zygote");
 
@@ -148,12 +148,33 @@ fn a_child_cannot_change_what_the_next_child_sees() {
         "the child's own heap copy changed"
     );
 
+    // A plain store into the region is killed by the kernel.
+    let err = client
+        .call::<_, ()>("store", &(), sandbox())
+        .expect_err("store");
+    assert!(
+        matches!(err, CallError::Killed { signal: 11, .. }),
+        "expected a SIGSEGV, got {err:?}"
+    );
+
     let next: Inside = client.call("inside", &(), sandbox()).expect("next");
     assert_eq!(
         next.preloaded, PRELOADED_TEXT,
         "the next child sees the original"
     );
     assert_eq!(next.heap_value, HEAP_VALUE, "and the original heap value");
+}
+
+#[test]
+fn after_fork_hooks_reseed_each_child() {
+    require_sandbox!();
+    let daemon = zygote();
+    let client = daemon.client();
+    let first: u64 = client.call("seed", &(), sandbox()).expect("seed");
+    let second: u64 = client.call("seed", &(), sandbox()).expect("seed");
+    assert_ne!(first, ZYGOTE_SEED, "the hook ran before the entry");
+    assert_ne!(second, ZYGOTE_SEED, "the hook ran before the entry");
+    assert_ne!(first, second, "each child has its own seed");
 }
 
 #[test]

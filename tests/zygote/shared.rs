@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 /// The bytes the test zygote preloads into its [`hatchery::Preloaded`] region.
 pub const PRELOADED_TEXT: &[u8] = b"preloaded by the zygote, never to change";
 
+/// The "random" seed the test zygote starts with; its `after_fork` hook re-seeds each
+/// child from `/dev/urandom`.
+pub const ZYGOTE_SEED: u64 = 12345;
+
 /// The value the test zygote preloads into ordinary (heap) memory.
 pub const HEAP_VALUE: u64 = 42;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hatchery::{Preloaded, Zygote};
-use shared::{Inside, LookupArgs, LookupError, Tampering, HEAP_VALUE, PRELOADED_TEXT};
+use shared::{Inside, LookupArgs, LookupError, Tampering, HEAP_VALUE, PRELOADED_TEXT, ZYGOTE_SEED};
 
 fn main() -> std::process::ExitCode {
     // The preload: a sealed region, and a value on the heap.
@@ -24,10 +24,25 @@ fn main() -> std::process::ExitCode {
         });
     }
 
+    // Random state seeded once in the zygote, which every child would share unless
+    // re-seeded after the fork.
+    let seed = Arc::new(AtomicU64::new(ZYGOTE_SEED));
+    let (reseed, read_seed) = (seed.clone(), seed.clone());
     let (inside_table, inside_heap) = (preloaded.clone(), heap.clone());
     let (tamper_table, tamper_heap) = (preloaded.clone(), heap.clone());
     let lookup_table = preloaded.clone();
+    let store_table = preloaded.clone();
     let result = Zygote::builder()
+        .after_fork(move || {
+            let mut bytes = [0u8; 8];
+            if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+                let _ = std::io::Read::read_exact(&mut random, &mut bytes);
+            }
+            reseed.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+        })
+        .entry("seed", move |(): ()| -> Result<u64, String> {
+            Ok(read_seed.load(Ordering::Relaxed))
+        })
         .entry("inside", move |(): ()| -> Result<Inside, String> {
             inside(&inside_table, &inside_heap)
         })
@@ -45,6 +60,11 @@ fn main() -> std::process::ExitCode {
         )
         .entry("tamper", move |(): ()| -> Result<Tampering, String> {
             Ok(tamper(&tamper_table, &tamper_heap))
+        })
+        .entry("store", move |(): ()| -> Result<(), String> {
+            // A plain store into the read-only mapping: the kernel kills us (SIGSEGV).
+            sys::store_byte(store_table.as_ptr(), b'X');
+            Err("the store went through".into())
         })
         .entry("echo", |text: String| -> Result<String, String> {
             println!("echo says: {text}");
@@ -211,5 +231,12 @@ mod sys {
         // process; the borrow ends with the call.
         let pipe = unsafe { BorrowedFd::borrow_raw(4) };
         nix::unistd::write(pipe, bytes)
+    }
+
+    /// Stores `value` at `at`, as hostile code in an entry can.
+    pub fn store_byte(at: *const u8, value: u8) {
+        // SAFETY: not safe at all, on purpose: `at` is in the read-only `Preloaded`
+        // mapping, and the test expects the kernel to kill the process at this store.
+        unsafe { std::ptr::write_volatile(at.cast_mut(), value) }
     }
 }
