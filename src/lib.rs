@@ -6,6 +6,11 @@
 //! seccomp filter ([`sandbox`]). The child's stdio and a pidfd go back to the client
 //! ([`client`]) over `SCM_RIGHTS`; the wire format is in [`protocol`].
 //!
+//! A Rust program can also be a zygote of its own ([`Zygote::builder`]): it preloads its
+//! state once (bulk data in a [`Preloaded`] region, whose size does not slow a fork) and
+//! serves named entries, which run in children forked from it inside the same sandbox;
+//! [`Client::call`] returns an entry's typed result.
+//!
 //! ```no_run
 //! use std::io::Read;
 //! use hatchery::{Client, SpawnRequest};

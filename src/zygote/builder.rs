@@ -69,8 +69,17 @@ impl ZygoteBuilder {
         self
     }
 
-    /// Prepares the zygote with `config` (seccomp compiled, host ids checked).
+    /// Prepares the zygote with `config` (seccomp compiled, host ids checked). Warns
+    /// when the preload has left threads behind: every spawn is then refused.
     pub fn build(self, config: ZygoteConfig) -> Result<Zygote, ZygoteError> {
+        if let Ok(threads) = crate::sandbox::thread_count() {
+            if threads > 1 {
+                tracing::warn!(
+                    threads,
+                    "the zygote is not single-threaded; it will refuse to fork until it is"
+                );
+            }
+        }
         Zygote::with_entries(config, self.entries)
     }
 
