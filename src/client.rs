@@ -145,6 +145,22 @@ pub enum SpawnError {
         /// The daemon's explanation.
         message: String,
     },
+    /// The zygote has no entry of this name (or runs no programs, for a program).
+    #[error("{message}")]
+    UnknownEntry {
+        /// The name asked for.
+        name: String,
+        /// The daemon's explanation.
+        message: String,
+    },
+    /// The entry's arguments do not decode as its argument type.
+    #[error("{message}")]
+    BadEntryArgs {
+        /// The entry's name.
+        name: String,
+        /// The daemon's explanation.
+        message: String,
+    },
     /// The daemon is at its limit of live sandboxes, or shutting down.
     #[error("the daemon is busy: {0}")]
     Busy(String),
@@ -339,6 +355,8 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
             exhausted: false,
             message,
         },
+        ErrorKind::UnknownEntry { name } => SpawnError::UnknownEntry { name, message },
+        ErrorKind::BadEntryArgs { name } => SpawnError::BadEntryArgs { name, message },
         _ => SpawnError::Daemon(message),
     }
 }
@@ -432,6 +450,10 @@ pub struct ChildProcess {
     pub stdout: Option<ChildStdout>,
     /// The read end of the child's stderr, when it is a pipe.
     pub stderr: Option<ChildStderr>,
+    /// The read end of an entry's result pipe (entry calls only): one
+    /// [`crate::protocol::EntryResult`] written by the child, which is untrusted. See
+    /// [`Client::call`], which reads it with a bound and decodes it strictly.
+    pub result: Option<std::fs::File>,
     pidfd: Option<OwnedFd>,
     id: u64,
     shared: Arc<Shared>,
@@ -458,6 +480,7 @@ impl ChildProcess {
             stdin: None,
             stdout: None,
             stderr: None,
+            result: None,
             pidfd: None,
             id,
             shared,
@@ -469,6 +492,7 @@ impl ChildProcess {
                 FdRole::Stdout => child.stdout = Some(ChildStdout::from(fd)),
                 FdRole::Stderr => child.stderr = Some(ChildStderr::from(fd)),
                 FdRole::Pidfd => child.pidfd = Some(fd),
+                FdRole::Result => child.result = Some(std::fs::File::from(fd)),
             }
         }
         Ok(child)

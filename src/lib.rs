@@ -6,6 +6,11 @@
 //! seccomp filter ([`sandbox`]). The child's stdio and a pidfd go back to the client
 //! ([`client`]) over `SCM_RIGHTS`; the wire format is in [`protocol`].
 //!
+//! A Rust program can also be a zygote of its own ([`Zygote::builder`]): it preloads its
+//! state once (bulk data in a [`Preloaded`] region, whose size does not slow a fork) and
+//! serves named entries, which run in children forked from it inside the same sandbox;
+//! [`Client::call`] returns an entry's typed result.
+//!
 //! ```no_run
 //! use std::io::Read;
 //! use hatchery::{Client, SpawnRequest};
@@ -18,12 +23,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod call;
 pub mod client;
 pub mod limits;
 pub mod network;
+pub mod preload;
 pub mod protocol;
 pub mod sandbox;
 pub mod seccomp;
+pub mod serve_args;
 pub mod sys;
 pub mod zygote;
 
@@ -45,11 +53,13 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+pub use call::{CallError, CallOutput};
 pub use client::{ChildProcess, Client, ClientError, ConnectError, SpawnError};
+pub use preload::Preloaded;
 pub use protocol::{
     Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict, VethConfig,
 };
-pub use zygote::{Zygote, ZygoteConfig};
+pub use zygote::{Zygote, ZygoteBuilder, ZygoteConfig};
 
 /// Compiles the README's Rust examples as doc tests, so that they stay true to the API.
 #[cfg(doctest)]

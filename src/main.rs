@@ -16,15 +16,12 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use hatchery::client::{default_socket_path, ConnectError};
-use hatchery::limits::{parse_limit, LimitPolicy};
-use hatchery::network::{Cidr, NetworkSettings};
+use hatchery::network::NetworkSettings;
 use hatchery::protocol::{
-    Bind, Layer, Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig,
-    DEFAULT_SANDBOX_ID,
+    Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
 };
-use hatchery::sandbox::HostIds;
-use hatchery::seccomp::SeccompPolicy;
-use hatchery::zygote::{Access, Zygote, ZygoteConfig, DEFAULT_MAX_CHILDREN};
+use hatchery::serve_args::{LimitFlags, NoPrefix, ServeArgs};
+use hatchery::zygote::{Zygote, ZygoteConfig};
 use hatchery::{error_chain as chain, ChildProcess, Client, SpawnError, Verdict};
 
 /// Exit code for hatchery's own failures.
@@ -51,50 +48,6 @@ enum Command {
     Serve(ServeArgs),
     /// Run one command in a sandbox and exit with its status.
     Run(RunArgs),
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery.sock as root,
-    /// else $XDG_RUNTIME_DIR/hatchery.sock, else /tmp/hatchery-UID.sock]
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// Also allow members of this group (name or gid); the socket becomes mode 0660.
-    #[arg(long)]
-    group: Option<String>,
-    /// Also allow this uid (repeatable). Root and the daemon's own uid are always allowed.
-    #[arg(long = "allow-uid", value_name = "UID")]
-    allow_uids: Vec<u32>,
-    /// Host uid the sandboxes' uid maps to [default: 65534 as root, else your own].
-    #[arg(long)]
-    host_uid: Option<u32>,
-    /// Host gid the sandboxes' gid maps to [default: 65534 as root, else your own].
-    #[arg(long)]
-    host_gid: Option<u32>,
-    /// The sandboxes' seccomp policy: `default` (built in, a denylist), `strict` (built in,
-    /// an allowlist) or the path of a policy file (write `./strict` for a file so named).
-    #[arg(long, value_name = "default|strict|FILE")]
-    seccomp_policy: Option<PathBuf>,
-    /// The most sandboxes alive at once.
-    #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
-    max_children: usize,
-    #[command(flatten)]
-    default_limits: LimitFlags<DefaultPrefix>,
-    #[command(flatten)]
-    max_limits: LimitFlags<MaxPrefix>,
-    /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
-    /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
-    /// Without it, requests for a veth network are refused.
-    #[arg(long = "veth-pool", value_name = "CIDR")]
-    veth_pools: Vec<Cidr>,
-    /// Name the host ends PREFIX plus a counter (at most 8 bytes of [a-z0-9_-]). Veths
-    /// named so are this daemon's: it removes those a previous run left when it starts.
-    #[arg(long, value_name = "PREFIX", default_value = hatchery::network::DEFAULT_PREFIX)]
-    veth_prefix: String,
-    /// Let the kernel forward packets from sandboxes beyond their host end (for the
-    /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
-    #[arg(long)]
-    veth_forwarding: bool,
 }
 
 #[derive(Args)]
@@ -191,102 +144,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where a set of limit flags is used: `run --memory`, `serve --default-memory`,
-/// `serve --max-memory`.
-trait FlagPrefix {
-    /// Prepended to each limit's name.
-    const PREFIX: &'static str;
-    /// How the help text describes the flag.
-    const HELP: &'static str;
-}
-
-/// `run --memory 256M` and the like.
-struct NoPrefix;
-impl FlagPrefix for NoPrefix {
-    const PREFIX: &'static str = "";
-    const HELP: &'static str = "Limit";
-}
-
-/// `serve --default-memory 256M`.
-struct DefaultPrefix;
-impl FlagPrefix for DefaultPrefix {
-    const PREFIX: &'static str = "default-";
-    const HELP: &'static str = "Default, for requests that set none:";
-}
-
-/// `serve --max-memory 1G`.
-struct MaxPrefix;
-impl FlagPrefix for MaxPrefix {
-    const PREFIX: &'static str = "max-";
-    const HELP: &'static str = "Most any request may ask for:";
-}
-
-/// One flag per kind of limit, each parsed in its own units (`256M`, `10s`, `0.5`).
-struct LimitFlags<P> {
-    limits: Limits,
-    prefix: std::marker::PhantomData<P>,
-}
-
-fn limit_help(kind: Limit) -> &'static str {
-    match kind {
-        Limit::Memory => {
-            "memory of the whole sandbox, e.g. 256M (swap off; exceeding it kills the sandbox)"
-        }
-        Limit::Pids => "processes and threads at once, e.g. 64",
-        Limit::Cpu => "CPU bandwidth in CPUs, e.g. 0.5",
-        Limit::CpuTime => "CPU time of the whole sandbox, e.g. 10s",
-        Limit::WallTime => "wall-clock time, e.g. 30s",
-        Limit::FileSize => "largest file written, e.g. 16M (SIGXFSZ past it)",
-        Limit::OpenFiles => "open files per process, e.g. 256",
-        Limit::TmpSize => "size of /tmp and /dev/shm, e.g. 64M",
-        Limit::TmpInodes => "inodes of /tmp and /dev/shm, e.g. 1000",
-    }
-}
-
-impl<P: FlagPrefix> clap::FromArgMatches for LimitFlags<P> {
-    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        let mut flags = LimitFlags {
-            limits: Limits::default(),
-            prefix: std::marker::PhantomData,
-        };
-        flags.update_from_arg_matches(matches)?;
-        Ok(flags)
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        for kind in Limit::ALL {
-            if let Some(value) = matches.get_one::<u64>(&format!("{}{}", P::PREFIX, kind.name())) {
-                self.limits.set_limit(kind, Some(*value));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
-    fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        for kind in Limit::ALL {
-            // clap wants 'static names; these few strings live as long as the process.
-            let name: &'static str =
-                Box::leak(format!("{}{}", P::PREFIX, kind.name()).into_boxed_str());
-            let help: &'static str =
-                Box::leak(format!("{} {}", P::HELP, limit_help(kind)).into_boxed_str());
-            cmd = cmd.arg(
-                clap::Arg::new(name)
-                    .long(name)
-                    .value_name("VALUE")
-                    .help(help)
-                    .value_parser(move |text: &str| parse_limit(kind, text)),
-            );
-        }
-        cmd
-    }
-
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
-    }
-}
-
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -297,59 +154,9 @@ fn init_logging(default: &str) {
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {
-    let zygote = Zygote::new(zygote_config(&args)?).map_err(|e| chain(&e))?;
-    let socket = args.socket.unwrap_or_else(default_socket_path);
-    zygote.serve(&socket).map_err(|e| chain(&e))
-}
-
-fn zygote_config(args: &ServeArgs) -> Result<ZygoteConfig, String> {
-    let mut config = ZygoteConfig::new().map_err(|e| chain(&e))?;
-    if let Some(path) = &args.seccomp_policy {
-        config.seccomp = match path.to_str() {
-            Some(name @ ("default" | "strict")) => {
-                SeccompPolicy::builtin(name).map_err(|e| chain(&e))?
-            }
-            _ => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                SeccompPolicy::from_json(&text)
-                    .map_err(|e| format!("{}: {}", path.display(), chain(&e)))?
-            }
-        };
-    }
-    let defaults = HostIds::default_for_daemon();
-    config.host_ids = HostIds {
-        uid: args.host_uid.unwrap_or(defaults.uid),
-        gid: args.host_gid.unwrap_or(defaults.gid),
-    };
-    config.access = Access {
-        extra_uids: args.allow_uids.clone(),
-        group: args.group.as_deref().map(resolve_group).transpose()?,
-    };
-    config.max_children = args.max_children;
-    if !args.veth_pools.is_empty() {
-        config.network = Some(NetworkSettings {
-            pool: args.veth_pools.clone(),
-            prefix: args.veth_prefix.clone(),
-            forwarding: args.veth_forwarding,
-            first_slot: 0,
-        });
-    }
-    config.limits = LimitPolicy {
-        defaults: args.default_limits.limits,
-        ceilings: args.max_limits.limits,
-    };
-    Ok(config)
-}
-
-fn resolve_group(group: &str) -> Result<u32, String> {
-    if let Ok(gid) = group.parse() {
-        return Ok(gid);
-    }
-    match nix::unistd::Group::from_name(group) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
-        _ => Err(format!("no such group: {group}")),
-    }
+    let zygote =
+        Zygote::new(args.zygote_config().map_err(|e| chain(&e))?).map_err(|e| chain(&e))?;
+    zygote.serve(&args.socket_path()).map_err(|e| chain(&e))
 }
 
 /// What `run --net` asks for.

@@ -662,3 +662,106 @@ pub fn reset_signal_dispositions() -> Result<(), SysError> {
         .collect();
     default_signal_handlers(&classic)
 }
+
+/// `memfd_create(2)`: an anonymous file, close-on-exec, with `extra_flags` (e.g.
+/// `MFD_ALLOW_SEALING`).
+pub fn memfd_create(name: &CStr, extra_flags: libc::c_uint) -> Result<OwnedFd, SysError> {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | extra_flags) };
+    if fd == -1 {
+        return Err(SysError::new("memfd_create", Errno::last()));
+    }
+    // SAFETY: memfd_create succeeded, so `fd` is a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A `MAP_SHARED` mapping of a whole file, unmapped on drop.
+#[derive(Debug)]
+pub struct SharedMapping {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+    writable: bool,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; `&SharedMapping` hands out
+// only `&[u8]`, and writing needs `&mut SharedMapping`.
+unsafe impl Send for SharedMapping {}
+// SAFETY: as above: shared access is read-only.
+unsafe impl Sync for SharedMapping {}
+
+impl SharedMapping {
+    /// `mmap(2)` of the first `len` bytes of `fd`, shared, read-only unless `writable`.
+    /// `len` must not be 0 (mmap refuses it).
+    pub fn map(fd: BorrowedFd<'_>, len: usize, writable: bool) -> Result<SharedMapping, SysError> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a new mapping at an address of the kernel's choosing overlaps nothing
+        // of ours; the fd is live for the call.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(SysError::new("mmap", Errno::last()));
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| SysError::new("mmap", Errno::EINVAL))?;
+        Ok(SharedMapping { ptr, len, writable })
+    }
+
+    /// The mapped bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives; they are
+        // changed only through `bytes_mut`, which borrows `self` mutably.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The mapped bytes, writable; `None` for a read-only mapping.
+    pub fn bytes_mut(&mut self) -> Option<&mut [u8]> {
+        // SAFETY: as for `bytes`, and the mapping is writable; `&mut self` makes the
+        // borrow exclusive.
+        self.writable
+            .then(|| unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region mapped in `map`; no borrow of it outlives
+        // `self`.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// `mprotect(2)`: asks for the pages holding `region` to become readable and writable.
+///
+/// A test hook for the sealed, read-only mappings of [`crate::Preloaded`], which the
+/// kernel must refuse (`EACCES`). Making memory more accessible cannot break a Rust
+/// borrow; if it did succeed, nothing here writes to it.
+pub fn mprotect_read_write(region: &[u8]) -> Result<(), SysError> {
+    let page = 4096usize;
+    let start = region.as_ptr() as usize & !(page - 1);
+    let end = region.as_ptr() as usize + region.len();
+    // SAFETY: only changes protections (to more permissive ones) of pages that `region`
+    // shows are mapped; no memory is read or written.
+    let ret = unsafe {
+        libc::mprotect(
+            start as *mut libc::c_void,
+            end - start,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new("mprotect", Errno::last()));
+    }
+    Ok(())
+}

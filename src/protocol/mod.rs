@@ -10,6 +10,7 @@
 //! a request id of its choosing.
 
 mod bytes;
+mod entry;
 mod framing;
 mod limits;
 
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use bytes::OsBytes;
+pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, Limits};
 
@@ -30,8 +32,10 @@ use crate::sys::SysError;
 /// The protocol version this build speaks. Bumped whenever a message's encoding changes.
 ///
 /// Version 2 added resource limits to `SandboxConfig` and the end reason, peak memory,
-/// task count and limits to `Verdict`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// task count and limits to `Verdict`. Version 3 appended entry calls
+/// (`Command::Entry`, `FdRole::Result`, two `ErrorKind`s); version-2 messages keep their
+/// bytes.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +115,9 @@ pub enum FdRole {
     Stderr,
     /// A pidfd of the sandbox's init: readable once it has exited.
     Pidfd,
+    /// The read end of an entry's result pipe ([`Command::Entry`] only): one
+    /// [`EntryResult`], written by the child, so untrusted.
+    Result,
 }
 
 /// Why a request failed.
@@ -164,6 +171,17 @@ pub enum ErrorKind {
     /// Every subnet of the daemon's veth pool is taken by a live sandbox (or by one whose
     /// pair is still being torn down); nothing was started.
     AddressPoolExhausted,
+    /// This zygote has no entry of that name (or, for [`Command::Exec`], does not run
+    /// programs); nothing was started.
+    UnknownEntry {
+        /// The name asked for.
+        name: String,
+    },
+    /// The entry's arguments do not decode as its argument type; nothing was started.
+    BadEntryArgs {
+        /// The entry's name.
+        name: String,
+    },
 }
 
 /// How a sandbox ended and what it used: the body of [`Event::Exited`].
@@ -347,6 +365,15 @@ pub enum Command {
         /// The full argument vector, `argv[0]` (the process name) included.
         argv: Vec<OsBytes>,
     },
+    /// Call a named entry of the zygote, in a child forked from it (not exec'd), so that
+    /// it shares the zygote's preloaded state. Its result comes back on the pipe of
+    /// [`FdRole::Result`].
+    Entry {
+        /// The entry's name, as the zygote registered it.
+        name: String,
+        /// Its arguments, postcard-encoded.
+        args: Vec<u8>,
+    },
 }
 
 impl SpawnRequest {
@@ -368,10 +395,41 @@ impl SpawnRequest {
         }
     }
 
-    /// Appends one argument.
+    /// Calls the zygote's entry `name` with `args` (encoded here), with an empty
+    /// environment, `/` as the working directory, stdin from `/dev/null`, piped stdout
+    /// and stderr, and the default sandbox.
+    ///
+    /// ```
+    /// use hatchery::protocol::{Command, SpawnRequest};
+    /// let request = SpawnRequest::entry("lookup", &42u64)?;
+    /// assert!(matches!(request.command, Command::Entry { ref name, .. } if name == "lookup"));
+    /// assert!(request.argv().is_empty());
+    /// # Ok::<(), postcard::Error>(())
+    /// ```
+    pub fn entry<A: Serialize + ?Sized>(
+        name: impl Into<String>,
+        args: &A,
+    ) -> Result<Self, postcard::Error> {
+        Ok(SpawnRequest {
+            command: Command::Entry {
+                name: name.into(),
+                args: postcard::to_allocvec(args)?,
+            },
+            env: Vec::new(),
+            cwd: OsBytes::from("/"),
+            stdin: Stdio::Null,
+            stdout: Stdio::Pipe,
+            stderr: Stdio::Pipe,
+            sandbox: SandboxConfig::default(),
+        })
+    }
+
+    /// Appends one argument (a program's; ignored for an entry, whose arguments are
+    /// typed).
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
-        let Command::Exec { argv, .. } = &mut self.command;
-        argv.push(OsBytes::from(arg.as_ref()));
+        if let Command::Exec { argv, .. } = &mut self.command {
+            argv.push(OsBytes::from(arg.as_ref()));
+        }
         self
     }
 
@@ -384,10 +442,15 @@ impl SpawnRequest {
         args.into_iter().fold(self, |request, arg| request.arg(arg))
     }
 
-    /// Sets `argv[0]`, the name `ps` shows.
+    /// Sets `argv[0]`, the name `ps` shows (a program's only: an entry keeps the
+    /// zygote's).
     pub fn process_name(mut self, name: impl AsRef<OsStr>) -> Self {
-        let Command::Exec { argv, .. } = &mut self.command;
-        argv[0] = OsBytes::from(name.as_ref());
+        if let Command::Exec { argv, .. } = &mut self.command {
+            match argv.first_mut() {
+                Some(first) => *first = OsBytes::from(name.as_ref()),
+                None => argv.push(OsBytes::from(name.as_ref())),
+            }
+        }
         self
     }
 
@@ -428,10 +491,12 @@ impl SpawnRequest {
         self
     }
 
-    /// The argument vector, `argv[0]` included.
+    /// The argument vector of a program, `argv[0]` included; empty for an entry.
     pub fn argv(&self) -> &[OsBytes] {
-        let Command::Exec { argv, .. } = &self.command;
-        argv
+        match &self.command {
+            Command::Exec { argv, .. } => argv,
+            Command::Entry { .. } => &[],
+        }
     }
 
     /// The stdio specs in fd order (0, 1, 2).

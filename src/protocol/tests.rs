@@ -229,3 +229,53 @@ fn network_errors_are_pinned() {
         round_trip(&error, &[0x03, 0x01, 0x02, index, 0x00]);
     }
 }
+
+#[test]
+fn entry_spawn_is_pinned() {
+    // An entry call is a new Command variant (index 1): Exec requests keep their bytes.
+    let mut request = SpawnRequest::entry("lookup", &7u32).expect("encodes");
+    request.stdin = Stdio::Pipe;
+    let spawn = Request::Spawn {
+        id: 1,
+        request: Box::new(request),
+    };
+    let bytes = encode(&spawn).expect("encodes");
+    let mut head = vec![0x01, 0x01]; // Spawn, id 1
+    head.push(0x01); // Command::Entry
+    head.push(6);
+    head.extend_from_slice(b"lookup"); // name
+    head.extend_from_slice(&[1, 7]); // args: one byte, the varint 7
+    head.push(0); // env: empty
+    head.extend_from_slice(&[1, b'/']); // cwd
+    head.extend_from_slice(&[0, 0, 0]); // stdin, stdout, stderr: Pipe
+    assert_eq!(&bytes[..head.len()], &head[..]);
+    let back: Request = decode(&bytes).expect("decodes");
+    assert_eq!(back, spawn);
+}
+
+#[test]
+fn entry_events_are_pinned() {
+    round_trip(&FdRole::Result, &[0x04]);
+    round_trip(
+        &ErrorKind::UnknownEntry { name: "x".into() },
+        &[0x0E, 1, b'x'],
+    );
+    round_trip(
+        &ErrorKind::BadEntryArgs { name: "x".into() },
+        &[0x0F, 1, b'x'],
+    );
+    round_trip(&EntryResult::Returned(vec![5]), &[0x00, 1, 5]);
+    round_trip(
+        &EntryResult::Failed {
+            message: "m".into(),
+            error: vec![],
+        },
+        &[0x01, 1, b'm', 0],
+    );
+    round_trip(
+        &EntryResult::Panicked {
+            message: "p".into(),
+        },
+        &[0x02, 1, b'p'],
+    );
+}

@@ -17,9 +17,12 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    /// Prepares the exec of `request`. Fails with `EINVAL` on an interior NUL byte.
+    /// Prepares the exec of `request`. Fails with `EINVAL` on an interior NUL byte, or
+    /// when the request calls an entry rather than a program.
     pub fn new(request: &SpawnRequest) -> Result<ExecArgs, Errno> {
-        let Command::Exec { program, argv } = &request.command;
+        let Command::Exec { program, argv } = &request.command else {
+            return Err(Errno::EINVAL);
+        };
         let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| Errno::EINVAL);
         let argv = argv
             .iter()

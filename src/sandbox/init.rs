@@ -12,6 +12,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::channel::SandboxEnd;
+use super::entry::{self, EntryCall, Workload, RESULT_FD};
 use super::exec::ExecArgs;
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
 use crate::protocol::{ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SpawnRequest};
@@ -61,22 +62,33 @@ enum WorkloadFailure {
     ResourceLimits = 2,
 }
 
-/// The init's whole life. Never returns.
+/// What the workload does once its setup is done.
+enum Ready {
+    /// `execve` the program.
+    Exec(ExecArgs),
+    /// Run the entry, with the result pipe's write end on [`RESULT_FD`].
+    Entry { call: EntryCall, result: OwnedFd },
+}
+
+/// The init's whole life. Never returns. `result` is the write end of an entry's result
+/// pipe (for [`Workload::Entry`] only).
 pub fn run(
     sandboxer: &Sandboxer,
     request: &SpawnRequest,
     stdio: [OwnedFd; 3],
     channel: SandboxEnd,
+    workload: Workload,
+    result: Option<OwnedFd>,
 ) -> ! {
-    let channel = match place_fds(stdio, channel) {
-        Ok(channel) => channel,
+    let (channel, result) = match place_fds(stdio, channel, result) {
+        Ok(placed) => placed,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
-    match setup(sandboxer, request, &channel) {
-        Ok(exec) => {
+    match setup(sandboxer, request, &channel, workload, result) {
+        Ok(ready) => {
             let seccomp =
                 (!request.sandbox.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp);
-            supervise(&channel, &exec, seccomp, request.sandbox.limits.open_files)
+            supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
         }
         Err(error) => {
             channel.report_failure(error);
@@ -90,11 +102,13 @@ fn setup(
     sandboxer: &Sandboxer,
     request: &SpawnRequest,
     channel: &SandboxEnd,
-) -> Result<ExecArgs, SetupError> {
+    workload: Workload,
+    result: Option<OwnedFd>,
+) -> Result<Ready, SetupError> {
     let (config, privileged, last_cap) =
         (&request.sandbox, sandboxer.privileged, sandboxer.last_cap);
     step(Step::SignalForwarding, hold_signals())?;
-    let exec = step(Step::ForkWorkload, prepare_exec(request))?;
+    let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
     step(Step::IdMaps, channel.wait_for_id_maps())?;
     step(Step::UserIds, ids::become_sandbox_user(config, privileged))?;
     // After the last change of ids: the kernel clears the parent-death signal on one.
@@ -115,7 +129,7 @@ fn setup(
         step(Step::Network, channel.wait_for_network())?;
     }
     step(Step::SignalForwarding, forward_signals())?;
-    Ok(exec)
+    Ok(ready)
 }
 
 /// Dies with the zygote rather than outlive it unsupervised. The zygote may have died
@@ -137,9 +151,20 @@ fn hold_signals() -> Result<(), SysError> {
     sys::sigprocmask(libc::SIG_SETMASK, forwarded())
 }
 
-/// The exec's C strings, built while allocating is still harmless.
-fn prepare_exec(request: &SpawnRequest) -> Result<ExecArgs, SysError> {
-    ExecArgs::new(request).map_err(|e| SysError::new("prepare execve", e))
+/// The exec's C strings, built while allocating is still harmless; or the entry, with
+/// its result pipe.
+fn prepare(
+    request: &SpawnRequest,
+    workload: Workload,
+    result: Option<OwnedFd>,
+) -> Result<Ready, SysError> {
+    match (workload, result) {
+        (Workload::Exec, _) => ExecArgs::new(request)
+            .map(Ready::Exec)
+            .map_err(|e| SysError::new("prepare execve", e)),
+        (Workload::Entry(call), Some(result)) => Ok(Ready::Entry { call, result }),
+        (Workload::Entry(_), None) => Err(SysError::new("find the result pipe", Errno::EBADF)),
+    }
 }
 
 fn set_hostname(hostname: &str) -> Result<(), SysError> {
@@ -172,23 +197,32 @@ fn new_session() -> Result<(), SysError> {
     nix::unistd::setsid().map(drop).op("setsid")
 }
 
-/// Puts the workload's stdio on 0, 1 and 2, the channel on 3, and closes every other fd
-/// inherited from the zygote (other clients' sockets, other children's pipes).
-fn place_fds(stdio: [OwnedFd; 3], channel: SandboxEnd) -> Result<SandboxEnd, SysError> {
+/// Puts the workload's stdio on 0, 1 and 2, the channel on 3, an entry's result pipe on
+/// 4, and closes every other fd inherited from the zygote (other clients' sockets, other
+/// children's pipes).
+fn place_fds(
+    stdio: [OwnedFd; 3],
+    channel: SandboxEnd,
+    result: Option<OwnedFd>,
+) -> Result<(SandboxEnd, Option<OwnedFd>), SysError> {
     for (slot, fd) in stdio.iter().enumerate() {
         sys::dup_onto(fd.as_fd(), slot as i32)?;
     }
     drop(stdio);
     let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
-    sys::close_range(CHANNEL_FD as u32 + 1, u32::MAX, 0)?;
-    Ok(channel)
+    let result = result.map(|fd| sys::move_fd(fd, RESULT_FD)).transpose()?;
+    sys::close_range(RESULT_FD as u32 + 1, u32::MAX, 0)?;
+    if result.is_none() {
+        sys::close_range(RESULT_FD as u32, RESULT_FD as u32, 0)?;
+    }
+    Ok((channel, result))
 }
 
 /// Forks the workload, reports its exec, forwards signals, reaps, and exits with the
 /// workload's status.
 fn supervise(
     channel: &SandboxEnd,
-    exec: &ExecArgs,
+    ready: Ready,
     seccomp: Option<&CompiledSeccomp>,
     open_files: Option<u64>,
 ) -> ! {
@@ -200,7 +234,7 @@ fn supervise(
     let workload = match sys::fork() {
         Ok(None) => {
             drop(exec_read);
-            run_workload(exec_write, exec, seccomp, open_files)
+            run_workload(exec_write, ready, seccomp, open_files)
         }
         Ok(Some(pid)) => pid,
         Err(error) => fail(channel, Step::ForkWorkload, error),
@@ -212,6 +246,8 @@ fn supervise(
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
     let _ = sys::close_range(0, 2, 0);
+    // Nor of an entry's result pipe (nor, a copy, of its call).
+    drop(ready);
 
     match read_failure(&exec_read) {
         None => channel.report_exec(None),
@@ -268,7 +304,7 @@ fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
 /// The workload: signal mask, fds, seccomp, `execve`. Returns only by exiting.
 fn run_workload(
     exec_write: OwnedFd,
-    exec: &ExecArgs,
+    ready: Ready,
     seccomp: Option<&CompiledSeccomp>,
     open_files: Option<u64>,
 ) -> ! {
@@ -278,10 +314,22 @@ fn run_workload(
     let _ = sys::default_signal_handlers(forwarded());
     let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
     // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
-    // served its purpose (its closing is how the init learns the exec succeeded).
-    if let Err(error) = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) {
-        report_failure(&exec_write, WorkloadFailure::Exec, error.errno());
-    }
+    // served its purpose (its closing is how the init learns the exec succeeded). An
+    // entry execs nothing, so its fds are closed now.
+    let exec_write = match &ready {
+        Ready::Exec(_) => {
+            let marked = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            if let Err(error) = marked {
+                report_failure(&exec_write, WorkloadFailure::Exec, error.errno());
+            }
+            exec_write
+        }
+        Ready::Entry { .. } => match entry::close_inherited(exec_write, CHANNEL_FD) {
+            Ok(exec_write) => exec_write,
+            // The exec pipe is in an unknown state: exiting is the report.
+            Err(_) => sys::exit_now(SETUP_FAILED),
+        },
+    };
     // The open-files limit is the workload's alone: the init needs a few fds of its own.
     if let Some(files) = open_files {
         use nix::sys::resource::{setrlimit, Resource};
@@ -294,8 +342,17 @@ fn run_workload(
             report_failure(&exec_write, WorkloadFailure::Seccomp, error.errno());
         }
     }
-    let errno = exec.exec();
-    report_failure(&exec_write, WorkloadFailure::Exec, errno)
+    match ready {
+        Ready::Exec(exec) => {
+            let errno = exec.exec();
+            report_failure(&exec_write, WorkloadFailure::Exec, errno)
+        }
+        Ready::Entry { call, result } => {
+            // Closing the exec pipe tells the init the workload runs, as an exec would.
+            drop(exec_write);
+            entry::run(call, result)
+        }
+    }
 }
 
 fn report_failure(exec_write: &OwnedFd, kind: WorkloadFailure, errno: Errno) -> ! {

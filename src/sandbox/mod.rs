@@ -8,6 +8,7 @@
 mod capabilities;
 pub mod cgroup;
 pub mod channel;
+pub mod entry;
 mod exec;
 mod ids;
 mod init;
@@ -26,6 +27,7 @@ use crate::sys::{self, Context, SysError};
 
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, ZygoteEnd};
+pub use entry::{EntryCall, Workload};
 
 /// A named step of the sandbox setup, in the order the init performs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,8 +152,9 @@ pub struct Started {
     pub pidfd: OwnedFd,
     /// The zygote's end of the sync channel.
     pub channel: ZygoteEnd,
-    /// The client's ends of the pipes, in stdin, stdout, stderr order.
-    pub pipes: [Option<OwnedFd>; 3],
+    /// The client's ends of the pipes, in stdin, stdout, stderr order, then the read
+    /// end of an entry's result pipe.
+    pub pipes: [Option<OwnedFd>; 4],
 }
 
 /// Why a sandbox could not be started.
@@ -213,12 +216,15 @@ impl Sandboxer {
     ///
     /// `passed` holds the client's fds for [`Stdio::Fd`] streams, in stream order. The
     /// outcome of the setup (exec'd or failed) arrives later on [`Started::channel`].
-    /// The caller must be single-threaded; this is checked, and refused otherwise.
+    /// `workload` says whether the sandbox execs the request's program or runs an entry
+    /// (forked, with the zygote's memory). The caller must be single-threaded; this is
+    /// checked, and refused otherwise.
     pub fn start(
         &self,
         request: &SpawnRequest,
         mut passed: Vec<OwnedFd>,
         cgroup: Option<&SandboxCgroup>,
+        workload: Workload,
     ) -> Result<Started, StartError> {
         let threads = thread_count()?;
         if threads != 1 {
@@ -231,7 +237,7 @@ impl Sandboxer {
         // The workload's ends of its stdio, and the client's ends of the pipes.
         passed.reverse();
         let mut workload_stdio: Vec<OwnedFd> = Vec::with_capacity(3);
-        let mut pipes: [Option<OwnedFd>; 3] = [None, None, None];
+        let mut pipes: [Option<OwnedFd>; 4] = [None, None, None, None];
         for (slot, stdio) in request.stdio().into_iter().enumerate() {
             let fd = match stdio {
                 Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
@@ -251,6 +257,13 @@ impl Sandboxer {
             };
             workload_stdio.push(fd);
         }
+        // An entry's result travels on a pipe of its own, apart from what it prints.
+        let mut result_write = None;
+        if let Workload::Entry(_) = workload {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
+            pipes[3] = Some(read);
+            result_write = Some(write);
+        }
         let (zygote_end, sandbox_end) = channel::pair()?;
 
         let mut flags = (libc::CLONE_NEWUSER
@@ -269,11 +282,14 @@ impl Sandboxer {
                 let stdio: [OwnedFd; 3] = workload_stdio
                     .try_into()
                     .unwrap_or_else(|_| sys::exit_now(125));
-                init::run(self, request, stdio, sandbox_end)
+                init::run(self, request, stdio, sandbox_end, workload, result_write)
             }
             sys::Cloned::Parent { pid, pidfd } => {
                 drop(sandbox_end);
                 drop(workload_stdio);
+                drop(result_write);
+                // The decoded arguments are the child's now.
+                drop(workload);
                 let started = Started {
                     pid,
                     pidfd,

@@ -68,13 +68,19 @@ pub enum InvalidRequest {
 /// assert_eq!(validate(&SpawnRequest::new("")), Err(InvalidRequest::EmptyProgram));
 /// ```
 pub fn validate(request: &SpawnRequest) -> Result<(), InvalidRequest> {
-    let Command::Exec { program, argv } = &request.command;
-    if program.as_bytes().is_empty() {
-        return Err(InvalidRequest::EmptyProgram);
-    }
-    no_nul("program", program)?;
-    for arg in argv {
-        no_nul("an argument", arg)?;
+    match &request.command {
+        Command::Exec { program, argv } => {
+            if program.as_bytes().is_empty() {
+                return Err(InvalidRequest::EmptyProgram);
+            }
+            no_nul("program", program)?;
+            for arg in argv {
+                no_nul("an argument", arg)?;
+            }
+        }
+        // Whether the zygote has it, and whether the arguments decode, is the zygote's
+        // to say: it knows its entries.
+        Command::Entry { .. } => {}
     }
     for (key, value) in &request.env {
         if key.as_bytes().is_empty() || key.as_bytes().contains(&b'=') {

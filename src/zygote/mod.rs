@@ -7,8 +7,10 @@
 //! (or failed setup) and its reap arrive later as events of the same loop, so no client
 //! ever waits on another's spawn. Runs in the daemon process only.
 
+mod builder;
 mod connection;
 pub mod diagnose;
+mod entries;
 mod limits;
 pub mod listener;
 
@@ -33,7 +35,9 @@ use crate::sandbox::{
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
+pub use builder::ZygoteBuilder;
 use connection::Connection;
+use entries::Entries;
 use limits::{Enforcement, Enforcer};
 pub use listener::{Access, Listener};
 
@@ -104,6 +108,7 @@ impl From<SysError> for ZygoteError {
 /// ```
 pub struct Zygote {
     sandboxer: Sandboxer,
+    entries: Entries,
     access: Access,
     max_children: usize,
     enforcer: Enforcer,
@@ -117,8 +122,9 @@ struct Child {
     id: u64,
     pidfd: OwnedFd,
     channel: ZygoteEnd,
-    /// The client's pipe ends, handed over with `Spawned`.
-    pipes: [Option<OwnedFd>; 3],
+    /// The client's pipe ends (stdio, then an entry's result), handed over with
+    /// `Spawned`.
+    pipes: [Option<OwnedFd>; 4],
     started: Instant,
     /// `Spawned` has been sent (or the client is gone).
     running: bool,
@@ -150,7 +156,19 @@ impl Child {
 
 impl Zygote {
     /// Prepares a daemon: compiles the seccomp policy and checks the host ids, once.
+    /// It runs programs and has no entries, as `hatchery serve` does; see
+    /// [`Zygote::builder`] for one with entries.
     pub fn new(config: ZygoteConfig) -> Result<Zygote, ZygoteError> {
+        Zygote::with_entries(config, Entries::exec_only())
+    }
+
+    /// A zygote of this program, serving named Rust entries that run in children forked
+    /// from it (see [`ZygoteBuilder`]).
+    pub fn builder() -> ZygoteBuilder {
+        ZygoteBuilder::new()
+    }
+
+    fn with_entries(config: ZygoteConfig, entries: Entries) -> Result<Zygote, ZygoteError> {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
         let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
@@ -161,6 +179,7 @@ impl Zygote {
             .map_err(ZygoteError::Network)?;
         Ok(Zygote {
             sandboxer,
+            entries,
             access: config.access,
             max_children: config.max_children,
             enforcer: Enforcer::new(config.limits, find_cgroups()),
@@ -596,6 +615,15 @@ impl Server {
             conn.send_error(Some(id), ErrorKind::InvalidRequest, e.to_string());
             return;
         }
+        // Unknown entries and arguments that do not decode fail here, before any cgroup,
+        // pipe or process exists.
+        let workload = match self.zygote.entries.prepare(&request.command, &request.env) {
+            Ok(workload) => workload,
+            Err((kind, message)) => {
+                conn.send_error(Some(id), kind, message);
+                return;
+            }
+        };
         let wanted = request
             .stdio()
             .iter()
@@ -653,7 +681,7 @@ impl Server {
         match self
             .zygote
             .sandboxer
-            .start(&request, fds, enforcement.cgroup.as_ref())
+            .start(&request, fds, enforcement.cgroup.as_ref(), workload)
         {
             Ok(sandbox) => {
                 tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
@@ -793,10 +821,13 @@ impl Server {
                 let Some(conn) = conn else { return };
                 let mut roles = Vec::with_capacity(4);
                 let mut fds = Vec::with_capacity(4);
-                for (role, pipe) in [FdRole::Stdin, FdRole::Stdout, FdRole::Stderr]
-                    .into_iter()
-                    .zip(&mut child.pipes)
-                {
+                let roles_in_order = [
+                    FdRole::Stdin,
+                    FdRole::Stdout,
+                    FdRole::Stderr,
+                    FdRole::Result,
+                ];
+                for (role, pipe) in roles_in_order.into_iter().zip(&mut child.pipes) {
                     if let Some(fd) = pipe.take() {
                         roles.push(role);
                         fds.push(fd);
@@ -962,7 +993,7 @@ impl Server {
                         child.kill(EndReason::KilledByClient);
                     }
                     // Pipe ends never handed over would keep its stdin open forever.
-                    child.pipes = [None, None, None];
+                    child.pipes = Default::default();
                 }
             }
         }

@@ -99,20 +99,36 @@ impl Daemon {
 
     /// Starts a daemon with extra `serve` arguments, and waits until it accepts.
     pub fn start_with(args: &[&str]) -> Daemon {
+        let mut command = Command::new(HATCHERY);
+        command.arg("serve");
+        Daemon::start_command(command, args)
+    }
+
+    /// Starts a custom zygote program (one that takes the flags of `hatchery serve`)
+    /// with `env` added, and waits until it accepts.
+    pub fn start_zygote(program: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(program);
+        command.envs(env.iter().copied());
+        Daemon::start_command(command, args)
+    }
+
+    fn start_command(mut command: Command, args: &[&str]) -> Daemon {
         let dir = open_tempdir();
         let socket = dir.path().join("hatchery.sock");
-        let child = Command::new(HATCHERY)
-            .arg("serve")
+        let child = command
             .arg("--socket")
             .arg(&socket)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
-            .expect("start hatchery serve");
-        let daemon = Daemon { child, socket, dir };
+            .expect("start the daemon");
+        let mut daemon = Daemon { child, socket, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !hatchery::client::probe_socket(&daemon.socket) {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!("the daemon exited before it listened: {status}");
+            }
             assert!(Instant::now() < deadline, "daemon did not start listening");
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -1,0 +1,249 @@
+//! The flags of `hatchery serve`, in one definition that the `hatchery` command and every
+//! custom zygote ([`crate::ZygoteBuilder::serve_from_args`]) share. Runs in the zygote
+//! process, before it serves.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::client::default_socket_path;
+use crate::limits::{parse_limit, LimitPolicy};
+use crate::network::{Cidr, NetworkSettings};
+use crate::protocol::{Limit, Limits};
+use crate::sandbox::HostIds;
+use crate::seccomp::{SeccompError, SeccompPolicy};
+use crate::zygote::{Access, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
+
+/// Why the flags do not make a zygote.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeArgsError {
+    /// The seccomp policy file cannot be read.
+    #[error("cannot read the seccomp policy {path:?}")]
+    ReadPolicy {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The seccomp policy file is not a valid policy.
+    #[error("seccomp policy {path:?}")]
+    Policy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: SeccompError,
+    },
+    /// `--group` names no group.
+    #[error("no such group: {0}")]
+    NoSuchGroup(String),
+    /// The zygote could not be prepared or stopped with an error.
+    #[error(transparent)]
+    Zygote(#[from] ZygoteError),
+}
+
+/// The flags of `hatchery serve`, shared by every zygote ([`crate::ZygoteBuilder::serve_from_args`]).
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery.sock as root,
+    /// else $XDG_RUNTIME_DIR/hatchery.sock, else /tmp/hatchery-UID.sock]
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Also allow members of this group (name or gid); the socket becomes mode 0660.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Also allow this uid (repeatable). Root and the daemon's own uid are always allowed.
+    #[arg(long = "allow-uid", value_name = "UID")]
+    pub allow_uids: Vec<u32>,
+    /// Host uid the sandboxes' uid maps to [default: 65534 as root, else your own].
+    #[arg(long)]
+    pub host_uid: Option<u32>,
+    /// Host gid the sandboxes' gid maps to [default: 65534 as root, else your own].
+    #[arg(long)]
+    pub host_gid: Option<u32>,
+    /// The sandboxes' seccomp policy: `default` (built in, a denylist), `strict` (built in,
+    /// an allowlist) or the path of a policy file (write `./strict` for a file so named).
+    #[arg(long, value_name = "default|strict|FILE")]
+    pub seccomp_policy: Option<PathBuf>,
+    /// The most sandboxes alive at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
+    pub max_children: usize,
+    #[command(flatten)]
+    pub default_limits: LimitFlags<DefaultPrefix>,
+    #[command(flatten)]
+    pub max_limits: LimitFlags<MaxPrefix>,
+    /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
+    /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
+    /// Without it, requests for a veth network are refused.
+    #[arg(long = "veth-pool", value_name = "CIDR")]
+    pub veth_pools: Vec<Cidr>,
+    /// Name the host ends PREFIX plus a counter (at most 8 bytes of [a-z0-9_-]). Veths
+    /// named so are this daemon's: it removes those a previous run left when it starts.
+    #[arg(long, value_name = "PREFIX", default_value = crate::network::DEFAULT_PREFIX)]
+    pub veth_prefix: String,
+    /// Let the kernel forward packets from sandboxes beyond their host end (for the
+    /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
+    #[arg(long)]
+    pub veth_forwarding: bool,
+}
+
+impl ServeArgs {
+    /// The socket to listen on: `--socket`, else the default path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(default_socket_path)
+    }
+
+    /// The daemon configuration these flags ask for.
+    pub fn zygote_config(&self) -> Result<ZygoteConfig, ServeArgsError> {
+        let mut config = ZygoteConfig::new()?;
+        if let Some(path) = &self.seccomp_policy {
+            let policy = match path.to_str() {
+                Some(name @ ("default" | "strict")) => SeccompPolicy::builtin(name),
+                _ => {
+                    let text = std::fs::read_to_string(path).map_err(|source| {
+                        ServeArgsError::ReadPolicy {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    SeccompPolicy::from_json(&text)
+                }
+            };
+            config.seccomp = policy.map_err(|source| ServeArgsError::Policy {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let defaults = HostIds::default_for_daemon();
+        config.host_ids = HostIds {
+            uid: self.host_uid.unwrap_or(defaults.uid),
+            gid: self.host_gid.unwrap_or(defaults.gid),
+        };
+        config.access = Access {
+            extra_uids: self.allow_uids.clone(),
+            group: self.group.as_deref().map(resolve_group).transpose()?,
+        };
+        config.max_children = self.max_children;
+        if !self.veth_pools.is_empty() {
+            config.network = Some(NetworkSettings {
+                pool: self.veth_pools.clone(),
+                prefix: self.veth_prefix.clone(),
+                forwarding: self.veth_forwarding,
+                first_slot: 0,
+            });
+        }
+        config.limits = LimitPolicy {
+            defaults: self.default_limits.limits,
+            ceilings: self.max_limits.limits,
+        };
+        Ok(config)
+    }
+}
+
+fn resolve_group(group: &str) -> Result<u32, ServeArgsError> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(ServeArgsError::NoSuchGroup(group.to_string())),
+    }
+}
+
+/// Where a set of limit flags is used: `run --memory`, `serve --default-memory`,
+/// `serve --max-memory`.
+pub trait FlagPrefix {
+    /// Prepended to each limit's name.
+    const PREFIX: &'static str;
+    /// How the help text describes the flag.
+    const HELP: &'static str;
+}
+
+/// `run --memory 256M` and the like.
+pub struct NoPrefix;
+impl FlagPrefix for NoPrefix {
+    const PREFIX: &'static str = "";
+    const HELP: &'static str = "Limit";
+}
+
+/// `serve --default-memory 256M`.
+pub struct DefaultPrefix;
+impl FlagPrefix for DefaultPrefix {
+    const PREFIX: &'static str = "default-";
+    const HELP: &'static str = "Default, for requests that set none:";
+}
+
+/// `serve --max-memory 1G`.
+pub struct MaxPrefix;
+impl FlagPrefix for MaxPrefix {
+    const PREFIX: &'static str = "max-";
+    const HELP: &'static str = "Most any request may ask for:";
+}
+
+/// One flag per kind of limit, each parsed in its own units (`256M`, `10s`, `0.5`).
+pub struct LimitFlags<P> {
+    /// The limits given on the command line.
+    pub limits: Limits,
+    prefix: std::marker::PhantomData<P>,
+}
+
+fn limit_help(kind: Limit) -> &'static str {
+    match kind {
+        Limit::Memory => {
+            "memory of the whole sandbox, e.g. 256M (swap off; exceeding it kills the sandbox)"
+        }
+        Limit::Pids => "processes and threads at once, e.g. 64",
+        Limit::Cpu => "CPU bandwidth in CPUs, e.g. 0.5",
+        Limit::CpuTime => "CPU time of the whole sandbox, e.g. 10s",
+        Limit::WallTime => "wall-clock time, e.g. 30s",
+        Limit::FileSize => "largest file written, e.g. 16M (SIGXFSZ past it)",
+        Limit::OpenFiles => "open files per process, e.g. 256",
+        Limit::TmpSize => "size of /tmp and /dev/shm, e.g. 64M",
+        Limit::TmpInodes => "inodes of /tmp and /dev/shm, e.g. 1000",
+    }
+}
+
+impl<P: FlagPrefix> clap::FromArgMatches for LimitFlags<P> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = LimitFlags {
+            limits: Limits::default(),
+            prefix: std::marker::PhantomData,
+        };
+        flags.update_from_arg_matches(matches)?;
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for kind in Limit::ALL {
+            if let Some(value) = matches.get_one::<u64>(&format!("{}{}", P::PREFIX, kind.name())) {
+                self.limits.set_limit(kind, Some(*value));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for kind in Limit::ALL {
+            // clap wants 'static names; these few strings live as long as the process.
+            let name: &'static str =
+                Box::leak(format!("{}{}", P::PREFIX, kind.name()).into_boxed_str());
+            let help: &'static str =
+                Box::leak(format!("{} {}", P::HELP, limit_help(kind)).into_boxed_str());
+            cmd = cmd.arg(
+                clap::Arg::new(name)
+                    .long(name)
+                    .value_name("VALUE")
+                    .help(help)
+                    .value_parser(move |text: &str| parse_limit(kind, text)),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
