@@ -22,7 +22,7 @@ use hatchery::protocol::{
 };
 use hatchery::sandbox::HostIds;
 use hatchery::seccomp::SeccompPolicy;
-use hatchery::zygote::{Access, Zygote, ZygoteConfig, DEFAULT_MAX_CHILDREN};
+use hatchery::zygote::{Access, WarmPoolConfig, Zygote, ZygoteConfig, DEFAULT_MAX_CHILDREN};
 use hatchery::{error_chain as chain, ChildProcess, Client, SpawnError, Verdict};
 
 /// Exit code for hatchery's own failures.
@@ -75,6 +75,14 @@ struct ServeArgs {
     /// The most sandboxes alive at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
     max_children: usize,
+    /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
+    /// clone, id maps and root; the rest take the normal path.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    warm_pool: usize,
+    /// A pooled shape: a JSON file holding the sandbox config fields that differ from
+    /// the default (repeatable) [default: the default sandbox].
+    #[arg(long, value_name = "FILE")]
+    warm_pool_shape: Vec<PathBuf>,
     #[command(flatten)]
     default_limits: LimitFlags<DefaultPrefix>,
     #[command(flatten)]
@@ -296,6 +304,22 @@ fn zygote_config(args: &ServeArgs) -> Result<ZygoteConfig, String> {
     config.limits = LimitPolicy {
         defaults: args.default_limits.limits,
         ceilings: args.max_limits.limits,
+    };
+    config.warm_pool = WarmPoolConfig {
+        size: args.warm_pool,
+        shapes: if args.warm_pool_shape.is_empty() {
+            vec![SandboxConfig::default()]
+        } else {
+            args.warm_pool_shape
+                .iter()
+                .map(|path| {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    WarmPoolConfig::shape_from_json(&text)
+                        .map_err(|e| format!("{}: {e}", path.display()))
+                })
+                .collect::<Result<_, _>>()?
+        },
     };
     Ok(config)
 }

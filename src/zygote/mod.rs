@@ -10,6 +10,7 @@
 mod connection;
 mod limits;
 pub mod listener;
+mod pool;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -26,14 +27,17 @@ use crate::protocol::{
     self, EndReason, ErrorKind, Event, ExitStatus, FdRole, Request, SpawnRequest, Stdio, Verdict,
     PROTOCOL_VERSION,
 };
+use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
-    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, ZygoteEnd,
+    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, Started, ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
 use connection::Connection;
 use limits::{Enforcement, Enforcer};
 pub use listener::{Access, Listener};
+use pool::WarmPool;
+pub use pool::{PoolError, WarmPoolConfig};
 
 /// The most sandboxes a daemon runs at once unless configured otherwise.
 pub const DEFAULT_MAX_CHILDREN: usize = 1024;
@@ -51,6 +55,8 @@ pub struct ZygoteConfig {
     pub max_children: usize,
     /// Default and maximum resource limits of a sandbox.
     pub limits: LimitPolicy,
+    /// Sandboxes kept pre-created, per shape (none by default).
+    pub warm_pool: WarmPoolConfig,
 }
 
 impl ZygoteConfig {
@@ -62,6 +68,7 @@ impl ZygoteConfig {
             access: Access::default(),
             max_children: DEFAULT_MAX_CHILDREN,
             limits: LimitPolicy::default(),
+            warm_pool: WarmPoolConfig::default(),
         })
     }
 }
@@ -78,6 +85,9 @@ pub enum ZygoteError {
     /// The limit defaults and ceilings make no sense.
     #[error("limit policy")]
     Policy(#[source] crate::limits::BadPolicy),
+    /// A pooled shape cannot be kept warm.
+    #[error("warm pool")]
+    WarmPool(#[source] PoolError),
 }
 
 impl From<SysError> for ZygoteError {
@@ -99,6 +109,7 @@ pub struct Zygote {
     access: Access,
     max_children: usize,
     enforcer: Enforcer,
+    pool: WarmPool,
 }
 
 /// A sandbox the daemon is responsible for until it is reaped.
@@ -143,7 +154,10 @@ impl Zygote {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
         let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
+        let pool =
+            WarmPool::new(&config.warm_pool, &config.limits).map_err(ZygoteError::WarmPool)?;
         Ok(Zygote {
+            pool,
             sandboxer,
             access: config.access,
             max_children: config.max_children,
@@ -160,9 +174,36 @@ impl Zygote {
     }
 
     /// Serves one already-connected client (the embedded zygote of `hatchery run`), and
-    /// returns when it has hung up and its sandboxes are reaped.
-    pub fn serve_connection(self, conn: OwnedFd) -> Result<(), ZygoteError> {
+    /// returns when it has hung up and its sandboxes are reaped. It keeps no warm pool.
+    pub fn serve_connection(mut self, conn: OwnedFd) -> Result<(), ZygoteError> {
+        self.pool.close();
         Server::new(self, None, Some(conn))?.run()
+    }
+}
+
+impl Zygote {
+    /// Hands `request` to an idle sandbox of its shape, if the pool has one; gives the
+    /// passed fds back when a fresh sandbox must serve it.
+    fn start_warm(
+        &mut self,
+        request: &SpawnRequest,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<Result<Started, StartError>, Vec<OwnedFd>> {
+        while let Some(idle) = self.pool.take(&request.sandbox) {
+            match self.sandboxer.hand_over(idle, request, fds) {
+                Ok(sandbox) => {
+                    tracing::debug!(pid = sandbox.pid, "served from the warm pool");
+                    return Ok(Ok(sandbox));
+                }
+                // It died while idle (its reap is on the way): the next one, or fresh.
+                Err(NotTaken::Gone { passed, error }) => {
+                    tracing::debug!(error = %crate::error_chain(&error), "a warm sandbox was gone");
+                    fds = passed;
+                }
+                Err(NotTaken::Failed(e)) => return Ok(Err(e)),
+            }
+        }
+        Err(fds)
     }
 }
 
@@ -252,6 +293,7 @@ impl Server {
         let mut finishing: Option<Instant> = None;
         loop {
             if self.children.is_empty()
+                && self.zygote.pool.is_empty()
                 && (self.shutting_down || (self.embedded && self.conns.is_empty()))
             {
                 let since = *finishing.get_or_insert_with(Instant::now);
@@ -268,6 +310,10 @@ impl Server {
                 return Ok(());
             }
             let ready = self.wait()?;
+            if ready.is_empty() {
+                // Nothing else to do: the pool refills, one sandbox per idle turn.
+                self.zygote.pool.refill_one(&self.zygote.sandboxer);
+            }
             for (source, flags) in ready {
                 match source {
                     Source::Signals => self.on_signals(),
@@ -305,6 +351,7 @@ impl Server {
         }
         let timeout = match self.next_check() {
             None => PollTimeout::NONE,
+            Some(Duration::ZERO) => PollTimeout::ZERO,
             Some(wait) => PollTimeout::try_from(wait.as_millis().clamp(1, 60_000) as u32)
                 .unwrap_or(PollTimeout::MAX),
         };
@@ -328,6 +375,7 @@ impl Server {
             .filter(|child| child.kill_reason.is_none())
             .filter_map(|child| child.enforcement.next_check(now))
             .chain(self.zygote.enforcer.next_retry())
+            .chain(self.zygote.pool.next_refill(now))
             .min()
     }
 
@@ -365,6 +413,7 @@ impl Server {
     fn shut_down(&mut self) {
         self.shutting_down = true;
         self.listener = None;
+        self.zygote.pool.close();
         for child in self.children.values_mut() {
             child.kill(EndReason::DaemonShutdown);
         }
@@ -599,11 +648,16 @@ impl Server {
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.limits;
         let kill_on_disconnect = request.sandbox.kill_on_disconnect;
-        match self
-            .zygote
-            .sandboxer
-            .start(&request, fds, enforcement.cgroup.as_ref())
-        {
+        let warm = match enforcement.cgroup {
+            None => self.zygote.start_warm(&request, fds),
+            Some(_) => Err(fds),
+        };
+        let result = warm.unwrap_or_else(|fds| {
+            self.zygote
+                .sandboxer
+                .start(&request, fds, enforcement.cgroup.as_ref())
+        });
+        match result {
             Ok(sandbox) => {
                 tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
                 conn.children.insert(id, sandbox.pid);
@@ -759,6 +813,9 @@ impl Server {
                     return;
                 }
             };
+            if self.zygote.pool.reaped(reaped.pid, &mut self.buf) {
+                continue;
+            }
             // Reports written before the exit are still queued on the channel.
             self.on_reports(reaped.pid);
             let Some(mut child) = self.children.remove(&reaped.pid) else {
