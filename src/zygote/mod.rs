@@ -310,7 +310,7 @@ impl Server {
                 return Ok(());
             }
             let ready = self.wait()?;
-            if ready.is_empty() {
+            if ready.is_empty() && !self.sandboxes_starting() {
                 // Nothing else to do: the pool refills, one sandbox per idle turn.
                 self.zygote.pool.refill_one(&self.zygote.sandboxer);
             }
@@ -375,8 +375,20 @@ impl Server {
             .filter(|child| child.kill_reason.is_none())
             .filter_map(|child| child.enforcement.next_check(now))
             .chain(self.zygote.enforcer.next_retry())
-            .chain(self.zygote.pool.next_refill(now))
+            .chain(
+                Some(())
+                    .filter(|()| !self.sandboxes_starting())
+                    .and_then(|()| self.zygote.pool.next_refill(now)),
+            )
             .min()
+    }
+
+    /// Whether a sandbox is still in its setup. The pool does not refill then: a refill
+    /// would compete for the CPU with a spawn in flight.
+    fn sandboxes_starting(&self) -> bool {
+        self.children
+            .values()
+            .any(|child| !child.running && !child.failed)
     }
 
     /// Ends every sandbox that has overrun a limit, and retries pending cgroup removals.
