@@ -39,6 +39,9 @@ pub use listener::{Access, Listener};
 use pool::WarmPool;
 pub use pool::{PoolError, WarmPoolConfig};
 
+/// How long after a sandbox's exec the warm pool waits before it refills.
+const REFILL_QUIET: Duration = Duration::from_millis(3);
+
 /// The most sandboxes a daemon runs at once unless configured otherwise.
 pub const DEFAULT_MAX_CHILDREN: usize = 1024;
 
@@ -248,6 +251,8 @@ struct Server {
     /// Serving a single embedded client: stop when it is gone.
     embedded: bool,
     shutting_down: bool,
+    /// When a sandbox last exec'd its workload (the warm pool waits a moment after).
+    last_exec: Option<Instant>,
 }
 
 impl Server {
@@ -275,6 +280,7 @@ impl Server {
             buf: protocol::RecvBuffer::new(),
             embedded: conn.is_some(),
             shutting_down: false,
+            last_exec: None,
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -310,7 +316,7 @@ impl Server {
                 return Ok(());
             }
             let ready = self.wait()?;
-            if ready.is_empty() && !self.sandboxes_starting() {
+            if ready.is_empty() && self.next_refill() == Some(Duration::ZERO) {
                 // Nothing else to do: the pool refills, one sandbox per idle turn.
                 self.zygote.pool.refill_one(&self.zygote.sandboxer);
             }
@@ -375,20 +381,29 @@ impl Server {
             .filter(|child| child.kill_reason.is_none())
             .filter_map(|child| child.enforcement.next_check(now))
             .chain(self.zygote.enforcer.next_retry())
-            .chain(
-                Some(())
-                    .filter(|()| !self.sandboxes_starting())
-                    .and_then(|()| self.zygote.pool.next_refill(now)),
-            )
+            .chain(self.next_refill())
             .min()
     }
 
-    /// Whether a sandbox is still in its setup. The pool does not refill then: a refill
-    /// would compete for the CPU with a spawn in flight.
-    fn sandboxes_starting(&self) -> bool {
-        self.children
+    /// When the warm pool may clone its next sandbox: `Some(ZERO)` for now.
+    ///
+    /// Never while a sandbox is in its setup, and not until [`REFILL_QUIET`] after the
+    /// last exec: a refill (a `clone3` of about a millisecond on this thread, then the
+    /// new sandbox's setup on the CPU) would otherwise slow the spawn in flight, or
+    /// delay the reap of a short job that has just started.
+    fn next_refill(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let starting = self
+            .children
             .values()
-            .any(|child| !child.running && !child.failed)
+            .any(|child| !child.running && !child.failed);
+        if starting {
+            return None;
+        }
+        let quiet = self.last_exec.map_or(Duration::ZERO, |at| {
+            (at + REFILL_QUIET).saturating_duration_since(now)
+        });
+        self.zygote.pool.next_refill(now).map(|wait| wait.max(quiet))
     }
 
     /// Ends every sandbox that has overrun a limit, and retries pending cgroup removals.
@@ -740,6 +755,7 @@ impl Server {
         match report {
             FromSandbox::Execed if !child.running && !child.failed => {
                 child.running = true;
+                self.last_exec = Some(Instant::now());
                 let Some(conn) = conn else { return };
                 let mut roles = Vec::with_capacity(4);
                 let mut fds = Vec::with_capacity(4);
