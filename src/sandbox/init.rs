@@ -94,7 +94,7 @@ fn setup(
     step(Step::SignalForwarding, hold_signals())?;
     let exec = step(Step::ForkWorkload, prepare_exec(request))?;
     build_shape(sandboxer, &request.sandbox, channel)?;
-    finish_setup(sandboxer, request)?;
+    finish_setup(request)?;
     Ok(exec)
 }
 
@@ -117,19 +117,20 @@ fn build_shape(
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(Step::Loopback, sys::loopback_up())?;
     }
+    step(
+        Step::Capabilities,
+        capabilities::drop_bounding(sandboxer.last_cap),
+    )?;
     Ok(())
 }
 
 /// The per-request steps, and the final privilege drop.
-fn finish_setup(sandboxer: &Sandboxer, request: &SpawnRequest) -> Result<(), SetupError> {
+fn finish_setup(request: &SpawnRequest) -> Result<(), SetupError> {
     let config = &request.sandbox;
     step(Step::WorkingDirectory, enter(&request.cwd))?;
     step(Step::Session, new_session())?;
     step(Step::ResourceLimits, set_rlimits(&config.limits))?;
-    step(
-        Step::Capabilities,
-        capabilities::drop_all(sandboxer.last_cap),
-    )?;
+    step(Step::Capabilities, capabilities::drop_remaining())?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(Step::Capabilities, capabilities::verify_dropped())?;
     step(Step::SignalForwarding, forward_signals())?;
@@ -138,10 +139,11 @@ fn finish_setup(sandboxer: &Sandboxer, request: &SpawnRequest) -> Result<(), Set
 
 /// The life of a warm-pool sandbox's init. Never returns.
 ///
-/// It builds its `shape` (id maps, user ids, root, hostname, loopback), shows itself as
-/// `hatchery-pool` while idle, then waits for the one request it will ever run and does
-/// only what depends on it: stdio, the exec's arguments and environment, the working
-/// directory, rlimits, the capability drop, seccomp and `execve`.
+/// It builds its `shape` (id maps, user ids, root, hostname, loopback, the bounding
+/// set), shows itself as `hatchery-pool` while idle, then waits for the one request it
+/// will ever run and does only what depends on it: stdio, the exec's arguments and
+/// environment, the working directory, rlimits, the rest of the capability drop,
+/// `no_new_privs`, seccomp and `execve`.
 pub fn run_pooled(
     sandboxer: &Sandboxer,
     shape: &SandboxConfig,
@@ -169,7 +171,7 @@ pub fn run_pooled(
     }
     let ready = step(Step::Handover, place_stdio(stdio))
         .and_then(|()| step(Step::ForkWorkload, prepare_exec(&request)))
-        .and_then(|exec| finish_setup(sandboxer, &request).map(|()| exec));
+        .and_then(|exec| finish_setup(&request).map(|()| exec));
     match ready {
         Ok(exec) => {
             let seccomp =

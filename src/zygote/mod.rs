@@ -403,7 +403,10 @@ impl Server {
         let quiet = self.last_exec.map_or(Duration::ZERO, |at| {
             (at + REFILL_QUIET).saturating_duration_since(now)
         });
-        self.zygote.pool.next_refill(now).map(|wait| wait.max(quiet))
+        self.zygote
+            .pool
+            .next_refill(now)
+            .map(|wait| wait.max(quiet))
     }
 
     /// Ends every sandbox that has overrun a limit, and retries pending cgroup removals.
