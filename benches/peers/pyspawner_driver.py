@@ -26,7 +26,10 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     with pyspawner.Client(
         child_main="pyspawner_driver.child_" + workload,
-        environment={"PYTHONPATH": os.path.dirname(os.path.abspath(__file__))},
+        environment={
+            "PYTHONPATH": os.path.dirname(os.path.abspath(__file__)),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        },
     ) as client:
         print("ready", flush=True)
         for _line in sys.stdin:
