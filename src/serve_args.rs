@@ -12,7 +12,7 @@ use crate::network::{Cidr, NetworkSettings};
 use crate::protocol::{Limit, Limits};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
-use crate::zygote::{Access, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
+use crate::zygote::{Access, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
 
 /// Why the flags do not make a zygote.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,15 @@ pub enum ServeArgsError {
         /// What is wrong with it.
         #[source]
         source: SeccompError,
+    },
+    /// A `--warm-pool-shape` file cannot be read or is not a sandbox config.
+    #[error("warm pool shape {path:?}")]
+    ReadShape {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// `--group` names no group.
     #[error("no such group: {0}")]
@@ -69,6 +78,14 @@ pub struct ServeArgs {
     /// The most sandboxes alive at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
     pub max_children: usize,
+    /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
+    /// clone, id maps and root; the rest take the normal path.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warm_pool: usize,
+    /// A pooled shape: a JSON file holding the sandbox config fields that differ from
+    /// the default (repeatable) [default: the default sandbox].
+    #[arg(long, value_name = "FILE")]
+    pub warm_pool_shape: Vec<PathBuf>,
     #[command(flatten)]
     pub default_limits: LimitFlags<DefaultPrefix>,
     #[command(flatten)]
@@ -137,6 +154,28 @@ impl ServeArgs {
             defaults: self.default_limits.limits,
             ceilings: self.max_limits.limits,
         };
+        config.warm_pool.shapes = if self.warm_pool_shape.is_empty() {
+            vec![crate::protocol::SandboxConfig::default()]
+        } else {
+            self.warm_pool_shape
+                .iter()
+                .map(|path| {
+                    let text = std::fs::read_to_string(path).map_err(|source| {
+                        ServeArgsError::ReadShape {
+                            path: path.clone(),
+                            source: source.into(),
+                        }
+                    })?;
+                    WarmPoolConfig::shape_from_json(&text).map_err(|source| {
+                        ServeArgsError::ReadShape {
+                            path: path.clone(),
+                            source: source.into(),
+                        }
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        config.warm_pool.size = self.warm_pool;
         Ok(config)
     }
 }

@@ -1,19 +1,21 @@
 //! What a workload sees from inside a default sandbox, one fact per test, reported by
-//! the probe program running in it.
+//! the probe program running in it. Each test runs twice: in fresh sandboxes, and in
+//! sandboxes from a warm pool of the test's shape, which must be exactly as isolated.
 
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{probe_facts, probe_request, probe_request_in, Daemon};
+use common::warm::Spawns;
+use common::{probe_request, probe_request_in};
 use hatchery::protocol::{Bind, SandboxConfig};
 use hatchery::seccomp::SeccompPolicy;
 
-#[test]
-fn runs_in_its_own_pid_namespace_under_init() {
+fn runs_in_its_own_pid_namespace_under_init(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["pid"]));
+    let request = probe_request(&["pid"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     let pid: i32 = facts["pid"].parse().unwrap();
     assert_ne!(pid, 1, "the workload is not PID 1: the init is");
     assert_eq!(
@@ -32,16 +34,16 @@ fn runs_in_its_own_pid_namespace_under_init() {
     );
 }
 
-#[test]
-fn runs_as_the_configured_unprivileged_ids() {
+fn runs_as_the_configured_unprivileged_ids(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
     let sandbox = SandboxConfig {
         uid: 1234,
         gid: 2345,
         ..SandboxConfig::default()
     };
-    let facts = probe_facts(&daemon.client(), probe_request_in(&["ids"], sandbox));
+    let request = probe_request_in(&["ids"], sandbox);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["uid"], "1234");
     assert_eq!(facts["euid"], "1234");
     assert_eq!(facts["gid"], "2345");
@@ -52,37 +54,37 @@ fn runs_as_the_configured_unprivileged_ids() {
     );
 }
 
-#[test]
-fn holds_no_capabilities_in_any_set() {
+fn holds_no_capabilities_in_any_set(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["status"]));
+    let request = probe_request(&["status"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(facts[set], "0000000000000000", "{set}");
     }
 }
 
-#[test]
-fn has_no_new_privs() {
+fn has_no_new_privs(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["status"]));
+    let request = probe_request(&["status"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["NoNewPrivs"], "1");
 }
 
-#[test]
-fn runs_under_a_seccomp_filter() {
+fn runs_under_a_seccomp_filter(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["status"]));
+    let request = probe_request(&["status"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["Seccomp"], "2", "mode 2 is a BPF filter");
 }
 
-#[test]
-fn sees_only_loopback_and_no_route() {
+fn sees_only_loopback_and_no_route(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["net"]));
+    let request = probe_request(&["net"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["interfaces"], "lo");
     assert_eq!(facts["lo_up"], "true");
     assert_eq!(facts["ipv4_routes"], "0", "no IPv4 route in the main table");
@@ -92,26 +94,23 @@ fn sees_only_loopback_and_no_route() {
     );
 }
 
-#[test]
-fn has_its_own_hostname() {
+fn has_its_own_hostname(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
     let sandbox = SandboxConfig {
         hostname: "judge-7".into(),
         ..SandboxConfig::default()
     };
-    let facts = probe_facts(&daemon.client(), probe_request_in(&["hostname"], sandbox));
+    let request = probe_request_in(&["hostname"], sandbox);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["hostname"], "judge-7");
 }
 
-#[test]
-fn root_and_usr_are_read_only_and_tmp_is_writable() {
+fn root_and_usr_are_read_only_and_tmp_is_writable(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(
-        &daemon.client(),
-        probe_request(&["writable", "/", "/usr", "/etc", "/tmp", "/dev/shm"]),
-    );
+    let request = probe_request(&["writable", "/", "/usr", "/etc", "/tmp", "/dev/shm"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["/"], "EROFS");
     assert_eq!(facts["/usr"], "EROFS");
     assert_eq!(facts["/etc"], "EROFS");
@@ -119,19 +118,19 @@ fn root_and_usr_are_read_only_and_tmp_is_writable() {
     assert_eq!(facts["/dev/shm"], "ok");
 }
 
-#[test]
-fn tmp_starts_empty() {
+fn tmp_starts_empty(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["ls", "/tmp"]));
+    let request = probe_request(&["ls", "/tmp"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["entries"], "");
 }
 
-#[test]
-fn root_holds_only_the_system_directories() {
+fn root_holds_only_the_system_directories(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["ls", "/"]));
+    let request = probe_request(&["ls", "/"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     for entry in facts["entries"].split(',') {
         assert!(
             ["bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "probe", "proc", "sbin", "tmp", "usr"]
@@ -139,34 +138,34 @@ fn root_holds_only_the_system_directories() {
             "unexpected {entry:?} in the sandbox root: the host's /home, /root, /var, /run must not be there"
         );
     }
-    let facts = probe_facts(&daemon.client(), probe_request(&["ls", "/dev"]));
+    let facts = spawns.probe_facts(&daemon, probe_request(&["ls", "/dev"]));
     assert_eq!(
         facts["entries"],
         "fd,full,null,random,shm,stderr,stdin,stdout,tty,urandom,zero"
     );
 }
 
-#[test]
-fn inherits_no_fd_beyond_stdio() {
+fn inherits_no_fd_beyond_stdio(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    // A second client with a child of its own: its fds live in the same daemon.
+    let request = probe_request(&["fds"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    // A second client with a child of its own: its fds live in the same daemon (and,
+    // with a pool of one, in the daemon when it clones the sandbox that serves next).
     let other = daemon.client();
     let _busy = other
         .spawn_child(probe_request(&["sleep", "5"]))
         .expect("spawn");
-    let facts = probe_facts(&daemon.client(), probe_request(&["fds"]));
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["fds"], "0,1,2");
 }
 
-#[test]
-fn environment_is_exactly_the_requested_one() {
+fn environment_is_exactly_the_requested_one(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
     let request = probe_request(&["env"])
         .env("ALPHA", "1")
         .env("BETA", "two words");
-    let out = common::run(&daemon.client(), request);
+    let daemon = spawns.daemon(&request.sandbox);
+    let out = spawns.run(&daemon, request);
     assert!(out.verdict.status.success(), "{}", out.stderr);
     let env: Vec<&str> = out
         .stdout
@@ -176,21 +175,21 @@ fn environment_is_exactly_the_requested_one() {
     assert_eq!(env, vec!["ALPHA=1", "BETA=two words"]);
 }
 
-#[test]
-fn starts_in_the_requested_directory() {
+fn starts_in_the_requested_directory(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["cwd"]).cwd("/usr/bin"));
+    let request = probe_request(&["cwd"]).cwd("/usr/bin");
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["cwd"], "/usr/bin");
 }
 
 /// Every syscall the probe tries that the policy blocks unconditionally must fail with
 /// the policy's errno: the comparison is against `seccomp/default.json` itself.
-#[test]
-fn blocked_syscalls_fail_with_the_policys_errno() {
+fn blocked_syscalls_fail_with_the_policys_errno(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["syscalls"]));
+    let request = probe_request(&["syscalls"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     let policy = SeccompPolicy::default_policy().expect("default policy");
     let mut compared = 0;
     for (name, errno) in policy.blocked_syscalls() {
@@ -226,11 +225,11 @@ fn blocked_syscalls_fail_with_the_policys_errno() {
     assert_eq!(facts["ioctl_tioclinux"], "EPERM", "ioctl(TIOCLINUX)");
 }
 
-#[test]
-fn foreign_syscall_abis_are_refused() {
+fn foreign_syscall_abis_are_refused(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["syscalls"]));
+    let request = probe_request(&["syscalls"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_ne!(
         facts["x32_getpid"], "ok",
         "an x32 syscall must not get through"
@@ -241,10 +240,8 @@ fn foreign_syscall_abis_are_refused() {
     );
 }
 
-#[test]
-fn setuid_root_binary_bound_in_does_not_raise_privileges() {
+fn setuid_root_binary_bound_in_does_not_raise_privileges(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
     let dir = common::open_tempdir();
     let suid = dir.path().join("suid-probe");
     std::fs::copy(common::probe_path(), &suid).unwrap();
@@ -257,24 +254,25 @@ fn setuid_root_binary_bound_in_does_not_raise_privileges() {
     let request = hatchery::SpawnRequest::new("/suid/suid-probe")
         .arg("whoami-setuid")
         .sandbox(sandbox);
-    let facts = probe_facts(&daemon.client(), request);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["euid"], "1000", "the setuid bit must not apply");
     assert_eq!(facts["uid"], "1000");
 }
 
-#[test]
-fn cannot_rewrite_its_uid_map() {
+fn cannot_rewrite_its_uid_map(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["uid-map"]));
+    let request = probe_request(&["uid-map"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_ne!(facts["uid_map_write"], "ok");
 }
 
-#[test]
-fn runs_threads_and_subprocesses() {
+fn runs_threads_and_subprocesses(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
-    let facts = probe_facts(&daemon.client(), probe_request(&["threads"]));
+    let request = probe_request(&["threads"]);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(
         facts["threads"], "ok",
         "threads (glibc falls back from clone3 to clone)"
@@ -285,10 +283,8 @@ fn runs_threads_and_subprocesses() {
     );
 }
 
-#[test]
-fn writable_bind_is_writable_and_read_only_bind_is_not() {
+fn writable_bind_is_writable_and_read_only_bind_is_not(spawns: Spawns) {
     require_sandbox!();
-    let daemon = Daemon::start();
     let dir = common::open_tempdir();
     let shared = dir.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
@@ -300,10 +296,31 @@ fn writable_bind_is_writable_and_read_only_bind_is_not() {
         ],
         ..SandboxConfig::default()
     };
-    let facts = probe_facts(
-        &daemon.client(),
-        probe_request_in(&["writable", "/work", "/data"], sandbox),
-    );
+    let request = probe_request_in(&["writable", "/work", "/data"], sandbox);
+    let daemon = spawns.daemon(&request.sandbox);
+    let facts = spawns.probe_facts(&daemon, request);
     assert_eq!(facts["/work"], "ok");
     assert_eq!(facts["/data"], "EROFS");
 }
+
+fresh_and_pooled!(
+    runs_in_its_own_pid_namespace_under_init,
+    runs_as_the_configured_unprivileged_ids,
+    holds_no_capabilities_in_any_set,
+    has_no_new_privs,
+    runs_under_a_seccomp_filter,
+    sees_only_loopback_and_no_route,
+    has_its_own_hostname,
+    root_and_usr_are_read_only_and_tmp_is_writable,
+    tmp_starts_empty,
+    root_holds_only_the_system_directories,
+    inherits_no_fd_beyond_stdio,
+    environment_is_exactly_the_requested_one,
+    starts_in_the_requested_directory,
+    blocked_syscalls_fail_with_the_policys_errno,
+    foreign_syscall_abis_are_refused,
+    setuid_root_binary_bound_in_does_not_raise_privileges,
+    cannot_rewrite_its_uid_map,
+    runs_threads_and_subprocesses,
+    writable_bind_is_writable_and_read_only_bind_is_not,
+);

@@ -86,6 +86,14 @@ impl<'de> Deserialize<'de> for OsBytes {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<OsBytes, E> {
                 Ok(OsBytes(v.as_bytes().to_vec()))
             }
+            /// Text formats (JSON) write a byte string as an array of numbers.
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OsBytes, A::Error> {
+                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                while let Some(byte) = seq.next_element::<u8>()? {
+                    bytes.push(byte);
+                }
+                Ok(OsBytes(bytes))
+            }
         }
         deserializer.deserialize_bytes(BytesVisitor)
     }

@@ -25,15 +25,23 @@ const LOCKED_SECUREBITS: u32 = {
         | NO_CAP_AMBIENT_RAISE_LOCKED
 };
 
-/// Drops all capabilities, up to the running kernel's `last_cap`.
+/// Locks the securebits and empties the bounding set, up to the running kernel's
+/// `last_cap`: nothing the sandbox ever execs can gain a capability. The process keeps
+/// its own capabilities until [`drop_remaining`].
 ///
-/// Order matters: the securebits and the bounding set need `CAP_SETPCAP`, so they go
-/// before the effective set is emptied.
-pub fn drop_all(last_cap: u32) -> Result<(), SysError> {
+/// Both need `CAP_SETPCAP`, so they go before the effective set is emptied. They do not
+/// depend on the request: a warm-pool sandbox does them before it has one.
+pub fn drop_bounding(last_cap: u32) -> Result<(), SysError> {
     sys::set_securebits(LOCKED_SECUREBITS)?;
     for cap in 0..=last_cap {
         sys::capbset_drop(cap)?;
     }
+    Ok(())
+}
+
+/// Empties the ambient, inheritable, permitted and effective sets: after
+/// [`drop_bounding`], the last of the capabilities.
+pub fn drop_remaining() -> Result<(), SysError> {
     sys::cap_ambient_clear_all()?;
     sys::capset_empty()?;
     Ok(())

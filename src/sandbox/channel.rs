@@ -10,7 +10,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 use super::SetupError;
-use crate::protocol::{self, ExitStatus, ProtocolError};
+use crate::protocol::{self, ExitStatus, ProtocolError, SpawnRequest};
 use crate::sys::{Context, SysError};
 
 /// Zygote → sandbox.
@@ -20,6 +20,9 @@ enum ToSandbox {
     IdMapsWritten,
     /// The sandbox's veth network is configured and up: the workload may start.
     NetworkReady,
+    /// The request a warm-pool sandbox runs (its stdio fds come with it); it is the
+    /// only one that sandbox ever runs.
+    Run(Box<SpawnRequest>),
 }
 
 /// Sandbox → zygote.
@@ -65,6 +68,19 @@ impl ZygoteEnd {
     /// Tells the sandbox that its veth network is up.
     pub fn network_ready(&self) -> Result<(), ProtocolError> {
         protocol::send(self.0.as_fd(), &ToSandbox::NetworkReady, &[])
+    }
+
+    /// Hands a warm-pool sandbox the request it is to run, with the workload's stdin,
+    /// stdout and stderr.
+    pub fn hand_over(
+        &self,
+        request: &SpawnRequest,
+        stdio: &[BorrowedFd<'_>; 3],
+    ) -> Result<(), ProtocolError> {
+        // Cloning the request costs less than the round trip it saves; `Run` owns it so
+        // that one type serves both ends.
+        let message = ToSandbox::Run(Box::new(request.clone()));
+        protocol::send(self.0.as_fd(), &message, stdio)
     }
 
     /// Reads one pending report without blocking.
@@ -138,6 +154,24 @@ impl SandboxEnd {
                 Err(ProtocolError::Io(e)) => return Err(e),
                 Err(_) => return Err(SysError::new("wait for network", nix::errno::Errno::EPROTO)),
             }
+        }
+    }
+
+    /// Blocks until the zygote hands this warm-pool sandbox its request and the
+    /// workload's three stdio fds.
+    pub fn wait_for_request(&self) -> Result<(SpawnRequest, [OwnedFd; 3]), SysError> {
+        let mut buf = protocol::RecvBuffer::new();
+        let bad = |what| SysError::new("wait for the request", what);
+        match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
+            Ok(Some((ToSandbox::Run(request), fds))) => {
+                let stdio: [OwnedFd; 3] =
+                    fds.try_into().map_err(|_| bad(nix::errno::Errno::EBADF))?;
+                Ok((*request, stdio))
+            }
+            Ok(Some(_)) => Err(bad(nix::errno::Errno::EPROTO)),
+            Ok(None) => Err(bad(nix::errno::Errno::EPIPE)),
+            Err(ProtocolError::Io(e)) => Err(e),
+            Err(_) => Err(bad(nix::errno::Errno::EPROTO)),
         }
     }
 

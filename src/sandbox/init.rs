@@ -15,7 +15,9 @@ use super::channel::SandboxEnd;
 use super::entry::{self, EntryCall, Workload, RESULT_FD};
 use super::exec::ExecArgs;
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
-use crate::protocol::{ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SpawnRequest};
+use crate::protocol::{
+    ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SpawnRequest,
+};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
@@ -105,12 +107,25 @@ fn setup(
     workload: Workload,
     result: Option<OwnedFd>,
 ) -> Result<Ready, SetupError> {
-    let (config, privileged, last_cap) =
-        (&request.sandbox, sandboxer.privileged, sandboxer.last_cap);
     step(Step::SignalForwarding, hold_signals())?;
     let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
+    build_shape(sandboxer, &request.sandbox, channel)?;
+    finish_setup(request, channel)?;
+    Ok(ready)
+}
+
+/// The steps that depend only on the sandbox's shape (its config), which a warm-pool
+/// sandbox performs before it has a request.
+fn build_shape(
+    sandboxer: &Sandboxer,
+    config: &SandboxConfig,
+    channel: &SandboxEnd,
+) -> Result<(), SetupError> {
     step(Step::IdMaps, channel.wait_for_id_maps())?;
-    step(Step::UserIds, ids::become_sandbox_user(config, privileged))?;
+    step(
+        Step::UserIds,
+        ids::become_sandbox_user(config, sandboxer.privileged),
+    )?;
     // After the last change of ids: the kernel clears the parent-death signal on one.
     step(Step::UserIds, die_with_zygote(channel))?;
     step(Step::MountRoot, mounts::build_root(config))?;
@@ -118,10 +133,20 @@ fn setup(
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(Step::Loopback, sys::loopback_up())?;
     }
+    step(
+        Step::Capabilities,
+        capabilities::drop_bounding(sandboxer.last_cap),
+    )?;
+    Ok(())
+}
+
+/// The per-request steps, and the final privilege drop.
+fn finish_setup(request: &SpawnRequest, channel: &SandboxEnd) -> Result<(), SetupError> {
+    let config = &request.sandbox;
     step(Step::WorkingDirectory, enter(&request.cwd))?;
     step(Step::Session, new_session())?;
     step(Step::ResourceLimits, set_rlimits(&config.limits))?;
-    step(Step::Capabilities, capabilities::drop_all(last_cap))?;
+    step(Step::Capabilities, capabilities::drop_remaining())?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(Step::Capabilities, capabilities::verify_dropped())?;
     // Last: the zygote configures the veth meanwhile, in parallel with the steps above.
@@ -129,7 +154,68 @@ fn setup(
         step(Step::Network, channel.wait_for_network())?;
     }
     step(Step::SignalForwarding, forward_signals())?;
-    Ok(ready)
+    Ok(())
+}
+
+/// The life of a warm-pool sandbox's init. Never returns.
+///
+/// It builds its `shape` (id maps, user ids, root, hostname, loopback, the bounding
+/// set), shows itself as `hatchery-pool` while idle, then waits for the one request it
+/// will ever run and does only what depends on it: stdio, the exec's arguments and
+/// environment, the working directory, rlimits, the rest of the capability drop,
+/// `no_new_privs`, seccomp and `execve`.
+pub fn run_pooled(
+    sandboxer: &Sandboxer,
+    shape: &SandboxConfig,
+    placeholders: [OwnedFd; 3],
+    channel: SandboxEnd,
+) -> ! {
+    let channel = match place_fds(placeholders, channel, None) {
+        Ok((channel, _)) => channel,
+        Err(_) => sys::exit_now(SETUP_FAILED),
+    };
+    let prepared = step(Step::SignalForwarding, hold_signals())
+        .and_then(|()| build_shape(sandboxer, shape, &channel));
+    if let Err(error) = prepared {
+        fail_setup(&channel, error)
+    }
+    // Seen as idle in `ps` while it waits; the zygote's name again once it has work.
+    let own_name = nix::sys::prctl::get_name().ok();
+    let _ = nix::sys::prctl::set_name(IDLE_NAME);
+    let (request, stdio) = match step(Step::Handover, channel.wait_for_request()) {
+        Ok(handed) => handed,
+        Err(error) => fail_setup(&channel, error),
+    };
+    if let Some(name) = own_name {
+        let _ = nix::sys::prctl::set_name(&name);
+    }
+    let ready = step(Step::Handover, place_stdio(stdio))
+        .and_then(|()| step(Step::ForkWorkload, prepare(&request, Workload::Exec, None)))
+        .and_then(|ready| finish_setup(&request, &channel).map(|()| ready));
+    match ready {
+        Ok(ready) => {
+            let seccomp =
+                (!request.sandbox.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp);
+            supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
+        }
+        Err(error) => fail_setup(&channel, error),
+    }
+}
+
+/// The command name (`/proc/PID/comm`) of an idle warm-pool sandbox's init.
+pub const IDLE_NAME: &std::ffi::CStr = c"hatchery-pool";
+
+fn fail_setup(channel: &SandboxEnd, error: SetupError) -> ! {
+    channel.report_failure(error);
+    sys::exit_now(SETUP_FAILED)
+}
+
+/// Puts the handed-over stdio on 0, 1 and 2 (replacing the placeholders).
+fn place_stdio(stdio: [OwnedFd; 3]) -> Result<(), SysError> {
+    for (slot, fd) in stdio.iter().enumerate() {
+        sys::dup_onto(fd.as_fd(), slot as i32)?;
+    }
+    Ok(())
 }
 
 /// Dies with the zygote rather than outlive it unsupervised. The zygote may have died
@@ -205,10 +291,7 @@ fn place_fds(
     channel: SandboxEnd,
     result: Option<OwnedFd>,
 ) -> Result<(SandboxEnd, Option<OwnedFd>), SysError> {
-    for (slot, fd) in stdio.iter().enumerate() {
-        sys::dup_onto(fd.as_fd(), slot as i32)?;
-    }
-    drop(stdio);
+    place_stdio(stdio)?;
     let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
     let result = result.map(|fd| sys::move_fd(fd, RESULT_FD)).transpose()?;
     sys::close_range(RESULT_FD as u32 + 1, u32::MAX, 0)?;

@@ -13,6 +13,7 @@ mod exec;
 mod ids;
 mod init;
 mod mounts;
+pub mod pool;
 pub mod validate;
 
 use std::fmt;
@@ -21,7 +22,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Layer, SpawnRequest, Stdio};
+use crate::protocol::{Layer, SandboxConfig, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
@@ -60,6 +61,8 @@ pub enum Step {
     ForkWorkload,
     /// Waiting for the zygote to bring the veth network up.
     Network,
+    /// A warm-pool sandbox receiving its request and the workload's stdio.
+    Handover,
 }
 
 impl Step {
@@ -80,6 +83,7 @@ impl Step {
             Step::SignalForwarding => "signal forwarding",
             Step::ForkWorkload => "fork workload",
             Step::Network => "network",
+            Step::Handover => "handover",
         }
     }
 }
@@ -222,41 +226,16 @@ impl Sandboxer {
     pub fn start(
         &self,
         request: &SpawnRequest,
-        mut passed: Vec<OwnedFd>,
+        passed: Vec<OwnedFd>,
         cgroup: Option<&SandboxCgroup>,
         workload: Workload,
     ) -> Result<Started, StartError> {
-        let threads = thread_count()?;
-        if threads != 1 {
-            return Err(StartError::NotSingleThreaded(threads));
-        }
+        Sandboxer::check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
             tracing::warn!(?layer, "request switches off a sandbox layer");
         }
 
-        // The workload's ends of its stdio, and the client's ends of the pipes.
-        passed.reverse();
-        let mut workload_stdio: Vec<OwnedFd> = Vec::with_capacity(3);
-        let mut pipes: [Option<OwnedFd>; 4] = [None, None, None, None];
-        for (slot, stdio) in request.stdio().into_iter().enumerate() {
-            let fd = match stdio {
-                Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
-                Stdio::Fd(_) => passed
-                    .pop()
-                    .ok_or_else(|| SysError::new("take passed fd", nix::errno::Errno::EBADF))?,
-                Stdio::Pipe => {
-                    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
-                    let (ours, theirs) = if slot == 0 {
-                        (read, write)
-                    } else {
-                        (write, read)
-                    };
-                    pipes[slot] = Some(theirs);
-                    ours
-                }
-            };
-            workload_stdio.push(fd);
-        }
+        let (workload_stdio, mut pipes) = self.stdio(request, passed)?;
         // An entry's result travels on a pipe of its own, apart from what it prints.
         let mut result_write = None;
         if let Workload::Entry(_) = workload {
@@ -265,24 +244,18 @@ impl Sandboxer {
             result_write = Some(write);
         }
         let (zygote_end, sandbox_end) = channel::pair()?;
-
-        let mut flags = (libc::CLONE_NEWUSER
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWNS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWCGROUP) as u64;
-        if !request.sandbox.opt_out.contains(&Layer::NetworkNamespace) {
-            flags |= libc::CLONE_NEWNET as u64;
-        }
         let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
-        match sys::clone3(flags, clone_into)? {
+        match sys::clone3(namespaces(&request.sandbox), clone_into)? {
             sys::Cloned::Child => {
                 drop(zygote_end);
-                let stdio: [OwnedFd; 3] = workload_stdio
-                    .try_into()
-                    .unwrap_or_else(|_| sys::exit_now(125));
-                init::run(self, request, stdio, sandbox_end, workload, result_write)
+                init::run(
+                    self,
+                    request,
+                    workload_stdio,
+                    sandbox_end,
+                    workload,
+                    result_write,
+                )
             }
             sys::Cloned::Parent { pid, pidfd } => {
                 drop(sandbox_end);
@@ -304,25 +277,88 @@ impl Sandboxer {
                         return Err(StartError::Cgroup(e));
                     }
                 }
-                if let Err(e) = ids::write_maps(
-                    pid,
-                    request.sandbox.uid,
-                    request.sandbox.gid,
-                    self.host_ids,
-                    self.privileged,
-                ) {
-                    // The child waits for a go that never comes; end it now.
-                    let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
-                    return Err(e.into());
-                }
-                if started.channel.id_maps_written().is_err() {
-                    // It died already; its reap reports the failure.
-                    tracing::debug!(pid, "sandbox gone before it was released");
-                }
+                self.release(&started, &request.sandbox)?;
                 Ok(started)
             }
         }
     }
+
+    /// The workload's ends of its stdio, and the client's ends of the pipes (the fourth,
+    /// an entry's result pipe, left empty), for `request`; `passed` holds the client's fds for [`Stdio::Fd`] streams.
+    fn stdio(
+        &self,
+        request: &SpawnRequest,
+        mut passed: Vec<OwnedFd>,
+    ) -> Result<([OwnedFd; 3], [Option<OwnedFd>; 4]), SysError> {
+        passed.reverse();
+        let mut pipes: [Option<OwnedFd>; 4] = [None, None, None, None];
+        let mut workload = Vec::with_capacity(3);
+        for (slot, stdio) in request.stdio().into_iter().enumerate() {
+            let fd = match stdio {
+                Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
+                Stdio::Fd(_) => passed
+                    .pop()
+                    .ok_or_else(|| SysError::new("take passed fd", nix::errno::Errno::EBADF))?,
+                Stdio::Pipe => {
+                    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
+                    let (ours, theirs) = if slot == 0 {
+                        (read, write)
+                    } else {
+                        (write, read)
+                    };
+                    pipes[slot] = Some(theirs);
+                    ours
+                }
+            };
+            workload.push(fd);
+        }
+        let workload = workload
+            .try_into()
+            .map_err(|_| SysError::new("prepare stdio", nix::errno::Errno::EINVAL))?;
+        Ok((workload, pipes))
+    }
+
+    /// Writes a cloned sandbox's id maps and lets it start its setup; a sandbox that
+    /// cannot get its maps is killed (it would wait for them forever).
+    fn release(&self, started: &Started, config: &SandboxConfig) -> Result<(), StartError> {
+        if let Err(e) = ids::write_maps(
+            started.pid,
+            config.uid,
+            config.gid,
+            self.host_ids,
+            self.privileged,
+        ) {
+            let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
+            return Err(e.into());
+        }
+        if started.channel.id_maps_written().is_err() {
+            // It died already; its reap reports the failure.
+            tracing::debug!(pid = started.pid, "sandbox gone before it was released");
+        }
+        Ok(())
+    }
+
+    /// Refuses to fork from a process with more than one thread.
+    fn check_single_threaded() -> Result<(), StartError> {
+        match thread_count()? {
+            1 => Ok(()),
+            threads => Err(StartError::NotSingleThreaded(threads)),
+        }
+    }
+}
+
+/// The namespaces a sandbox of this config is cloned into.
+fn namespaces(config: &SandboxConfig) -> u64 {
+    let mut flags = (libc::CLONE_NEWUSER
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWCGROUP) as u64;
+    if !config.opt_out.contains(&Layer::NetworkNamespace) {
+        flags |= libc::CLONE_NEWNET as u64;
+    }
+    flags
 }
 
 /// The number of threads of this process, from `/proc/self/stat` (field 20).

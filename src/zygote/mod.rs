@@ -13,6 +13,7 @@ pub mod diagnose;
 mod entries;
 mod limits;
 pub mod listener;
+mod pool;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -30,8 +31,9 @@ use crate::protocol::{
     self, EndReason, ErrorKind, Event, ExitStatus, FdRole, NetworkConfig, Request, SpawnRequest,
     Stdio, Verdict, PROTOCOL_VERSION,
 };
+use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
-    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, ZygoteEnd,
+    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, Started, ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
@@ -40,6 +42,11 @@ use connection::Connection;
 use entries::Entries;
 use limits::{Enforcement, Enforcer};
 pub use listener::{Access, Listener};
+use pool::WarmPool;
+pub use pool::{PoolError, WarmPoolConfig};
+
+/// How long after a sandbox's exec the warm pool waits before it refills.
+const REFILL_QUIET: Duration = Duration::from_millis(3);
 
 /// The most sandboxes a daemon runs at once unless configured otherwise.
 pub const DEFAULT_MAX_CHILDREN: usize = 1024;
@@ -59,6 +66,8 @@ pub struct ZygoteConfig {
     pub limits: LimitPolicy,
     /// Veth networking; without it, requests for a veth network are refused.
     pub network: Option<NetworkSettings>,
+    /// Sandboxes kept pre-created, per shape (none by default).
+    pub warm_pool: WarmPoolConfig,
 }
 
 impl ZygoteConfig {
@@ -71,6 +80,7 @@ impl ZygoteConfig {
             max_children: DEFAULT_MAX_CHILDREN,
             limits: LimitPolicy::default(),
             network: None,
+            warm_pool: WarmPoolConfig::default(),
         })
     }
 }
@@ -90,6 +100,9 @@ pub enum ZygoteError {
     /// Veth networking cannot be set up.
     #[error("network")]
     Network(#[source] NetworkError),
+    /// A pooled shape cannot be kept warm.
+    #[error("warm pool")]
+    WarmPool(#[source] PoolError),
 }
 
 impl From<SysError> for ZygoteError {
@@ -113,6 +126,7 @@ pub struct Zygote {
     max_children: usize,
     enforcer: Enforcer,
     network: Option<Network>,
+    pool: WarmPool,
 }
 
 /// A sandbox the daemon is responsible for until it is reaped.
@@ -177,7 +191,10 @@ impl Zygote {
             .map(Network::new)
             .transpose()
             .map_err(ZygoteError::Network)?;
+        let pool =
+            WarmPool::new(&config.warm_pool, &config.limits).map_err(ZygoteError::WarmPool)?;
         Ok(Zygote {
+            pool,
             sandboxer,
             entries,
             access: config.access,
@@ -196,9 +213,36 @@ impl Zygote {
     }
 
     /// Serves one already-connected client (the embedded zygote of `hatchery run`), and
-    /// returns when it has hung up and its sandboxes are reaped.
-    pub fn serve_connection(self, conn: OwnedFd) -> Result<(), ZygoteError> {
+    /// returns when it has hung up and its sandboxes are reaped. It keeps no warm pool.
+    pub fn serve_connection(mut self, conn: OwnedFd) -> Result<(), ZygoteError> {
+        self.pool.close();
         Server::new(self, None, Some(conn))?.run()
+    }
+}
+
+impl Zygote {
+    /// Hands `request` to an idle sandbox of its shape, if the pool has one; gives the
+    /// passed fds back when a fresh sandbox must serve it.
+    fn start_warm(
+        &mut self,
+        request: &SpawnRequest,
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<Result<Started, StartError>, Vec<OwnedFd>> {
+        while let Some(idle) = self.pool.take(&request.sandbox) {
+            match self.sandboxer.hand_over(idle, request, fds) {
+                Ok(sandbox) => {
+                    tracing::debug!(pid = sandbox.pid, "served from the warm pool");
+                    return Ok(Ok(sandbox));
+                }
+                // It died while idle (its reap is on the way): the next one, or fresh.
+                Err(NotTaken::Gone { passed, error }) => {
+                    tracing::debug!(error = %crate::error_chain(&error), "a warm sandbox was gone");
+                    fds = passed;
+                }
+                Err(NotTaken::Failed(e)) => return Ok(Err(e)),
+            }
+        }
+        Err(fds)
     }
 }
 
@@ -243,6 +287,8 @@ struct Server {
     /// Serving a single embedded client: stop when it is gone.
     embedded: bool,
     shutting_down: bool,
+    /// When a sandbox last exec'd its workload (the warm pool waits a moment after).
+    last_exec: Option<Instant>,
 }
 
 impl Server {
@@ -270,6 +316,7 @@ impl Server {
             buf: protocol::RecvBuffer::new(),
             embedded: conn.is_some(),
             shutting_down: false,
+            last_exec: None,
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -288,6 +335,7 @@ impl Server {
         let mut finishing: Option<Instant> = None;
         loop {
             if self.children.is_empty()
+                && self.zygote.pool.is_empty()
                 && (self.shutting_down || (self.embedded && self.conns.is_empty()))
             {
                 let since = *finishing.get_or_insert_with(Instant::now);
@@ -307,6 +355,10 @@ impl Server {
                 return Ok(());
             }
             let ready = self.wait()?;
+            if ready.is_empty() && self.next_refill() == Some(Duration::ZERO) {
+                // Nothing else to do: the pool refills, one sandbox per idle turn.
+                self.zygote.pool.refill_one(&self.zygote.sandboxer);
+            }
             for (source, flags) in ready {
                 match source {
                     Source::Signals => self.on_signals(),
@@ -344,6 +396,7 @@ impl Server {
         }
         let timeout = match self.next_check() {
             None => PollTimeout::NONE,
+            Some(Duration::ZERO) => PollTimeout::ZERO,
             Some(wait) => PollTimeout::try_from(wait.as_millis().clamp(1, 60_000) as u32)
                 .unwrap_or(PollTimeout::MAX),
         };
@@ -374,7 +427,32 @@ impl Server {
                     .filter(|network| network.draining())
                     .map(|_| crate::network::COLLECT_EVERY),
             )
+            .chain(self.next_refill())
             .min()
+    }
+
+    /// When the warm pool may clone its next sandbox: `Some(ZERO)` for now.
+    ///
+    /// Never while a sandbox is in its setup, and not until [`REFILL_QUIET`] after the
+    /// last exec: a refill (a `clone3` of about a millisecond on this thread, then the
+    /// new sandbox's setup on the CPU) would otherwise slow the spawn in flight, or
+    /// delay the reap of a short job that has just started.
+    fn next_refill(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let starting = self
+            .children
+            .values()
+            .any(|child| !child.running && !child.failed);
+        if starting {
+            return None;
+        }
+        let quiet = self.last_exec.map_or(Duration::ZERO, |at| {
+            (at + REFILL_QUIET).saturating_duration_since(now)
+        });
+        self.zygote
+            .pool
+            .next_refill(now)
+            .map(|wait| wait.max(quiet))
     }
 
     /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
@@ -415,6 +493,7 @@ impl Server {
     fn shut_down(&mut self) {
         self.shutting_down = true;
         self.listener = None;
+        self.zygote.pool.close();
         for child in self.children.values_mut() {
             child.kill(EndReason::DaemonShutdown);
         }
@@ -678,11 +757,20 @@ impl Server {
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.limits;
         let kill_on_disconnect = request.sandbox.kill_on_disconnect;
-        match self
-            .zygote
-            .sandboxer
-            .start(&request, fds, enforcement.cgroup.as_ref(), workload)
-        {
+        // A warm-pool sandbox runs programs only, outside any cgroup and veth network.
+        let poolable = enforcement.cgroup.is_none()
+            && matches!(workload, crate::sandbox::Workload::Exec)
+            && request.sandbox.network == NetworkConfig::None;
+        let warm = match poolable {
+            true => self.zygote.start_warm(&request, fds),
+            false => Err(fds),
+        };
+        let result = warm.unwrap_or_else(|fds| {
+            self.zygote
+                .sandboxer
+                .start(&request, fds, enforcement.cgroup.as_ref(), workload)
+        });
+        match result {
             Ok(sandbox) => {
                 tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
                 let pid = sandbox.pid;
@@ -818,6 +906,7 @@ impl Server {
         match report {
             FromSandbox::Execed if !child.running && !child.failed => {
                 child.running = true;
+                self.last_exec = Some(Instant::now());
                 let Some(conn) = conn else { return };
                 let mut roles = Vec::with_capacity(4);
                 let mut fds = Vec::with_capacity(4);
@@ -910,6 +999,9 @@ impl Server {
                     return;
                 }
             };
+            if self.zygote.pool.reaped(reaped.pid, &mut self.buf) {
+                continue;
+            }
             // Reports written before the exit are still queued on the channel.
             self.on_reports(reaped.pid);
             let Some(mut child) = self.children.remove(&reaped.pid) else {

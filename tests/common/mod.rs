@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod warm;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -353,7 +355,11 @@ pub struct Output {
 
 /// Spawns `request`, collects stdout and stderr to end of file, and waits.
 pub fn run(client: &Client, request: SpawnRequest) -> Output {
-    let mut child = client.spawn_child(request).expect("spawn");
+    collect(client.spawn_child(request).expect("spawn"))
+}
+
+/// Collects a spawned child's stdout and stderr to end of file, and waits.
+pub fn collect(mut child: hatchery::ChildProcess) -> Output {
     drop(child.stdin.take());
     let mut stderr_pipe = child.stderr.take();
     let stderr_reader = std::thread::spawn(move || {

@@ -1,0 +1,487 @@
+//! The warm pool's bookkeeping in the daemon: which sandbox shapes are pooled, the idle
+//! sandboxes of each, matching a request to a shape, and the refill, one sandbox at a
+//! time, when the loop has nothing else to do. Runs in the zygote's loop.
+//!
+//! Matching is exact: a request is served from the pool only if its sandbox config,
+//! with its limits resolved, equals a pooled shape in everything that is set up before
+//! the request arrives. What the sandbox applies per request (rlimits) or the daemon
+//! enforces from outside (wall time, disconnect policy) may differ; a request that needs
+//! a cgroup (memory, pids, CPU limits) never matches.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::limits::LimitPolicy;
+use crate::protocol::{Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
+use crate::sandbox::pool::Idle;
+use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer};
+
+/// How long a shape's refill pauses after one of its sandboxes died while idle (a bind
+/// source removed, say), so that a broken shape does not keep the loop cloning.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// Which sandboxes the daemon keeps warm.
+///
+/// ```
+/// use hatchery::protocol::SandboxConfig;
+/// use hatchery::zygote::WarmPoolConfig;
+/// let pool = WarmPoolConfig { size: 4, shapes: vec![SandboxConfig::default()] };
+/// assert_eq!(pool.shapes.len(), 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct WarmPoolConfig {
+    /// Idle sandboxes kept ready per shape; 0 turns the pool off.
+    pub size: usize,
+    /// The sandbox configs to keep warm.
+    pub shapes: Vec<SandboxConfig>,
+}
+
+impl WarmPoolConfig {
+    /// A shape from JSON: an object with the [`SandboxConfig`] fields to change from the
+    /// default, e.g. `{"hostname": "judge", "binds": [{"source": "/srv/tests",
+    /// "target": "/tests", "writable": false}]}`; paths are strings.
+    ///
+    /// ```
+    /// use hatchery::zygote::WarmPoolConfig;
+    /// let shape = WarmPoolConfig::shape_from_json(r#"{"hostname": "judge"}"#).unwrap();
+    /// assert_eq!(shape.hostname, "judge");
+    /// assert_eq!(shape.uid, 1000);
+    /// ```
+    pub fn shape_from_json(text: &str) -> Result<SandboxConfig, serde_json::Error> {
+        let mut merged = serde_json::to_value(SandboxConfig::default())?;
+        let changes: serde_json::Value = serde_json::from_str(text)?;
+        if !changes.is_object() {
+            return Err(serde::de::Error::custom(
+                "a pooled shape is a JSON object of sandbox config fields",
+            ));
+        }
+        merge(&mut merged, changes)?;
+        serde_json::from_value(merged)
+    }
+}
+
+/// Overlays `changes` on `base`, object by object; a field `base` lacks is an error (a
+/// misspelt field must not leave a default in place unnoticed).
+fn merge(
+    base: &mut serde_json::Value,
+    changes: serde_json::Value,
+) -> Result<(), serde_json::Error> {
+    match (base, changes) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(changes)) => {
+            for (key, value) in changes {
+                let slot = base.get_mut(&key).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown sandbox config field {key:?}"))
+                })?;
+                merge(slot, value)?;
+            }
+        }
+        (base, changes) => *base = changes,
+    }
+    Ok(())
+}
+
+/// A pooled shape that the daemon cannot keep warm.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The shape is not a valid sandbox config.
+    #[error("pooled shape {index} is invalid")]
+    Invalid {
+        /// Its position in the configuration.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        error: validate::InvalidRequest,
+    },
+    /// The shape's limits (or the daemon's defaults) exceed the daemon's ceilings.
+    #[error("pooled shape {index}: {message}")]
+    Limits {
+        /// Its position in the configuration.
+        index: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Its sandboxes would need a cgroup, which is created per request.
+    #[error(
+        "pooled shape {index} has the {limits} limit(s), which need a cgroup per sandbox; \
+         a warm pool cannot serve them"
+    )]
+    NeedsCgroup {
+        /// Its position in the configuration.
+        index: usize,
+        /// The limits' names.
+        limits: String,
+    },
+    /// Its sandboxes would need a veth network, which is made per request.
+    #[error(
+        "pooled shape {index} has a veth network, which is made per sandbox; a warm pool \
+         cannot serve it"
+    )]
+    Networked {
+        /// Its position in the configuration.
+        index: usize,
+    },
+}
+
+/// Limits that need a cgroup made for the request: a sandbox that has them is not pooled.
+const CGROUP_LIMITS: [Limit; 4] = [Limit::Memory, Limit::Pids, Limit::Cpu, Limit::CpuTime];
+
+/// The part of a sandbox config that is set up before the request arrives; what is left
+/// out is applied per request or by the daemon.
+fn shape_of(config: &SandboxConfig) -> SandboxConfig {
+    SandboxConfig {
+        limits: Limits {
+            wall_time_ms: None,
+            file_size_bytes: None,
+            open_files: None,
+            ..config.limits
+        },
+        allow_unenforced_limits: false,
+        kill_on_disconnect: false,
+        ..config.clone()
+    }
+}
+
+struct Shape {
+    shape: SandboxConfig,
+    idle: VecDeque<Idle>,
+    paused_until: Option<Instant>,
+}
+
+/// The daemon's warm pool.
+pub struct WarmPool {
+    size: usize,
+    shapes: Vec<Shape>,
+    /// No more refills: the daemon is shutting down.
+    closed: bool,
+}
+
+impl WarmPool {
+    /// The pool of `config`, its shapes' limits resolved against the daemon's `policy`
+    /// as a request's are.
+    pub fn new(config: &WarmPoolConfig, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
+        let mut shapes = Vec::new();
+        if config.size > 0 {
+            for (index, shape) in config.shapes.iter().enumerate() {
+                let mut shape = shape.clone();
+                validate::validate(&SpawnRequest::new("/").sandbox(shape.clone()))
+                    .map_err(|error| PoolError::Invalid { index, error })?;
+                shape.limits = policy
+                    .resolve(&shape.limits)
+                    .map_err(|e| PoolError::Limits {
+                        index,
+                        message: e.to_string(),
+                    })?;
+                if shape.network != NetworkConfig::None {
+                    return Err(PoolError::Networked { index });
+                }
+                let needs_cgroup: Vec<&str> = CGROUP_LIMITS
+                    .into_iter()
+                    .filter(|&kind| shape.limits.get(kind).is_some())
+                    .map(Limit::name)
+                    .collect();
+                if !needs_cgroup.is_empty() {
+                    return Err(PoolError::NeedsCgroup {
+                        index,
+                        limits: needs_cgroup.join(", "),
+                    });
+                }
+                shapes.push(Shape {
+                    shape: shape_of(&shape),
+                    idle: VecDeque::with_capacity(config.size),
+                    paused_until: None,
+                });
+            }
+        }
+        Ok(WarmPool {
+            size: config.size,
+            shapes,
+            closed: false,
+        })
+    }
+
+    /// An idle sandbox whose shape is exactly `config`'s (limits already resolved), if
+    /// one is ready.
+    pub fn take(&mut self, config: &SandboxConfig) -> Option<Idle> {
+        if self.shapes.iter().all(|s| s.idle.is_empty()) {
+            return None;
+        }
+        let wanted = shape_of(config);
+        self.shapes
+            .iter_mut()
+            .find(|s| s.shape == wanted)
+            .and_then(|s| s.idle.pop_front())
+    }
+
+    /// The shape that most needs a sandbox now, if any does.
+    fn next_to_fill(&self, now: Instant) -> Option<usize> {
+        if self.closed {
+            return None;
+        }
+        self.shapes
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.idle.len() < self.size)
+            .filter(|(_, s)| s.paused_until.map_or(true, |until| until <= now))
+            .min_by_key(|(_, s)| s.idle.len())
+            .map(|(i, _)| i)
+    }
+
+    /// When the pool next wants to refill: now (`Some(ZERO)`), after a pause, or never.
+    pub fn next_refill(&self, now: Instant) -> Option<Duration> {
+        if self.closed {
+            return None;
+        }
+        self.shapes
+            .iter()
+            .filter(|s| s.idle.len() < self.size)
+            .map(|s| {
+                s.paused_until
+                    .map_or(Duration::ZERO, |until| until.saturating_duration_since(now))
+            })
+            .min()
+    }
+
+    /// Clones one idle sandbox for the shape that most needs one. Called when the loop
+    /// has nothing else to do, so a refill never delays a spawn already waiting.
+    pub fn refill_one(&mut self, sandboxer: &Sandboxer) {
+        let now = Instant::now();
+        let Some(index) = self.next_to_fill(now) else {
+            return;
+        };
+        let shape = &mut self.shapes[index];
+        match sandboxer.start_idle(&shape.shape) {
+            Ok(idle) => {
+                tracing::debug!(pid = idle.pid, shape = index, "warm sandbox cloned");
+                shape.idle.push_back(idle);
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain(&e), shape = index, "cannot clone a warm sandbox");
+                shape.paused_until = Some(now + PAUSE_AFTER_FAILURE);
+            }
+        }
+    }
+
+    /// Takes note of a reaped child; `true` if it was an idle sandbox of the pool (which
+    /// died before any request: its shape's refill pauses).
+    pub fn reaped(&mut self, pid: i32, buf: &mut crate::protocol::RecvBuffer) -> bool {
+        let closed = self.closed;
+        for (index, shape) in self.shapes.iter_mut().enumerate() {
+            let Some(at) = shape.idle.iter().position(|idle| idle.pid == pid) else {
+                continue;
+            };
+            let idle = shape.idle.remove(at).expect("the position was just found");
+            if !closed {
+                match idle.channel().try_report(buf) {
+                    Ok(Pending::Report(FromSandbox::SetupFailed(error))) => {
+                        tracing::warn!(shape = index, error = %crate::error_chain(&error), "a warm sandbox failed its setup")
+                    }
+                    _ => tracing::warn!(shape = index, pid, "a warm sandbox died while idle"),
+                }
+                shape.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Stops refilling and kills every idle sandbox; they are reaped as they exit.
+    pub fn close(&mut self) {
+        self.closed = true;
+        for idle in self.shapes.iter().flat_map(|s| &s.idle) {
+            idle.kill();
+        }
+    }
+
+    /// Whether no idle sandbox is left (after [`WarmPool::close`], once all are reaped).
+    pub fn is_empty(&self) -> bool {
+        self.shapes.iter().all(|s| s.idle.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Bind, Layer};
+
+    fn pool_of(shapes: Vec<SandboxConfig>, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
+        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy)
+    }
+
+    fn shape_matches(pool: &WarmPool, config: &SandboxConfig) -> bool {
+        let wanted = shape_of(config);
+        pool.shapes.iter().any(|s| s.shape == wanted)
+    }
+
+    #[test]
+    fn the_default_shape_matches_a_default_request() {
+        let policy = LimitPolicy::default();
+        let pool = pool_of(vec![SandboxConfig::default()], &policy).unwrap();
+        let mut request = SandboxConfig::default();
+        request.limits = policy.resolve(&request.limits).unwrap();
+        assert!(shape_matches(&pool, &request));
+    }
+
+    #[test]
+    fn per_request_limits_and_the_disconnect_policy_do_not_change_the_shape() {
+        let pool = pool_of(vec![SandboxConfig::default()], &LimitPolicy::default()).unwrap();
+        let request = SandboxConfig {
+            limits: Limits {
+                wall_time_ms: Some(1000),
+                open_files: Some(64),
+                file_size_bytes: Some(1 << 20),
+                ..Limits::default()
+            },
+            kill_on_disconnect: false,
+            allow_unenforced_limits: true,
+            ..SandboxConfig::default()
+        };
+        assert!(shape_matches(&pool, &request));
+    }
+
+    #[test]
+    fn anything_set_up_before_the_request_must_match() {
+        let pool = pool_of(vec![SandboxConfig::default()], &LimitPolicy::default()).unwrap();
+        let differing = [
+            SandboxConfig {
+                hostname: "other".into(),
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                uid: 1001,
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                gid: 1001,
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                binds: vec![Bind::read_only("/usr", "/data")],
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                chroot_dir: Some("/srv/root".into()),
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                opt_out: vec![Layer::Seccomp],
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                opt_out: vec![Layer::NetworkNamespace],
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                limits: Limits {
+                    tmp_size_bytes: Some(1 << 20),
+                    ..Limits::default()
+                },
+                ..SandboxConfig::default()
+            },
+            SandboxConfig {
+                limits: Limits {
+                    memory_bytes: Some(1 << 30),
+                    ..Limits::default()
+                },
+                ..SandboxConfig::default()
+            },
+        ];
+        for config in differing {
+            assert!(!shape_matches(&pool, &config), "{config:?} matched");
+        }
+    }
+
+    #[test]
+    fn a_shape_that_needs_a_cgroup_is_refused() {
+        let shape = SandboxConfig {
+            limits: Limits {
+                pids: Some(10),
+                ..Limits::default()
+            },
+            ..SandboxConfig::default()
+        };
+        let err = pool_of(vec![shape], &LimitPolicy::default()).err().unwrap();
+        assert!(matches!(err, PoolError::NeedsCgroup { .. }), "{err}");
+        // The same through a daemon default that every request would get.
+        let policy = LimitPolicy {
+            defaults: Limits {
+                memory_bytes: Some(1 << 30),
+                ..Limits::default()
+            },
+            ..LimitPolicy::default()
+        };
+        let err = pool_of(vec![SandboxConfig::default()], &policy)
+            .err()
+            .unwrap();
+        assert!(matches!(err, PoolError::NeedsCgroup { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_networked_shape_is_refused() {
+        let shape = SandboxConfig {
+            network: NetworkConfig::Veth(Default::default()),
+            ..SandboxConfig::default()
+        };
+        let err = pool_of(vec![shape], &LimitPolicy::default()).err().unwrap();
+        assert!(matches!(err, PoolError::Networked { index: 0 }), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_shape_is_refused() {
+        let shape = SandboxConfig {
+            uid: 0,
+            ..SandboxConfig::default()
+        };
+        let err = pool_of(vec![shape], &LimitPolicy::default()).err().unwrap();
+        assert!(matches!(err, PoolError::Invalid { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_shape_from_json_changes_only_what_it_names() {
+        let shape = WarmPoolConfig::shape_from_json(
+            r#"{"hostname": "judge", "limits": {"tmp_size_bytes": 1048576},
+                "binds": [{"source": "/srv", "target": "/data", "writable": false}],
+                "opt_out": ["Seccomp"]}"#,
+        )
+        .unwrap();
+        let expected = SandboxConfig {
+            hostname: "judge".into(),
+            limits: Limits {
+                tmp_size_bytes: Some(1 << 20),
+                ..Limits::default()
+            },
+            binds: vec![Bind::read_only("/srv", "/data")],
+            opt_out: vec![Layer::Seccomp],
+            ..SandboxConfig::default()
+        };
+        assert_eq!(shape, expected);
+        // What serde_json writes reads back the same.
+        let text = serde_json::to_string(&expected).unwrap();
+        assert_eq!(WarmPoolConfig::shape_from_json(&text).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_shape_from_json_refuses_unknown_fields_and_non_objects() {
+        let err = WarmPoolConfig::shape_from_json(r#"{"hostnme": "x"}"#).unwrap_err();
+        assert!(err.to_string().contains("hostnme"), "{err}");
+        let err = WarmPoolConfig::shape_from_json(r#"{"limits": {"memory": 1}}"#).unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+        assert!(WarmPoolConfig::shape_from_json("[1]").is_err());
+        assert!(WarmPoolConfig::shape_from_json(r#"{"uid": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn the_daemons_default_tmp_size_is_part_of_the_shape() {
+        let policy = LimitPolicy {
+            defaults: Limits {
+                tmp_size_bytes: Some(8 << 20),
+                ..Limits::default()
+            },
+            ..LimitPolicy::default()
+        };
+        let pool = pool_of(vec![SandboxConfig::default()], &policy).unwrap();
+        let mut request = SandboxConfig::default();
+        assert!(!shape_matches(&pool, &request), "unresolved limits differ");
+        request.limits = policy.resolve(&request.limits).unwrap();
+        assert!(shape_matches(&pool, &request));
+    }
+}
