@@ -8,8 +8,8 @@
 # Nothing is pulled from a registry:
 #   - no Docker engine running: installs docker.io if missing and starts
 #     `dockerd --bridge=none --iptables=false`, stopped again at the end;
-#   - the base image `hatchery-base:bookworm` is a debootstrap minbase rootfs (from the
-#     machine's own apt mirror), imported with `docker import`; the rootfs tarball is
+#   - the base image `hatchery-base:bookworm-iproute2` is a debootstrap minbase rootfs
+#     with iproute2 (from the machine's own apt mirror), imported with `docker import`; the rootfs tarball is
 #     cached in $HATCHERY_DOCKER_CACHE (default /var/cache/hatchery-docker);
 #   - the test binaries are built here on the host (a Debian bookworm host, so glibc
 #     matches) and mounted read-only at the same path; the image is docker/Dockerfile's,
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 cache=${HATCHERY_DOCKER_CACHE:-/var/cache/hatchery-docker}
-base=hatchery-base:bookworm
+base=hatchery-base:bookworm-iproute2
 image=hatchery-test:latest
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -60,16 +60,17 @@ fi
 
 # --- The base image ----------------------------------------------------------------------
 if ! docker image inspect "$base" >/dev/null 2>&1; then
-    tarball="$cache/bookworm-minbase.tar"
+    tarball="$cache/bookworm-minbase-iproute2.tar"
     if [ ! -s "$tarball" ]; then
         # The first Debian mirror the machine's apt sources name (deb822 or one-line).
         mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1 || true)
         [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
         [ -n "$mirror" ] || die "no Debian mirror found in the apt sources"
-        log "debootstrap --variant=minbase bookworm (mirror $mirror)"
+        log "debootstrap --variant=minbase --include=iproute2 bookworm (mirror $mirror)"
         mkdir -p "$cache"
         rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
-        debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
+        # iproute2: the network tests read the veths and addresses with `ip`.
+        debootstrap --variant=minbase --include=iproute2 bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
             || { tail -n 20 "$cache/debootstrap.log" >&2; die "debootstrap failed"; }
         tar -C "$rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
         rm -rf "$rootfs"
@@ -85,19 +86,22 @@ binaries=$(cargo test --no-run --message-format=json 2>/dev/null \
 [ -n "$binaries" ] || die "cargo built no test binaries"
 context=$(mktemp -d)
 cp target/debug/hatchery "$context/"
-docker build -q -f docker/Dockerfile -t "$image" "$context" >/dev/null
+docker build -q -f docker/Dockerfile --build-arg "BASE=$base" -t "$image" "$context" >/dev/null
 rm -rf "$context"
 
 # --- Run them ----------------------------------------------------------------------------
 # The daemon's options are explained in docs/deploy.md: only the capabilities Docker gives
-# every container, the host's cgroup tree writable (for the resource limits). Tests only:
-# CAP_SYS_PTRACE, because the tests read the sandboxes' /proc/PID/ns links, which belong
-# to another uid (the daemon does not need it).
+# every container, the host's cgroup tree writable (for the resource limits), and
+# CAP_NET_ADMIN, which `--veth-pool` needs to create the sandboxes' veth pairs in the
+# container's own network namespace (tests/network.rs). Tests only: CAP_SYS_PTRACE,
+# because the tests read the sandboxes' /proc/PID/ns links, which belong to another uid
+# (the daemon does not need it).
 run_options=(
     --rm --network none
     --security-opt "seccomp=$repo/docker/seccomp.json"
     --security-opt systempaths=unconfined
     --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+    --cap-add NET_ADMIN
     --cap-add SYS_PTRACE
     -v "$repo:$repo:ro" -w "$repo"
     -e HATCHERY_TESTS_MUST_RUN -e RUST_BACKTRACE=1
