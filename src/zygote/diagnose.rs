@@ -87,6 +87,15 @@ pub fn hint(error: &SysError, machine: &Machine) -> Option<String> {
                 .into(),
         );
     }
+    if op.starts_with("setns") && errno == Errno::EPERM {
+        return Some(
+            "the daemon cannot enter the sandbox's network namespace to configure its veth: \
+             the kernel allows that only with CAP_SYS_ADMIN in the daemon's own user \
+             namespace, which a container does not have (and its seccomp profile refuses \
+             setns); run a daemon with --veth-pool on the host; see docs/deploy.md"
+                .into(),
+        );
+    }
     let mounting = op.starts_with("mount") || op == "pivot_root" || op == "umount2";
     if mounting && matches!(errno, Errno::EPERM | Errno::EACCES) {
         if machine.seccomp_filters > 0 {
@@ -172,6 +181,15 @@ mod tests {
 
     fn clone3(errno: Errno, machine: Machine) -> Option<String> {
         hint(&SysError::new("clone3", errno), &machine)
+    }
+
+    #[test]
+    fn a_refused_setns_for_a_veth_names_the_capability() {
+        let error = SysError::new("setns(pidfd, CLONE_NEWNET)", Errno::EPERM);
+        let text = hint(&error, &Machine::default()).expect("a hint");
+        assert!(text.contains("CAP_SYS_ADMIN"), "{text}");
+        let other = SysError::new("setns(pidfd, CLONE_NEWNET)", Errno::EINVAL);
+        assert_eq!(hint(&other, &Machine::default()), None);
     }
 
     #[test]

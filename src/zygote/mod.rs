@@ -861,7 +861,10 @@ impl Server {
                     return;
                 };
                 forget_child(conn, child.id, pid);
-                let message = format!("sandbox setup step \"network\" failed: {error}");
+                let message = diagnose::with_hint(
+                    format!("sandbox setup step \"network\" failed: {error}"),
+                    &error,
+                );
                 conn.send_error(
                     Some(child.id),
                     ErrorKind::Setup {
