@@ -339,7 +339,8 @@ fn report(systems: &mut [System], runs: usize) {
             "samples_ms": samples.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
         }));
     }
-    if let (Some(ours), Some(theirs)) = (systems.first(), systems.get(2)) {
+    let theirs = systems.iter().find(|s| s.name.starts_with("pyspawner"));
+    if let (Some(ours), Some(theirs)) = (systems.first(), theirs) {
         let ratio = percentile(&theirs.samples, 0.5).as_secs_f64()
             / percentile(&ours.samples, 0.5).as_secs_f64();
         println!("\nmedian, pyspawner's networked spawn / hatchery's: {ratio:.1}×");
