@@ -9,6 +9,9 @@
 //!
 //! - hatchery, veth: the daemon (`serve --veth-pool`) spawns `hatchery-probe tcp 0 0
 //!   gw4:PORT` with `NetworkConfig::Veth`; timed from `spawn_child` to `wait()`.
+//! - hatchery, veth, warm pool: the same request to a second daemon (`serve --veth-pool
+//!   .. --warm-pool 2 --warm-pool-shape` the request's sandbox), served by an idle
+//!   sandbox whose veth is already up.
 //! - hatchery, no network: the same probe, `tcp 0 0` (no connection), default sandbox.
 //! - pyspawner, veth: `benches/pyspawner_net.py` (one pyspawner, its `NetworkConfig`),
 //!   timed from the request line to the `ok` after the child's `waitpid`.
@@ -51,27 +54,46 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let socket = dir.path().join("bench.sock");
-    let mut daemon = Command::new(HATCHERY)
-        .args(["serve", "--socket"])
-        .arg(&socket)
-        .args([
+    let mut daemon = start_daemon(
+        &socket,
+        &[
             "--veth-pool",
             "10.215.0.0/20",
             "--veth-pool",
             "fd00:6869:ff::/112",
             "--veth-prefix",
             "hbench",
-        ])
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("start hatchery serve");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !hatchery::client::probe_socket(&socket) {
-        assert!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        ],
+    );
+    let pooled_socket = dir.path().join("pooled.sock");
+    let shape = dir.path().join("shape.json");
+    let shape_config = probe_request(&[], NetworkConfig::Veth(VethConfig::default())).sandbox;
+    std::fs::write(&shape, serde_json::to_string(&shape_config).expect("JSON")).expect("shape");
+    let mut pooled_daemon = start_daemon(
+        &pooled_socket,
+        &[
+            "--veth-pool",
+            "10.215.16.0/20",
+            "--veth-pool",
+            "fd00:6869:fe::/112",
+            "--veth-prefix",
+            "hbenp",
+            "--warm-pool",
+            "2",
+            "--warm-pool-shape",
+            shape.to_str().expect("UTF-8 path"),
+        ],
+    );
 
-    let mut systems = vec![hatchery_veth(&socket), hatchery_no_network(&socket)];
+    let mut systems = vec![
+        hatchery_veth(&socket, "hatchery, veth, connect to host end", ""),
+        hatchery_veth(
+            &pooled_socket,
+            "hatchery, veth, warm pool, connect to host end",
+            " --warm-pool 2 --warm-pool-shape <the request's sandbox>",
+        ),
+        hatchery_no_network(&socket),
+    ];
     systems.extend(pyspawner_veth());
 
     for system in &mut systems {
@@ -102,12 +124,30 @@ fn main() {
             );
         }
     }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = daemon.wait();
+    for daemon in [&mut daemon, &mut pooled_daemon] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = daemon.wait();
+    }
     report(&mut systems, runs);
+}
+
+fn start_daemon(socket: &Path, flags: &[&str]) -> Child {
+    let daemon = Command::new(HATCHERY)
+        .args(["serve", "--socket"])
+        .arg(socket)
+        .args(flags)
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start hatchery serve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hatchery::client::probe_socket(socket) {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    daemon
 }
 
 /// A listener on all addresses (children reach only their own host end's) that answers
@@ -144,16 +184,17 @@ fn probe_request(args: &[&str], network: NetworkConfig) -> SpawnRequest {
         .stderr(Stdio::Null)
 }
 
-fn hatchery_veth(socket: &Path) -> System {
+fn hatchery_veth(socket: &Path, name: &'static str, extra_flags: &str) -> System {
     let client = Client::connect(socket).expect("connect");
     let (port, connections) = listener();
     let target = format!("gw4:{port}");
     let network = NetworkConfig::Veth(VethConfig::default());
     System {
-        name: "hatchery, veth, connect to host end",
-        command: "Client::spawn_child(hatchery-probe tcp 0 0 gw4:PORT, NetworkConfig::Veth) + \
-                  wait() [serve --veth-pool 10.215.0.0/20 --veth-pool fd00:6869:ff::/112]"
-            .into(),
+        name,
+        command: format!(
+            "Client::spawn_child(hatchery-probe tcp 0 0 gw4:PORT, NetworkConfig::Veth) + \
+             wait() [serve --veth-pool 10.215.x.0/20 --veth-pool fd00:6869:xx::/112{extra_flags}]"
+        ),
         run: Box::new(move || {
             let start = Instant::now();
             let request = probe_request(&["tcp", "0", "0", &target], network.clone());
@@ -298,7 +339,8 @@ fn report(systems: &mut [System], runs: usize) {
             "samples_ms": samples.iter().map(|d| ms(*d)).collect::<Vec<_>>(),
         }));
     }
-    if let (Some(ours), Some(theirs)) = (systems.first(), systems.get(2)) {
+    let theirs = systems.iter().find(|s| s.name.starts_with("pyspawner"));
+    if let (Some(ours), Some(theirs)) = (systems.first(), theirs) {
         let ratio = percentile(&theirs.samples, 0.5).as_secs_f64()
             / percentile(&ours.samples, 0.5).as_secs_f64();
         println!("\nmedian, pyspawner's networked spawn / hatchery's: {ratio:.1}×");

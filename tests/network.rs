@@ -639,3 +639,117 @@ fn the_cli_runs_a_networked_command() {
     assert_eq!(facts["interfaces"], "lo,net0");
     assert_eq!(facts["ipv4_routes"], "2");
 }
+
+#[test]
+fn a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('p');
+    let shape = probe_request_in(&[], veth(None, Some(1400))).sandbox;
+    let flags = veth_flags(10, &prefix);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let daemon = common::warm::pooled_daemon(2, &shape, &flags);
+    // An idle sandbox shows itself as idle only once its veth is up.
+    let idle = common::warm::wait_for_idle(daemon.pid(), 2);
+    assert_eq!(links_with(&prefix).len(), 2, "{:?}", links_with(&prefix));
+    let client = daemon.client();
+    let host = HostListener::start();
+    let port = host.port.to_string();
+    let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
+    let round = |expect_idle: &[i32]| {
+        let child = start_tcp_probe(&client, veth(None, Some(1400)), &["0", "0", &gw4, &gw6]);
+        assert!(
+            expect_idle.contains(&child.pid),
+            "{} not from {expect_idle:?}",
+            child.pid
+        );
+        let facts = finish(child);
+        for target in [&gw4, &gw6] {
+            assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
+            assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+        }
+        facts
+    };
+    let facts = round(&idle);
+    let local4: IpAddr = facts[&format!("{gw4}.local")].parse().unwrap();
+    let local6: IpAddr = facts[&format!("{gw6}.local")].parse().unwrap();
+    // The host end saw the sandbox end of one of this daemon's own subnets.
+    for (local, peer) in host.seen() {
+        assert!(
+            peer == local4 || peer == local6,
+            "{peer} not {local4}/{local6}"
+        );
+        assert_eq!(local.is_ipv4(), peer.is_ipv4(), "{local} and {peer}");
+    }
+    assert_eq!(host.seen().len(), 2);
+    // A request that differs in its veth config is served fresh, and works too.
+    let idle = common::warm::wait_for_idle(daemon.pid(), 2);
+    let child = start_tcp_probe(&client, veth(None, None), &["0", "0", &gw4]);
+    assert!(
+        !idle.contains(&child.pid),
+        "a different veth config was pooled"
+    );
+    assert_eq!(finish(child)[&format!("{gw4}.reply")], "pong");
+    // No fds, processes or veths pile up over more pooled spawns.
+    let idle = common::warm::wait_for_idle(daemon.pid(), 2);
+    let before = daemon.steady_fd_count();
+    let mut idle = idle;
+    for _ in 0..5 {
+        round(&idle);
+        idle = common::warm::wait_for_idle(daemon.pid(), 2);
+    }
+    assert_eq!(daemon.settled_fd_count(before), before, "fds leaked");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while daemon.children().len() != 2 {
+        assert!(Instant::now() < deadline, "left: {:?}", daemon.children());
+        thread::sleep(Duration::from_millis(10));
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while links_with(&prefix).len() != 2 {
+        assert!(Instant::now() < deadline, "{:?}", links_with(&prefix));
+        thread::sleep(Duration::from_millis(10));
+    }
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(processes_left(&idle), Vec::<i32>::new());
+    assert_eq!(
+        wait_links_gone(&prefix, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_shutdown_with_idle_networked_sandboxes_leaves_no_veth() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let prefix = prefix('q');
+    let flags = veth_flags(11, &prefix);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let daemon = common::warm::pooled_daemon(3, &veth(None, None), &flags);
+    let idle = common::warm::wait_for_idle(daemon.pid(), 3);
+    assert_eq!(links_with(&prefix).len(), 3, "{:?}", links_with(&prefix));
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(processes_left(&idle), Vec::<i32>::new());
+    assert_eq!(
+        wait_links_gone(&prefix, Duration::from_secs(2)),
+        Vec::<String>::new()
+    );
+}
+
+/// Those of `pids` still alive after up to a second: the daemon reaps its sandboxes
+/// before it exits, so none should be.
+fn processes_left(pids: &[i32]) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let left: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -110,7 +110,8 @@ fn setup(
     step(Step::SignalForwarding, hold_signals())?;
     let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
     build_shape(sandboxer, &request.sandbox, channel)?;
-    finish_setup(request, channel)?;
+    let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
+    finish_setup(request, channel, network)?;
     Ok(ready)
 }
 
@@ -140,8 +141,13 @@ fn build_shape(
     Ok(())
 }
 
-/// The per-request steps, and the final privilege drop.
-fn finish_setup(request: &SpawnRequest, channel: &SandboxEnd) -> Result<(), SetupError> {
+/// The per-request steps, and the final privilege drop; `wait_for_network`: whether the
+/// veth network is still to come (a warm-pool sandbox's was up before it went idle).
+fn finish_setup(
+    request: &SpawnRequest,
+    channel: &SandboxEnd,
+    wait_for_network: bool,
+) -> Result<(), SetupError> {
     let config = &request.sandbox;
     step(Step::WorkingDirectory, enter(&request.cwd))?;
     step(Step::Session, new_session())?;
@@ -150,7 +156,7 @@ fn finish_setup(request: &SpawnRequest, channel: &SandboxEnd) -> Result<(), Setu
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(Step::Capabilities, capabilities::verify_dropped())?;
     // Last: the zygote configures the veth meanwhile, in parallel with the steps above.
-    if matches!(config.network, NetworkConfig::Veth(_)) {
+    if wait_for_network {
         step(Step::Network, channel.wait_for_network())?;
     }
     step(Step::SignalForwarding, forward_signals())?;
@@ -160,7 +166,8 @@ fn finish_setup(request: &SpawnRequest, channel: &SandboxEnd) -> Result<(), Setu
 /// The life of a warm-pool sandbox's init. Never returns.
 ///
 /// It builds its `shape` (id maps, user ids, root, hostname, loopback, the bounding
-/// set), shows itself as `hatchery-pool` while idle, then waits for the one request it
+/// set, its veth network once the zygote has built it), shows itself as `hatchery-pool`
+/// while idle, then waits for the one request it
 /// will ever run and does only what depends on it: stdio, the exec's arguments and
 /// environment, the working directory, rlimits, the rest of the capability drop,
 /// `no_new_privs`, seccomp and `execve`.
@@ -174,8 +181,14 @@ pub fn run_pooled(
         Ok((channel, _)) => channel,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
+    // The zygote builds a veth shape's network once the shape is up; it is waited for
+    // here, so that the request never waits for it.
     let prepared = step(Step::SignalForwarding, hold_signals())
-        .and_then(|()| build_shape(sandboxer, shape, &channel));
+        .and_then(|()| build_shape(sandboxer, shape, &channel))
+        .and_then(|()| match shape.network {
+            NetworkConfig::Veth(_) => step(Step::Network, channel.wait_for_network()),
+            NetworkConfig::None => Ok(()),
+        });
     if let Err(error) = prepared {
         fail_setup(&channel, error)
     }
@@ -191,7 +204,7 @@ pub fn run_pooled(
     }
     let ready = step(Step::Handover, place_stdio(stdio))
         .and_then(|()| step(Step::ForkWorkload, prepare(&request, Workload::Exec, None)))
-        .and_then(|ready| finish_setup(&request, &channel).map(|()| ready));
+        .and_then(|ready| finish_setup(&request, &channel, false).map(|()| ready));
     match ready {
         Ok(ready) => {
             let seccomp =

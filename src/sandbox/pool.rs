@@ -1,5 +1,6 @@
 //! Warm-pool sandboxes, the zygote's half: a sandbox cloned and set up to its *shape*
-//! (namespaces, id maps, user ids, root, hostname, loopback) before any request exists,
+//! (namespaces, id maps, user ids, root, hostname, loopback, its veth network if the
+//! shape has one) before any request exists,
 //! then handed the one request it will ever run. The child's half is
 //! [`init::run_pooled`](super::init::run_pooled).
 //!
@@ -8,7 +9,7 @@
 //! request (stdio, exec arguments, working directory, rlimits, the capability drop,
 //! `no_new_privs`, seccomp) wait for it. Runs in the zygote.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::{channel, init, namespaces, Sandboxer, StartError, Started, ZygoteEnd};
 use crate::protocol::{ProtocolError, SandboxConfig, SpawnRequest, Stdio};
@@ -30,7 +31,13 @@ impl Idle {
         let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
     }
 
-    /// The zygote's end of its channel, to read why it died.
+    /// Its pidfd, to build its veth network in its namespace.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// The zygote's end of its channel, to read why it died (or tell it its network is
+    /// up).
     pub fn channel(&self) -> &ZygoteEnd {
         &self.channel
     }

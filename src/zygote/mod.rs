@@ -186,13 +186,13 @@ impl Zygote {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
         let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
+        let pool = WarmPool::new(&config.warm_pool, &config.limits, config.network.is_some())
+            .map_err(ZygoteError::WarmPool)?;
         let network = config
             .network
             .map(Network::new)
             .transpose()
             .map_err(ZygoteError::Network)?;
-        let pool =
-            WarmPool::new(&config.warm_pool, &config.limits).map_err(ZygoteError::WarmPool)?;
         Ok(Zygote {
             pool,
             sandboxer,
@@ -222,24 +222,35 @@ impl Zygote {
 
 impl Zygote {
     /// Hands `request` to an idle sandbox of its shape, if the pool has one; gives the
-    /// passed fds back when a fresh sandbox must serve it.
+    /// passed fds back when a fresh sandbox must serve it. A sandbox served comes with
+    /// its veth network's lease if its shape has one.
+    #[allow(clippy::type_complexity)]
     fn start_warm(
         &mut self,
         request: &SpawnRequest,
         mut fds: Vec<OwnedFd>,
-    ) -> Result<Result<Started, StartError>, Vec<OwnedFd>> {
-        while let Some(idle) = self.pool.take(&request.sandbox) {
+    ) -> Result<Result<(Started, Option<Lease>), StartError>, Vec<OwnedFd>> {
+        while let Some((idle, lease)) = self.pool.take(&request.sandbox) {
             match self.sandboxer.hand_over(idle, request, fds) {
                 Ok(sandbox) => {
                     tracing::debug!(pid = sandbox.pid, "served from the warm pool");
-                    return Ok(Ok(sandbox));
+                    return Ok(Ok((sandbox, lease)));
                 }
-                // It died while idle (its reap is on the way): the next one, or fresh.
-                Err(NotTaken::Gone { passed, error }) => {
-                    tracing::debug!(error = %crate::error_chain(&error), "a warm sandbox was gone");
-                    fds = passed;
+                Err(not_taken) => {
+                    // Killed by the handover: its subnet comes back once the pair is gone.
+                    if let (Some(lease), Some(network)) = (lease, &mut self.network) {
+                        network.release(lease);
+                    }
+                    match not_taken {
+                        // It died while idle (its reap is on the way): the next one, or
+                        // fresh.
+                        NotTaken::Gone { passed, error } => {
+                            tracing::debug!(error = %crate::error_chain(&error), "a warm sandbox was gone");
+                            fds = passed;
+                        }
+                        NotTaken::Failed(e) => return Ok(Err(e)),
+                    }
                 }
-                Err(NotTaken::Failed(e)) => return Ok(Err(e)),
             }
         }
         Err(fds)
@@ -357,7 +368,9 @@ impl Server {
             let ready = self.wait()?;
             if ready.is_empty() && self.next_refill() == Some(Duration::ZERO) {
                 // Nothing else to do: the pool refills, one sandbox per idle turn.
-                self.zygote.pool.refill_one(&self.zygote.sandboxer);
+                self.zygote
+                    .pool
+                    .refill_one(&self.zygote.sandboxer, self.zygote.network.as_mut());
             }
             for (source, flags) in ready {
                 match source {
@@ -719,23 +732,13 @@ impl Server {
             );
             return;
         }
-        // A subnet before anything is cloned: a used-up pool is a plain refusal.
-        let subnet = match (&request.sandbox.network, &mut self.zygote.network) {
-            (NetworkConfig::None, _) => None,
-            (NetworkConfig::Veth(_), None) => {
-                let message = "this daemon has no veth network (start it with --veth-pool)";
-                conn.send_error(Some(id), ErrorKind::NetworkUnavailable, message);
-                return;
-            }
-            (NetworkConfig::Veth(_), Some(network)) => match network.reserve() {
-                Some(subnet) => Some(subnet),
-                None => {
-                    let message = "every subnet of the veth pool is in use";
-                    conn.send_error(Some(id), ErrorKind::AddressPoolExhausted, message);
-                    return;
-                }
-            },
-        };
+        if matches!(request.sandbox.network, NetworkConfig::Veth(_))
+            && self.zygote.network.is_none()
+        {
+            let message = "this daemon has no veth network (start it with --veth-pool)";
+            conn.send_error(Some(id), ErrorKind::NetworkUnavailable, message);
+            return;
+        }
         let config = &request.sandbox;
         let enforcement = match self.zygote.enforcer.prepare(
             &config.limits,
@@ -744,9 +747,6 @@ impl Server {
         ) {
             Ok(enforcement) => enforcement,
             Err(refusal) => {
-                if let (Some(subnet), Some(network)) = (subnet, &mut self.zygote.network) {
-                    network.unreserve(subnet);
-                }
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
@@ -757,21 +757,40 @@ impl Server {
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.limits;
         let kill_on_disconnect = request.sandbox.kill_on_disconnect;
-        // A warm-pool sandbox runs programs only, outside any cgroup and veth network.
-        let poolable = enforcement.cgroup.is_none()
-            && matches!(workload, crate::sandbox::Workload::Exec)
-            && request.sandbox.network == NetworkConfig::None;
+        // A warm-pool sandbox runs programs only, outside any cgroup; one of a veth shape
+        // comes with its network up.
+        let poolable =
+            enforcement.cgroup.is_none() && matches!(workload, crate::sandbox::Workload::Exec);
         let warm = match poolable {
             true => self.zygote.start_warm(&request, fds),
             false => Err(fds),
         };
-        let result = warm.unwrap_or_else(|fds| {
-            self.zygote
-                .sandboxer
-                .start(&request, fds, enforcement.cgroup.as_ref(), workload)
-        });
+        let mut subnet = None;
+        let result = match warm {
+            Ok(started) => started,
+            Err(fds) => {
+                // A subnet before anything is cloned: a used-up pool is a plain refusal.
+                if let (NetworkConfig::Veth(_), Some(network)) =
+                    (&request.sandbox.network, &mut self.zygote.network)
+                {
+                    subnet = network.reserve();
+                    if subnet.is_none() {
+                        if let Some(cgroup) = enforcement.cgroup {
+                            self.zygote.enforcer.retire(cgroup);
+                        }
+                        let message = "every subnet of the veth pool is in use";
+                        conn.send_error(Some(id), ErrorKind::AddressPoolExhausted, message);
+                        return;
+                    }
+                }
+                self.zygote
+                    .sandboxer
+                    .start(&request, fds, enforcement.cgroup.as_ref(), workload)
+                    .map(|sandbox| (sandbox, None))
+            }
+        };
         match result {
-            Ok(sandbox) => {
+            Ok((sandbox, lease)) => {
                 tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
                 let pid = sandbox.pid;
                 conn.children.insert(id, sandbox.pid);
@@ -792,7 +811,7 @@ impl Server {
                         enforcement,
                         kill_reason: None,
                         kill_on_disconnect,
-                        network: None,
+                        network: lease,
                     },
                 );
                 if let (Some(subnet), NetworkConfig::Veth(veth)) =
@@ -1002,7 +1021,11 @@ impl Server {
                     return;
                 }
             };
-            if self.zygote.pool.reaped(reaped.pid, &mut self.buf) {
+            if self
+                .zygote
+                .pool
+                .reaped(reaped.pid, &mut self.buf, self.zygote.network.as_mut())
+            {
                 continue;
             }
             // Reports written before the exit are still queued on the channel.

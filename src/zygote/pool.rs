@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::limits::LimitPolicy;
+use crate::network::{Lease, Network};
 use crate::protocol::{Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
 use crate::sandbox::pool::Idle;
 use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer};
@@ -19,6 +20,10 @@ use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer};
 /// How long a shape's refill pauses after one of its sandboxes died while idle (a bind
 /// source removed, say), so that a broken shape does not keep the loop cloning.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// How long a veth shape's refill waits when every subnet is in use (subnets come back
+/// as sandboxes are reaped and their pairs are gone).
+const PAUSE_WITHOUT_SUBNET: Duration = Duration::from_millis(100);
 
 /// Which sandboxes the daemon keeps warm.
 ///
@@ -111,12 +116,12 @@ pub enum PoolError {
         /// The limits' names.
         limits: String,
     },
-    /// Its sandboxes would need a veth network, which is made per request.
+    /// It has a veth network but the daemon has no veth pool.
     #[error(
-        "pooled shape {index} has a veth network, which is made per sandbox; a warm pool \
-         cannot serve it"
+        "pooled shape {index} has a veth network, but this daemon has none (start it with \
+         --veth-pool)"
     )]
-    Networked {
+    NoVethPool {
         /// Its position in the configuration.
         index: usize,
     },
@@ -141,9 +146,15 @@ fn shape_of(config: &SandboxConfig) -> SandboxConfig {
     }
 }
 
+/// An idle sandbox with its veth network, if its shape has one.
+struct Warm {
+    idle: Idle,
+    lease: Option<Lease>,
+}
+
 struct Shape {
     shape: SandboxConfig,
-    idle: VecDeque<Idle>,
+    idle: VecDeque<Warm>,
     paused_until: Option<Instant>,
 }
 
@@ -157,8 +168,12 @@ pub struct WarmPool {
 
 impl WarmPool {
     /// The pool of `config`, its shapes' limits resolved against the daemon's `policy`
-    /// as a request's are.
-    pub fn new(config: &WarmPoolConfig, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
+    /// as a request's are. `networked`: whether the daemon has a veth pool.
+    pub fn new(
+        config: &WarmPoolConfig,
+        policy: &LimitPolicy,
+        networked: bool,
+    ) -> Result<WarmPool, PoolError> {
         let mut shapes = Vec::new();
         if config.size > 0 {
             for (index, shape) in config.shapes.iter().enumerate() {
@@ -171,8 +186,8 @@ impl WarmPool {
                         index,
                         message: e.to_string(),
                     })?;
-                if shape.network != NetworkConfig::None {
-                    return Err(PoolError::Networked { index });
+                if shape.network != NetworkConfig::None && !networked {
+                    return Err(PoolError::NoVethPool { index });
                 }
                 let needs_cgroup: Vec<&str> = CGROUP_LIMITS
                     .into_iter()
@@ -200,8 +215,8 @@ impl WarmPool {
     }
 
     /// An idle sandbox whose shape is exactly `config`'s (limits already resolved), if
-    /// one is ready.
-    pub fn take(&mut self, config: &SandboxConfig) -> Option<Idle> {
+    /// one is ready, with its veth network's lease if it has one.
+    pub fn take(&mut self, config: &SandboxConfig) -> Option<(Idle, Option<Lease>)> {
         if self.shapes.iter().all(|s| s.idle.is_empty()) {
             return None;
         }
@@ -210,6 +225,7 @@ impl WarmPool {
             .iter_mut()
             .find(|s| s.shape == wanted)
             .and_then(|s| s.idle.pop_front())
+            .map(|warm| (warm.idle, warm.lease))
     }
 
     /// The shape that most needs a sandbox now, if any does.
@@ -241,35 +257,82 @@ impl WarmPool {
             .min()
     }
 
-    /// Clones one idle sandbox for the shape that most needs one. Called when the loop
-    /// has nothing else to do, so a refill never delays a spawn already waiting.
-    pub fn refill_one(&mut self, sandboxer: &Sandboxer) {
+    /// Clones one idle sandbox for the shape that most needs one, and builds its veth
+    /// network if the shape has one. Called when the loop has nothing else to do, so a
+    /// refill never delays a spawn already waiting.
+    pub fn refill_one(&mut self, sandboxer: &Sandboxer, network: Option<&mut Network>) {
         let now = Instant::now();
         let Some(index) = self.next_to_fill(now) else {
             return;
         };
         let shape = &mut self.shapes[index];
-        match sandboxer.start_idle(&shape.shape) {
-            Ok(idle) => {
-                tracing::debug!(pid = idle.pid, shape = index, "warm sandbox cloned");
-                shape.idle.push_back(idle);
-            }
+        // A subnet before anything is cloned; none free is no error: the refill waits.
+        let (subnet, network) = match (&shape.shape.network, network) {
+            (NetworkConfig::None, _) => (None, None),
+            (NetworkConfig::Veth(_), Some(network)) => match network.reserve() {
+                Some(subnet) => (Some(subnet), Some(network)),
+                None => {
+                    shape.paused_until = Some(now + PAUSE_WITHOUT_SUBNET);
+                    return;
+                }
+            },
+            // Refused when the pool was made.
+            (NetworkConfig::Veth(_), None) => return,
+        };
+        let idle = match sandboxer.start_idle(&shape.shape) {
+            Ok(idle) => idle,
             Err(e) => {
+                if let (Some(subnet), Some(network)) = (subnet, network) {
+                    network.unreserve(subnet);
+                }
                 tracing::warn!(error = %crate::error_chain(&e), shape = index, "cannot clone a warm sandbox");
                 shape.paused_until = Some(now + PAUSE_AFTER_FAILURE);
+                return;
+            }
+        };
+        let mut lease = None;
+        if let (Some(subnet), Some(network), NetworkConfig::Veth(veth)) =
+            (subnet, network, &shape.shape.network)
+        {
+            match network.attach(subnet, idle.pid, idle.pidfd(), veth) {
+                Ok(attached) => {
+                    // Its init waits for this before it goes idle; if it died already,
+                    // its reap releases the lease.
+                    let _ = idle.channel().network_ready();
+                    lease = Some(attached);
+                }
+                Err(error) => {
+                    // The subnet is taken care of by `attach`; the sandbox is reaped as
+                    // any child that is not the pool's.
+                    idle.kill();
+                    tracing::warn!(shape = index, %error, "cannot set up a warm sandbox's veth network");
+                    shape.paused_until = Some(now + PAUSE_AFTER_FAILURE);
+                    return;
+                }
             }
         }
+        tracing::debug!(pid = idle.pid, shape = index, "warm sandbox cloned");
+        shape.idle.push_back(Warm { idle, lease });
     }
 
     /// Takes note of a reaped child; `true` if it was an idle sandbox of the pool (which
-    /// died before any request: its shape's refill pauses).
-    pub fn reaped(&mut self, pid: i32, buf: &mut crate::protocol::RecvBuffer) -> bool {
+    /// died before any request: its shape's refill pauses, and its lease goes back to
+    /// `network` to be drained as a reaped child's).
+    pub fn reaped(
+        &mut self,
+        pid: i32,
+        buf: &mut crate::protocol::RecvBuffer,
+        network: Option<&mut Network>,
+    ) -> bool {
         let closed = self.closed;
         for (index, shape) in self.shapes.iter_mut().enumerate() {
-            let Some(at) = shape.idle.iter().position(|idle| idle.pid == pid) else {
+            let Some(at) = shape.idle.iter().position(|warm| warm.idle.pid == pid) else {
                 continue;
             };
-            let idle = shape.idle.remove(at).expect("the position was just found");
+            let Warm { idle, lease } = shape.idle.remove(at).expect("the position was just found");
+            if let (Some(lease), Some(network)) = (lease, network) {
+                network.release(lease);
+            }
             if !closed {
                 match idle.channel().try_report(buf) {
                     Ok(Pending::Report(FromSandbox::SetupFailed(error))) => {
@@ -287,8 +350,8 @@ impl WarmPool {
     /// Stops refilling and kills every idle sandbox; they are reaped as they exit.
     pub fn close(&mut self) {
         self.closed = true;
-        for idle in self.shapes.iter().flat_map(|s| &s.idle) {
-            idle.kill();
+        for warm in self.shapes.iter().flat_map(|s| &s.idle) {
+            warm.idle.kill();
         }
     }
 
@@ -304,7 +367,7 @@ mod tests {
     use crate::protocol::{Bind, Layer};
 
     fn pool_of(shapes: Vec<SandboxConfig>, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
-        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy)
+        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy, true)
     }
 
     fn shape_matches(pool: &WarmPool, config: &SandboxConfig) -> bool {
@@ -416,13 +479,56 @@ mod tests {
     }
 
     #[test]
-    fn a_networked_shape_is_refused() {
+    fn a_veth_shape_is_refused_without_a_veth_pool() {
         let shape = SandboxConfig {
             network: NetworkConfig::Veth(Default::default()),
             ..SandboxConfig::default()
         };
-        let err = pool_of(vec![shape], &LimitPolicy::default()).err().unwrap();
-        assert!(matches!(err, PoolError::Networked { index: 0 }), "{err}");
+        let config = WarmPoolConfig {
+            size: 2,
+            shapes: vec![shape.clone()],
+        };
+        let err = WarmPool::new(&config, &LimitPolicy::default(), false)
+            .err()
+            .unwrap();
+        assert!(matches!(err, PoolError::NoVethPool { index: 0 }), "{err}");
+        assert!(err.to_string().contains("--veth-pool"), "{err}");
+        assert!(WarmPool::new(&config, &LimitPolicy::default(), true).is_ok());
+    }
+
+    #[test]
+    fn a_veth_shape_matches_only_the_same_veth_config() {
+        let policy = LimitPolicy::default();
+        let veth = crate::protocol::VethConfig {
+            interface: Some("net0".into()),
+            mtu: Some(1400),
+        };
+        let shape = SandboxConfig {
+            network: NetworkConfig::Veth(veth.clone()),
+            ..SandboxConfig::default()
+        };
+        let pool = pool_of(vec![shape.clone()], &policy).unwrap();
+        let mut request = shape.clone();
+        request.limits = policy.resolve(&request.limits).unwrap();
+        assert!(shape_matches(&pool, &request));
+        for other in [
+            NetworkConfig::None,
+            NetworkConfig::Veth(Default::default()),
+            NetworkConfig::Veth(crate::protocol::VethConfig {
+                mtu: Some(1500),
+                ..veth.clone()
+            }),
+            NetworkConfig::Veth(crate::protocol::VethConfig {
+                interface: Some("eth0".into()),
+                ..veth.clone()
+            }),
+        ] {
+            let request = SandboxConfig {
+                network: other,
+                ..request.clone()
+            };
+            assert!(!shape_matches(&pool, &request), "{:?}", request.network);
+        }
     }
 
     #[test]
