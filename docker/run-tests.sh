@@ -125,6 +125,8 @@ not_in_docker=(
     the_cli_runs_a_networked_command
     the_interface_name_and_mtu_are_the_requests
     two_networked_children_reach_their_own_host_ends_and_not_each_other
+    a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end
+    a_shutdown_with_idle_networked_sandboxes_leaves_no_veth
 )
 skip_args=()
 for name in "${not_in_docker[@]}"; do
