@@ -384,7 +384,11 @@ pub fn collect(mut child: hatchery::ChildProcess) -> Output {
 
 /// Runs the probe and returns its `key=value` facts; fails the test unless it exits 0.
 pub fn probe_facts(client: &Client, request: SpawnRequest) -> HashMap<String, String> {
-    let out = run(client, request);
+    facts_of_success(run(client, request))
+}
+
+/// The `key=value` facts of a probe's run; fails the test unless it exited 0.
+pub fn facts_of_success(out: Output) -> HashMap<String, String> {
     assert!(
         out.verdict.status.success(),
         "probe failed with {:?}; stdout: {} stderr: {}",

@@ -93,15 +93,7 @@ impl Spawns {
 
     /// Runs the probe and returns its facts; fails the test unless it exits 0.
     pub fn probe_facts(self, daemon: &Daemon, request: SpawnRequest) -> HashMap<String, String> {
-        let out = self.run(daemon, request);
-        assert!(
-            out.verdict.status.success(),
-            "probe failed with {:?}; stdout: {} stderr: {}",
-            out.verdict.status,
-            out.stdout,
-            out.stderr
-        );
-        super::facts(&out.stdout)
+        super::facts_of_success(self.run(daemon, request))
     }
 }
 
