@@ -259,29 +259,23 @@ fn a_shape_that_cannot_be_built_leaves_the_daemon_serving() {
 fn an_invalid_shape_stops_the_daemon_at_start() {
     let dir = common::open_tempdir();
     let file = dir.path().join("shape.json");
-    std::fs::write(&file, r#"{"hostnme": "typo"}"#).unwrap();
-    let out = std::process::Command::new(common::HATCHERY)
-        .args(["serve", "--socket"])
-        .arg(dir.path().join("s"))
-        .args(["--warm-pool", "1", "--warm-pool-shape"])
-        .arg(&file)
-        .output()
-        .expect("run hatchery serve");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("hostnme"), "{stderr}");
-    // And one that would need a cgroup per sandbox.
-    std::fs::write(&file, r#"{"limits": {"memory_bytes": 1000000000}}"#).unwrap();
-    let out = std::process::Command::new(common::HATCHERY)
-        .args(["serve", "--socket"])
-        .arg(dir.path().join("s"))
-        .args(["--warm-pool", "1", "--warm-pool-shape"])
-        .arg(&file)
-        .output()
-        .expect("run hatchery serve");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cgroup"), "{stderr}");
+    // A misspelt field, and a shape that would need a cgroup per sandbox.
+    for (shape, named) in [
+        (r#"{"hostnme": "typo"}"#, "hostnme"),
+        (r#"{"limits": {"memory_bytes": 1000000000}}"#, "cgroup"),
+    ] {
+        std::fs::write(&file, shape).unwrap();
+        let out = std::process::Command::new(common::HATCHERY)
+            .args(["serve", "--socket"])
+            .arg(dir.path().join("s"))
+            .args(["--warm-pool", "1", "--warm-pool-shape"])
+            .arg(&file)
+            .output()
+            .expect("run hatchery serve");
+        assert_eq!(out.status.code(), Some(1), "{shape}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{shape}: {stderr}");
+    }
 }
 
 #[test]
