@@ -19,7 +19,9 @@
 //! `HATCHERY_BENCH_QUICK=1` (50 rounds, short throughput rounds: for iteration, not for
 //! figures), `HATCHERY_BENCH_CLIENTS` (N, default 2), `HATCHERY_BENCH_JSON` (default
 //! `target/bench/spawn.json`), `HATCHERY_BENCH_PEERS` (a directory with more peers'
-//! binaries: `nsjail`, and `pyspawner-driver` with the Python that runs it).
+//! binaries: `nsjail`, and `pyspawner-driver` with the Python that runs it),
+//! `HATCHERY_BENCH_ONLY` (comma-separated parts of system names: only the latency of
+//! those systems, e.g. `fresh,pool,clone3`; for iteration, not for figures).
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -144,8 +146,14 @@ fn main() {
     let fresh = Daemon::start(&[]);
     let pooled = Daemon::start(&["--warm-pool", "4"]);
 
-    let systems = systems(&fresh.socket, &pooled.socket);
+    let mut systems = systems(&fresh.socket, &pooled.socket);
     let mut results = Vec::new();
+    if let Ok(only) = std::env::var("HATCHERY_BENCH_ONLY") {
+        systems.retain(|s| only.split(',').any(|part| s.name.contains(part)));
+        results.extend(latency(&systems, Workload::True, runs));
+        report_latency(&mut results, runs);
+        return;
+    }
     for workload in [Workload::True, Workload::Echo] {
         results.extend(latency(&systems, workload, runs));
     }
@@ -918,17 +926,13 @@ fn median(values: &[f64]) -> f64 {
     sorted[sorted.len() / 2]
 }
 
-fn report(
-    systems: &[System],
-    results: &mut [Measured],
-    breakdown: &[Breakdown],
-    throughput: &[Throughput],
-    memory: &Memory,
-    runs: usize,
-    clients: usize,
-) {
+/// Prints the latency tables, one per workload measured, and returns them as JSON.
+fn report_latency(results: &mut [Measured], runs: usize) -> Vec<serde_json::Value> {
     let mut json = Vec::new();
     for workload in [Workload::True, Workload::Echo] {
+        if !results.iter().any(|m| m.workload == workload) {
+            continue;
+        }
         println!(
             "\nspawn → exit of {}, {runs} interleaved rounds (after 20 warm-up runs each)\n",
             workload.name()
@@ -962,6 +966,19 @@ fn report(
             }));
         }
     }
+    json
+}
+
+fn report(
+    systems: &[System],
+    results: &mut [Measured],
+    breakdown: &[Breakdown],
+    throughput: &[Throughput],
+    memory: &Memory,
+    runs: usize,
+    clients: usize,
+) {
+    let json = report_latency(results, runs);
     println!(
         "\nhatchery's spawn of /bin/true in two halves, medians of {runs} interleaved rounds\n"
     );
