@@ -686,17 +686,21 @@ impl CompiledSeccomp {
     /// assert_eq!(nix::unistd::chroot("/"), Err(nix::errno::Errno::EPERM));
     /// ```
     pub fn apply(&self) -> Result<(), SysError> {
+        self.install()
+            .map_err(|errno| SysError::new("seccomp(SECCOMP_SET_MODE_FILTER)", errno))
+    }
+
+    /// [`apply`](Self::apply), allocating nothing, not even for its error: fit for a
+    /// child that shares its parent's memory until it execs. `EINVAL` stands for an
+    /// error of seccompiler's own (not reachable: no program is empty, TSYNC is not
+    /// asked for).
+    pub fn install(&self) -> Result<(), Errno> {
         for program in &self.programs {
             seccompiler::apply_filter(program).map_err(|err| match err {
-                seccompiler::Error::Prctl(io) => {
-                    SysError::from_io("prctl(PR_SET_NO_NEW_PRIVS)", None, &io)
+                seccompiler::Error::Prctl(io) | seccompiler::Error::Seccomp(io) => {
+                    io.raw_os_error().map_or(Errno::EINVAL, Errno::from_raw)
                 }
-                seccompiler::Error::Seccomp(io) => {
-                    SysError::from_io("seccomp(SECCOMP_SET_MODE_FILTER)", None, &io)
-                }
-                // Not reachable (no program is empty, TSYNC is not asked for), but an
-                // unexpected failure must still fail the spawn.
-                _ => SysError::new("seccomp(SECCOMP_SET_MODE_FILTER)", Errno::EINVAL),
+                _ => Errno::EINVAL,
             })?;
         }
         Ok(())

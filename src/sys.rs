@@ -184,6 +184,146 @@ pub fn fork() -> Result<Option<i32>, SysError> {
     }
 }
 
+/// The stack of a [`spawn_sharing_memory`] child, guard page included: its code only
+/// makes system calls, so a few pages are plenty.
+const SHARED_CHILD_STACK: usize = 64 * 1024;
+
+/// A mapping used as a child's stack, unmapped on drop.
+struct ChildStack(*mut libc::c_void);
+
+impl ChildStack {
+    fn map() -> Result<ChildStack, SysError> {
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SHARED_CHILD_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(SysError::new("mmap(child stack)", Errno::last()));
+        }
+        let stack = ChildStack(base);
+        // The lowest page is a guard: an overflow faults rather than write below it.
+        // SAFETY: the first page of the mapping made above.
+        if unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) } == -1 {
+            return Err(SysError::new("mprotect(child stack guard)", Errno::last()));
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the mapping's end, 16-byte aligned.
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, which is in bounds for `add`.
+        unsafe { (self.0 as *mut u8).add(SHARED_CHILD_STACK) as *mut libc::c_void }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, no longer used: the child it served has
+        // exec'd or exited (CLONE_VFORK), or was never started.
+        unsafe { libc::munmap(self.0, SHARED_CHILD_STACK) };
+    }
+}
+
+/// Runs `child(arg)` in a new process that shares this one's memory until it execs or
+/// exits, this process suspended meanwhile: `clone(CLONE_VM | CLONE_VFORK)`, as
+/// `posix_spawn` does. Unlike `fork`, nothing of the address space is copied, nor torn
+/// down again at the child's `execve`, which in a copy of the zygote is most of a fork's
+/// cost. Returns the child's pid once it has exec'd or exited.
+///
+/// `child` runs on a stack of its own, with every signal blocked (so no handler of this
+/// process runs on that stack; the child sets the mask it wants once its handlers are
+/// reset). It must not return, allocate, free or change anything in memory that this
+/// process will read: it may only make system calls, and end in [`execve`] or
+/// [`exit_now`]. The caller must be single-threaded.
+pub fn spawn_sharing_memory<T>(arg: &T, child: fn(&T) -> !) -> Result<i32, SysError> {
+    struct Start<'a, T> {
+        arg: &'a T,
+        child: fn(&T) -> !,
+    }
+    extern "C" fn trampoline<T>(start: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `start` points at the `Start` below, alive until the child has exec'd
+        // or exited, because the parent is suspended until then (CLONE_VFORK).
+        let start = unsafe { &*(start as *const Start<'_, T>) };
+        (start.child)(start.arg)
+    }
+    let stack = ChildStack::map()?;
+    let mut start = Start { arg, child };
+    // SAFETY: sigset_t is plain old data; `all` is filled by sigfillset before use and
+    // `saved` receives the current mask.
+    let (mut all, mut saved): (libc::sigset_t, libc::sigset_t) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: both sets are valid for these calls.
+    let blocked = unsafe {
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, &mut saved)
+    };
+    if blocked == -1 {
+        return Err(SysError::new("sigprocmask", Errno::last()));
+    }
+    // SAFETY: the child runs `trampoline` on its own stack and, by `child`'s contract
+    // (above), leaves this process's memory intact; `start` lives in this frame, which
+    // stays put while we are suspended.
+    let pid = unsafe {
+        libc::clone(
+            trampoline::<T>,
+            stack.top(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut start as *mut Start<'_, T> as *mut libc::c_void,
+        )
+    };
+    let clone_errno = Errno::last();
+    // SAFETY: `saved` is the mask read above.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
+    if pid == -1 {
+        return Err(SysError::new("clone(CLONE_VM | CLONE_VFORK)", clone_errno));
+    }
+    Ok(pid)
+}
+
+/// C strings and the NULL-terminated array of pointers to them that `execve` takes,
+/// built ahead so that the exec itself allocates nothing.
+pub struct CStringArray {
+    // Owns the bytes the pointers point at; heap buffers, so moving it moves nothing.
+    _strings: Vec<std::ffi::CString>,
+    pointers: Vec<*const libc::c_char>,
+}
+
+impl CStringArray {
+    pub fn new(strings: Vec<std::ffi::CString>) -> CStringArray {
+        let pointers = strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        CStringArray {
+            _strings: strings,
+            pointers,
+        }
+    }
+}
+
+/// `execve(2)`, allocating nothing (nix's `execve` builds its pointer arrays at the
+/// call): fit for a [`spawn_sharing_memory`] child. Returns only on failure.
+pub fn execve(program: &CStr, argv: &CStringArray, envp: &CStringArray) -> Errno {
+    // SAFETY: `program` is NUL-terminated; both pointer arrays end in NULL and point at
+    // the NUL-terminated strings their `CStringArray` owns, alive for the call.
+    unsafe {
+        libc::execve(
+            program.as_ptr(),
+            argv.pointers.as_ptr(),
+            envp.pointers.as_ptr(),
+        )
+    };
+    Errno::last()
+}
+
 /// `pidfd_send_signal(2)`.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), SysError> {
     // SAFETY: plain syscall with a live fd, a null siginfo and no flags.
@@ -654,13 +794,14 @@ pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
-/// Resets the disposition of every classic signal to its default (an ignored signal
-/// would otherwise stay ignored across `execve`).
+/// Resets the disposition of every signal a process can change to its default (an
+/// ignored signal would otherwise stay ignored across `execve`): the classic ones and
+/// the realtime ones but glibc's internal 32 and 33.
 pub fn reset_signal_dispositions() -> Result<(), SysError> {
-    let classic: Vec<i32> = (1..32)
-        .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+    let catchable: Vec<i32> = (1..=libc::SIGRTMAX())
+        .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP | 32 | 33))
         .collect();
-    default_signal_handlers(&classic)
+    default_signal_handlers(&catchable)
 }
 
 /// `memfd_create(2)`: an anonymous file, close-on-exec, with `extra_flags` (e.g.

@@ -5,15 +5,17 @@ use std::ffi::CString;
 use nix::errno::Errno;
 
 use crate::protocol::{Command, SpawnRequest};
+use crate::sys::{self, CStringArray};
 
 /// The search path when the request's environment has no `PATH` (what `execvp` uses).
 const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
 
-/// The program, argv and environment as C strings, built before the point of no return.
+/// The program, argv and environment as C strings, built before the point of no return:
+/// the exec allocates nothing, so it can run in a child that shares the init's memory.
 pub struct ExecArgs {
     candidates: Vec<CString>,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+    argv: CStringArray,
+    envp: CStringArray,
 }
 
 impl ExecArgs {
@@ -50,18 +52,17 @@ impl ExecArgs {
         };
         Ok(ExecArgs {
             candidates,
-            argv,
-            envp,
+            argv: CStringArray::new(argv),
+            envp: CStringArray::new(envp),
         })
     }
 
-    /// Execs the first candidate that can be executed. Returns only on failure, with the
-    /// most telling errno: `EACCES` from any candidate wins over `ENOENT`, as in `execvp`.
+    /// Execs the first candidate that can be executed, allocating nothing. Returns only on
+    /// failure, with the most telling errno: `EACCES` from any candidate wins over `ENOENT`, as in `execvp`.
     pub fn exec(&self) -> Errno {
         let mut saw_eacces = false;
         for candidate in &self.candidates {
-            let Err(errno) = nix::unistd::execve(candidate, &self.argv, &self.envp);
-            match errno {
+            match sys::execve(candidate, &self.argv, &self.envp) {
                 Errno::ENOENT
                 | Errno::ENOTDIR
                 | Errno::ESTALE

@@ -6,7 +6,7 @@
 //! other fd, seccomp (last before `execve`, so the filter need allow nothing of the
 //! setup) and `execve`.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -159,7 +159,6 @@ fn finish_setup(
     if wait_for_network {
         step(Step::Network, channel.wait_for_network())?;
     }
-    step(Step::SignalForwarding, forward_signals())?;
     Ok(())
 }
 
@@ -244,7 +243,9 @@ fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
 
 /// Default dispositions (the zygote ignores SIGPIPE, and an ignored signal stays
 /// ignored across exec), and the forwarded signals held until the workload's pid is
-/// known, so none is lost in between.
+/// known, so none is lost in between. The init installs its forwarding handlers only
+/// once the workload has started: the workload inherits these defaults and needs only
+/// to unblock.
 fn hold_signals() -> Result<(), SysError> {
     sys::reset_signal_dispositions()?;
     sys::sigprocmask(libc::SIG_SETMASK, forwarded())
@@ -327,15 +328,34 @@ fn supervise(
         Ok(pipe) => pipe,
         Err(error) => fail(channel, Step::ForkWorkload, error),
     };
-    let workload = match sys::fork() {
-        Ok(None) => {
-            drop(exec_read);
-            run_workload(exec_write, ready, seccomp, open_files)
+    let started = match &ready {
+        Ready::Exec(exec) => {
+            let workload = ExecWorkload {
+                exec,
+                exec_write: exec_write.as_fd(),
+                seccomp,
+                open_files,
+            };
+            sys::spawn_sharing_memory(&workload, run_exec_workload)
         }
-        Ok(Some(pid)) => pid,
+        Ready::Entry { .. } => match sys::fork() {
+            Ok(None) => {
+                drop(exec_read);
+                run_entry_workload(exec_write, ready, seccomp, open_files)
+            }
+            Ok(Some(pid)) => Ok(pid),
+            Err(error) => Err(error),
+        },
+    };
+    let workload = match started {
+        Ok(pid) => pid,
         Err(error) => fail(channel, Step::ForkWorkload, error),
     };
     sys::set_forward_target(workload);
+    if let Err(error) = forward_signals() {
+        // Exiting ends the pid namespace, the workload with it.
+        fail(channel, Step::SignalForwarding, error)
+    }
     // Signals held since the start of the setup are delivered, and forwarded, now.
     let _ = sys::sigprocmask(libc::SIG_UNBLOCK, forwarded());
     drop(exec_write);
@@ -397,61 +417,83 @@ fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
     sys::exit_now(SETUP_FAILED)
 }
 
-/// The workload: signal mask, fds, seccomp, `execve`. Returns only by exiting.
-fn run_workload(
+/// What an exec's workload needs, borrowed from the init: it runs in a child that
+/// shares the init's memory until its `execve` (see [`sys::spawn_sharing_memory`]), so
+/// it allocates nothing and owns nothing.
+struct ExecWorkload<'a> {
+    exec: &'a ExecArgs,
+    exec_write: BorrowedFd<'a>,
+    seccomp: Option<&'a CompiledSeccomp>,
+    open_files: Option<u64>,
+}
+
+/// The workload of an exec: signal mask, fds, seccomp, `execve`. Returns only by
+/// exiting.
+fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
+    reset_signals();
+    // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
+    // served its purpose (its closing is how the init learns the exec succeeded).
+    let marked = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+    if let Err(error) = marked {
+        report_failure(workload.exec_write, WorkloadFailure::Exec, error.errno());
+    }
+    limit_and_filter(workload.exec_write, workload.seccomp, workload.open_files);
+    let errno = workload.exec.exec();
+    report_failure(workload.exec_write, WorkloadFailure::Exec, errno)
+}
+
+/// The workload of an entry, in a forked copy of the init: signal mask, fds, seccomp,
+/// the entry. Returns only by exiting.
+fn run_entry_workload(
     exec_write: OwnedFd,
     ready: Ready,
     seccomp: Option<&CompiledSeccomp>,
     open_files: Option<u64>,
 ) -> ! {
-    // The init's forwarding handlers would drop a signal that arrives before the exec
-    // (the forward target is not set in this copy): default handlers first, then the
-    // held signals are let through, and act on the workload as they should.
-    let _ = sys::default_signal_handlers(forwarded());
-    let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
-    // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
-    // served its purpose (its closing is how the init learns the exec succeeded). An
-    // entry execs nothing, so its fds are closed now.
-    let exec_write = match &ready {
-        Ready::Exec(_) => {
-            let marked = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-            if let Err(error) = marked {
-                report_failure(&exec_write, WorkloadFailure::Exec, error.errno());
-            }
-            exec_write
-        }
-        Ready::Entry { .. } => match entry::close_inherited(exec_write, CHANNEL_FD) {
-            Ok(exec_write) => exec_write,
-            // The exec pipe is in an unknown state: exiting is the report.
-            Err(_) => sys::exit_now(SETUP_FAILED),
-        },
+    reset_signals();
+    // An entry execs nothing, so the inherited fds are closed now.
+    let exec_write = match entry::close_inherited(exec_write, CHANNEL_FD) {
+        Ok(exec_write) => exec_write,
+        // The exec pipe is in an unknown state: exiting is the report.
+        Err(_) => sys::exit_now(SETUP_FAILED),
     };
-    // The open-files limit is the workload's alone: the init needs a few fds of its own.
+    limit_and_filter(exec_write.as_fd(), seccomp, open_files);
+    let Ready::Entry { call, result } = ready else {
+        sys::exit_now(SETUP_FAILED)
+    };
+    // Closing the exec pipe tells the init the workload runs, as an exec would.
+    drop(exec_write);
+    entry::run(call, result)
+}
+
+/// The workload starts with the default dispositions the init set in `hold_signals`
+/// (its forwarding handlers come later): the held signals are let through, and act on
+/// the workload as they should.
+fn reset_signals() {
+    let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
+}
+
+/// The workload's own open-files limit (the init needs a few fds of its own), then
+/// seccomp; a failure is reported on the exec pipe and ends the workload.
+fn limit_and_filter(
+    exec_write: BorrowedFd<'_>,
+    seccomp: Option<&CompiledSeccomp>,
+    open_files: Option<u64>,
+) {
     if let Some(files) = open_files {
         use nix::sys::resource::{setrlimit, Resource};
         if let Err(errno) = setrlimit(Resource::RLIMIT_NOFILE, files, files) {
-            report_failure(&exec_write, WorkloadFailure::ResourceLimits, errno);
+            report_failure(exec_write, WorkloadFailure::ResourceLimits, errno);
         }
     }
     if let Some(filter) = seccomp {
-        if let Err(error) = filter.apply() {
-            report_failure(&exec_write, WorkloadFailure::Seccomp, error.errno());
-        }
-    }
-    match ready {
-        Ready::Exec(exec) => {
-            let errno = exec.exec();
-            report_failure(&exec_write, WorkloadFailure::Exec, errno)
-        }
-        Ready::Entry { call, result } => {
-            // Closing the exec pipe tells the init the workload runs, as an exec would.
-            drop(exec_write);
-            entry::run(call, result)
+        if let Err(errno) = filter.install() {
+            report_failure(exec_write, WorkloadFailure::Seccomp, errno);
         }
     }
 }
 
-fn report_failure(exec_write: &OwnedFd, kind: WorkloadFailure, errno: Errno) -> ! {
+fn report_failure(exec_write: BorrowedFd<'_>, kind: WorkloadFailure, errno: Errno) -> ! {
     let mut message = [0u8; 5];
     message[0] = kind as u8;
     message[1..].copy_from_slice(&(errno as i32).to_ne_bytes());
