@@ -794,14 +794,55 @@ pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
-/// Resets the disposition of every signal a process can change to its default (an
-/// ignored signal would otherwise stay ignored across `execve`): the classic ones and
-/// the realtime ones but glibc's internal 32 and 33.
+/// Resets the disposition of every signal to its default (an ignored signal would
+/// otherwise stay ignored across `execve`): the classic and realtime ones, and glibc's
+/// internal 32 and 33, which its `sigaction` refuses to touch but a parent may have left
+/// ignored.
 pub fn reset_signal_dispositions() -> Result<(), SysError> {
     let catchable: Vec<i32> = (1..=libc::SIGRTMAX())
         .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP | 32 | 33))
         .collect();
-    default_signal_handlers(&catchable)
+    default_signal_handlers(&catchable)?;
+    for signal in [32, 33] {
+        default_handler_raw(signal)?;
+    }
+    Ok(())
+}
+
+/// `rt_sigaction(signal, SIG_DFL)` straight to the kernel, past glibc's wrapper.
+fn default_handler_raw(signal: i32) -> Result<(), SysError> {
+    /// The kernel's `struct sigaction` (with `sa_restorer`, as on x86_64 and arm64).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let action = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: `action` is a valid kernel sigaction for the call, whose size argument is
+    // the kernel's sigset size (8 bytes); SIG_DFL installs no handler.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &action as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new(
+            format!("rt_sigaction({signal})"),
+            Errno::last(),
+        ));
+    }
+    Ok(())
 }
 
 /// `memfd_create(2)`: an anonymous file, close-on-exec, with `extra_flags` (e.g.

@@ -10,6 +10,7 @@ use common::warm::Spawns;
 use common::{probe_request, probe_request_in};
 use hatchery::protocol::{Bind, SandboxConfig};
 use hatchery::seccomp::SeccompPolicy;
+use hatchery::SpawnRequest;
 
 fn runs_in_its_own_pid_namespace_under_init(spawns: Spawns) {
     require_sandbox!();
@@ -62,6 +63,29 @@ fn holds_no_capabilities_in_any_set(spawns: Spawns) {
     for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
         assert_eq!(facts[set], "0000000000000000", "{set}");
     }
+}
+
+/// The daemon ignores SIGPIPE and blocks the signals its loop reads from a signalfd, and
+/// the init holds the signals it forwards until the workload runs: none of it may reach
+/// the workload, where an ignored or blocked signal would survive `execve`. The workload
+/// is `cat`, which changes no disposition of its own (the probe, a Rust program, ignores
+/// SIGPIPE itself).
+fn starts_with_no_signal_ignored_or_blocked(spawns: Spawns) {
+    require_sandbox!();
+    let request = SpawnRequest::new("/bin/cat").arg("/proc/self/status");
+    let daemon = spawns.daemon(&request.sandbox);
+    let out = spawns.run(&daemon, request);
+    assert!(out.verdict.status.success(), "{}", out.stderr);
+    let field = |name: &str| {
+        out.stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
+            .to_string()
+    };
+    assert_eq!(field("SigIgn"), "0000000000000000", "ignored signals");
+    assert_eq!(field("SigBlk"), "0000000000000000", "blocked signals");
 }
 
 fn has_no_new_privs(spawns: Spawns) {
@@ -308,6 +332,7 @@ fresh_and_pooled!(
     runs_as_the_configured_unprivileged_ids,
     holds_no_capabilities_in_any_set,
     has_no_new_privs,
+    starts_with_no_signal_ignored_or_blocked,
     runs_under_a_seccomp_filter,
     sees_only_loopback_and_no_route,
     has_its_own_hostname,
