@@ -514,7 +514,13 @@ pub fn loopback_up() -> Result<(), SysError> {
         ));
     }
     // SAFETY: the kernel filled the flags member of the union just above.
-    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    // Up already in a namespace made ahead (see `sandbox::netns`), where the sandbox
+    // could not change it.
+    if flags & libc::IFF_UP as libc::c_short != 0 {
+        return Ok(());
+    }
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
     // SAFETY: SIOCSIFFLAGS reads `req`, which holds the name and the new flags.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
         return Err(SysError::with_path(
@@ -662,6 +668,29 @@ pub fn wait4_any_nohang() -> Result<Option<Reaped>, SysError> {
             status,
             rusage,
         })),
+    }
+}
+
+/// `waitid(P_PIDFD, WEXITED)`: blocks until the child behind `pidfd` has exited, and
+/// reaps it (`ECHILD` if it was reaped already).
+pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<(), SysError> {
+    // SAFETY: siginfo_t is plain old data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `info` is valid for the call; the pidfd is live.
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::__WALL,
+            )
+        };
+        match ret {
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 => return Err(SysError::new("waitid(P_PIDFD)", Errno::last())),
+            _ => return Ok(()),
+        }
     }
 }
 

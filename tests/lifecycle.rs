@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 use common::{probe_facts, probe_request, run, Daemon};
-use hatchery::{ExitStatus, Stdio};
+use hatchery::{ExitStatus, SpawnRequest, Stdio};
 
 #[test]
 fn stdout_and_stderr_reach_their_own_pipes() {
@@ -278,4 +278,49 @@ fn sigstop_is_refused_rather_than_stopping_only_init() {
         child.wait().unwrap().status,
         ExitStatus::Signaled(libc::SIGKILL)
     );
+}
+
+/// A daemon makes its sandboxes' network namespaces ahead, in its `hatchery-netns`
+/// helper: a sandbox runs in one that belongs to the host's user namespace (so it holds
+/// no capability over it), the daemon keeps no fd of one it gave out, and the helper ends
+/// with the daemon.
+#[test]
+fn network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let helper = daemon.netns_helper().expect("a hatchery-netns helper");
+    let mut child = daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    let sandbox_netns = std::fs::read_link(format!("/proc/{}/ns/net", child.pid)).unwrap();
+    assert_ne!(
+        sandbox_netns,
+        std::fs::read_link("/proc/self/ns/net").unwrap(),
+        "the sandbox has a network namespace of its own"
+    );
+    assert_eq!(
+        common::netns_owner(child.pid),
+        std::fs::read_link("/proc/self/ns/user").unwrap(),
+        "its network namespace was made ahead, in the host's user namespace"
+    );
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+        .collect();
+    assert!(
+        !held.contains(&sandbox_netns),
+        "the daemon holds the namespace it gave out"
+    );
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(daemon.stop().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while common::is_netns_helper(helper) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the helper outlived the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

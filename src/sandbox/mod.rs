@@ -13,6 +13,7 @@ mod exec;
 mod ids;
 mod init;
 mod mounts;
+pub mod netns;
 pub mod pool;
 pub mod validate;
 
@@ -29,6 +30,7 @@ use crate::sys::{self, Context, SysError};
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
+pub use netns::SpareNetns;
 
 /// A named step of the sandbox setup, in the order the init performs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,14 +223,16 @@ impl Sandboxer {
     /// `passed` holds the client's fds for [`Stdio::Fd`] streams, in stream order. The
     /// outcome of the setup (exec'd or failed) arrives later on [`Started::channel`].
     /// `workload` says whether the sandbox execs the request's program or runs an entry
-    /// (forked, with the zygote's memory). The caller must be single-threaded; this is
-    /// checked, and refused otherwise.
+    /// (forked, with the zygote's memory). Its network namespace is one of `spares` when
+    /// one is ready. The caller must be single-threaded; this is checked, and refused
+    /// otherwise.
     pub fn start(
         &self,
         request: &SpawnRequest,
         passed: Vec<OwnedFd>,
         cgroup: Option<&SandboxCgroup>,
         workload: Workload,
+        spares: Option<&mut SpareNetns>,
     ) -> Result<Started, StartError> {
         Sandboxer::check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
@@ -245,7 +249,7 @@ impl Sandboxer {
         }
         let (zygote_end, sandbox_end) = channel::pair()?;
         let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
-        match sys::clone3(namespaces(&request.sandbox), clone_into)? {
+        match clone(&request.sandbox, clone_into, spares)? {
             sys::Cloned::Child => {
                 drop(zygote_end);
                 init::run(
@@ -281,6 +285,13 @@ impl Sandboxer {
                 Ok(started)
             }
         }
+    }
+
+    /// Starts the helper that makes network namespaces ahead (see [`netns`]). The
+    /// caller must be single-threaded; this is checked, and refused otherwise.
+    pub fn start_spare_netns(&self) -> Result<SpareNetns, StartError> {
+        Sandboxer::check_single_threaded()?;
+        Ok(SpareNetns::start(self.dev_null.as_fd())?)
     }
 
     /// The workload's ends of its stdio, and the client's ends of the pipes (the fourth,
@@ -345,6 +356,25 @@ impl Sandboxer {
             threads => Err(StartError::NotSingleThreaded(threads)),
         }
     }
+}
+
+/// Clones a sandbox of `config` into its namespaces: a network namespace of `spares` if
+/// one is ready, else a new one.
+fn clone(
+    config: &SandboxConfig,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+    spares: Option<&mut SpareNetns>,
+) -> Result<sys::Cloned, SysError> {
+    let flags = namespaces(config);
+    let new_net = libc::CLONE_NEWNET as u64;
+    if flags & new_net != 0 {
+        if let Some(spares) = spares {
+            if let Some(netns) = spares.take() {
+                return spares.clone_into(netns, || sys::clone3(flags & !new_net, cgroup));
+            }
+        }
+    }
+    sys::clone3(flags, cgroup)
 }
 
 /// The namespaces a sandbox of this config is cloned into.

@@ -11,7 +11,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{channel, init, namespaces, Sandboxer, StartError, Started, ZygoteEnd};
+use super::{channel, init, Sandboxer, SpareNetns, StartError, Started, ZygoteEnd};
 use crate::protocol::{ProtocolError, SandboxConfig, SpawnRequest, Stdio};
 use crate::sys::{self, Context};
 
@@ -61,7 +61,11 @@ pub enum NotTaken {
 impl Sandboxer {
     /// Clones a sandbox of `shape` that builds its shape and then waits for a request.
     /// The caller must be single-threaded; this is checked, and refused otherwise.
-    pub fn start_idle(&self, shape: &SandboxConfig) -> Result<Idle, StartError> {
+    pub fn start_idle(
+        &self,
+        shape: &SandboxConfig,
+        spares: Option<&mut SpareNetns>,
+    ) -> Result<Idle, StartError> {
         Sandboxer::check_single_threaded()?;
         // Its stdio until it has a request: /dev/null, never a zygote fd.
         let placeholders = [
@@ -70,7 +74,7 @@ impl Sandboxer {
             self.dev_null.try_clone().op("dup(/dev/null)")?,
         ];
         let (zygote_end, sandbox_end) = channel::pair()?;
-        match sys::clone3(namespaces(shape), None)? {
+        match super::clone(shape, None, spares)? {
             sys::Cloned::Child => {
                 drop(zygote_end);
                 init::run_pooled(self, shape, placeholders, sandbox_end)

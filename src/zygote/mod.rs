@@ -33,7 +33,8 @@ use crate::protocol::{
 };
 use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
-    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, StartError, Started, ZygoteEnd,
+    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNetns, StartError, Started,
+    ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
@@ -127,6 +128,9 @@ pub struct Zygote {
     enforcer: Enforcer,
     network: Option<Network>,
     pool: WarmPool,
+    /// Network namespaces made ahead; `None` before serving, in an embedded zygote,
+    /// and where they cannot be made.
+    spare_netns: Option<SpareNetns>,
 }
 
 /// A sandbox the daemon is responsible for until it is reaped.
@@ -194,6 +198,7 @@ impl Zygote {
             .transpose()
             .map_err(ZygoteError::Network)?;
         Ok(Zygote {
+            spare_netns: None,
             pool,
             sandboxer,
             entries,
@@ -285,6 +290,7 @@ enum Source {
     Listener,
     Conn(u64),
     Child(i32),
+    SpareNetns,
 }
 
 struct Server {
@@ -304,11 +310,21 @@ struct Server {
 
 impl Server {
     fn new(
-        zygote: Zygote,
+        mut zygote: Zygote,
         listener: Option<Listener>,
         conn: Option<OwnedFd>,
     ) -> Result<Server, SysError> {
         sys::ensure_stdio_open()?;
+        // A daemon (not the embedded zygote of one `hatchery run`) makes its network
+        // namespaces ahead.
+        if conn.is_none() {
+            match zygote.sandboxer.start_spare_netns() {
+                Ok(spares) => zygote.spare_netns = Some(spares),
+                Err(e) => {
+                    tracing::info!(error = %crate::error_chain(&e), "no spare network namespaces")
+                }
+            }
+        }
         let mut mask = SigSet::empty();
         for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
             mask.add(signal);
@@ -368,9 +384,11 @@ impl Server {
             let ready = self.wait()?;
             if ready.is_empty() && self.next_refill() == Some(Duration::ZERO) {
                 // Nothing else to do: the pool refills, one sandbox per idle turn.
-                self.zygote
-                    .pool
-                    .refill_one(&self.zygote.sandboxer, self.zygote.network.as_mut());
+                self.zygote.pool.refill_one(
+                    &self.zygote.sandboxer,
+                    self.zygote.network.as_mut(),
+                    self.zygote.spare_netns.as_mut(),
+                );
             }
             for (source, flags) in ready {
                 match source {
@@ -378,6 +396,7 @@ impl Server {
                     Source::Listener => self.on_listener(),
                     Source::Conn(conn) => self.on_connection(conn, flags),
                     Source::Child(pid) => self.on_reports(pid),
+                    Source::SpareNetns => self.on_spare_netns(),
                 }
             }
             self.enforce_limits();
@@ -406,6 +425,15 @@ impl Server {
         for (&pid, child) in self.children.iter().filter(|(_, c)| !c.channel_closed) {
             sources.push(Source::Child(pid));
             fds.push(PollFd::new(child.channel.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = self
+            .zygote
+            .spare_netns
+            .as_ref()
+            .and_then(SpareNetns::awaited)
+        {
+            sources.push(Source::SpareNetns);
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let timeout = match self.next_check() {
             None => PollTimeout::NONE,
@@ -470,6 +498,18 @@ impl Server {
 
     /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
     /// frees the subnets of veth pairs that are gone.
+    /// Takes the spare network namespaces the helper has made; without a helper that can
+    /// make them, sandboxes make their own from now on.
+    fn on_spare_netns(&mut self) {
+        let Some(spares) = &mut self.zygote.spare_netns else {
+            return;
+        };
+        if let Err(why) = spares.receive(&mut self.buf) {
+            tracing::info!(%why, "no spare network namespaces: each sandbox makes its own");
+            self.zygote.spare_netns = None;
+        }
+    }
+
     fn enforce_limits(&mut self) {
         let now = Instant::now();
         for child in self
@@ -785,7 +825,13 @@ impl Server {
                 }
                 self.zygote
                     .sandboxer
-                    .start(&request, fds, enforcement.cgroup.as_ref(), workload)
+                    .start(
+                        &request,
+                        fds,
+                        enforcement.cgroup.as_ref(),
+                        workload,
+                        self.zygote.spare_netns.as_mut(),
+                    )
                     .map(|sandbox| (sandbox, None))
             }
         };

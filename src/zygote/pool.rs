@@ -15,7 +15,7 @@ use crate::limits::LimitPolicy;
 use crate::network::{Lease, Network};
 use crate::protocol::{Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
 use crate::sandbox::pool::Idle;
-use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer};
+use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer, SpareNetns};
 
 /// How long a shape's refill pauses after one of its sandboxes died while idle (a bind
 /// source removed, say), so that a broken shape does not keep the loop cloning.
@@ -260,7 +260,12 @@ impl WarmPool {
     /// Clones one idle sandbox for the shape that most needs one, and builds its veth
     /// network if the shape has one. Called when the loop has nothing else to do, so a
     /// refill never delays a spawn already waiting.
-    pub fn refill_one(&mut self, sandboxer: &Sandboxer, network: Option<&mut Network>) {
+    pub fn refill_one(
+        &mut self,
+        sandboxer: &Sandboxer,
+        network: Option<&mut Network>,
+        spares: Option<&mut SpareNetns>,
+    ) {
         let now = Instant::now();
         let Some(index) = self.next_to_fill(now) else {
             return;
@@ -279,7 +284,7 @@ impl WarmPool {
             // Refused when the pool was made.
             (NetworkConfig::Veth(_), None) => return,
         };
-        let idle = match sandboxer.start_idle(&shape.shape) {
+        let idle = match sandboxer.start_idle(&shape.shape, spares) {
             Ok(idle) => idle,
             Err(e) => {
                 if let (Some(subnet), Some(network)) = (subnet, network) {

@@ -184,12 +184,24 @@ impl Daemon {
         }
     }
 
-    /// The daemon's child processes as (pid, state) pairs.
+    /// The daemon's sandboxes (its child processes but the helper that makes network
+    /// namespaces ahead) as (pid, state) pairs.
     pub fn children(&self) -> Vec<(i32, char)> {
         children_of(self.pid())
+            .into_iter()
+            .filter(|&(child, _)| !is_netns_helper(child))
+            .collect()
     }
 
-    /// Waits until the daemon has no child processes left.
+    /// The daemon's helper that makes network namespaces ahead, if it runs one.
+    pub fn netns_helper(&self) -> Option<i32> {
+        children_of(self.pid())
+            .into_iter()
+            .map(|(child, _)| child)
+            .find(|&child| is_netns_helper(child))
+    }
+
+    /// Waits until the daemon has no sandbox left.
     pub fn wait_childless(&self, within: Duration) -> Vec<(i32, char)> {
         let deadline = Instant::now() + within;
         loop {
@@ -254,6 +266,33 @@ fn state_and_parent(dir: &Path) -> Option<(char, i32)> {
     let state = fields.next()?.chars().next()?;
     let parent = fields.next()?.parse().ok()?;
     Some((state, parent))
+}
+
+/// How many network namespaces a daemon keeps made ahead, at most.
+pub const SPARE_NETNS: usize = hatchery::sandbox::netns::SPARES;
+
+/// Whether `pid` is a daemon's helper that makes network namespaces ahead.
+pub fn is_netns_helper(pid: i32) -> bool {
+    let name = hatchery::sandbox::netns::HELPER_NAME.to_bytes();
+    std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_ascii_end() == name)
+}
+
+/// The user namespace that owns the network namespace of process `pid`
+/// (`ioctl(NS_GET_USERNS)`), as its `user:[inode]` link.
+pub fn netns_owner(pid: i32) -> PathBuf {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open ns/net");
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd, or -1.
+    let owner = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS) };
+    assert!(
+        owner >= 0,
+        "NS_GET_USERNS: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the ioctl just returned this fd, which nothing else owns.
+    let owner = unsafe { OwnedFd::from_raw_fd(owner) };
+    std::fs::read_link(format!("/proc/self/fd/{}", owner.as_raw_fd())).expect("readlink")
 }
 
 /// The child processes of `pid` as (pid, state) pairs.

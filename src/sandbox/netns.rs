@@ -1,0 +1,241 @@
+//! Spare network namespaces, made ahead by a helper process so that creating one is not
+//! on a spawn's critical path.
+//!
+//! A new network namespace is the dearest part of a sandbox's `clone3` (about half a
+//! millisecond here, most of it the kernel initialising every network subsystem for
+//! it). The daemon forks a small helper once, `hatchery-netns`, that makes namespaces
+//! on request while the daemon and the sandboxes use the other CPU: `unshare
+//! (CLONE_NEWNET)`, `lo` up, an fd of the namespace sent to the daemon, then back to
+//! its own namespace, so that it holds none it made. The daemon keeps [`SPARES`] of them
+//! and clones a sandbox into one with `setns` before its `clone3` (which then omits
+//! `CLONE_NEWNET`) and back after; it closes its fd of the namespace right away, so the
+//! namespace lives exactly as long as the sandbox.
+//!
+//! Such a namespace belongs to the host's user namespace, not the sandbox's: the
+//! sandbox holds no capability over it, even before it drops its own, which is strictly
+//! less than a namespace of its own would give it. Where the helper cannot make
+//! namespaces (no `CAP_SYS_ADMIN`: a container, an unprivileged daemon), it says so
+//! once and every sandbox makes its own, as without spares.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sched::CloneFlags;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{self, RecvBuffer};
+use crate::sys::{self, Context, SysError};
+
+/// How many namespaces the daemon keeps ready: one for the next spawn, one for a
+/// second client's spawn while the helper makes the next.
+pub const SPARES: usize = 2;
+
+/// The helper's command name (`/proc/PID/comm`).
+pub const HELPER_NAME: &std::ffi::CStr = c"hatchery-netns";
+
+/// The helper's answer to one request.
+#[derive(Debug, Serialize, Deserialize)]
+enum Made {
+    /// A namespace, its fd attached.
+    Namespace,
+    /// It cannot make namespaces; it exits after saying so.
+    Failed(SysError),
+}
+
+/// The daemon's side: the helper, and the namespaces it has made and not yet given out.
+#[derive(Debug)]
+pub struct SpareNetns {
+    helper: OwnedFd,
+    socket: OwnedFd,
+    /// The daemon's own network namespace, to return to after each clone.
+    home: OwnedFd,
+    ready: Vec<OwnedFd>,
+    /// Requests sent that the helper has not answered yet.
+    asked: usize,
+}
+
+impl SpareNetns {
+    /// Forks the helper and asks it for the first namespaces. The caller must be
+    /// single-threaded.
+    pub fn start(dev_null: BorrowedFd<'_>) -> Result<SpareNetns, SysError> {
+        let home = open_own_netns()?;
+        let (ours, theirs) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::SeqPacket,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+        )
+        .op("socketpair")?;
+        let daemon = nix::unistd::getpid();
+        match sys::clone3(0, None)? {
+            sys::Cloned::Child => {
+                drop(ours);
+                helper(theirs, home, dev_null, daemon)
+            }
+            sys::Cloned::Parent { pidfd, .. } => {
+                let mut spares = SpareNetns {
+                    helper: pidfd,
+                    socket: ours,
+                    home,
+                    ready: Vec::with_capacity(SPARES),
+                    asked: 0,
+                };
+                spares.ask();
+                Ok(spares)
+            }
+        }
+    }
+
+    /// The socket to poll while answers are due.
+    pub fn awaited(&self) -> Option<BorrowedFd<'_>> {
+        (self.asked > 0).then(|| self.socket.as_fd())
+    }
+
+    /// Takes the helper's answers. `Err` when it can make no more (it has failed or
+    /// gone): the caller drops this and sandboxes make their own namespaces.
+    pub fn receive(&mut self, buf: &mut RecvBuffer) -> Result<(), String> {
+        loop {
+            match protocol::recv::<Made>(self.socket.as_fd(), buf, true) {
+                Ok(Some((Made::Namespace, mut fds))) if fds.len() == 1 => {
+                    self.asked = self.asked.saturating_sub(1);
+                    self.ready.extend(fds.pop());
+                }
+                Ok(Some((Made::Failed(error), _))) => return Err(crate::error_chain(&error)),
+                Ok(Some((Made::Namespace, fds))) => {
+                    return Err(format!("the helper sent {} fds, not one", fds.len()))
+                }
+                Ok(None) => return Err("the helper is gone".into()),
+                Err(protocol::ProtocolError::Io(e)) if e.errno() == Errno::EAGAIN => return Ok(()),
+                Err(e) => return Err(crate::error_chain(&e)),
+            }
+        }
+    }
+
+    /// A spare namespace, if one is ready; asks for its replacement.
+    pub fn take(&mut self) -> Option<OwnedFd> {
+        let spare = self.ready.pop();
+        self.ask();
+        spare
+    }
+
+    /// Runs `clone` (a `clone3` without `CLONE_NEWNET`) in the network namespace
+    /// `netns`, then returns to the daemon's own; the child stays in `netns`. A daemon
+    /// that cannot return aborts rather than go on serving from a sandbox's namespace.
+    pub fn clone_into(
+        &self,
+        netns: OwnedFd,
+        clone: impl FnOnce() -> Result<sys::Cloned, SysError>,
+    ) -> Result<sys::Cloned, SysError> {
+        nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).op("setns(spare, CLONE_NEWNET)")?;
+        let cloned = clone();
+        if !matches!(cloned, Ok(sys::Cloned::Child)) {
+            if let Err(e) = nix::sched::setns(&self.home, CloneFlags::CLONE_NEWNET) {
+                tracing::error!(error = %e, "cannot return to the daemon's network namespace");
+                std::process::abort();
+            }
+        }
+        cloned
+    }
+
+    /// Asks the helper for as many namespaces as are missing.
+    fn ask(&mut self) {
+        while self.ready.len() + self.asked < SPARES {
+            if sys::send_with_fds(self.socket.as_fd(), &[1], &[]).is_err() {
+                // Full or gone: the answers to come, or the hang-up, tell.
+                return;
+            }
+            self.asked += 1;
+        }
+    }
+}
+
+impl Drop for SpareNetns {
+    /// Ends the helper and reaps it (unless the daemon's own reaping got there first);
+    /// the spare namespaces go with their fds.
+    fn drop(&mut self) {
+        let _ = sys::pidfd_send_signal(self.helper.as_fd(), libc::SIGKILL);
+        let _ = sys::wait_pidfd(self.helper.as_fd());
+    }
+}
+
+fn open_own_netns() -> Result<OwnedFd, SysError> {
+    nix::fcntl::open(
+        "/proc/thread-self/ns/net",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .op_path("open", "/proc/thread-self/ns/net")
+}
+
+/// The helper's whole life: one namespace per request byte, until the daemon hangs up
+/// or dies. Never returns.
+fn helper(socket: OwnedFd, home: OwnedFd, dev_null: BorrowedFd<'_>, daemon: nix::unistd::Pid) -> ! {
+    let _ = nix::sys::prctl::set_name(HELPER_NAME);
+    // Nothing of the daemon's but its stdio slots (on /dev/null) and these two fds.
+    let kept = (0..=2)
+        .try_for_each(|slot| sys::dup_onto(dev_null, slot))
+        .and_then(|()| close_all_but(&[socket.as_raw_fd(), home.as_raw_fd()]));
+    if kept.is_err() {
+        sys::exit_now(1)
+    }
+    let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
+    // It dies with the daemon, which may already be gone.
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != daemon
+    {
+        sys::exit_now(1)
+    }
+    let _ = nix::fcntl::fcntl(
+        &socket,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    );
+    let mut request = [0u8; 1];
+    loop {
+        match nix::sys::socket::recv(
+            socket.as_raw_fd(),
+            &mut request,
+            nix::sys::socket::MsgFlags::empty(),
+        ) {
+            Ok(0) => sys::exit_now(0),
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(_) => sys::exit_now(1),
+        }
+        let sent = match make(&home) {
+            Ok(netns) => protocol::send(socket.as_fd(), &Made::Namespace, &[netns.as_fd()]),
+            Err(error) => {
+                let _ = protocol::send(socket.as_fd(), &Made::Failed(error), &[]);
+                sys::exit_now(1)
+            }
+        };
+        if sent.is_err() {
+            sys::exit_now(1)
+        }
+    }
+}
+
+/// Closes every fd above the stdio slots but `keep`.
+fn close_all_but(keep: &[i32]) -> Result<(), SysError> {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut first = 3u32;
+    for fd in keep {
+        let fd = fd as u32;
+        if fd > first {
+            sys::close_range(first, fd - 1, 0)?;
+        }
+        first = first.max(fd + 1);
+    }
+    sys::close_range(first, u32::MAX, 0)
+}
+
+/// One namespace with `lo` up, as a fd; the helper is back in `home` after it.
+fn make(home: &OwnedFd) -> Result<OwnedFd, SysError> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET).op("unshare(CLONE_NEWNET)")?;
+    let made = sys::loopback_up().and_then(|()| open_own_netns());
+    if nix::sched::setns(home, CloneFlags::CLONE_NEWNET).is_err() {
+        // Whatever it made next would hold this one alive.
+        sys::exit_now(1)
+    }
+    made
+}
