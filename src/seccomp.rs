@@ -136,6 +136,9 @@ pub enum SeccompError {
 pub struct SeccompPolicy {
     default: Action,
     rules: Vec<Rule>,
+    /// One of hatchery's own policies, whose rules are known to allow what a warm-pool
+    /// sandbox's init does after installing it (see [`CompiledSeccomp::fits_pooled_init`]).
+    own: bool,
 }
 
 /// One validated rule: its syscalls (checked to exist on some supported architecture,
@@ -304,7 +307,7 @@ impl SeccompPolicy {
     /// assert!(policy.compile().is_ok());
     /// ```
     pub fn default_policy() -> Result<SeccompPolicy, SeccompError> {
-        SeccompPolicy::from_json(DEFAULT_POLICY)
+        SeccompPolicy::from_json(DEFAULT_POLICY).map(SeccompPolicy::own)
     }
 
     /// Parses and validates [`STRICT_POLICY`].
@@ -314,7 +317,11 @@ impl SeccompPolicy {
     /// assert!(policy.blocked_syscalls().contains(&("syslog".to_string(), libc::EPERM)));
     /// ```
     pub fn strict_policy() -> Result<SeccompPolicy, SeccompError> {
-        SeccompPolicy::from_json(STRICT_POLICY)
+        SeccompPolicy::from_json(STRICT_POLICY).map(SeccompPolicy::own)
+    }
+
+    fn own(self) -> SeccompPolicy {
+        SeccompPolicy { own: true, ..self }
     }
 
     /// A built-in policy by name: `default` or `strict`.
@@ -366,7 +373,11 @@ impl SeccompPolicy {
             .enumerate()
             .map(|(index, rule)| validate_rule(index, rule, default, &mut first_rule_of))
             .collect::<Result<_, _>>()?;
-        Ok(SeccompPolicy { default, rules })
+        Ok(SeccompPolicy {
+            default,
+            rules,
+            own: false,
+        })
     }
 
     /// Compiles the policy for the running architecture: one BPF program per distinct
@@ -430,7 +441,10 @@ impl SeccompPolicy {
         {
             return Err(SeccompError::TooLarge(long.len()));
         }
-        Ok(CompiledSeccomp { programs })
+        Ok(CompiledSeccomp {
+            programs,
+            fits_pooled_init: self.own,
+        })
     }
 
     /// The syscalls this policy refuses on every call on the running architecture, each
@@ -667,9 +681,21 @@ fn validate_condition(condition: ConditionFile) -> Result<SeccompCondition, Stri
 #[derive(Debug, Clone)]
 pub struct CompiledSeccomp {
     programs: Vec<BpfProgram>,
+    fits_pooled_init: bool,
 }
 
 impl CompiledSeccomp {
+    /// Whether a warm-pool sandbox's init may install this filter before it has a
+    /// request, taking its cost off the spawn: true for hatchery's own policies
+    /// (`default`, `strict`), which allow every call the init makes after it (receiving
+    /// the request and its stdio, `dup3`, `chdir`, `setsid`, `setrlimit`, a pipe, the
+    /// workload's `clone` without namespace flags, signal masks and handlers, `wait4`,
+    /// `kill`, `execve` in the workload); tests pin it. Another policy is installed by
+    /// the workload last before `execve`, so that it need allow nothing of the setup.
+    pub fn fits_pooled_init(&self) -> bool {
+        self.fits_pooled_init
+    }
+
     /// Installs the filters on the calling thread. Requires no_new_privs already set.
     /// Fails closed.
     ///

@@ -285,3 +285,75 @@ fn without_a_pool_no_idle_sandbox_exists() {
     std::thread::sleep(Duration::from_millis(100));
     assert!(daemon.children().is_empty(), "{:?}", daemon.children());
 }
+
+/// An idle sandbox waits with every capability dropped and `no_new_privs` set. Under
+/// hatchery's own policies its seccomp filter is on already, off the spawn's path, and
+/// the workload inherits it rather than install it twice; under another policy the
+/// workload installs it, last before `execve`. Either way the policy holds.
+#[test]
+fn an_idle_sandbox_waits_unprivileged_and_filtered_under_the_own_policies() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let custom = dir.path().join("custom.json");
+    std::fs::write(
+        &custom,
+        r#"{"version": 1, "rules": [{"syscalls": ["mount"], "action": {"errno": "EACCES"}}]}"#,
+    )
+    .unwrap();
+    let custom = custom.display().to_string();
+    let mount = format!(
+        "mount={}",
+        hatchery::seccomp::syscall_number("mount").unwrap()
+    );
+    for (policy, filtered_while_idle, refusal) in [
+        ("default", true, "EPERM"),
+        ("strict", true, "EPERM"),
+        (custom.as_str(), false, "EACCES"),
+    ] {
+        let filters = match policy {
+            "default" => hatchery::seccomp::SeccompPolicy::default_policy(),
+            "strict" => hatchery::seccomp::SeccompPolicy::strict_policy(),
+            _ => hatchery::seccomp::SeccompPolicy::from_json(
+                &std::fs::read_to_string(policy).unwrap(),
+            ),
+        }
+        .unwrap()
+        .compile()
+        .unwrap()
+        .programs()
+        .len()
+        .to_string();
+        let daemon = pooled_daemon(1, &probe_shape(), &["--seccomp-policy", policy]);
+        let idle = wait_for_idle(daemon.pid(), 1)[0];
+        let status = common::facts(
+            &std::fs::read_to_string(format!("/proc/{idle}/status"))
+                .unwrap()
+                .replace(":\t", "="),
+        );
+        for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(status[set], "0000000000000000", "{policy}: idle {set}");
+        }
+        assert_eq!(status["NoNewPrivs"], "1", "{policy}");
+        let (mode, installed) = match filtered_while_idle {
+            true => ("2", filters.as_str()),
+            false => ("0", "0"),
+        };
+        assert_eq!(status["Seccomp"], mode, "{policy}: idle");
+        assert_eq!(status["Seccomp_filters"], installed, "{policy}: idle");
+
+        let facts = probe_facts(&daemon.client(), probe_request(&["status"]));
+        assert_eq!(facts["Seccomp"], "2", "{policy}: workload");
+        assert_eq!(
+            facts["Seccomp_filters"], filters,
+            "{policy}: installed once"
+        );
+        let wait = wait_for_idle(daemon.pid(), 1);
+        let child = daemon
+            .client()
+            .spawn_child(probe_request(&["try-syscall", &mount]))
+            .expect("spawn");
+        assert!(wait.contains(&child.pid), "served by the pool");
+        let facts = common::facts_of_success(common::collect(child));
+        assert_eq!(facts["mount"], refusal, "{policy}: the policy holds");
+    }
+}

@@ -88,8 +88,7 @@ pub fn run(
     };
     match setup(sandboxer, request, &channel, workload, result) {
         Ok(ready) => {
-            let seccomp =
-                (!request.sandbox.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp);
+            let seccomp = workload_filter(sandboxer, &request.sandbox);
             supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
         }
         Err(error) => {
@@ -134,15 +133,20 @@ fn build_shape(
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(Step::Loopback, sys::loopback_up())?;
     }
+    // The last of the privileges: nothing after this needs one, and a warm-pool sandbox
+    // waits for its request without any.
     step(
         Step::Capabilities,
         capabilities::drop_bounding(sandboxer.last_cap),
     )?;
+    step(Step::Capabilities, capabilities::drop_remaining())?;
+    step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
+    step(Step::Capabilities, capabilities::verify_dropped())?;
     Ok(())
 }
 
-/// The per-request steps, and the final privilege drop; `wait_for_network`: whether the
-/// veth network is still to come (a warm-pool sandbox's was up before it went idle).
+/// The per-request steps; `wait_for_network`: whether the veth network is still to come
+/// (a warm-pool sandbox's was up before it went idle).
 fn finish_setup(
     request: &SpawnRequest,
     channel: &SandboxEnd,
@@ -152,9 +156,6 @@ fn finish_setup(
     step(Step::WorkingDirectory, enter(&request.cwd))?;
     step(Step::Session, new_session())?;
     step(Step::ResourceLimits, set_rlimits(&config.limits))?;
-    step(Step::Capabilities, capabilities::drop_remaining())?;
-    step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
-    step(Step::Capabilities, capabilities::verify_dropped())?;
     // Last: the zygote configures the veth meanwhile, in parallel with the steps above.
     if wait_for_network {
         step(Step::Network, channel.wait_for_network())?;
@@ -164,12 +165,13 @@ fn finish_setup(
 
 /// The life of a warm-pool sandbox's init. Never returns.
 ///
-/// It builds its `shape` (id maps, user ids, root, hostname, loopback, the bounding
-/// set, its veth network once the zygote has built it), shows itself as `hatchery-pool`
-/// while idle, then waits for the one request it
-/// will ever run and does only what depends on it: stdio, the exec's arguments and
-/// environment, the working directory, rlimits, the rest of the capability drop,
-/// `no_new_privs`, seccomp and `execve`.
+/// It builds its `shape` (id maps, user ids, root, hostname, loopback, every capability
+/// dropped, `no_new_privs`, its veth network once the zygote has built it, and the
+/// seccomp filter where the policy allows the init's last steps under it), shows itself
+/// as `hatchery-pool` while idle, then waits for the one request it will ever run and
+/// does only what depends on it: stdio, the exec's arguments and environment, the
+/// working directory, rlimits, then the workload's seccomp (if not installed yet) and
+/// `execve`.
 pub fn run_pooled(
     sandboxer: &Sandboxer,
     shape: &SandboxConfig,
@@ -181,12 +183,19 @@ pub fn run_pooled(
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
     // The zygote builds a veth shape's network once the shape is up; it is waited for
-    // here, so that the request never waits for it.
+    // here, so that the request never waits for it. A filter that lets the init finish under it is installed now, off the spawn's
+    // path; any other, by the workload last before `execve`, as in a fresh sandbox.
+    let filter = workload_filter(sandboxer, shape);
+    let filter_now = filter.filter(|filter| filter.fits_pooled_init());
     let prepared = step(Step::SignalForwarding, hold_signals())
         .and_then(|()| build_shape(sandboxer, shape, &channel))
         .and_then(|()| match shape.network {
             NetworkConfig::Veth(_) => step(Step::Network, channel.wait_for_network()),
             NetworkConfig::None => Ok(()),
+        })
+        .and_then(|()| match filter_now {
+            Some(filter) => step(Step::Seccomp, filter.apply()),
+            None => Ok(()),
         });
     if let Err(error) = prepared {
         fail_setup(&channel, error)
@@ -206,12 +215,20 @@ pub fn run_pooled(
         .and_then(|ready| finish_setup(&request, &channel, false).map(|()| ready));
     match ready {
         Ok(ready) => {
-            let seccomp =
-                (!request.sandbox.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp);
+            // The request's sandbox is the shape (the zygote matched them exactly).
+            let seccomp = filter.filter(|_| filter_now.is_none());
             supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
         }
         Err(error) => fail_setup(&channel, error),
     }
+}
+
+/// The seccomp filter a sandbox of `config` runs its workload under, unless it opted out.
+fn workload_filter<'a>(
+    sandboxer: &'a Sandboxer,
+    config: &SandboxConfig,
+) -> Option<&'a CompiledSeccomp> {
+    (!config.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp)
 }
 
 /// The command name (`/proc/PID/comm`) of an idle warm-pool sandbox's init.

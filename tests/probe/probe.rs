@@ -255,9 +255,10 @@ fn ids() -> Outcome {
     Ok(())
 }
 
-/// `status`: the capability sets, no_new_privs and seccomp mode from /proc/self/status.
+/// `status`: the capability sets, no_new_privs, the seccomp mode and how many filters
+/// are installed, from /proc/self/status.
 fn status() -> Outcome {
-    const KEYS: [&str; 7] = [
+    const KEYS: [&str; 8] = [
         "CapInh",
         "CapPrm",
         "CapEff",
@@ -265,6 +266,7 @@ fn status() -> Outcome {
         "CapAmb",
         "NoNewPrivs",
         "Seccomp",
+        "Seccomp_filters",
     ];
     let text = read_file("/proc/self/status")?;
     for key in KEYS {
