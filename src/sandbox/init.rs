@@ -368,13 +368,6 @@ fn supervise(
         Ok(pid) => pid,
         Err(error) => fail(channel, Step::ForkWorkload, error),
     };
-    sys::set_forward_target(workload);
-    if let Err(error) = forward_signals() {
-        // Exiting ends the pid namespace, the workload with it.
-        fail(channel, Step::SignalForwarding, error)
-    }
-    // Signals held since the start of the setup are delivered, and forwarded, now.
-    let _ = sys::sigprocmask(libc::SIG_UNBLOCK, forwarded());
     drop(exec_write);
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
@@ -399,6 +392,16 @@ fn supervise(
         Some((WorkloadFailure::Exec, errno)) => channel.report_exec(Some(errno as i32)),
     }
     drop(exec_read);
+
+    // Only now, off the path of the exec's report: until the forwarding is in place the
+    // signals stay held, none is lost.
+    sys::set_forward_target(workload);
+    if let Err(error) = forward_signals() {
+        // Exiting ends the pid namespace, the workload with it.
+        fail(channel, Step::SignalForwarding, error)
+    }
+    // Signals held since the start of the setup are delivered, and forwarded, now.
+    let _ = sys::sigprocmask(libc::SIG_UNBLOCK, forwarded());
 
     loop {
         match sys::wait_any() {
