@@ -7,9 +7,12 @@
 # As root, after `cargo build --release --benches`.
 #
 #   benches/offcpu.sh                        500 fresh spawns of /bin/true
-#   benches/offcpu.sh "warm pool" 1000       1000 spawns from the warm pool
+#   benches/offcpu.sh "no net ns" 1000       1000 fresh spawns without a network namespace
 #
-# The first argument is a part of the benchmark's system name (HATCHERY_BENCH_ONLY).
+# The first argument is a part of the benchmark's system name (HATCHERY_BENCH_ONLY). The
+# spawns run back to back, so the warm-pool system is no pool here: it refills only
+# when the daemon has been quiet for 3 ms, and spawns of a drained pool take the fresh
+# path. Idle waits (the daemon's poll, the helper's and idle sandboxes' receive) show too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 system=${1:-"fresh)"}
