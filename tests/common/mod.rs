@@ -171,13 +171,14 @@ impl Daemon {
         last
     }
 
-    /// The daemon's fd count once it has caught up with hang-ups it has not yet seen:
-    /// waits up to 5 s for the count to come down to `expected`, then returns it.
+    /// The daemon's fd count once it has caught up with hang-ups it has not yet seen and
+    /// with its spare network namespaces (one taken is replaced a moment later): waits
+    /// up to 5 s for the count to come back to `expected`, then returns it.
     pub fn settled_fd_count(&self, expected: usize) -> usize {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let count = self.fd_count();
-            if count <= expected || Instant::now() > deadline {
+            if count == expected || Instant::now() > deadline {
                 return count;
             }
             std::thread::sleep(Duration::from_millis(10));
