@@ -146,8 +146,6 @@ struct Child {
     started: Instant,
     /// `Spawned` has been sent (or the client is gone).
     running: bool,
-    /// When its workload exec'd.
-    execed_at: Option<Instant>,
     /// A report already settled the outcome (failed setup or exec).
     failed: bool,
     workload: Option<ExitStatus>,
@@ -306,6 +304,8 @@ struct Server {
     /// Serving a single embedded client: stop when it is gone.
     embedded: bool,
     shutting_down: bool,
+    /// When a sandbox last exec'd its workload (the warm pool waits a moment after).
+    last_exec: Option<Instant>,
 }
 
 impl Server {
@@ -343,6 +343,7 @@ impl Server {
             buf: protocol::RecvBuffer::new(),
             embedded: conn.is_some(),
             shutting_down: false,
+            last_exec: None,
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -473,11 +474,10 @@ impl Server {
 
     /// When the warm pool may clone its next sandbox: `Some(ZERO)` for now.
     ///
-    /// Never while a sandbox is in its setup, nor while a job that exec'd less than
-    /// [`REFILL_QUIET`] ago still runs: a refill (a `clone3` on this thread, then the new
-    /// sandbox's setup on the CPU) would otherwise slow the spawn in flight, or delay the
-    /// reap of a short job. A short job that has been reaped holds nothing up, so a
-    /// client that spawns back to back finds the pool refilled.
+    /// Never while a sandbox is in its setup, and not until [`REFILL_QUIET`] after the
+    /// last exec: a refill (a `clone3` of about a millisecond on this thread, then the
+    /// new sandbox's setup on the CPU) would otherwise slow the spawn in flight, or
+    /// delay the reap of a short job that has just started.
     fn next_refill(&self) -> Option<Duration> {
         let now = Instant::now();
         let starting = self
@@ -487,13 +487,9 @@ impl Server {
         if starting {
             return None;
         }
-        let quiet = self
-            .children
-            .values()
-            .filter_map(|child| child.execed_at)
-            .map(|at| (at + REFILL_QUIET).saturating_duration_since(now))
-            .max()
-            .unwrap_or(Duration::ZERO);
+        let quiet = self.last_exec.map_or(Duration::ZERO, |at| {
+            (at + REFILL_QUIET).saturating_duration_since(now)
+        });
         self.zygote
             .pool
             .next_refill(now)
@@ -854,7 +850,6 @@ impl Server {
                         pipes: sandbox.pipes,
                         started,
                         running: false,
-                        execed_at: None,
                         failed: false,
                         workload: None,
                         tasks_started: None,
@@ -979,7 +974,7 @@ impl Server {
         match report {
             FromSandbox::Execed if !child.running && !child.failed => {
                 child.running = true;
-                child.execed_at = Some(Instant::now());
+                self.last_exec = Some(Instant::now());
                 let Some(conn) = conn else { return };
                 let mut roles = Vec::with_capacity(4);
                 let mut fds = Vec::with_capacity(4);
