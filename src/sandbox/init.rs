@@ -1,10 +1,11 @@
 //! The sandbox init: PID 1 of the sandbox's pid namespace, cloned by the zygote.
 //!
 //! It runs the setup recipe (one named step per line, in the order the kernel requires),
-//! forks the workload, forwards signals to it, reaps orphans, and reports the workload's
-//! exec and exit on its channel. The workload's own last steps are stdio, closing every
-//! other fd, seccomp (last before `execve`, so the filter need allow nothing of the
-//! setup) and `execve`.
+//! starts the workload (sharing its memory until `execve`; an entry's is forked),
+//! forwards signals to it, reaps orphans, and reports the workload's exec and exit on its
+//! channel. The workload's own last steps are its signal mask, closing every fd but
+//! stdio at exec, seccomp (last before `execve`, so the filter need allow nothing of the
+//! setup; a warm-pool sandbox's init may have installed it already) and `execve`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -293,7 +294,7 @@ fn enter(cwd: &OsBytes) -> Result<(), SysError> {
 }
 
 /// Per-process limits, inherited by every process of the sandbox (the open-files limit
-/// is set in the workload, see `run_workload`). Core dumps are always off: a dump of the
+/// is set in the workload, see `limit_and_filter`). Core dumps are always off: a dump of the
 /// workload would land outside the sandbox's control.
 fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
     use nix::sys::resource::{setrlimit, Resource};
