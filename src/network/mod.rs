@@ -27,7 +27,7 @@
 mod netlink;
 pub mod pool;
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -212,12 +212,7 @@ impl Network {
             runtime.spawn(connection);
             handle
         };
-        let home = nix::fcntl::open(
-            "/proc/self/ns/net",
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .op_path("open", "/proc/self/ns/net")?;
+        let home = crate::sandbox::netns::own_netns()?;
         let mut network = Network {
             runtime,
             handle,
@@ -443,10 +438,7 @@ impl Network {
     ) -> Result<T, SysError> {
         nix::sched::setns(pidfd, CloneFlags::CLONE_NEWNET).op("setns(pidfd, CLONE_NEWNET)")?;
         let outcome = f();
-        if let Err(e) = nix::sched::setns(self.home.as_fd(), CloneFlags::CLONE_NEWNET) {
-            tracing::error!(error = %e, "cannot return to the daemon's network namespace");
-            std::process::abort();
-        }
+        crate::sandbox::netns::return_to(&self.home);
         outcome
     }
 

@@ -57,8 +57,9 @@ impl ExecArgs {
         })
     }
 
-    /// Execs the first candidate that can be executed, allocating nothing. Returns only on
-    /// failure, with the most telling errno: `EACCES` from any candidate wins over `ENOENT`, as in `execvp`.
+    /// Execs the first candidate that can be executed, allocating nothing. Returns only
+    /// on failure, with the most telling errno: `EACCES` from any candidate wins over
+    /// `ENOENT`, as in `execvp`.
     pub fn exec(&self) -> Errno {
         let mut saw_eacces = false;
         for candidate in &self.candidates {

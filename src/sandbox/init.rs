@@ -184,8 +184,9 @@ pub fn run_pooled(
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
     // The zygote builds a veth shape's network once the shape is up; it is waited for
-    // here, so that the request never waits for it. A filter that lets the init finish under it is installed now, off the spawn's
-    // path; any other, by the workload last before `execve`, as in a fresh sandbox.
+    // here, so that the request never waits for it. A filter that lets the init finish
+    // under it is installed now, off the spawn's path; any other, by the workload last
+    // before `execve`, as in a fresh sandbox.
     let filter = workload_filter(sandboxer, shape);
     let filter_now = filter.filter(|filter| filter.fits_pooled_init());
     let prepared = step(Step::SignalForwarding, hold_signals())
@@ -451,7 +452,7 @@ struct ExecWorkload<'a> {
 /// The workload of an exec: signal mask, fds, seccomp, `execve`. Returns only by
 /// exiting.
 fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
-    reset_signals();
+    unblock_signals();
     // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
     // served its purpose (its closing is how the init learns the exec succeeded).
     let marked = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
@@ -471,7 +472,7 @@ fn run_entry_workload(
     seccomp: Option<&CompiledSeccomp>,
     open_files: Option<u64>,
 ) -> ! {
-    reset_signals();
+    unblock_signals();
     // An entry execs nothing, so the inherited fds are closed now.
     let exec_write = match entry::close_inherited(exec_write, CHANNEL_FD) {
         Ok(exec_write) => exec_write,
@@ -490,7 +491,7 @@ fn run_entry_workload(
 /// The workload starts with the default dispositions the init set in `hold_signals`
 /// (its forwarding handlers come later): the held signals are let through, and act on
 /// the workload as they should.
-fn reset_signals() {
+fn unblock_signals() {
     let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
 }
 

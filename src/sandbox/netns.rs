@@ -58,7 +58,7 @@ impl SpareNetns {
     /// Forks the helper and asks it for the first namespaces. The caller must be
     /// single-threaded.
     pub fn start(dev_null: BorrowedFd<'_>) -> Result<SpareNetns, SysError> {
-        let home = open_own_netns()?;
+        let home = own_netns()?;
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
             nix::sys::socket::SockType::SeqPacket,
@@ -129,10 +129,7 @@ impl SpareNetns {
         nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).op("setns(spare, CLONE_NEWNET)")?;
         let cloned = clone();
         if !matches!(cloned, Ok(sys::Cloned::Child)) {
-            if let Err(e) = nix::sched::setns(&self.home, CloneFlags::CLONE_NEWNET) {
-                tracing::error!(error = %e, "cannot return to the daemon's network namespace");
-                std::process::abort();
-            }
+            return_to(&self.home);
         }
         cloned
     }
@@ -158,13 +155,23 @@ impl Drop for SpareNetns {
     }
 }
 
-fn open_own_netns() -> Result<OwnedFd, SysError> {
+/// An fd of this thread's network namespace, to come back to with [`return_to`].
+pub(crate) fn own_netns() -> Result<OwnedFd, SysError> {
     nix::fcntl::open(
         "/proc/thread-self/ns/net",
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .op_path("open", "/proc/thread-self/ns/net")
+}
+
+/// Returns the daemon to its own network namespace `home` after it worked in another;
+/// a daemon that cannot aborts rather than go on serving from a sandbox's namespace.
+pub(crate) fn return_to(home: &OwnedFd) {
+    if let Err(e) = nix::sched::setns(home, CloneFlags::CLONE_NEWNET) {
+        tracing::error!(error = %e, "cannot return to the daemon's network namespace");
+        std::process::abort();
+    }
 }
 
 /// The helper's whole life: one namespace per request byte, until the daemon hangs up
@@ -232,7 +239,7 @@ fn close_all_but(keep: &[i32]) -> Result<(), SysError> {
 /// One namespace with `lo` up, as a fd; the helper is back in `home` after it.
 fn make(home: &OwnedFd) -> Result<OwnedFd, SysError> {
     nix::sched::unshare(CloneFlags::CLONE_NEWNET).op("unshare(CLONE_NEWNET)")?;
-    let made = sys::loopback_up().and_then(|()| open_own_netns());
+    let made = sys::loopback_up().and_then(|()| own_netns());
     if nix::sched::setns(home, CloneFlags::CLONE_NEWNET).is_err() {
         // Whatever it made next would hold this one alive.
         sys::exit_now(1)

@@ -496,8 +496,6 @@ impl Server {
             .map(|wait| wait.max(quiet))
     }
 
-    /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
-    /// frees the subnets of veth pairs that are gone.
     /// Takes the spare network namespaces the helper has made; without a helper that can
     /// make them, sandboxes make their own from now on.
     fn on_spare_netns(&mut self) {
@@ -510,6 +508,8 @@ impl Server {
         }
     }
 
+    /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
+    /// frees the subnets of veth pairs that are gone.
     fn enforce_limits(&mut self) {
         let now = Instant::now();
         for child in self
