@@ -304,12 +304,8 @@ fn network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
         std::fs::read_link("/proc/self/ns/user").unwrap(),
         "its network namespace was made ahead, in the host's user namespace"
     );
-    let held: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
-        .unwrap()
-        .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
-        .collect();
     assert!(
-        !held.contains(&sandbox_netns),
+        !daemon.fd_targets().contains(&sandbox_netns),
         "the daemon holds the namespace it gave out"
     );
     child.kill().expect("kill");

@@ -417,9 +417,9 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
     // yet given out (that it holds none of a sandbox's, the pairs gone above show: a
     // namespace kept alive would keep its pair), and no more fds than before.
     let own = std::fs::read_link(format!("/proc/{}/ns/net", daemon.pid())).unwrap();
-    let others = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
-        .unwrap()
-        .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+    let others = daemon
+        .fd_targets()
+        .into_iter()
         .filter(|target| target.to_string_lossy().starts_with("net:") && *target != own)
         .count();
     assert!(others <= SPARE_NETNS, "{others} network namespaces held");

@@ -154,6 +154,15 @@ impl Daemon {
             .count()
     }
 
+    /// What the daemon's open fds refer to (`readlink` of each: `net:[…]`, `socket:[…]`,
+    /// a path).
+    pub fn fd_targets(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read daemon fds")
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .collect()
+    }
+
     /// The daemon's fd count once it has held steady for 100 ms (connections that
     /// clients closed a moment ago are gone by then).
     pub fn steady_fd_count(&self) -> usize {
