@@ -155,6 +155,41 @@ fn kill_ends_the_whole_sandbox() {
     );
 }
 
+/// `Exited` comes once the workload and everything it started have ended: what it
+/// leaves running when it exits is killed and reaped by the init before the init
+/// reports the exit (only the init itself may still be on its way out). `dd`, with its
+/// 256 MiB buffer, takes a while to die: without the init's kill, the kernel's would
+/// leave it visible here.
+#[test]
+fn what_the_workload_leaves_running_has_ended_when_exited_arrives() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let request = SpawnRequest::new("/bin/sh").args([
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=256M 2>/dev/null & sleep 1000 & echo started; read line; exit 7",
+    ]);
+    let mut child = daemon.client().spawn_child(request).expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    let pid_ns = std::fs::read_link(format!("/proc/{}/ns/pid", child.pid)).expect("sandbox pid ns");
+    assert!(
+        common::processes_in(&pid_ns) >= 4,
+        "init, the shell, dd and sleep"
+    );
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(child.wait().unwrap().status, ExitStatus::Exited(7));
+    let left: Vec<i32> = common::pids_in(&pid_ns)
+        .into_iter()
+        .filter(|&pid| pid != child.pid)
+        .collect();
+    assert!(left.is_empty(), "still running after Exited: {left:?}");
+    assert_eq!(
+        common::settled_processes_in(&pid_ns),
+        0,
+        "the init ends too"
+    );
+}
+
 #[test]
 fn try_wait_does_not_block_while_the_child_runs() {
     require_sandbox!();

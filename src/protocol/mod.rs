@@ -191,13 +191,15 @@ pub struct Verdict {
     pub status: ExitStatus,
     /// Why the sandbox ended.
     pub reason: EndReason,
-    /// Wall-clock time from spawn request to reap, in microseconds.
+    /// Wall-clock time from spawn request to the end of the workload and everything it
+    /// started, in microseconds.
     pub wall_time_us: u64,
-    /// User CPU time of the whole sandbox, in microseconds.
+    /// User CPU time of the workload and every process it started (of the whole sandbox,
+    /// when it had a cgroup), in microseconds.
     pub user_cpu_us: u64,
-    /// System CPU time of the whole sandbox, in microseconds.
+    /// System CPU time, counted as `user_cpu_us` is, in microseconds.
     pub system_cpu_us: u64,
-    /// Largest resident set of any single process of the sandbox, in KiB.
+    /// Largest resident set of any single process of the workload's, in KiB.
     pub max_rss_kib: u64,
     /// Peak memory of the whole sandbox, in bytes, when it had a cgroup (it has one
     /// whenever a memory, pids, CPU or CPU-time limit applies).
@@ -213,17 +215,17 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Wall-clock time from spawn request to reap.
+    /// Wall-clock time from spawn request to the end of the workload.
     pub fn wall_time(&self) -> Duration {
         Duration::from_micros(self.wall_time_us)
     }
 
-    /// User CPU time of the whole sandbox.
+    /// User CPU time, as [`Verdict::user_cpu_us`].
     pub fn user_cpu(&self) -> Duration {
         Duration::from_micros(self.user_cpu_us)
     }
 
-    /// System CPU time of the whole sandbox.
+    /// System CPU time, as [`Verdict::system_cpu_us`].
     pub fn system_cpu(&self) -> Duration {
         Duration::from_micros(self.system_cpu_us)
     }

@@ -34,13 +34,37 @@ pub enum FromSandbox {
     Execed,
     /// The workload's `execve` failed with this errno.
     ExecFailed(i32),
-    /// The workload ended so; the init exits next.
+    /// The workload ended so, and every other process of the sandbox has been killed
+    /// and reaped; the init exits next.
     WorkloadExited {
         /// How it ended.
         status: ExitStatus,
         /// Processes and threads started in the sandbox (the pid namespace's last pid).
         tasks_started: Option<u64>,
+        /// What the workload and every process it started used.
+        usage: WorkloadUsage,
     },
+}
+
+/// CPU time and peak resident set of the processes an init has reaped (its
+/// `RUSAGE_CHILDREN`): the workload and every process it started.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct WorkloadUsage {
+    pub user_cpu_us: u64,
+    pub system_cpu_us: u64,
+    pub max_rss_kib: u64,
+}
+
+impl From<&libc::rusage> for WorkloadUsage {
+    fn from(usage: &libc::rusage) -> Self {
+        let us =
+            |tv: libc::timeval| (tv.tv_sec.max(0) as u64) * 1_000_000 + tv.tv_usec.max(0) as u64;
+        WorkloadUsage {
+            user_cpu_us: us(usage.ru_utime),
+            system_cpu_us: us(usage.ru_stime),
+            max_rss_kib: usage.ru_maxrss.max(0) as u64,
+        }
+    }
 }
 
 /// Creates the socketpair: (zygote end, sandbox end), both close-on-exec.
@@ -202,10 +226,16 @@ impl SandboxEnd {
     }
 
     /// Reports how the workload ended.
-    pub fn report_exit(&self, status: ExitStatus, tasks_started: Option<u64>) {
+    pub fn report_exit(
+        &self,
+        status: ExitStatus,
+        tasks_started: Option<u64>,
+        usage: WorkloadUsage,
+    ) {
         let report = FromSandbox::WorkloadExited {
             status,
             tasks_started,
+            usage,
         };
         let _ = protocol::send(self.0.as_fd(), &report, &[]);
     }

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-use super::channel::SandboxEnd;
+use super::channel::{SandboxEnd, WorkloadUsage};
 use super::entry::{self, EntryCall, Workload, RESULT_FD};
 use super::exec::ExecArgs;
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
@@ -417,11 +417,36 @@ fn supervise(
     }
 }
 
-/// Reports the workload's status and exits with it; the kernel then kills whatever else
-/// is left in the pid namespace.
+/// Ends whatever else runs in the sandbox, then reports the workload's status (so that
+/// the client may learn of the exit before the init's own exit and the namespaces'
+/// teardown) and exits with it.
 fn finish(channel: &SandboxEnd, status: ExitStatus) -> ! {
-    channel.report_exit(status, tasks_started());
+    let tasks_started = tasks_started();
+    // Pid 1 is the init, pid 2 the workload: with no other pid ever handed out (pids are
+    // not reused below 300 once they wrap), nothing else is left.
+    if tasks_started != Some(2) {
+        end_every_other_process();
+    }
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|usage| WorkloadUsage::from(usage.as_ref()))
+        .unwrap_or_default();
+    channel.report_exit(status, tasks_started, usage);
     sys::exit_now(status.code() & 0xff)
+}
+
+/// Kills every process of the sandbox but the init and reaps them all. As PID 1 of its
+/// pid namespace, the init's `kill(-1)` reaches every process of the namespace (and of
+/// any nested one) but itself; all run as the init's user, without the capabilities
+/// that could change that. Every one is the init's descendant, so once `wait` finds no
+/// child left none remains: an orphan is the init's child before its parent is reaped.
+fn end_every_other_process() {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-1), Signal::SIGKILL);
+    loop {
+        match sys::wait_any() {
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// How many processes and threads were ever started in this pid namespace: pids are

@@ -28,7 +28,7 @@ use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
-pub use channel::{FromSandbox, Pending, ZygoteEnd};
+pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
 pub use netns::SpareNetns;
 

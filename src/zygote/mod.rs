@@ -34,7 +34,7 @@ use crate::protocol::{
 use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
     validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNetns, StartError, Started,
-    ZygoteEnd,
+    WorkloadUsage, ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
@@ -1048,9 +1048,25 @@ impl Server {
             FromSandbox::WorkloadExited {
                 status,
                 tasks_started,
+                usage,
             } => {
                 child.workload = Some(status);
                 child.tasks_started = tasks_started;
+                // Nothing of the sandbox runs any more: the client learns of the end now,
+                // not after the init's exit and the namespaces' teardown.
+                if child.running {
+                    let Some(conn) = conn else { return };
+                    let verdict = verdict(child, status, usage);
+                    tracing::debug!(id = child.id, pid, ?verdict, "sandbox ended");
+                    forget_child(conn, child.id, pid);
+                    conn.send(
+                        &Event::Exited {
+                            id: child.id,
+                            verdict,
+                        },
+                        Vec::new(),
+                    );
+                }
             }
             other => tracing::warn!(pid, ?other, "out-of-order report from a sandbox"),
         }
@@ -1079,7 +1095,13 @@ impl Server {
             let Some(mut child) = self.children.remove(&reaped.pid) else {
                 continue;
             };
-            let usage = child.enforcement.usage();
+            let init_status = ExitStatus::from_wait_status(reaped.status);
+            // A sandbox whose init reported the workload's exit had its `Exited` sent
+            // then; one whose init was killed first is judged by the init's own status and
+            // usage (which counts the processes it reaped).
+            let unreported = child.running && child.workload.is_none();
+            let verdict = unreported
+                .then(|| verdict(&mut child, init_status, WorkloadUsage::from(&reaped.rusage)));
             if let Some(cgroup) = child.enforcement.cgroup.take() {
                 self.zygote.enforcer.retire(cgroup);
             }
@@ -1089,37 +1111,8 @@ impl Server {
             }
             let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
             let Some(conn) = conn else { continue };
-            forget_child(conn, child.id, reaped.pid);
-            let init_status = ExitStatus::from_wait_status(reaped.status);
-            if child.running {
-                let status = child.workload.unwrap_or(init_status);
-                // Only an OOM kill under the sandbox's own limit is its doing.
-                let oom_killed = child.enforcement.limits.memory_bytes.is_some()
-                    && usage.as_ref().is_some_and(|u| u.oom_kills > 0);
-                let reason = match (child.kill_reason, status) {
-                    (Some(reason), _) => reason,
-                    (None, _) if oom_killed => EndReason::OomKilled,
-                    (None, ExitStatus::Exited(_)) => EndReason::Exited,
-                    (None, ExitStatus::Signaled(_)) => EndReason::Signaled,
-                };
-                let verdict = Verdict {
-                    status,
-                    reason,
-                    wall_time_us: child.started.elapsed().as_micros() as u64,
-                    // The cgroup counts every process that ran, also those killed rather
-                    // than reaped by the init, which its rusage misses.
-                    user_cpu_us: usage
-                        .and_then(|u| u.cpu_user_ns)
-                        .map_or(timeval_us(reaped.rusage.ru_utime), |ns| ns / 1000),
-                    system_cpu_us: usage
-                        .and_then(|u| u.cpu_system_ns)
-                        .map_or(timeval_us(reaped.rusage.ru_stime), |ns| ns / 1000),
-                    max_rss_kib: reaped.rusage.ru_maxrss.max(0) as u64,
-                    memory_peak_bytes: usage.and_then(|u| u.memory_peak_bytes),
-                    tasks_started: child.tasks_started,
-                    limits: child.enforcement.limits,
-                    skipped_limits: std::mem::take(&mut child.enforcement.skipped),
-                };
+            if let Some(verdict) = verdict {
+                forget_child(conn, child.id, reaped.pid);
                 tracing::debug!(id = child.id, pid = reaped.pid, ?verdict, "sandbox reaped");
                 conn.send(
                     &Event::Exited {
@@ -1128,7 +1121,8 @@ impl Server {
                     },
                     Vec::new(),
                 );
-            } else if !child.failed {
+            } else if !child.running && !child.failed {
+                forget_child(conn, child.id, reaped.pid);
                 let message = format!("the sandbox ended during setup ({init_status:?})");
                 conn.send_error(Some(child.id), ErrorKind::Internal { error: None }, message);
             }
@@ -1164,13 +1158,40 @@ impl Server {
     }
 }
 
+/// The verdict of a sandbox whose workload ended with `status`, having used `usage`.
+fn verdict(child: &mut Child, status: ExitStatus, usage: WorkloadUsage) -> Verdict {
+    let cgroup = child.enforcement.usage();
+    // Only an OOM kill under the sandbox's own limit is its doing.
+    let oom_killed = child.enforcement.limits.memory_bytes.is_some()
+        && cgroup.as_ref().is_some_and(|u| u.oom_kills > 0);
+    let reason = match (child.kill_reason, status) {
+        (Some(reason), _) => reason,
+        (None, _) if oom_killed => EndReason::OomKilled,
+        (None, ExitStatus::Exited(_)) => EndReason::Exited,
+        (None, ExitStatus::Signaled(_)) => EndReason::Signaled,
+    };
+    Verdict {
+        status,
+        reason,
+        wall_time_us: child.started.elapsed().as_micros() as u64,
+        // The cgroup counts every process that ran, also any the init did not reap.
+        user_cpu_us: cgroup
+            .and_then(|u| u.cpu_user_ns)
+            .map_or(usage.user_cpu_us, |ns| ns / 1000),
+        system_cpu_us: cgroup
+            .and_then(|u| u.cpu_system_ns)
+            .map_or(usage.system_cpu_us, |ns| ns / 1000),
+        max_rss_kib: usage.max_rss_kib,
+        memory_peak_bytes: cgroup.and_then(|u| u.memory_peak_bytes),
+        tasks_started: child.tasks_started,
+        limits: child.enforcement.limits,
+        skipped_limits: std::mem::take(&mut child.enforcement.skipped),
+    }
+}
+
 /// Frees a request id, unless a newer child has taken it already.
 fn forget_child(conn: &mut Connection, id: u64, pid: i32) {
     if conn.children.get(&id) == Some(&pid) {
         conn.children.remove(&id);
     }
-}
-
-fn timeval_us(tv: libc::timeval) -> u64 {
-    (tv.tv_sec.max(0) as u64) * 1_000_000 + tv.tv_usec.max(0) as u64
 }

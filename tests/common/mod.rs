@@ -320,10 +320,16 @@ pub fn children_of(pid: i32) -> Vec<(i32, char)> {
 /// run nothing and are left out: an init whose parent (a killed daemon) is gone waits to
 /// be reaped by the host's PID 1.
 pub fn processes_in(ns: &Path) -> usize {
+    pids_in(ns).len()
+}
+
+/// The pids (in the host's namespace) of [`processes_in`].
+pub fn pids_in(ns: &Path) -> Vec<i32> {
     all_processes()
         .filter(|dir| std::fs::read_link(dir.join("ns/pid")).is_ok_and(|link| link == ns))
         .filter(|dir| state_and_parent(dir).is_some_and(|(state, _)| state != 'Z'))
-        .count()
+        .filter_map(|dir| dir.file_name()?.to_str()?.parse().ok())
+        .collect()
 }
 
 /// [`processes_in`] once the namespace has had up to 5 s to empty: its init may still be
