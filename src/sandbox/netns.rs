@@ -9,7 +9,9 @@
 //! its own namespace, so that it holds none it made. The daemon keeps [`SPARES`] of them
 //! and clones a sandbox into one with `setns` before its `clone3` (which then omits
 //! `CLONE_NEWNET`) and back after; it closes its fd of the namespace right away, so the
-//! namespace lives exactly as long as the sandbox.
+//! namespace lives exactly as long as the sandbox. It asks for replacements once no
+//! sandbox is being set up (or when none is left): a spawn's new init would otherwise
+//! wait for the CPU the helper is busy on.
 //!
 //! Such a namespace belongs to the host's user namespace, not the sandbox's: the
 //! sandbox holds no capability over it, even before it drops its own, which is strictly
@@ -111,11 +113,19 @@ impl SpareNetns {
         }
     }
 
-    /// A spare namespace, if one is ready; asks for its replacement.
+    /// A spare namespace, if one is ready. Its replacement is asked for by
+    /// [`SpareNetns::replenish`].
     pub fn take(&mut self) -> Option<OwnedFd> {
-        let spare = self.ready.pop();
-        self.ask();
-        spare
+        self.ready.pop()
+    }
+
+    /// Asks for the namespaces taken since the last call: all of them when `quiet` (no
+    /// sandbox is being set up, so the helper's work takes no CPU from a spawn's
+    /// critical path), otherwise only when none is left or on its way.
+    pub fn replenish(&mut self, quiet: bool) {
+        if quiet || self.ready.len() + self.asked == 0 {
+            self.ask();
+        }
     }
 
     /// Runs `clone` (a `clone3` without `CLONE_NEWNET`) in the network namespace

@@ -399,9 +399,20 @@ impl Server {
                     Source::SpareNetns => self.on_spare_netns(),
                 }
             }
+            let quiet = !self.starting();
+            if let Some(spares) = self.zygote.spare_netns.as_mut() {
+                spares.replenish(quiet);
+            }
             self.enforce_limits();
             self.drop_finished_connections();
         }
+    }
+
+    /// Whether a sandbox is being set up (its workload not started yet).
+    fn starting(&self) -> bool {
+        self.children
+            .values()
+            .any(|child| !child.running && !child.failed)
     }
 
     /// Polls every source; returns those that are ready.
@@ -480,11 +491,7 @@ impl Server {
     /// delay the reap of a short job that has just started.
     fn next_refill(&self) -> Option<Duration> {
         let now = Instant::now();
-        let starting = self
-            .children
-            .values()
-            .any(|child| !child.running && !child.failed);
-        if starting {
+        if self.starting() {
             return None;
         }
         let quiet = self.last_exec.map_or(Duration::ZERO, |at| {
