@@ -211,7 +211,15 @@ impl Zygote {
 
     /// Serves on a socket at `path` until SIGTERM or SIGINT, then kills every sandbox,
     /// reaps it and removes the socket file.
-    pub fn serve(self, path: &Path) -> Result<(), ZygoteError> {
+    pub fn serve(mut self, path: &Path) -> Result<(), ZygoteError> {
+        // A daemon (not the embedded zygote of one `hatchery run`) makes its network
+        // namespaces ahead; its helper is there before the socket is.
+        match self.sandboxer.start_spare_netns() {
+            Ok(spares) => self.spare_netns = Some(spares),
+            Err(e) => {
+                tracing::info!(error = %crate::error_chain(&e), "no spare network namespaces")
+            }
+        }
         let listener = Listener::bind(path, &self.access)?;
         tracing::info!(socket = %path.display(), "serving");
         Server::new(self, Some(listener), None)?.run()
@@ -310,21 +318,11 @@ struct Server {
 
 impl Server {
     fn new(
-        mut zygote: Zygote,
+        zygote: Zygote,
         listener: Option<Listener>,
         conn: Option<OwnedFd>,
     ) -> Result<Server, SysError> {
         sys::ensure_stdio_open()?;
-        // A daemon (not the embedded zygote of one `hatchery run`) makes its network
-        // namespaces ahead.
-        if conn.is_none() {
-            match zygote.sandboxer.start_spare_netns() {
-                Ok(spares) => zygote.spare_netns = Some(spares),
-                Err(e) => {
-                    tracing::info!(error = %crate::error_chain(&e), "no spare network namespaces")
-                }
-            }
-        }
         let mut mask = SigSet::empty();
         for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
             mask.add(signal);

@@ -199,7 +199,7 @@ impl Daemon {
     pub fn children(&self) -> Vec<(i32, char)> {
         children_of(self.pid())
             .into_iter()
-            .filter(|&(child, _)| !is_netns_helper(child))
+            .filter(|&(child, _)| !self.is_netns_helper(child))
             .collect()
     }
 
@@ -208,7 +208,15 @@ impl Daemon {
         children_of(self.pid())
             .into_iter()
             .map(|(child, _)| child)
-            .find(|&child| is_netns_helper(child))
+            .find(|&child| self.is_netns_helper(child))
+    }
+
+    /// Whether `child`, a child of the daemon, is its `hatchery-netns` helper: the one
+    /// child in the daemon's own pid namespace (every sandbox's init has one of its own).
+    /// The helper names itself only once it runs; its namespace is set by its clone.
+    fn is_netns_helper(&self, child: i32) -> bool {
+        let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        ns(child).is_some_and(|child_ns| Some(child_ns) == ns(self.pid()))
     }
 
     /// Waits until the daemon has no sandbox left.
