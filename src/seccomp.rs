@@ -12,13 +12,16 @@
 //! syscall no rule names, and rules that name syscalls, an action (`"allow"`,
 //! `{"errno": "EPERM"}` or `"kill_process"`) and optional argument conditions.
 //!
-//! Compiled shape: the first program is hand-written. It starts with an ABI guard
-//! (`abi_guard`) that refuses foreign architectures and x32 syscall numbers, which
-//! per-syscall rules cannot see, then finds the verdict of every syscall whose verdict
-//! does not depend on its arguments by a binary search over the syscall numbers
-//! (`verdict_tree`): a few comparisons per call, and cheap to install, however long the
-//! allowlist. Rules with argument conditions go to seccompiler, one program per action;
-//! the kernel runs every program and applies the most severe verdict among them.
+//! Compiled shape: one program. It starts with an ABI guard (`abi_guard`) that refuses
+//! foreign architectures and x32 syscall numbers, which per-syscall rules cannot see,
+//! then finds the verdict of every syscall whose verdict does not depend on its
+//! arguments by a binary search over the syscall numbers (`verdict_tree`): a few
+//! comparisons per call, and cheap to install, however long the allowlist. The leaf of
+//! a syscall that rules with argument conditions name jumps instead to the block that
+//! checks them: seccompiler's code for the conditional rules of one action, appended
+//! after the tree (`link`). One program rather than one per action: every program
+//! installed costs the kernel a validation, a JIT compilation and an action-cache
+//! pass, and every filtered call runs each of them.
 
 use std::collections::BTreeMap;
 
@@ -397,13 +400,13 @@ impl SeccompPolicy {
         // arguments; a conditional rule's syscalls are allowed here and refused by their
         // own program when the conditions hold. Conditional rules are grouped by action,
         // in the order the actions first appear in the file.
-        let mut fixed: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut fixed: BTreeMap<u32, Leaf> = BTreeMap::new();
         let mut groups: Vec<(Action, BTreeMap<i64, Vec<SeccompRule>>)> = Vec::new();
         for rule in &self.rules {
             let numbers = rule.syscalls.iter().filter_map(|name| native_number(name));
             if matches!(rule.when, When::Always) {
                 for number in numbers {
-                    fixed.insert(number as u32, rule.action.ret_value());
+                    fixed.insert(number as u32, Leaf::Verdict(rule.action.ret_value()));
                 }
                 continue;
             }
@@ -416,16 +419,23 @@ impl SeccompPolicy {
                 }
             };
             for number in numbers {
-                fixed.insert(number as u32, libc::SECCOMP_RET_ALLOW);
+                fixed.insert(number as u32, Leaf::Conditions(index));
                 groups[index].1.insert(number, chain.clone());
             }
         }
-        groups.retain(|(_, rules)| !rules.is_empty());
 
-        let mut first = abi_guard(audit_arch);
-        first.extend(verdict_tree(&segments(&fixed, self.default.ret_value())));
-        let mut programs = vec![first];
+        let mut program = abi_guard(audit_arch);
+        program.extend(verdict_tree(&segments(
+            &fixed,
+            Leaf::Verdict(self.default.ret_value()),
+        )));
+        let mut blocks = Vec::with_capacity(groups.len());
         for (action, rules) in groups {
+            if rules.is_empty() {
+                // Its rules name no syscall of this architecture: no leaf jumps to it.
+                blocks.push(BpfProgram::new());
+                continue;
+            }
             let filter = SeccompFilter::new(
                 rules,
                 SeccompAction::Allow,
@@ -433,16 +443,14 @@ impl SeccompPolicy {
                 target_arch,
             )
             .map_err(SeccompError::Backend)?;
-            programs.push(BpfProgram::try_from(filter).map_err(SeccompError::Backend)?);
+            blocks.push(BpfProgram::try_from(filter).map_err(SeccompError::Backend)?);
         }
-        if let Some(long) = programs
-            .iter()
-            .find(|program| program.len() > BPF_MAX_INSTRUCTIONS)
-        {
-            return Err(SeccompError::TooLarge(long.len()));
+        let program = link(program, &blocks);
+        if program.len() > BPF_MAX_INSTRUCTIONS {
+            return Err(SeccompError::TooLarge(program.len()));
         }
         Ok(CompiledSeccomp {
-            programs,
+            programs: vec![program],
             fits_pooled_init: self.own,
         })
     }
@@ -817,13 +825,22 @@ fn abi_guard(audit_arch: u32) -> Vec<sock_filter> {
     ]
 }
 
-/// The verdict of every native syscall number as runs of equal verdicts: `(first
-/// number, return value)`, sorted, starting at 0, each run lasting until the next one
-/// starts. `fixed` holds the numbers whose verdict a rule sets; every other number
-/// (including those above the highest known syscall: newer ones) gets `default`.
-fn segments(fixed: &BTreeMap<u32, u32>, default: u32) -> Vec<(u32, u32)> {
-    let mut runs: Vec<(u32, u32)> = vec![(0, default)];
-    let mut push = |start: u32, verdict: u32| {
+/// What the tree does for a syscall number: return a verdict, or jump to the block that
+/// checks the arguments against the conditional rules of one action (by its index in
+/// the blocks given to [`link`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leaf {
+    Verdict(u32),
+    Conditions(usize),
+}
+
+/// The leaf of every native syscall number as runs of equal leaves: `(first number,
+/// leaf)`, sorted, starting at 0, each run lasting until the next one starts. `fixed`
+/// holds the numbers a rule names; every other number (including those above the
+/// highest known syscall: newer ones) gets `default`.
+fn segments(fixed: &BTreeMap<u32, Leaf>, default: Leaf) -> Vec<(u32, Leaf)> {
+    let mut runs: Vec<(u32, Leaf)> = vec![(0, default)];
+    let mut push = |start: u32, verdict: Leaf| {
         let last = runs.last_mut().expect("runs starts with one run");
         if last.1 == verdict {
             return;
@@ -850,8 +867,9 @@ fn segments(fixed: &BTreeMap<u32, u32>, default: u32) -> Vec<(u32, u32)> {
 /// accumulator: one `jge` per level and a constant return per leaf, so a call costs
 /// about log2(runs) comparisons and installing it costs little, whatever the number of
 /// syscalls listed. Uses only instructions the kernel's seccomp action cache evaluates
-/// ahead of time (`jge`, `ja`, constant returns).
-fn verdict_tree(runs: &[(u32, u32)]) -> Vec<sock_filter> {
+/// ahead of time (`jge`, `ja`, constant returns). A [`Leaf::Conditions`] leaf is a
+/// placeholder jump that [`link`] aims at its block.
+fn verdict_tree(runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
     let [(_, verdict)] = runs else {
         let middle = runs.len() / 2;
         let below = verdict_tree(&runs[..middle]);
@@ -876,7 +894,40 @@ fn verdict_tree(runs: &[(u32, u32)]) -> Vec<sock_filter> {
         program.extend(above);
         return program;
     };
-    vec![ret(*verdict)]
+    match *verdict {
+        Leaf::Verdict(value) => vec![ret(value)],
+        Leaf::Conditions(block) => vec![sock_filter {
+            code: BPF_JMP | BPF_JA | BPF_K,
+            jt: 0,
+            jf: 0,
+            k: TO_BLOCK - block as u32,
+        }],
+    }
+}
+
+/// The `k` of a placeholder jump to block 0 (block `n`: `TO_BLOCK - n`); a real jump
+/// within a program of at most [`BPF_MAX_INSTRUCTIONS`] never goes this far.
+const TO_BLOCK: u32 = u32::MAX;
+
+/// Appends `blocks` (seccompiler's programs for the conditional rules, one per action)
+/// to `program` and aims each placeholder jump of its tree at its block. A block's
+/// jumps are relative and stay within it, so it runs as it would as a program of its
+/// own: it checks the architecture and the syscall number again, then the arguments,
+/// and returns its action or `allow`.
+fn link(mut program: Vec<sock_filter>, blocks: &[BpfProgram]) -> Vec<sock_filter> {
+    let mut starts = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        starts.push(program.len());
+        program.extend_from_slice(block);
+    }
+    let tree_end = starts.first().copied().unwrap_or(program.len());
+    for (at, insn) in program[..tree_end].iter_mut().enumerate() {
+        if insn.code == BPF_JMP | BPF_JA | BPF_K && insn.k > TO_BLOCK - blocks.len() as u32 {
+            let block = (TO_BLOCK - insn.k) as usize;
+            insn.k = (starts[block] - at - 1) as u32;
+        }
+    }
+    program
 }
 
 /// seccompiler's architecture and the audit value the kernel reports for it.
@@ -1108,8 +1159,9 @@ mod tests {
         let policy = SeccompPolicy::default_policy().unwrap();
         assert!(policy.rules.len() >= 10);
         let compiled = policy.compile().unwrap();
-        // EPERM, ENOSYS and EAFNOSUPPORT: one program per distinct action.
-        assert_eq!(compiled.programs().len(), 3);
+        // The tree and the conditional rules' blocks (EPERM, ENOSYS and EAFNOSUPPORT)
+        // in one program.
+        assert_eq!(compiled.programs().len(), 1);
         for program in compiled.programs() {
             assert!(program.len() > abi_guard(AUDIT_ARCH_X86_64).len());
             assert!(program.len() <= BPF_MAX_INSTRUCTIONS);
@@ -1365,11 +1417,6 @@ mod tests {
         let (_, audit_arch) = native_arch().unwrap();
         let guard = abi_guard(audit_arch);
         assert_eq!(compiled.programs()[0][..guard.len()], guard[..]);
-        // The others start with seccompiler's own arch check, not with the guard.
-        for program in &compiled.programs()[1..] {
-            assert_eq!(program[0], load(SECCOMP_DATA_ARCH));
-            assert_ne!(program[..guard.len()], guard[..]);
-        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -1692,7 +1739,8 @@ mod tests {
             ((0..40).map(|n| (n, ALLOW)).collect(), ALLOW),
         ];
         for (fixed, default) in tables {
-            let runs = segments(&fixed, default);
+            let leaves = fixed.iter().map(|(&n, &v)| (n, Leaf::Verdict(v))).collect();
+            let runs = segments(&leaves, Leaf::Verdict(default));
             assert_eq!(runs[0].0, 0);
             assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
             let mut program = abi_guard(audit_arch);
@@ -1708,10 +1756,48 @@ mod tests {
                 "far above every named number"
             );
         }
-        let long = segments(&(0..600).map(|n| (n * 2, EPERM)).collect(), ALLOW);
+        let long = segments(
+            &(0..600).map(|n| (n * 2, Leaf::Verdict(EPERM))).collect(),
+            Leaf::Verdict(ALLOW),
+        );
         assert!(verdict_tree(&long)
             .iter()
             .any(|insn| insn.code == BPF_JMP | BPF_JA | BPF_K));
+    }
+
+    /// The linked program's every jump lands inside it (the kernel would refuse it
+    /// otherwise, but only at install time): placeholders are all resolved, each to the
+    /// first instruction of a block, seccompiler's arch check.
+    #[test]
+    fn every_jump_of_the_linked_programs_lands_inside_them() {
+        for policy in [
+            SeccompPolicy::default_policy().unwrap(),
+            SeccompPolicy::strict_policy().unwrap(),
+        ] {
+            let compiled = policy.compile().unwrap();
+            let program = &compiled.programs()[0];
+            let mut block_starts = 0;
+            for (at, insn) in program.iter().enumerate() {
+                let next = at + 1;
+                let targets = match insn.code {
+                    0x05 => vec![next + insn.k as usize],
+                    code if code & 0x07 == BPF_JMP => {
+                        vec![next + usize::from(insn.jt), next + usize::from(insn.jf)]
+                    }
+                    _ => continue,
+                };
+                for target in targets {
+                    assert!(target < program.len(), "jump at {at} to {target}");
+                }
+                if insn.code == 0x05 && program[next + insn.k as usize] == load(SECCOMP_DATA_ARCH) {
+                    block_starts += 1;
+                }
+            }
+            assert!(
+                block_starts >= 2,
+                "the conditional syscalls' leaves reach blocks"
+            );
+        }
     }
 
     #[test]
@@ -1719,17 +1805,24 @@ mod tests {
         let policy = SeccompPolicy::strict_policy().unwrap();
         assert_eq!(policy.default, Action::Errno(Errno::ENOSYS));
         let compiled = policy.compile().unwrap();
-        // The tree, then the conditional rules: EPERM (clone, ioctl, personality) and
-        // EAFNOSUPPORT (socket).
-        assert_eq!(compiled.programs().len(), 3);
+        // The tree, then the conditional rules' blocks: EPERM (clone, ioctl,
+        // personality) and EAFNOSUPPORT (socket).
+        assert_eq!(compiled.programs().len(), 1);
         // A binary search, not a list: well under one instruction per allowed syscall.
+        // The tree ends where the first block begins, with seccompiler's arch check.
         let allowed = policy.allowed_syscalls().len();
         assert!(allowed > 250, "{allowed}");
+        let program = &compiled.programs()[0];
+        let guard = abi_guard(AUDIT_ARCH_X86_64).len();
+        let tree = program[guard..]
+            .iter()
+            .position(|insn| *insn == load(SECCOMP_DATA_ARCH))
+            .expect("the blocks follow the tree");
         assert!(
-            compiled.programs()[0].len() < allowed,
-            "{} instructions for {allowed} allowed syscalls",
-            compiled.programs()[0].len()
+            tree < allowed,
+            "{tree} instructions for {allowed} allowed syscalls"
         );
+        assert!(program.len() < allowed + 100, "{}", program.len());
     }
 
     /// Every syscall of the architecture gets from the compiled filter exactly what the
