@@ -373,8 +373,11 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), SysError> {
     Ok(())
 }
 
-/// `mount_setattr(2)` on `path`, recursively, setting `attr_set` (`MOUNT_ATTR_*`).
-pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), SysError> {
+/// `mount_setattr(2)` on the mount at `path` (and on every mount below it when
+/// `recursive`), setting `attr_set` (`MOUNT_ATTR_*`) and leaving every other attribute
+/// as it is, those the kernel locked included.
+pub fn mount_setattr(path: &CStr, attr_set: u64, recursive: bool) -> Result<(), SysError> {
+    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
     let attr = libc::mount_attr {
         attr_set,
         attr_clr: 0,
@@ -387,7 +390,7 @@ pub fn mount_setattr_recursive(path: &CStr, attr_set: u64) -> Result<(), SysErro
             libc::SYS_mount_setattr,
             libc::AT_FDCWD,
             path.as_ptr(),
-            libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW,
+            flags | libc::AT_SYMLINK_NOFOLLOW,
             &attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
@@ -489,6 +492,48 @@ pub fn capset_empty() -> Result<(), SysError> {
         return Err(SysError::new("capset", Errno::last()));
     }
     Ok(())
+}
+
+/// `capget(2)`: whether any capability is left in the effective, permitted or
+/// inheritable set of the calling thread (all 64 bits of each).
+pub fn any_capability_left() -> Result<bool, SysError> {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: version 3 fills exactly two data structs, both writable for the call, and
+    // the structs have the kernel's layout.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new("capget", Errno::last()));
+    }
+    Ok(data
+        .iter()
+        .any(|d| d.effective != 0 || d.permitted != 0 || d.inheritable != 0))
+}
+
+/// `prctl(PR_CAPBSET_READ, cap)`: whether `cap` is in the bounding set.
+pub fn capbset_has(cap: u32) -> Result<bool, SysError> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+    if ret == -1 {
+        return Err(SysError::new(
+            format!("prctl(PR_CAPBSET_READ, {cap})"),
+            Errno::last(),
+        ));
+    }
+    Ok(ret == 1)
 }
 
 /// Brings the loopback interface up with `SIOCSIFFLAGS` (cheaper than a netlink socket).
@@ -823,23 +868,35 @@ pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
-/// Resets the disposition of every signal to its default (an ignored signal would
-/// otherwise stay ignored across `execve`): the classic and realtime ones, and glibc's
+/// The signals whose disposition is not the default (ignored, or caught by a handler),
+/// among every one that has a disposition: the classic and realtime ones, and glibc's
 /// internal 32 and 33, which its `sigaction` refuses to touch but a parent may have left
-/// ignored.
-pub fn reset_signal_dispositions() -> Result<(), SysError> {
-    let catchable: Vec<i32> = (1..=libc::SIGRTMAX())
-        .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP | 32 | 33))
-        .collect();
-    default_signal_handlers(&catchable)?;
-    for signal in [32, 33] {
-        default_handler_raw(signal)?;
+/// ignored. Read with raw `rt_sigaction` queries.
+pub fn signals_not_default() -> Result<Vec<i32>, SysError> {
+    let mut changed = Vec::new();
+    for signal in (1..=libc::SIGRTMAX()).filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP)) {
+        if rt_sigaction_raw(signal, None)? != libc::SIG_DFL {
+            changed.push(signal);
+        }
+    }
+    Ok(changed)
+}
+
+/// Resets `signals` to their default disposition (an ignored signal would otherwise
+/// stay ignored across `execve`), with raw `rt_sigaction` calls: glibc's 32 and 33 too.
+pub fn reset_signals(signals: &[i32]) -> Result<(), SysError> {
+    for &signal in signals {
+        rt_sigaction_raw(signal, Some(libc::SIG_DFL))?;
     }
     Ok(())
 }
 
-/// `rt_sigaction(signal, SIG_DFL)` straight to the kernel, past glibc's wrapper.
-fn default_handler_raw(signal: i32) -> Result<(), SysError> {
+/// `rt_sigaction(signal, handler)` straight to the kernel, past glibc's wrapper: sets
+/// the handler (`SIG_DFL` here) when one is given, and returns the one it replaces.
+fn rt_sigaction_raw(
+    signal: i32,
+    handler: Option<libc::sighandler_t>,
+) -> Result<libc::sighandler_t, SysError> {
     /// The kernel's `struct sigaction` (with `sa_restorer`, as on x86_64 and arm64).
     #[repr(C)]
     struct KernelSigaction {
@@ -848,20 +905,30 @@ fn default_handler_raw(signal: i32) -> Result<(), SysError> {
         restorer: usize,
         mask: u64,
     }
-    let action = KernelSigaction {
+    let new = handler.map(|handler| KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    });
+    let mut old = KernelSigaction {
         handler: libc::SIG_DFL,
         flags: 0,
         restorer: 0,
         mask: 0,
     };
-    // SAFETY: `action` is a valid kernel sigaction for the call, whose size argument is
-    // the kernel's sigset size (8 bytes); SIG_DFL installs no handler.
+    let new_ptr = new
+        .as_ref()
+        .map_or(std::ptr::null(), |new| new as *const KernelSigaction);
+    // SAFETY: `new_ptr` is null or a valid kernel sigaction, `old` is writable for the
+    // call, and the size argument is the kernel's sigset size (8 bytes); the only
+    // handler ever set is SIG_DFL.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_rt_sigaction,
             signal,
-            &action as *const KernelSigaction,
-            std::ptr::null_mut::<KernelSigaction>(),
+            new_ptr,
+            &mut old as *mut KernelSigaction,
             std::mem::size_of::<u64>(),
         )
     };
@@ -871,7 +938,7 @@ fn default_handler_raw(signal: i32) -> Result<(), SysError> {
             Errno::last(),
         ));
     }
-    Ok(())
+    Ok(old.handler)
 }
 
 /// `memfd_create(2)`: an anonymous file, close-on-exec, with `extra_flags` (e.g.

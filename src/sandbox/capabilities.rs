@@ -1,6 +1,5 @@
 //! Child side: drops every capability from every set and locks the securebits, then
-//! checks the result in `/proc/self/status` (the kernel may know capabilities that the
-//! `caps` crate does not).
+//! asks the kernel whether any is left.
 
 use nix::errno::Errno;
 
@@ -52,38 +51,23 @@ pub fn set_no_new_privs() -> Result<(), SysError> {
     nix::sys::prctl::set_no_new_privs().op("prctl(PR_SET_NO_NEW_PRIVS)")
 }
 
-/// Fails unless every capability set is empty and `no_new_privs` is set.
-pub fn verify_dropped() -> Result<(), SysError> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").op_path("read", "/proc/self/status")?;
-    let mut seen = 0;
-    for line in status.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        let ok = match key {
-            "CapInh" | "CapPrm" | "CapEff" | "CapBnd" | "CapAmb" => {
-                value.bytes().all(|b| b == b'0')
-            }
-            "NoNewPrivs" => value == "1",
-            _ => continue,
-        };
-        if !ok {
-            return Err(SysError::with_path(
-                format!("verify {key} is cleared"),
-                "/proc/self/status",
-                Errno::EPERM,
-            ));
-        }
-        seen += 1;
+/// Fails unless every capability set is empty and `no_new_privs` is set, asking the
+/// kernel itself: `capget` for the effective, permitted and inheritable sets (64 bits
+/// each, whatever the kernel knows), `PR_CAPBSET_READ` for each capability up to the
+/// running kernel's `last_cap`, `PR_GET_NO_NEW_PRIVS`. The ambient set needs no check
+/// of its own: the kernel keeps it within permitted ∩ inheritable, both empty here.
+pub fn verify_dropped(last_cap: u32) -> Result<(), SysError> {
+    let failed = |what: &str| Err(SysError::new(format!("verify {what}"), Errno::EPERM));
+    if sys::any_capability_left()? {
+        return failed("the effective, permitted and inheritable sets are empty");
     }
-    if seen != 6 {
-        return Err(SysError::with_path(
-            "verify capabilities",
-            "/proc/self/status",
-            Errno::ENODATA,
-        ));
+    for cap in 0..=last_cap {
+        if sys::capbset_has(cap)? {
+            return failed("the bounding set is empty");
+        }
+    }
+    if !nix::sys::prctl::get_no_new_privs().op("prctl(PR_GET_NO_NEW_PRIVS)")? {
+        return failed("no_new_privs is set");
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ use crate::sys::{self, Context, SysError};
 /// synchronous fault signals: a handler that returns from a real fault of the init would
 /// run the faulting instruction again, forever. `SIGKILL` and `SIGSTOP` cannot be caught:
 /// they act on the init itself, and `SIGKILL` to the init ends the whole sandbox.
-fn forwarded() -> &'static [i32] {
+pub(super) fn forwarded() -> &'static [i32] {
     static FORWARDED: std::sync::LazyLock<Vec<i32>> = std::sync::LazyLock::new(forwardable);
     &FORWARDED
 }
@@ -107,7 +107,7 @@ fn setup(
     workload: Workload,
     result: Option<OwnedFd>,
 ) -> Result<Ready, SetupError> {
-    step(Step::SignalForwarding, hold_signals())?;
+    step(Step::SignalForwarding, hold_signals(sandboxer))?;
     let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
     build_shape(sandboxer, &request.sandbox, channel)?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
@@ -142,7 +142,10 @@ fn build_shape(
     )?;
     step(Step::Capabilities, capabilities::drop_remaining())?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
-    step(Step::Capabilities, capabilities::verify_dropped())?;
+    step(
+        Step::Capabilities,
+        capabilities::verify_dropped(sandboxer.last_cap),
+    )?;
     Ok(())
 }
 
@@ -189,7 +192,7 @@ pub fn run_pooled(
     // before `execve`, as in a fresh sandbox.
     let filter = workload_filter(sandboxer, shape);
     let filter_now = filter.filter(|filter| filter.fits_pooled_init());
-    let prepared = step(Step::SignalForwarding, hold_signals())
+    let prepared = step(Step::SignalForwarding, hold_signals(sandboxer))
         .and_then(|()| build_shape(sandboxer, shape, &channel))
         .and_then(|()| match shape.network {
             NetworkConfig::Veth(_) => step(Step::Network, channel.wait_for_network()),
@@ -260,13 +263,14 @@ fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
     Ok(())
 }
 
-/// Default dispositions (the zygote ignores SIGPIPE, and an ignored signal stays
-/// ignored across exec), and the forwarded signals held until the workload's pid is
-/// known, so none is lost in between. The init installs its forwarding handlers only
-/// once the workload has started: the workload inherits these defaults and needs only
-/// to unblock.
-fn hold_signals() -> Result<(), SysError> {
-    sys::reset_signal_dispositions()?;
+/// Default dispositions (the zygote ignores SIGPIPE, its parent may have left others
+/// ignored, and an ignored signal stays ignored across exec: every signal the zygote
+/// does not leave at its default is reset), and the forwarded signals held until the
+/// workload's pid is known, so none is lost in between. The init installs its
+/// forwarding handlers only once the workload has started: the workload inherits these
+/// defaults and needs only to unblock.
+fn hold_signals(sandboxer: &Sandboxer) -> Result<(), SysError> {
+    sys::reset_signals(&sandboxer.signals_to_reset)?;
     sys::sigprocmask(libc::SIG_SETMASK, forwarded())
 }
 

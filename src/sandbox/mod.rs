@@ -147,6 +147,10 @@ pub struct Sandboxer {
     privileged: bool,
     last_cap: u32,
     dev_null: OwnedFd,
+    /// The signals a sandbox's init resets to their default disposition: those not at
+    /// their default in this process (see [`Sandboxer::note_signal_dispositions`]), or
+    /// every one until they are noted.
+    signals_to_reset: Vec<i32>,
 }
 
 /// A sandbox whose init has been cloned and released; the workload is not yet exec'd.
@@ -215,7 +219,27 @@ impl Sandboxer {
             privileged: nix::unistd::geteuid().is_root(),
             last_cap,
             dev_null,
+            signals_to_reset: (1..=libc::SIGRTMAX())
+                .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP))
+                .collect(),
         })
+    }
+
+    /// Notes which signals this process does not leave at their default disposition
+    /// (ignored or caught), so that each sandbox's init resets only those rather than
+    /// all sixty-odd. Called when serving starts: from then on only the serving loop
+    /// runs in the process (a zygote refuses to clone while it has other threads), and
+    /// it changes no disposition. If they cannot be read, every one is still reset.
+    pub fn note_signal_dispositions(&mut self) {
+        // The list of signals an init holds and forwards, made here once rather than in
+        // every init (where allocating it copies pages shared with the zygote).
+        init::forwarded();
+        match sys::signals_not_default() {
+            Ok(signals) => self.signals_to_reset = signals,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the signal dispositions; sandboxes reset them all")
+            }
+        }
     }
 
     /// Clones a sandbox for `request`, writes its id maps and releases it to run its setup.

@@ -143,7 +143,6 @@ fn build_dev(shm_options: &str) -> Result<(), SysError> {
         let target = dev.join(name);
         make_file(&target)?;
         bind(&Path::new(OLD_ROOT).join("dev").join(name), &target)?;
-        set_attrs_one(&target, MOUNT_ATTR_NOSUID)?;
     }
     let shm = dev.join("shm");
     make_dir(&shm)?;
@@ -161,6 +160,9 @@ fn build_dev(shm_options: &str) -> Result<(), SysError> {
         let path = dev.join(link);
         symlink(target, &path).op_path("symlink", &path)?;
     }
+    // Every mount in /dev nosuid (the device nodes' binds, /dev/shm), /dev itself also
+    // read-only (not /dev/shm).
+    set_attrs(&dev, MOUNT_ATTR_NOSUID)?;
     set_attrs_one(&dev, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)?;
     Ok(())
 }
@@ -263,35 +265,12 @@ fn mount_tmpfs(target: impl AsRef<Path>, options: &str, flags: MsFlags) -> Resul
 
 /// Sets mount attributes on `path` and every mount below it.
 fn set_attrs(path: &Path, attrs: u64) -> Result<(), SysError> {
-    sys::mount_setattr_recursive(&c_path(path)?, attrs)
+    sys::mount_setattr(&c_path(path)?, attrs, true)
 }
 
-/// Sets mount attributes on the mount at `path` only, with a bind remount (keeping the
-/// flags the kernel locked when the mount came from a more privileged namespace).
+/// Sets mount attributes on the mount at `path` only.
 fn set_attrs_one(path: &Path, attrs: u64) -> Result<(), SysError> {
-    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND;
-    if attrs & MOUNT_ATTR_RDONLY != 0 {
-        flags |= MsFlags::MS_RDONLY;
-    }
-    if attrs & MOUNT_ATTR_NOSUID != 0 {
-        flags |= MsFlags::MS_NOSUID;
-    }
-    if attrs & MOUNT_ATTR_NODEV != 0 {
-        flags |= MsFlags::MS_NODEV;
-    }
-    let current = nix::sys::statvfs::statvfs(path).op_path("statvfs", path)?;
-    use nix::sys::statvfs::FsFlags;
-    for (kept, flag) in [
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-    ] {
-        if current.flags().contains(kept) {
-            flags |= flag;
-        }
-    }
-    mount(None::<&str>, path, None::<&str>, flags, None::<&str>).op_path("mount(MS_REMOUNT)", path)
+    sys::mount_setattr(&c_path(path)?, attrs, false)
 }
 
 fn c_path(path: &Path) -> Result<CString, SysError> {

@@ -318,11 +318,12 @@ struct Server {
 
 impl Server {
     fn new(
-        zygote: Zygote,
+        mut zygote: Zygote,
         listener: Option<Listener>,
         conn: Option<OwnedFd>,
     ) -> Result<Server, SysError> {
         sys::ensure_stdio_open()?;
+        zygote.sandboxer.note_signal_dispositions();
         let mut mask = SigSet::empty();
         for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
             mask.add(signal);
