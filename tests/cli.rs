@@ -17,6 +17,62 @@ fn run_embedded(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
     hatchery(&full, stdin, &[])
 }
 
+/// With `RUST_LOG=hatchery=debug`, the zygote logs how long each part of a sandbox's
+/// setup took, as its init measured it (`benches/steps.sh` sums these): every part of a
+/// fresh exec spawn, in order, from the clone to the workload's `execve`.
+#[test]
+fn the_setup_of_each_sandbox_is_timed_part_by_part_in_the_debug_log() {
+    require_sandbox!();
+    let (code, _, stderr) = hatchery(
+        &["run", "--socket", NO_DAEMON, "--", "/bin/true"],
+        b"",
+        &[("RUST_LOG", "hatchery=debug"), ("NO_COLOR", "1")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("its setup"))
+        .unwrap_or_else(|| panic!("no setup timeline logged: {stderr}"));
+    let setup = line.split_once("setup=").expect("the setup field").1;
+    let parts: Vec<(&str, u64)> = setup
+        .split(", ")
+        .map(|part| {
+            let (name, us) = part.rsplit_once(' ').expect("NAME MICROSECONDS");
+            (name, us.parse().expect("microseconds"))
+        })
+        .collect();
+    let names: Vec<&str> = parts.iter().map(|&(name, _)| name).collect();
+    assert_eq!(
+        names,
+        [
+            "clone",
+            "signals",
+            "id maps",
+            "user ids",
+            "scratch root",
+            "host dirs",
+            "proc+tmp",
+            "dev",
+            "binds",
+            "pivot",
+            "umount old root",
+            "hostname+lo",
+            "bounding set",
+            "privileges",
+            "request steps",
+            "start workload",
+            "seccomp",
+            "execve"
+        ],
+        "{line}"
+    );
+    let total: u64 = parts.iter().map(|&(_, us)| us).sum();
+    assert!(
+        (100..10_000_000).contains(&total),
+        "clone to execve in {total} µs: {line}"
+    );
+}
+
 #[test]
 fn runs_a_command_without_a_daemon() {
     require_sandbox!();

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
+use super::timeline::Timeline;
 use super::SetupError;
 use crate::protocol::{self, ExitStatus, ProtocolError, SpawnRequest};
 use crate::sys::{Context, SysError};
@@ -30,8 +31,8 @@ enum ToSandbox {
 pub enum FromSandbox {
     /// A setup step failed; the init exits without running the workload.
     SetupFailed(SetupError),
-    /// The workload's `execve` succeeded.
-    Execed,
+    /// The workload's `execve` succeeded; how long each part of the setup took.
+    Execed(Timeline),
     /// The workload's `execve` failed with this errno.
     ExecFailed(i32),
     /// The workload ended so, and every other process of the sandbox has been killed
@@ -219,7 +220,7 @@ impl SandboxEnd {
     /// Reports how the workload's `execve` went.
     pub fn report_exec(&self, errno: Option<i32>) {
         let report = match errno {
-            None => FromSandbox::Execed,
+            None => FromSandbox::Execed(Timeline::noted()),
             Some(errno) => FromSandbox::ExecFailed(errno),
         };
         let _ = protocol::send(self.0.as_fd(), &report, &[]);

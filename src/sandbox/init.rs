@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use super::channel::{SandboxEnd, WorkloadUsage};
 use super::entry::{self, EntryCall, Workload, RESULT_FD};
 use super::exec::ExecArgs;
+use super::timeline::{self, Mark};
 use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
 use crate::protocol::{
     ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SpawnRequest,
@@ -83,6 +84,7 @@ pub fn run(
     workload: Workload,
     result: Option<OwnedFd>,
 ) -> ! {
+    timeline::mark(Mark::Running);
     let (channel, result) = match place_fds(stdio, channel, result) {
         Ok(placed) => placed,
         Err(_) => sys::exit_now(SETUP_FAILED),
@@ -108,6 +110,7 @@ fn setup(
     result: Option<OwnedFd>,
 ) -> Result<Ready, SetupError> {
     step(Step::SignalForwarding, hold_signals(sandboxer))?;
+    timeline::mark(Mark::SignalsHeld);
     let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
     build_shape(sandboxer, &request.sandbox, channel)?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
@@ -123,29 +126,34 @@ fn build_shape(
     channel: &SandboxEnd,
 ) -> Result<(), SetupError> {
     step(Step::IdMaps, channel.wait_for_id_maps())?;
+    timeline::mark(Mark::IdMaps);
     step(
         Step::UserIds,
         ids::become_sandbox_user(config, sandboxer.privileged),
     )?;
     // After the last change of ids: the kernel clears the parent-death signal on one.
     step(Step::UserIds, die_with_zygote(channel))?;
+    timeline::mark(Mark::UserIds);
     step(Step::MountRoot, mounts::build_root(config))?;
     step(Step::Hostname, set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(Step::Loopback, sys::loopback_up())?;
     }
+    timeline::mark(Mark::HostnameAndLoopback);
     // The last of the privileges: nothing after this needs one, and a warm-pool sandbox
     // waits for its request without any.
     step(
         Step::Capabilities,
         capabilities::drop_bounding(sandboxer.last_cap),
     )?;
+    timeline::mark(Mark::BoundingSet);
     step(Step::Capabilities, capabilities::drop_remaining())?;
     step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
     step(
         Step::Capabilities,
         capabilities::verify_dropped(sandboxer.last_cap),
     )?;
+    timeline::mark(Mark::PrivilegesDropped);
     Ok(())
 }
 
@@ -164,6 +172,7 @@ fn finish_setup(
     if wait_for_network {
         step(Step::Network, channel.wait_for_network())?;
     }
+    timeline::mark(Mark::RequestSteps);
     Ok(())
 }
 
@@ -212,10 +221,13 @@ pub fn run_pooled(
         Ok(handed) => handed,
         Err(error) => fail_setup(&channel, error),
     };
+    // Its timeline is the request's, from here.
+    timeline::start();
     if let Some(name) = own_name {
         let _ = nix::sys::prctl::set_name(&name);
     }
     let ready = step(Step::Handover, place_stdio(stdio))
+        .inspect(|()| timeline::mark(Mark::HandedOver))
         .and_then(|()| step(Step::ForkWorkload, prepare(&request, Workload::Exec, None)))
         .and_then(|ready| finish_setup(&request, &channel, false).map(|()| ready));
     match ready {
@@ -374,6 +386,7 @@ fn supervise(
         Ok(pid) => pid,
         Err(error) => fail(channel, Step::ForkWorkload, error),
     };
+    timeline::mark(Mark::Execed);
     drop(exec_write);
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
@@ -481,6 +494,7 @@ struct ExecWorkload<'a> {
 /// The workload of an exec: signal mask, fds, seccomp, `execve`. Returns only by
 /// exiting.
 fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
+    timeline::mark(Mark::WorkloadRunning);
     unblock_signals();
     // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
     // served its purpose (its closing is how the init learns the exec succeeded).
@@ -489,6 +503,7 @@ fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
         report_failure(workload.exec_write, WorkloadFailure::Exec, error.errno());
     }
     limit_and_filter(workload.exec_write, workload.seccomp, workload.open_files);
+    timeline::mark(Mark::Filtered);
     let errno = workload.exec.exec();
     report_failure(workload.exec_write, WorkloadFailure::Exec, errno)
 }

@@ -15,6 +15,7 @@ mod init;
 mod mounts;
 pub mod netns;
 pub mod pool;
+pub mod timeline;
 pub mod validate;
 
 use std::fmt;
@@ -273,6 +274,7 @@ impl Sandboxer {
         }
         let (zygote_end, sandbox_end) = channel::pair()?;
         let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
+        timeline::start();
         match clone(&request.sandbox, clone_into, spares)? {
             sys::Cloned::Child => {
                 drop(zygote_end);

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::timeline::{self, Mark};
 use crate::protocol::{Bind, Limits, SandboxConfig};
 use crate::sys::{self, Context, SysError};
 
@@ -55,6 +56,7 @@ pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
     make_dir("/tmp/newroot")?;
     nix::unistd::pivot_root("/tmp", "/tmp/oldroot").op_path("pivot_root", "/tmp")?;
     nix::unistd::chdir("/").op_path("chdir", "/")?;
+    timeline::mark(Mark::RootScratch);
 
     match &config.chroot_dir {
         Some(dir) => {
@@ -79,6 +81,8 @@ pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
         }
     }
 
+    timeline::mark(Mark::HostDirectories);
+
     // A fresh /proc shows only this pid namespace.
     let proc_dir = inside("/proc");
     make_dir_if_missing(&proc_dir)?;
@@ -96,17 +100,22 @@ pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
     let scratch = scratch_options(&config.limits);
     mount_tmpfs(&tmp, &scratch, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
 
+    timeline::mark(Mark::ProcAndTmp);
     build_dev(&scratch)?;
+    timeline::mark(Mark::Dev);
 
     for b in &config.binds {
         add_bind(b)?;
     }
+    timeline::mark(Mark::Binds);
 
     // The second pivot: the new root becomes "/", and the scratch root with the host's
     // tree under it is stacked on top of it, then detached.
     nix::unistd::chdir(NEW_ROOT).op_path("chdir", NEW_ROOT)?;
     nix::unistd::pivot_root(".", ".").op_path("pivot_root", NEW_ROOT)?;
+    timeline::mark(Mark::RootSwapped);
     umount2(".", MntFlags::MNT_DETACH).op_path("umount2", OLD_ROOT)?;
+    timeline::mark(Mark::OldRootDetached);
     nix::unistd::chdir("/").op_path("chdir", "/")?;
 
     if config.chroot_dir.is_none() {

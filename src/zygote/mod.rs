@@ -978,7 +978,8 @@ impl Server {
         };
         let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
         match report {
-            FromSandbox::Execed if !child.running && !child.failed => {
+            FromSandbox::Execed(setup) if !child.running && !child.failed => {
+                tracing::debug!(pid, %setup, "sandbox running; its setup, in µs");
                 child.running = true;
                 self.last_exec = Some(Instant::now());
                 let Some(conn) = conn else { return };
