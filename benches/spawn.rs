@@ -21,7 +21,9 @@
 //! `target/bench/spawn.json`), `HATCHERY_BENCH_PEERS` (a directory with more peers'
 //! binaries: `nsjail`, and `pyspawner-driver` with the Python that runs it),
 //! `HATCHERY_BENCH_ONLY` (comma-separated parts of system names: only the latency of
-//! those systems, e.g. `fresh,pool,clone3`; for iteration, not for figures).
+//! those systems, e.g. `fresh,pool,clone3`; for iteration, not for figures),
+//! `HATCHERY_BENCH_DAEMON_LOG` (the daemons' `RUST_LOG`, `error` by default;
+//! `hatchery=debug` logs each sandbox's setup timeline on stderr).
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -97,7 +99,12 @@ impl Daemon {
             .arg(&socket)
             .args(args)
             // The no-net-ns system opts out of a layer, which the daemon logs at warn.
-            .env("RUST_LOG", "error")
+            // HATCHERY_BENCH_DAEMON_LOG=hatchery=debug shows each sandbox's setup
+            // timeline (on stderr).
+            .env(
+                "RUST_LOG",
+                std::env::var("HATCHERY_BENCH_DAEMON_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .spawn()
             .expect("start hatchery serve");
         let deadline = Instant::now() + Duration::from_secs(10);
