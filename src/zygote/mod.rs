@@ -1059,8 +1059,9 @@ impl Server {
             } => {
                 child.workload = Some(status);
                 child.tasks_started = tasks_started;
-                // Nothing of the sandbox runs any more: the client learns of the end now,
-                // not after the init's exit and the namespaces' teardown.
+                // Nothing the workload started runs any more (the init has killed and
+                // reaped it all): the client learns of the end now, not after the init's
+                // own exit and the namespaces' teardown.
                 if child.running {
                     let Some(conn) = conn else { return };
                     let verdict = verdict(child, status, usage);
