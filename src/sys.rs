@@ -458,7 +458,7 @@ struct CapHeader {
 
 /// `struct __user_cap_data_struct` of `<linux/capability.h>`.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct CapData {
     effective: u32,
     permitted: u32,
@@ -468,56 +468,36 @@ struct CapData {
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, two data structs.
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
-/// `capset(2)` with every set (effective, permitted, inheritable) empty.
-pub fn capset_empty() -> Result<(), SysError> {
+/// `capget(2)` or `capset(2)` (`call`, named `name` in errors) on the calling thread's
+/// sets, in the version-3 layout: capabilities 0-31 in `data[0]`, 32-63 in `data[1]`.
+fn capabilities_call(
+    call: libc::c_long,
+    name: &'static str,
+    data: &mut [CapData; 2],
+) -> Result<(), SysError> {
     let mut header = CapHeader {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [CapData {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: version 3 takes exactly two data structs, both valid for the call, and the
-    // structs have the kernel's layout.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    };
+    // SAFETY: version 3 reads (capset) or fills (capget) exactly two data structs, both
+    // valid and writable for the call, and the structs have the kernel's layout.
+    let ret = unsafe { libc::syscall(call, &mut header as *mut CapHeader, data.as_mut_ptr()) };
     if ret == -1 {
-        return Err(SysError::new("capset", Errno::last()));
+        return Err(SysError::new(name, Errno::last()));
     }
     Ok(())
+}
+
+/// `capset(2)` with every set (effective, permitted, inheritable) empty.
+pub fn capset_empty() -> Result<(), SysError> {
+    capabilities_call(libc::SYS_capset, "capset", &mut [CapData::default(); 2])
 }
 
 /// `capget(2)`: whether any capability is left in the effective, permitted or
 /// inheritable set of the calling thread (all 64 bits of each).
 pub fn any_capability_left() -> Result<bool, SysError> {
-    let mut header = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: version 3 fills exactly two data structs, both writable for the call, and
-    // the structs have the kernel's layout.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
-    if ret == -1 {
-        return Err(SysError::new("capget", Errno::last()));
-    }
+    let mut data = [CapData::default(); 2];
+    capabilities_call(libc::SYS_capget, "capget", &mut data)?;
     Ok(data
         .iter()
         .any(|d| d.effective != 0 || d.permitted != 0 || d.inheritable != 0))
