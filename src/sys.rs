@@ -377,7 +377,22 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), SysError> {
 /// `recursive`), setting `attr_set` (`MOUNT_ATTR_*`) and leaving every other attribute
 /// as it is, those the kernel locked included.
 pub fn mount_setattr(path: &CStr, attr_set: u64, recursive: bool) -> Result<(), SysError> {
-    let flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    mount_setattr_at(None, path, attr_set, recursive)
+}
+
+/// [`mount_setattr`] with `path` relative to `dir` (the mount `dir` itself when `path`
+/// is empty).
+pub fn mount_setattr_at(
+    dir: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    attr_set: u64,
+    recursive: bool,
+) -> Result<(), SysError> {
+    let mut flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH;
+    }
+    let dir = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
     let attr = libc::mount_attr {
         attr_set,
         attr_clr: 0,
@@ -388,7 +403,7 @@ pub fn mount_setattr(path: &CStr, attr_set: u64, recursive: bool) -> Result<(), 
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
+            dir,
             path.as_ptr(),
             flags | libc::AT_SYMLINK_NOFOLLOW,
             &attr as *const libc::mount_attr,
@@ -1034,4 +1049,139 @@ pub fn monotonic_ns() -> u64 {
     // exists, so the call cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+// From <linux/mount.h>: the new mount API.
+const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSCONFIG_CMD_RECONFIGURE: libc::c_uint = 7;
+const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+const FSPICK_CLOEXEC: libc::c_uint = 0x1;
+const FSPICK_EMPTY_PATH: libc::c_uint = 0x8;
+const OPEN_TREE_CLONE: libc::c_uint = 0x1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// The fd a new-mount-API call returned, or its error.
+fn new_fd(ret: libc::c_long, what: &'static str) -> Result<OwnedFd, SysError> {
+    if ret < 0 {
+        return Err(SysError::new(what, Errno::last()));
+    }
+    // SAFETY: the call succeeded, so `ret` is a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `fsconfig(2)` with a key and, for `FSCONFIG_SET_STRING`, a value.
+fn fsconfig(
+    context: BorrowedFd<'_>,
+    command: libc::c_uint,
+    key: Option<&CStr>,
+    value: Option<&CStr>,
+) -> Result<(), SysError> {
+    let key = key.map_or(std::ptr::null(), CStr::as_ptr);
+    let value = value.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: `context` is an fs context fd; `key` and `value` are null or
+    // NUL-terminated strings that outlive the call; the last argument is unused here.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            command,
+            key,
+            value,
+            0,
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new("fsconfig", Errno::last()));
+    }
+    Ok(())
+}
+
+/// A new tmpfs with `options` (`key=value` pairs), as a detached mount with the
+/// `MOUNT_ATTR_*` `attrs` (`fsopen`, `fsconfig`, `fsmount`): a mount of the caller's
+/// user namespace attached to no tree.
+pub fn detached_tmpfs(options: &[(&CStr, &CStr)], attrs: u64) -> Result<OwnedFd, SysError> {
+    // SAFETY: the filesystem name is a NUL-terminated string; no pointer is kept.
+    let context = new_fd(
+        unsafe { libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC) },
+        "fsopen(tmpfs)",
+    )?;
+    for (key, value) in options {
+        fsconfig(context.as_fd(), FSCONFIG_SET_STRING, Some(key), Some(value))?;
+    }
+    fsconfig(context.as_fd(), FSCONFIG_CMD_CREATE, None, None)?;
+    // SAFETY: `context` is a created fs context; flags and attributes are plain integers.
+    new_fd(
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                context.as_raw_fd(),
+                FSMOUNT_CLOEXEC,
+                attrs as libc::c_uint,
+            )
+        },
+        "fsmount",
+    )
+}
+
+/// Makes the superblock of the mount `mount` read-only (`fspick`, `ro`, reconfigure):
+/// no mount of it, whatever its own flags, can write to it any more.
+pub fn make_superblock_read_only(mount: BorrowedFd<'_>) -> Result<(), SysError> {
+    // SAFETY: the path is an empty NUL-terminated string; the flags are plain integers.
+    let context = new_fd(
+        unsafe {
+            libc::syscall(
+                libc::SYS_fspick,
+                mount.as_raw_fd(),
+                c"".as_ptr(),
+                FSPICK_CLOEXEC | FSPICK_EMPTY_PATH,
+            )
+        },
+        "fspick",
+    )?;
+    fsconfig(context.as_fd(), FSCONFIG_SET_FLAG, Some(c"ro"), None)?;
+    fsconfig(context.as_fd(), FSCONFIG_CMD_RECONFIGURE, None, None)
+}
+
+/// `open_tree(dir, path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount
+/// at `path` relative to `dir` (`dir` itself when `path` is empty) and every mount below.
+pub fn clone_mount_tree(dir: Option<BorrowedFd<'_>>, path: &CStr) -> Result<OwnedFd, SysError> {
+    let dir = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
+    let mut flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    if path.is_empty() {
+        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+    }
+    // SAFETY: `path` is NUL-terminated and outlives the call; flags are plain integers.
+    new_fd(
+        unsafe { libc::syscall(libc::SYS_open_tree, dir, path.as_ptr(), flags) },
+        "open_tree(OPEN_TREE_CLONE)",
+    )
+}
+
+/// `move_mount`: attaches the detached tree `tree` at `path`, relative to `dir` (to the
+/// working directory when `None`).
+pub fn attach_mount_tree(
+    tree: BorrowedFd<'_>,
+    dir: Option<BorrowedFd<'_>>,
+    path: &CStr,
+) -> Result<(), SysError> {
+    let dir = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
+    // SAFETY: both paths are NUL-terminated and outlive the call; flags are integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            dir,
+            path.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if ret == -1 {
+        return Err(SysError::new("move_mount", Errno::last()));
+    }
+    Ok(())
 }

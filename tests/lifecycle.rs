@@ -355,3 +355,56 @@ fn network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Every sandbox's `/dev` is a copy of one template the daemon built at start: the same
+/// tmpfs, read-only down to its superblock (no sandbox can change what the others see),
+/// with a `/dev/shm` of each sandbox's own on it. Read from the host in each sandbox's
+/// `/proc/PID/mountinfo`.
+#[test]
+fn every_sandbox_attaches_a_copy_of_one_read_only_dev() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            client
+                .spawn_child(SpawnRequest::new("/bin/sleep").arg("30"))
+                .expect("spawn")
+        })
+        .collect();
+    // (device of /dev, its super options, device of /dev/shm) in each sandbox.
+    let devs: Vec<(String, String, String)> = sleepers
+        .iter()
+        .map(|child| {
+            let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", child.pid))
+                .expect("the sandbox's mountinfo");
+            let at = |point: &str| {
+                mountinfo
+                    .lines()
+                    .map(|line| line.split(' ').collect::<Vec<_>>())
+                    .find(|fields| fields[4] == point)
+                    .unwrap_or_else(|| panic!("no {point} in {mountinfo}"))
+            };
+            let dev = at("/dev");
+            let super_options = dev.last().expect("super options").to_string();
+            (
+                dev[2].to_string(),
+                super_options,
+                at("/dev/shm")[2].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(devs[0].0, devs[1].0, "one /dev superblock: {devs:?}");
+    assert!(
+        devs[0].1.split(',').any(|option| option == "ro"),
+        "its superblock is read-only: {devs:?}"
+    );
+    assert_ne!(
+        devs[0].2, devs[1].2,
+        "a /dev/shm of each sandbox's own: {devs:?}"
+    );
+    for mut child in sleepers {
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+}

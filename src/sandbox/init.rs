@@ -7,7 +7,7 @@
 //! stdio at exec, seccomp (last before `execve`, so the filter need allow nothing of the
 //! setup; a warm-pool sandbox's init may have installed it already) and `execve`.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -85,7 +85,7 @@ pub fn run(
     result: Option<OwnedFd>,
 ) -> ! {
     timeline::mark(Mark::Running);
-    let (channel, result) = match place_fds(stdio, channel, result) {
+    let (channel, result) = match place_fds(stdio, channel, result, dev_template(sandboxer)) {
         Ok(placed) => placed,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
@@ -134,7 +134,16 @@ fn build_shape(
     // After the last change of ids: the kernel clears the parent-death signal on one.
     step(Step::UserIds, die_with_zygote(channel))?;
     timeline::mark(Mark::UserIds);
-    step(Step::MountRoot, mounts::build_root(config))?;
+    step(
+        Step::MountRoot,
+        mounts::build_root(config, dev_template(sandboxer)),
+    )?;
+    // The template's fd was kept for the root alone: nothing after needs it, and the
+    // workload must not have it. (The init never drops its copy of the sandboxer.)
+    if let Some(template) = dev_template(sandboxer) {
+        let fd = template.as_raw_fd() as u32;
+        step(Step::MountRoot, sys::close_range(fd, fd, 0))?;
+    }
     step(Step::Hostname, set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(Step::Loopback, sys::loopback_up())?;
@@ -191,7 +200,7 @@ pub fn run_pooled(
     placeholders: [OwnedFd; 3],
     channel: SandboxEnd,
 ) -> ! {
-    let channel = match place_fds(placeholders, channel, None) {
+    let channel = match place_fds(placeholders, channel, None, dev_template(sandboxer)) {
         Ok((channel, _)) => channel,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
@@ -332,18 +341,33 @@ fn new_session() -> Result<(), SysError> {
     nix::unistd::setsid().map(drop).op("setsid")
 }
 
+/// The zygote's `/dev` template, if it has one.
+fn dev_template(sandboxer: &Sandboxer) -> Option<BorrowedFd<'_>> {
+    sandboxer
+        .dev_template
+        .as_ref()
+        .map(|template| template.fd())
+}
+
 /// Puts the workload's stdio on 0, 1 and 2, the channel on 3, an entry's result pipe on
 /// 4, and closes every other fd inherited from the zygote (other clients' sockets, other
-/// children's pipes).
+/// children's pipes) but `keep` (the `/dev` template, at a number above these).
 fn place_fds(
     stdio: [OwnedFd; 3],
     channel: SandboxEnd,
     result: Option<OwnedFd>,
+    keep: Option<BorrowedFd<'_>>,
 ) -> Result<(SandboxEnd, Option<OwnedFd>), SysError> {
     place_stdio(stdio)?;
     let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
     let result = result.map(|fd| sys::move_fd(fd, RESULT_FD)).transpose()?;
-    sys::close_range(RESULT_FD as u32 + 1, u32::MAX, 0)?;
+    match keep.map(|fd| fd.as_raw_fd() as u32) {
+        Some(kept) if kept > RESULT_FD as u32 => {
+            sys::close_range(RESULT_FD as u32 + 1, kept - 1, 0)?;
+            sys::close_range(kept + 1, u32::MAX, 0)?;
+        }
+        _ => sys::close_range(RESULT_FD as u32 + 1, u32::MAX, 0)?,
+    }
     if result.is_none() {
         sys::close_range(RESULT_FD as u32, RESULT_FD as u32, 0)?;
     }

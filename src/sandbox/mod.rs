@@ -152,6 +152,8 @@ pub struct Sandboxer {
     /// their default in this process (see [`Sandboxer::note_signal_dispositions`]), or
     /// every one until they are noted.
     signals_to_reset: Vec<i32>,
+    /// The `/dev` every sandbox attaches a copy of, where it could be built.
+    dev_template: Option<mounts::DevTemplate>,
 }
 
 /// A sandbox whose init has been cloned and released; the workload is not yet exec'd.
@@ -223,6 +225,13 @@ impl Sandboxer {
             signals_to_reset: (1..=libc::SIGRTMAX())
                 .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP))
                 .collect(),
+            dev_template: match mounts::DevTemplate::build() {
+                Ok(template) => Some(template),
+                Err(e) => {
+                    tracing::info!(error = %e, "no /dev template: each sandbox builds its own /dev");
+                    None
+                }
+            },
         })
     }
 

@@ -6,12 +6,15 @@
 //! and the scratch root with the host's tree beneath it is detached.
 
 use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::Mode;
 
 use super::timeline::{self, Mark};
 use crate::protocol::{Bind, Limits, SandboxConfig};
@@ -34,10 +37,79 @@ const NEW_ROOT: &str = "/newroot";
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// The symlinks of the sandbox's `/dev`.
+const DEV_LINKS: [(&str, &str); 4] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// The sandbox's `/dev` without its `/dev/shm`, built once by the zygote and copied into
+/// every sandbox: a tmpfs with the device nodes bound from the host, the `shm` mount
+/// point and the symlinks, read-only (its superblock too: no sandbox can change what
+/// the others see) and `nosuid`, `noexec`, as a detached mount (in no mount tree, held
+/// by its fd). A sandbox attaches a copy of it (`open_tree`, `move_mount`) and mounts
+/// its own `/dev/shm` on it: two calls and a mount, where building its own takes a
+/// tmpfs, six files, six binds, four symlinks and two attribute changes.
+#[derive(Debug)]
+pub struct DevTemplate(OwnedFd);
+
+impl DevTemplate {
+    /// The lowest fd number the template is kept at: above those a sandbox's init places
+    /// its own fds on (stdio, channel, result pipe), so that it survives their placing.
+    const FD_AT_LEAST: RawFd = 64;
+
+    /// Builds it from the host's `/dev`. Fails where the new mount API, or attaching a
+    /// mount to a detached one, is refused (an older kernel; a container or a daemon
+    /// without `CAP_SYS_ADMIN`): sandboxes then build their own `/dev`.
+    pub fn build() -> Result<DevTemplate, SysError> {
+        let dev = sys::detached_tmpfs(
+            &[(c"source", c"tmpfs"), (c"mode", c"0755")],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        )?;
+        for name in DEVICES {
+            let node = c_path(Path::new(name))?;
+            nix::fcntl::openat(
+                &dev,
+                node.as_c_str(),
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )
+            .op_path("create", Path::new("/dev").join(name))?;
+            let host = c_path(&Path::new("/dev").join(name))?;
+            let bound = sys::clone_mount_tree(None, &host)?;
+            sys::attach_mount_tree(bound.as_fd(), Some(dev.as_fd()), &node)?;
+        }
+        nix::sys::stat::mkdirat(&dev, "shm", Mode::from_bits_truncate(0o755))
+            .op_path("mkdir", "/dev/shm")?;
+        for (link, target) in DEV_LINKS {
+            nix::unistd::symlinkat(target, &dev, link)
+                .op_path("symlink", Path::new("/dev").join(link))?;
+        }
+        sys::mount_setattr_at(Some(dev.as_fd()), c"", MOUNT_ATTR_NOSUID, true)?;
+        sys::mount_setattr_at(Some(dev.as_fd()), c"", MOUNT_ATTR_RDONLY, false)?;
+        sys::make_superblock_read_only(dev.as_fd())?;
+        let kept = nix::fcntl::fcntl(
+            &dev,
+            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(Self::FD_AT_LEAST),
+        )
+        .op("fcntl(F_DUPFD_CLOEXEC)")?;
+        // SAFETY: F_DUPFD_CLOEXEC just made `kept` a new fd that nothing else owns.
+        Ok(DevTemplate(unsafe { OwnedFd::from_raw_fd(kept) }))
+    }
+
+    /// Its fd, which a sandbox's init keeps until its root is built.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
 
 /// Builds the root and pivots into it. Runs in the sandbox init, with its capabilities in
 /// its own user namespace, before they are dropped.
-pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
+pub fn build_root(config: &SandboxConfig, dev: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
     // Nothing done below may propagate back to the host's mounts.
     mount(
         None::<&str>,
@@ -101,7 +173,7 @@ pub fn build_root(config: &SandboxConfig) -> Result<(), SysError> {
     mount_tmpfs(&tmp, &scratch, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
 
     timeline::mark(Mark::ProcAndTmp);
-    build_dev(&scratch)?;
+    build_dev(&scratch, dev)?;
     timeline::mark(Mark::Dev);
 
     for b in &config.binds {
@@ -143,10 +215,21 @@ fn scratch_options(limits: &Limits) -> String {
 }
 
 /// A minimal /dev: a few device nodes bound from the host (a user namespace may not
-/// mknod), a private /dev/shm, and the usual symlinks.
-fn build_dev(shm_options: &str) -> Result<(), SysError> {
+/// mknod), a private /dev/shm, and the usual symlinks. A copy of the zygote's
+/// [`DevTemplate`] when there is one and it can be attached; else built here.
+fn build_dev(shm_options: &str, template: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
     let dev = inside("/dev");
     make_dir_if_missing(&dev)?;
+    let shm_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if let Some(template) = template {
+        let attached = sys::clone_mount_tree(Some(template), c"")
+            .and_then(|copy| sys::attach_mount_tree(copy.as_fd(), None, &c_path(&dev)?));
+        // Nothing is attached when either call fails: the kernel may refuse a copy of
+        // the zygote's mount here (an older kernel), and /dev is then built below.
+        if attached.is_ok() {
+            return mount_tmpfs(dev.join("shm"), shm_options, shm_flags);
+        }
+    }
     mount_tmpfs(&dev, "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?;
     for name in DEVICES {
         let target = dev.join(name);
@@ -155,17 +238,8 @@ fn build_dev(shm_options: &str) -> Result<(), SysError> {
     }
     let shm = dev.join("shm");
     make_dir(&shm)?;
-    mount_tmpfs(
-        &shm,
-        shm_options,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-    )?;
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
+    mount_tmpfs(&shm, shm_options, shm_flags)?;
+    for (link, target) in DEV_LINKS {
         let path = dev.join(link);
         symlink(target, &path).op_path("symlink", &path)?;
     }
