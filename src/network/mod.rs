@@ -457,7 +457,7 @@ impl Network {
     }
 
     /// Frees the subnets whose pairs are gone, and deletes pairs that outstay their
-    /// sandbox by [`FORCE_DELETE_AFTER`].
+    /// sandbox by `FORCE_DELETE_AFTER` (two seconds).
     pub fn collect(&mut self) {
         let now = Instant::now();
         let handle = self.handle.clone();

@@ -1,5 +1,5 @@
 //! The sandbox a child runs in: the zygote's half (clone, id maps) and the child's half
-//! (the setup recipe in [`init`], then the workload's last steps and `execve`).
+//! (the setup recipe in `init`, then the workload's last steps and `execve`).
 //!
 //! [`Sandboxer`] is built once in the zygote with everything that can be prepared ahead
 //! (the compiled seccomp filter, the host ids, the last capability number), and

@@ -2,7 +2,7 @@
 //! (namespaces, id maps, user ids, root, hostname, loopback, its veth network if the
 //! shape has one) before any request exists,
 //! then handed the one request it will ever run. The child's half is
-//! [`init::run_pooled`](super::init::run_pooled).
+//! `init::run_pooled`.
 //!
 //! A pooled sandbox is exactly a fresh one whose first steps ran early: the same
 //! `clone3`, the same recipe, in the same order; only the steps that depend on the
