@@ -1066,14 +1066,7 @@ impl Server {
                     let Some(conn) = conn else { return };
                     let verdict = verdict(child, status, usage);
                     tracing::debug!(id = child.id, pid, ?verdict, "sandbox ended");
-                    forget_child(conn, child.id, pid);
-                    conn.send(
-                        &Event::Exited {
-                            id: child.id,
-                            verdict,
-                        },
-                        Vec::new(),
-                    );
+                    send_exited(conn, child.id, pid, verdict);
                 }
             }
             other => tracing::warn!(pid, ?other, "out-of-order report from a sandbox"),
@@ -1106,8 +1099,9 @@ impl Server {
             let init_status = ExitStatus::from_wait_status(reaped.status);
             // A sandbox whose init reported the workload's exit had its `Exited` sent
             // then; one whose init was killed first is judged by the init's own status and
-            // usage (which counts the processes it reaped).
-            let unreported = child.running && child.workload.is_none();
+            // usage (which counts the processes it reaped), if a client is there to get
+            // the verdict (making it reads the cgroup).
+            let unreported = child.running && child.workload.is_none() && child.conn.is_some();
             let verdict = unreported
                 .then(|| verdict(&mut child, init_status, WorkloadUsage::from(&reaped.rusage)));
             if let Some(cgroup) = child.enforcement.cgroup.take() {
@@ -1120,15 +1114,8 @@ impl Server {
             let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
             let Some(conn) = conn else { continue };
             if let Some(verdict) = verdict {
-                forget_child(conn, child.id, reaped.pid);
                 tracing::debug!(id = child.id, pid = reaped.pid, ?verdict, "sandbox reaped");
-                conn.send(
-                    &Event::Exited {
-                        id: child.id,
-                        verdict,
-                    },
-                    Vec::new(),
-                );
+                send_exited(conn, child.id, reaped.pid, verdict);
             } else if !child.running && !child.failed {
                 forget_child(conn, child.id, reaped.pid);
                 let message = format!("the sandbox ended during setup ({init_status:?})");
@@ -1195,6 +1182,12 @@ fn verdict(child: &mut Child, status: ExitStatus, usage: WorkloadUsage) -> Verdi
         limits: child.enforcement.limits,
         skipped_limits: std::mem::take(&mut child.enforcement.skipped),
     }
+}
+
+/// Sends a child's `Exited`, which frees its id.
+fn send_exited(conn: &mut Connection, id: u64, pid: i32, verdict: Verdict) {
+    forget_child(conn, id, pid);
+    conn.send(&Event::Exited { id, verdict }, Vec::new());
 }
 
 /// Frees a request id, unless a newer child has taken it already.
