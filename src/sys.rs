@@ -373,6 +373,11 @@ pub fn dup_onto(fd: BorrowedFd<'_>, target: RawFd) -> Result<(), SysError> {
     Ok(())
 }
 
+/// The `dirfd` argument of an `*at` call: `dir`, or the working directory (`AT_FDCWD`).
+fn dir_fd(dir: Option<BorrowedFd<'_>>) -> RawFd {
+    dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd())
+}
+
 /// `mount_setattr(2)` on the mount at `path` (and on every mount below it when
 /// `recursive`), setting `attr_set` (`MOUNT_ATTR_*`) and leaving every other attribute
 /// as it is, those the kernel locked included.
@@ -392,7 +397,7 @@ pub fn mount_setattr_at(
     if path.is_empty() {
         flags |= libc::AT_EMPTY_PATH;
     }
-    let dir = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
+    let dir = dir_fd(dir);
     let attr = libc::mount_attr {
         attr_set,
         attr_clr: 0,
@@ -772,21 +777,13 @@ pub fn install_signal_forwarding(signals: &[i32]) -> Result<(), SysError> {
     Ok(())
 }
 
-/// Restores the default disposition of `signals`.
-pub fn default_signal_handlers(signals: &[i32]) -> Result<(), SysError> {
-    for &signal in signals {
-        set_handler(signal, libc::SIG_DFL)?;
-    }
-    Ok(())
-}
-
 fn set_handler(signal: i32, handler: libc::sighandler_t) -> Result<(), SysError> {
     // SAFETY: sigaction is plain old data; all-zero is a valid value.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = handler;
     action.sa_flags = libc::SA_RESTART;
-    // SAFETY: `action` is initialised; the handler, if not SIG_DFL, only reads an atomic
-    // and calls kill(2), both async-signal-safe.
+    // SAFETY: `action` is initialised; the handler only reads an atomic and calls
+    // kill(2), both async-signal-safe.
     if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } == -1 {
         return Err(SysError::new(format!("sigaction({signal})"), Errno::last()));
     }
@@ -851,6 +848,20 @@ pub fn ensure_stdio_open() -> Result<(), SysError> {
     Ok(())
 }
 
+/// Closes every fd from `first` up but those in `keep` (in ascending order; any below
+/// `first` is left alone anyway).
+pub fn close_from_but(first: u32, keep: &[RawFd]) -> Result<(), SysError> {
+    let mut first = first;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > first {
+            close_range(first, fd - 1, 0)?;
+        }
+        first = first.max(fd + 1);
+    }
+    close_range(first, u32::MAX, 0)
+}
+
 /// Moves `fd` to the number `target` (closing what was there), close-on-exec cleared.
 pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     if fd.as_raw_fd() != target {
@@ -869,12 +880,18 @@ pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
 /// ignored. Read with raw `rt_sigaction` queries.
 pub fn signals_not_default() -> Result<Vec<i32>, SysError> {
     let mut changed = Vec::new();
-    for signal in (1..=libc::SIGRTMAX()).filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP)) {
+    for signal in signals_with_disposition() {
         if rt_sigaction_raw(signal, None)? != libc::SIG_DFL {
             changed.push(signal);
         }
     }
     Ok(changed)
+}
+
+/// Every signal that has a disposition (all but `SIGKILL` and `SIGSTOP`), realtime ones
+/// and glibc's internal 32 and 33 included.
+pub fn signals_with_disposition() -> impl Iterator<Item = i32> {
+    (1..=libc::SIGRTMAX()).filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP))
 }
 
 /// Resets `signals` to their default disposition (an ignored signal would otherwise
@@ -1148,7 +1165,7 @@ pub fn make_superblock_read_only(mount: BorrowedFd<'_>) -> Result<(), SysError> 
 /// `open_tree(dir, path, OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the mount
 /// at `path` relative to `dir` (`dir` itself when `path` is empty) and every mount below.
 pub fn clone_mount_tree(dir: Option<BorrowedFd<'_>>, path: &CStr) -> Result<OwnedFd, SysError> {
-    let dir = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
+    let dir = dir_fd(dir);
     let mut flags =
         OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
     if path.is_empty() {
@@ -1168,7 +1185,7 @@ pub fn attach_mount_tree(
     dir: Option<BorrowedFd<'_>>,
     path: &CStr,
 ) -> Result<(), SysError> {
-    let dir = dir.map_or(libc::AT_FDCWD, |dir| dir.as_raw_fd());
+    let dir = dir_fd(dir);
     // SAFETY: both paths are NUL-terminated and outlive the call; flags are integers.
     let ret = unsafe {
         libc::syscall(

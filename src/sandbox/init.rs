@@ -34,9 +34,7 @@ pub(super) fn forwarded() -> &'static [i32] {
 }
 
 fn forwardable() -> Vec<i32> {
-    const NOT_FORWARDED: [i32; 11] = [
-        libc::SIGKILL,
-        libc::SIGSTOP,
+    const NOT_FORWARDED: [i32; 9] = [
         libc::SIGCHLD,
         libc::SIGSEGV,
         libc::SIGBUS,
@@ -47,7 +45,7 @@ fn forwardable() -> Vec<i32> {
         32,
         33,
     ];
-    (1..=libc::SIGRTMAX())
+    sys::signals_with_disposition()
         .filter(|s| !NOT_FORWARDED.contains(s))
         .collect()
 }
@@ -361,13 +359,10 @@ fn place_fds(
     place_stdio(stdio)?;
     let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
     let result = result.map(|fd| sys::move_fd(fd, RESULT_FD)).transpose()?;
-    match keep.map(|fd| fd.as_raw_fd() as u32) {
-        Some(kept) if kept > RESULT_FD as u32 => {
-            sys::close_range(RESULT_FD as u32 + 1, kept - 1, 0)?;
-            sys::close_range(kept + 1, u32::MAX, 0)?;
-        }
-        _ => sys::close_range(RESULT_FD as u32 + 1, u32::MAX, 0)?,
-    }
+    sys::close_from_but(
+        RESULT_FD as u32 + 1,
+        keep.map(|fd| fd.as_raw_fd()).as_slice(),
+    )?;
     if result.is_none() {
         sys::close_range(RESULT_FD as u32, RESULT_FD as u32, 0)?;
     }

@@ -222,9 +222,7 @@ impl Sandboxer {
             privileged: nix::unistd::geteuid().is_root(),
             last_cap,
             dev_null,
-            signals_to_reset: (1..=libc::SIGRTMAX())
-                .filter(|&s| !matches!(s, libc::SIGKILL | libc::SIGSTOP))
-                .collect(),
+            signals_to_reset: sys::signals_with_disposition().collect(),
             dev_template: match mounts::DevTemplate::build() {
                 Ok(template) => Some(template),
                 Err(e) => {

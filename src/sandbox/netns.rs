@@ -191,7 +191,11 @@ fn helper(socket: OwnedFd, home: OwnedFd, dev_null: BorrowedFd<'_>, daemon: nix:
     // Nothing of the daemon's but its stdio slots (on /dev/null) and these two fds.
     let kept = (0..=2)
         .try_for_each(|slot| sys::dup_onto(dev_null, slot))
-        .and_then(|()| close_all_but(&[socket.as_raw_fd(), home.as_raw_fd()]));
+        .and_then(|()| {
+            let mut keep = [socket.as_raw_fd(), home.as_raw_fd()];
+            keep.sort_unstable();
+            sys::close_from_but(3, &keep)
+        });
     if kept.is_err() {
         sys::exit_now(1)
     }
@@ -229,21 +233,6 @@ fn helper(socket: OwnedFd, home: OwnedFd, dev_null: BorrowedFd<'_>, daemon: nix:
             sys::exit_now(1)
         }
     }
-}
-
-/// Closes every fd above the stdio slots but `keep`.
-fn close_all_but(keep: &[i32]) -> Result<(), SysError> {
-    let mut keep = keep.to_vec();
-    keep.sort_unstable();
-    let mut first = 3u32;
-    for fd in keep {
-        let fd = fd as u32;
-        if fd > first {
-            sys::close_range(first, fd - 1, 0)?;
-        }
-        first = first.max(fd + 1);
-    }
-    sys::close_range(first, u32::MAX, 0)
 }
 
 /// One namespace with `lo` up, as a fd; the helper is back in `home` after it.
