@@ -134,7 +134,7 @@ not_in_docker=(
     # The /dev template: the daemon builds it with the new mount API (fsopen, move_mount),
     # which needs CAP_SYS_ADMIN in its own user namespace. In such a container each
     # sandbox builds its own /dev, as the whole suite run here shows.
-    every_sandbox_attaches_a_copy_of_one_read_only_dev
+    every_sandbox_attaches_a_copy_of_a_read_only_root_template
 )
 skip_args=()
 for name in "${not_in_docker[@]}"; do

@@ -58,6 +58,12 @@ impl SysError {
         }
     }
 
+    /// The same error, on `path`.
+    pub fn on(self, path: impl AsRef<std::path::Path>) -> Self {
+        let errno = self.errno();
+        SysError::with_path(self.op, path, errno)
+    }
+
     /// The errno as a nix value.
     pub fn errno(&self) -> Errno {
         Errno::from_raw(self.errno)
@@ -1079,6 +1085,7 @@ const FSPICK_CLOEXEC: libc::c_uint = 0x1;
 const FSPICK_EMPTY_PATH: libc::c_uint = 0x8;
 const OPEN_TREE_CLONE: libc::c_uint = 0x1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
 
 /// The fd a new-mount-API call returned, or its error.
 fn new_fd(ret: libc::c_long, what: &'static str) -> Result<OwnedFd, SysError> {
@@ -1179,7 +1186,7 @@ pub fn clone_mount_tree(dir: Option<BorrowedFd<'_>>, path: &CStr) -> Result<Owne
 }
 
 /// `move_mount`: attaches the detached tree `tree` at `path`, relative to `dir` (to the
-/// working directory when `None`).
+/// working directory when `None`), following a symlink at `path` as `mount(2)` does.
 pub fn attach_mount_tree(
     tree: BorrowedFd<'_>,
     dir: Option<BorrowedFd<'_>>,
@@ -1194,7 +1201,7 @@ pub fn attach_mount_tree(
             c"".as_ptr(),
             dir,
             path.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
         )
     };
     if ret == -1 {

@@ -289,6 +289,7 @@ fn an_invalid_request_is_refused_before_anything_runs() {
 fn a_client_that_disconnects_mid_spawn_leaves_nothing_behind() {
     require_sandbox!();
     let daemon = Daemon::start();
+    daemon.build_probe_template();
     let fds_before = daemon.steady_fd_count();
     for _ in 0..20 {
         let fd = raw_connect(&daemon);
@@ -435,6 +436,7 @@ fn sigterm_stops_the_daemon_kills_its_sandboxes_and_removes_the_socket() {
 fn a_thousand_spawns_leak_no_fd_and_no_zombie() {
     require_sandbox!();
     let daemon = Daemon::start();
+    daemon.build_probe_template();
     // Counted after our client's handshake (so the daemon holds its connection), once
     // the start-up probe's connection is gone.
     let client = daemon.client();

@@ -3,10 +3,13 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{probe_facts, probe_request, run, Daemon};
+use hatchery::protocol::{Bind, SandboxConfig};
 use hatchery::{ExitStatus, SpawnRequest, Stdio};
 
 #[test]
@@ -356,55 +359,143 @@ fn network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
     }
 }
 
-/// Every sandbox's `/dev` is a copy of one template the daemon built at start: the same
-/// tmpfs, read-only down to its superblock (no sandbox can change what the others see),
-/// with a `/dev/shm` of each sandbox's own on it. Read from the host in each sandbox's
+/// Every sandbox's root and `/dev` are copies of templates the daemon built once: the
+/// same tmpfs for every sandbox whose binds need the same mount points at the top of the
+/// root (none, or only in its own `/tmp`, share the default one), read-only down to
+/// their superblocks (no sandbox can change what the others see), with a `/proc`, `/tmp`
+/// and `/dev/shm` of each sandbox's own on them. Read from the host in each sandbox's
 /// `/proc/PID/mountinfo`.
 #[test]
-fn every_sandbox_attaches_a_copy_of_one_read_only_dev() {
+fn every_sandbox_attaches_a_copy_of_a_read_only_root_template() {
     require_sandbox!();
     let daemon = Daemon::start();
     let client = daemon.client();
-    let sleepers: Vec<_> = (0..2)
-        .map(|_| {
+    let dir = common::open_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let with_binds = |targets: &[&str]| SandboxConfig {
+        binds: targets
+            .iter()
+            .map(|target| Bind::read_only(dir.path(), target))
+            .collect(),
+        ..SandboxConfig::default()
+    };
+    let configs = [
+        SandboxConfig::default(),
+        SandboxConfig::default(),
+        with_binds(&["/tmp/in"]),
+        with_binds(&["/work"]),
+        with_binds(&["/work"]),
+        with_binds(&["/work", "/data/in"]),
+    ];
+    let sleepers: Vec<_> = configs
+        .into_iter()
+        .map(|sandbox| {
             client
-                .spawn_child(SpawnRequest::new("/bin/sleep").arg("30"))
+                .spawn_child(SpawnRequest::new("/bin/sleep").arg("30").sandbox(sandbox))
                 .expect("spawn")
         })
         .collect();
-    // (device of /dev, its super options, device of /dev/shm) in each sandbox.
-    let devs: Vec<(String, String, String)> = sleepers
+    // Per sandbox, per mount point: (device, super options).
+    let mounts: Vec<HashMap<&str, (String, String)>> = sleepers
         .iter()
         .map(|child| {
             let mountinfo = std::fs::read_to_string(format!("/proc/{}/mountinfo", child.pid))
                 .expect("the sandbox's mountinfo");
-            let at = |point: &str| {
-                mountinfo
-                    .lines()
-                    .map(|line| line.split(' ').collect::<Vec<_>>())
-                    .find(|fields| fields[4] == point)
-                    .unwrap_or_else(|| panic!("no {point} in {mountinfo}"))
-            };
-            let dev = at("/dev");
-            let super_options = dev.last().expect("super options").to_string();
-            (
-                dev[2].to_string(),
-                super_options,
-                at("/dev/shm")[2].to_string(),
-            )
+            ["/", "/dev", "/proc", "/tmp", "/dev/shm"]
+                .into_iter()
+                .map(|point| {
+                    let fields: Vec<&str> = mountinfo
+                        .lines()
+                        .map(|line| line.split(' ').collect::<Vec<_>>())
+                        .find(|fields| fields[4] == point)
+                        .unwrap_or_else(|| panic!("no {point} in {mountinfo}"));
+                    let super_options = fields.last().expect("super options").to_string();
+                    (point, (fields[2].to_string(), super_options))
+                })
+                .collect()
         })
         .collect();
-    assert_eq!(devs[0].0, devs[1].0, "one /dev superblock: {devs:?}");
-    assert!(
-        devs[0].1.split(',').any(|option| option == "ro"),
-        "its superblock is read-only: {devs:?}"
-    );
-    assert_ne!(
-        devs[0].2, devs[1].2,
-        "a /dev/shm of each sandbox's own: {devs:?}"
-    );
+    let device = |sandbox: usize, point: &str| mounts[sandbox][point].0.clone();
+    for (sandbox, points) in mounts.iter().enumerate() {
+        for point in ["/", "/dev"] {
+            assert!(
+                points[point].1.split(',').any(|option| option == "ro"),
+                "sandbox {sandbox}: the superblock of {point} is read-only: {mounts:?}"
+            );
+        }
+    }
+    // The default template: no binds, or binds in the sandbox's own /tmp.
+    assert_eq!(device(0, "/"), device(1, "/"), "{mounts:?}");
+    assert_eq!(device(0, "/"), device(2, "/"), "{mounts:?}");
+    // One template per set of mount points at the top of the root.
+    assert_eq!(device(3, "/"), device(4, "/"), "{mounts:?}");
+    assert_ne!(device(0, "/"), device(3, "/"), "{mounts:?}");
+    assert_ne!(device(3, "/"), device(5, "/"), "{mounts:?}");
+    assert_ne!(device(0, "/"), device(5, "/"), "{mounts:?}");
+    // The default /dev of each template is a copy of one too.
+    assert_eq!(device(0, "/dev"), device(1, "/dev"), "{mounts:?}");
+    for point in ["/proc", "/tmp", "/dev/shm"] {
+        let devices: std::collections::HashSet<String> = (0..mounts.len())
+            .map(|sandbox| device(sandbox, point))
+            .collect();
+        assert_eq!(
+            devices.len(),
+            mounts.len(),
+            "a {point} of each sandbox's own: {mounts:?}"
+        );
+    }
     for mut child in sleepers {
         child.kill().expect("kill");
         child.wait().expect("wait");
+    }
+}
+
+/// A bind's mount point made in a template is the one its request names, a directory
+/// or a file as its source is, and the bound contents are there; a bind whose mount
+/// point would have to be made inside a host directory gets the same error as ever.
+#[test]
+fn binds_land_on_the_mount_points_of_a_template() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let dir = common::open_tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "in a file\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let sandbox = SandboxConfig {
+        binds: vec![
+            Bind::read_only(dir.path(), "/work/deep/dir"),
+            Bind::read_only(&file, "/input.txt"),
+            Bind::read_only(&file, "/tmp/in/file"),
+        ],
+        ..SandboxConfig::default()
+    };
+    for _ in 0..2 {
+        let out = common::run(
+            &client,
+            SpawnRequest::new("/bin/sh")
+                .args([
+                    "-c",
+                    "cat /work/deep/dir/file /input.txt /tmp/in/file; test -f /input.txt && echo file",
+                ])
+                .sandbox(sandbox.clone()),
+        );
+        assert_eq!(out.verdict.status, ExitStatus::Exited(0), "{}", out.stderr);
+        assert_eq!(out.stdout, "in a file\nin a file\nin a file\nfile\n");
+    }
+    let inside_usr = SandboxConfig {
+        binds: vec![Bind::read_only(dir.path(), "/usr/no-such-dir-here")],
+        ..SandboxConfig::default()
+    };
+    match client.spawn_child(SpawnRequest::new("/bin/true").sandbox(inside_usr)) {
+        Err(hatchery::SpawnError::Setup { source, errno, .. }) => {
+            assert_eq!(errno, nix::errno::Errno::EROFS, "{source}");
+            assert!(
+                source.to_string().contains("/usr/no-such-dir-here"),
+                "{source}"
+            );
+        }
+        other => panic!("expected a setup error, got {other:?}"),
     }
 }

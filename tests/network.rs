@@ -365,6 +365,7 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
     let prefix = prefix('k');
     let daemon = start_daemon(&veth_flags(5, &prefix));
     let host = Arc::new(HostListener::start());
+    daemon.build_probe_template();
     let fds_before = daemon.steady_fd_count();
     let started = Instant::now();
     let workers: Vec<_> = (0..2)

@@ -76,6 +76,7 @@ enum Ready {
 /// pipe (for [`Workload::Entry`] only).
 pub fn run(
     sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
     request: &SpawnRequest,
     stdio: [OwnedFd; 3],
     channel: SandboxEnd,
@@ -83,11 +84,11 @@ pub fn run(
     result: Option<OwnedFd>,
 ) -> ! {
     timeline::mark(Mark::Running);
-    let (channel, result) = match place_fds(stdio, channel, result, dev_template(sandboxer)) {
+    let (channel, result) = match place_fds(stdio, channel, result, template) {
         Ok(placed) => placed,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
-    match setup(sandboxer, request, &channel, workload, result) {
+    match setup(sandboxer, template, request, &channel, workload, result) {
         Ok(ready) => {
             let seccomp = workload_filter(sandboxer, &request.sandbox);
             supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
@@ -102,6 +103,7 @@ pub fn run(
 /// The setup recipe, in order.
 fn setup(
     sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
     request: &SpawnRequest,
     channel: &SandboxEnd,
     workload: Workload,
@@ -110,7 +112,7 @@ fn setup(
     step(Step::SignalForwarding, hold_signals(sandboxer))?;
     timeline::mark(Mark::SignalsHeld);
     let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
-    build_shape(sandboxer, &request.sandbox, channel)?;
+    build_shape(sandboxer, template, &request.sandbox, channel)?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
     Ok(ready)
@@ -120,6 +122,7 @@ fn setup(
 /// sandbox performs before it has a request.
 fn build_shape(
     sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
     config: &SandboxConfig,
     channel: &SandboxEnd,
 ) -> Result<(), SetupError> {
@@ -132,13 +135,10 @@ fn build_shape(
     // After the last change of ids: the kernel clears the parent-death signal on one.
     step(Step::UserIds, die_with_zygote(channel))?;
     timeline::mark(Mark::UserIds);
-    step(
-        Step::MountRoot,
-        mounts::build_root(config, dev_template(sandboxer)),
-    )?;
+    step(Step::MountRoot, mounts::build_root(config, template))?;
     // The template's fd was kept for the root alone: nothing after needs it, and the
     // workload must not have it. (The init never drops its copy of the sandboxer.)
-    if let Some(template) = dev_template(sandboxer) {
+    if let Some(template) = template {
         let fd = template.as_raw_fd() as u32;
         step(Step::MountRoot, sys::close_range(fd, fd, 0))?;
     }
@@ -194,11 +194,12 @@ fn finish_setup(
 /// `execve`.
 pub fn run_pooled(
     sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
     shape: &SandboxConfig,
     placeholders: [OwnedFd; 3],
     channel: SandboxEnd,
 ) -> ! {
-    let channel = match place_fds(placeholders, channel, None, dev_template(sandboxer)) {
+    let channel = match place_fds(placeholders, channel, None, template) {
         Ok((channel, _)) => channel,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
@@ -209,7 +210,7 @@ pub fn run_pooled(
     let filter = workload_filter(sandboxer, shape);
     let filter_now = filter.filter(|filter| filter.fits_pooled_init());
     let prepared = step(Step::SignalForwarding, hold_signals(sandboxer))
-        .and_then(|()| build_shape(sandboxer, shape, &channel))
+        .and_then(|()| build_shape(sandboxer, template, shape, &channel))
         .and_then(|()| match shape.network {
             NetworkConfig::Veth(_) => step(Step::Network, channel.wait_for_network()),
             NetworkConfig::None => Ok(()),
@@ -339,17 +340,9 @@ fn new_session() -> Result<(), SysError> {
     nix::unistd::setsid().map(drop).op("setsid")
 }
 
-/// The zygote's `/dev` template, if it has one.
-fn dev_template(sandboxer: &Sandboxer) -> Option<BorrowedFd<'_>> {
-    sandboxer
-        .dev_template
-        .as_ref()
-        .map(|template| template.fd())
-}
-
 /// Puts the workload's stdio on 0, 1 and 2, the channel on 3, an entry's result pipe on
 /// 4, and closes every other fd inherited from the zygote (other clients' sockets, other
-/// children's pipes) but `keep` (the `/dev` template, at a number above these).
+/// children's pipes) but `keep` (the root template, at a number above these).
 fn place_fds(
     stdio: [OwnedFd; 3],
     channel: SandboxEnd,

@@ -20,6 +20,7 @@ pub mod validate;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
+use std::rc::Rc;
 
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{Layer, SandboxConfig, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
+use mounts::RootTemplate;
 
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
@@ -152,8 +154,8 @@ pub struct Sandboxer {
     /// their default in this process (see [`Sandboxer::note_signal_dispositions`]), or
     /// every one until they are noted.
     signals_to_reset: Vec<i32>,
-    /// The `/dev` every sandbox attaches a copy of, where it could be built.
-    dev_template: Option<mounts::DevTemplate>,
+    /// The roots (and `/dev`) sandboxes attach a copy of, where they could be built.
+    root_templates: Option<mounts::RootTemplates>,
 }
 
 /// A sandbox whose init has been cloned and released; the workload is not yet exec'd.
@@ -223,10 +225,10 @@ impl Sandboxer {
             last_cap,
             dev_null,
             signals_to_reset: sys::signals_with_disposition().collect(),
-            dev_template: match mounts::DevTemplate::build() {
+            root_templates: match mounts::RootTemplates::build(host_ids) {
                 Ok(template) => Some(template),
                 Err(e) => {
-                    tracing::info!(error = %e, "no /dev template: each sandbox builds its own /dev");
+                    tracing::info!(error = %e, "no root template: each sandbox builds its own root and /dev");
                     None
                 }
             },
@@ -281,12 +283,14 @@ impl Sandboxer {
         }
         let (zygote_end, sandbox_end) = channel::pair()?;
         let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
+        let template = self.root_template(&request.sandbox);
         timeline::start();
         match clone(&request.sandbox, clone_into, spares)? {
             sys::Cloned::Child => {
                 drop(zygote_end);
                 init::run(
                     self,
+                    template.as_deref().map(RootTemplate::fd),
                     request,
                     workload_stdio,
                     sandbox_end,
@@ -318,6 +322,13 @@ impl Sandboxer {
                 Ok(started)
             }
         }
+    }
+
+    /// The root template for a sandbox of `config`, if the zygote has templates.
+    fn root_template(&self, config: &SandboxConfig) -> Option<Rc<RootTemplate>> {
+        self.root_templates
+            .as_ref()
+            .map(|templates| templates.for_sandbox(config))
     }
 
     /// Starts the helper that makes network namespaces ahead (see [`netns`]). The

@@ -1,22 +1,23 @@
-//! Child side: builds the sandbox's root filesystem in its own mount namespace.
-//!
-//! The recipe (bubblewrap's double pivot): a scratch tmpfs becomes the root so that the
-//! host's root is reachable under `/oldroot` whatever path a bind names (even under the
-//! host's `/tmp`); the new root is assembled under `/newroot`; a second pivot makes it `/`
-//! and the scratch root with the host's tree beneath it is detached.
+//! The sandbox's root filesystem: the template the zygote builds once ([`RootTemplate`])
+//! and, in the sandbox's init, its own mount namespace's root: a copy of the template
+//! with its own `/proc`, `/tmp`, `/dev/shm` and binds, or one assembled there.
 
+use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
+use nix::unistd::{Gid, Uid};
 
 use super::timeline::{self, Mark};
+use super::HostIds;
 use crate::protocol::{Bind, Limits, SandboxConfig};
 use crate::sys::{self, Context, SysError};
 
@@ -47,58 +48,90 @@ const DEV_LINKS: [(&str, &str); 4] = [
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// The sandbox's `/dev` without its `/dev/shm`, built once by the zygote and copied into
-/// every sandbox: a tmpfs with the device nodes bound from the host, the `shm` mount
-/// point and the symlinks, read-only (its superblock too: no sandbox can change what
-/// the others see) and `nosuid`, `noexec`, as a detached mount (in no mount tree, held
-/// by its fd). A sandbox attaches a copy of it (`open_tree`, `move_mount`) and mounts
-/// its own `/dev/shm` on it: two calls and a mount, where building its own takes a
-/// tmpfs, six files, six binds, four symlinks and two attribute changes.
+/// The default root, built once by the zygote and copied into every sandbox: a tmpfs
+/// with the host directories of [`HOST_ROOT_DIRS`] bound read-only (`nosuid`, `nodev`;
+/// symlinks where the host has symlinks), the mount points of `/proc` and `/tmp`, and a
+/// `/dev` with the device nodes bound from the host, the `shm` mount point and the usual
+/// symlinks (`nosuid`, `noexec`). Every mount of it is read-only, the root and `/dev`
+/// down to their superblocks (no sandbox can change what the others see), and it is
+/// detached (in no mount tree, held by its fd). Its directories belong to the host ids
+/// the sandbox ids map to, as those a sandbox creates for itself.
+///
+/// A sandbox attaches a copy of it (`open_tree`, `move_mount`) and mounts only its own
+/// `/proc`, `/tmp` and `/dev/shm` (and its binds) on it; where a sandbox builds its own
+/// root (a chroot, or a bind whose mount point the template does not have), it still
+/// attaches a copy of the template's `/dev`.
+///
+/// The host directories are those the daemon found when it started: what is mounted
+/// under them later is not in its sandboxes until it restarts.
 #[derive(Debug)]
-pub struct DevTemplate(OwnedFd);
+pub struct RootTemplate(OwnedFd);
 
-impl DevTemplate {
+impl RootTemplate {
     /// The lowest fd number the template is kept at: above those a sandbox's init places
     /// its own fds on (stdio, channel, result pipe), so that it survives their placing.
     const FD_AT_LEAST: RawFd = 64;
 
-    /// Builds it from the host's `/dev`. Fails where the new mount API, or attaching a
-    /// mount to a detached one, is refused (an older kernel; a container or a daemon
-    /// without `CAP_SYS_ADMIN`): sandboxes then build their own `/dev`.
-    pub fn build() -> Result<DevTemplate, SysError> {
-        let dev = sys::detached_tmpfs(
-            &[(c"source", c"tmpfs"), (c"mode", c"0755")],
-            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    /// Builds it from the host's directories, owned by `owner`. Fails where the new
+    /// mount API, or attaching a mount to a detached one, is refused (an older kernel; a
+    /// container or a daemon without `CAP_SYS_ADMIN`): sandboxes then build their own
+    /// root and `/dev`.
+    pub fn build(owner: HostIds) -> Result<RootTemplate, SysError> {
+        RootTemplate::build_with(owner, &[])
+    }
+
+    /// Builds it with the mount points `extra` at its top, for binds.
+    fn build_with(owner: HostIds, extra: &[MountPoint]) -> Result<RootTemplate, SysError> {
+        let (uid, gid) = owner_options(owner);
+        let root = sys::detached_tmpfs(
+            &[
+                (c"source", c"tmpfs"),
+                (c"mode", c"0755"),
+                (c"uid", &uid),
+                (c"gid", &gid),
+            ],
+            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         )?;
-        for name in DEVICES {
-            let node = c_path(Path::new(name))?;
-            nix::fcntl::openat(
-                &dev,
-                node.as_c_str(),
-                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(0o644),
-            )
-            .op_path("create", Path::new("/dev").join(name))?;
-            let host = c_path(&Path::new("/dev").join(name))?;
-            let bound = sys::clone_mount_tree(None, &host)?;
-            sys::attach_mount_tree(bound.as_fd(), Some(dev.as_fd()), &node)?;
+        for dir in HOST_ROOT_DIRS {
+            let name = Path::new(dir.trim_start_matches('/'));
+            let meta = match std::fs::symlink_metadata(dir) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SysError::from_io("lstat", Some(Path::new(dir)), &e)),
+            };
+            if meta.file_type().is_symlink() {
+                let link = std::fs::read_link(dir).op_path("readlink", dir)?;
+                nix::unistd::symlinkat(&link, &root, name).op_path("symlink", dir)?;
+                continue;
+            }
+            make_dir_at(&root, name, owner)?;
+            let bound =
+                sys::clone_mount_tree(None, &c_path(Path::new(dir))?).map_err(|e| e.on(dir))?;
+            sys::mount_setattr_at(
+                Some(bound.as_fd()),
+                c"",
+                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                true,
+            )?;
+            sys::attach_mount_tree(bound.as_fd(), Some(root.as_fd()), &c_path(name)?)?;
         }
-        nix::sys::stat::mkdirat(&dev, "shm", Mode::from_bits_truncate(0o755))
-            .op_path("mkdir", "/dev/shm")?;
-        for (link, target) in DEV_LINKS {
-            nix::unistd::symlinkat(target, &dev, link)
-                .op_path("symlink", Path::new("/dev").join(link))?;
+        for dir in ["proc", "tmp", "dev"] {
+            make_dir_at(&root, Path::new(dir), owner)?;
         }
-        sys::mount_setattr_at(Some(dev.as_fd()), c"", MOUNT_ATTR_NOSUID, true)?;
-        sys::mount_setattr_at(Some(dev.as_fd()), c"", MOUNT_ATTR_RDONLY, false)?;
-        sys::make_superblock_read_only(dev.as_fd())?;
+        for point in extra {
+            point.make_in(&root, owner)?;
+        }
+        let dev = dev_template(owner)?;
+        sys::attach_mount_tree(dev.as_fd(), Some(root.as_fd()), c"dev")?;
+        sys::mount_setattr_at(Some(root.as_fd()), c"", MOUNT_ATTR_RDONLY, false)?;
+        sys::make_superblock_read_only(root.as_fd())?;
         let kept = nix::fcntl::fcntl(
-            &dev,
+            &root,
             nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(Self::FD_AT_LEAST),
         )
         .op("fcntl(F_DUPFD_CLOEXEC)")?;
         // SAFETY: F_DUPFD_CLOEXEC just made `kept` a new fd that nothing else owns.
-        Ok(DevTemplate(unsafe { OwnedFd::from_raw_fd(kept) }))
+        Ok(RootTemplate(unsafe { OwnedFd::from_raw_fd(kept) }))
     }
 
     /// Its fd, which a sandbox's init keeps until its root is built.
@@ -107,9 +140,212 @@ impl DevTemplate {
     }
 }
 
+/// The zygote's root templates: the default one, and one for each set of mount points
+/// at the top of the root that requests' binds have named (`/work`, `/data/in`), built
+/// at the first request that names it, up to [`RootTemplates::MOST_VARIANTS`]; a
+/// request that needs another assembles its root in its sandbox.
+#[derive(Debug)]
+pub struct RootTemplates {
+    owner: HostIds,
+    default: Rc<RootTemplate>,
+    variants: RefCell<Vec<(Vec<MountPoint>, Rc<RootTemplate>)>>,
+}
+
+/// A mount point a template has for a bind: its path (relative to the root) and
+/// whether it is a directory or a file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct MountPoint {
+    path: PathBuf,
+    is_dir: bool,
+}
+
+impl RootTemplates {
+    /// The most templates with mount points for binds that are kept (each holds a tmpfs
+    /// and copies of the host directories' mounts).
+    pub const MOST_VARIANTS: usize = 16;
+
+    /// Builds the default template (see [`RootTemplate::build`]).
+    pub fn build(owner: HostIds) -> Result<RootTemplates, SysError> {
+        Ok(RootTemplates {
+            owner,
+            default: Rc::new(RootTemplate::build(owner)?),
+            variants: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The template a sandbox of `config` copies its root from: the default one, or one
+    /// with the mount points its binds need at the top of the root, built now if it is
+    /// the first to need them. A chroot, or binds the templates cannot serve (mount
+    /// points to make inside the host's directories; one more set when
+    /// [`Self::MOST_VARIANTS`] are kept), get the default one, whose copy they do not
+    /// use (see [`build_root`]).
+    pub fn for_sandbox(&self, config: &SandboxConfig) -> Rc<RootTemplate> {
+        if config.chroot_dir.is_some() {
+            return Rc::clone(&self.default);
+        }
+        let needed = self.mount_points_needed(&config.binds);
+        if needed.is_empty() {
+            return Rc::clone(&self.default);
+        }
+        let mut variants = self.variants.borrow_mut();
+        if let Some((_, template)) = variants.iter().find(|(points, _)| *points == needed) {
+            return Rc::clone(template);
+        }
+        if variants.len() >= Self::MOST_VARIANTS {
+            return Rc::clone(&self.default);
+        }
+        match RootTemplate::build_with(self.owner, &needed) {
+            Ok(template) => {
+                let template = Rc::new(template);
+                variants.push((needed, Rc::clone(&template)));
+                template
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "no root template for these binds' mount points");
+                Rc::clone(&self.default)
+            }
+        }
+    }
+
+    /// The mount points `binds` need that the default template lacks and a template can
+    /// have: those whose first component is not in the default root (made in a
+    /// directory of the template's own, where no symlink can lead elsewhere). Sorted.
+    fn mount_points_needed(&self, binds: &[Bind]) -> Vec<MountPoint> {
+        let default = self.default.fd();
+        let mut needed: Vec<MountPoint> = binds
+            .iter()
+            .filter_map(|b| {
+                let path = relative(b.target.as_path());
+                let first = path.components().next()?;
+                if in_sandbox_scratch(&path) || exists_in(default, first.as_os_str()) {
+                    return None;
+                }
+                let is_dir = std::fs::metadata(b.source.as_path()).ok()?.is_dir();
+                Some(MountPoint { path, is_dir })
+            })
+            .collect();
+        needed.sort();
+        needed.dedup();
+        needed
+    }
+}
+
+impl MountPoint {
+    /// Makes it, with its missing parents, in the template `root`, owned by `owner`.
+    fn make_in(&self, root: &OwnedFd, owner: HostIds) -> Result<(), SysError> {
+        let shown = Path::new("/").join(&self.path);
+        let mut dir = nix::unistd::dup(root).op("dup")?;
+        let mut components = self.path.components().peekable();
+        while let Some(component) = components.next() {
+            let name = component.as_os_str();
+            if components.peek().is_none() && !self.is_dir {
+                let file = nix::fcntl::openat(
+                    &dir,
+                    name,
+                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                    Mode::from_bits_truncate(0o644),
+                )
+                .op_path("create", &shown)?;
+                return nix::unistd::fchown(
+                    &file,
+                    Some(Uid::from_raw(owner.uid)),
+                    Some(Gid::from_raw(owner.gid)),
+                )
+                .op_path("chown", &shown);
+            }
+            match make_dir_at(&dir, Path::new(name), owner) {
+                Err(e) if e.errno() == Errno::EEXIST => {}
+                made => made?,
+            }
+            // Only directories made here: no symlink to follow.
+            dir = nix::fcntl::openat(
+                &dir,
+                name,
+                OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .op_path("open", &shown)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` (relative to the root) is in the sandbox's own `/tmp` or `/dev/shm`,
+/// where a bind's missing mount point is made in the sandbox.
+fn in_sandbox_scratch(path: &Path) -> bool {
+    path.starts_with("tmp") || path.starts_with("dev/shm")
+}
+
+/// Whether `path` exists relative to `dir` (a symlink counts, not followed).
+fn exists_in(dir: BorrowedFd<'_>, path: &OsStr) -> bool {
+    nix::sys::stat::fstatat(dir, path, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).is_ok()
+}
+
+/// The template's `/dev` (see [`RootTemplate`]), detached.
+fn dev_template(owner: HostIds) -> Result<OwnedFd, SysError> {
+    let (uid, gid) = owner_options(owner);
+    let dev = sys::detached_tmpfs(
+        &[
+            (c"source", c"tmpfs"),
+            (c"mode", c"0755"),
+            (c"uid", &uid),
+            (c"gid", &gid),
+        ],
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+    )?;
+    for name in DEVICES {
+        let node = c_path(Path::new(name))?;
+        nix::fcntl::openat(
+            &dev,
+            node.as_c_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .op_path("create", Path::new("/dev").join(name))?;
+        let host = c_path(&Path::new("/dev").join(name))?;
+        let bound = sys::clone_mount_tree(None, &host)?;
+        sys::attach_mount_tree(bound.as_fd(), Some(dev.as_fd()), &node)?;
+    }
+    make_dir_at(&dev, Path::new("shm"), owner)?;
+    for (link, target) in DEV_LINKS {
+        nix::unistd::symlinkat(target, &dev, link)
+            .op_path("symlink", Path::new("/dev").join(link))?;
+    }
+    sys::mount_setattr_at(Some(dev.as_fd()), c"", MOUNT_ATTR_NOSUID, true)?;
+    sys::mount_setattr_at(Some(dev.as_fd()), c"", MOUNT_ATTR_RDONLY, false)?;
+    sys::make_superblock_read_only(dev.as_fd())?;
+    Ok(dev)
+}
+
+/// The `uid=` and `gid=` values of a template tmpfs owned by `owner`.
+fn owner_options(owner: HostIds) -> (CString, CString) {
+    let number = |id: u32| CString::new(id.to_string()).expect("digits have no NUL");
+    (number(owner.uid), number(owner.gid))
+}
+
+/// A directory of a template, `0755` and owned by `owner`.
+fn make_dir_at(dir: &OwnedFd, name: &Path, owner: HostIds) -> Result<(), SysError> {
+    let shown = Path::new("/").join(name);
+    nix::sys::stat::mkdirat(dir, name, Mode::from_bits_truncate(0o755)).op_path("mkdir", &shown)?;
+    nix::unistd::fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .op_path("chown", &shown)
+}
+
 /// Builds the root and pivots into it. Runs in the sandbox init, with its capabilities in
-/// its own user namespace, before they are dropped.
-pub fn build_root(config: &SandboxConfig, dev: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
+/// its own user namespace, before they are dropped. `template` is the zygote's
+/// [`RootTemplate`], if it has one: the root is a copy of it unless the request names a
+/// chroot directory or a bind whose mount point the template lacks, and then it is
+/// assembled here (with a copy of the template's `/dev`).
+pub fn build_root(
+    config: &SandboxConfig,
+    template: Option<BorrowedFd<'_>>,
+) -> Result<(), SysError> {
     // Nothing done below may propagate back to the host's mounts.
     mount(
         None::<&str>,
@@ -119,7 +355,77 @@ pub fn build_root(config: &SandboxConfig, dev: Option<BorrowedFd<'_>>) -> Result
         None::<&str>,
     )
     .op_path("mount(MS_PRIVATE)", "/")?;
+    match template {
+        Some(template)
+            if config.chroot_dir.is_none() && has_mount_points(template, &config.binds) =>
+        {
+            copy_root(config, template)
+        }
+        _ => assemble_root(config, template),
+    }
+}
 
+/// Whether every bind of the request can be mounted on a copy of the template: its
+/// mount point is there, or can be made in the sandbox's own `/tmp` or `/dev/shm`.
+/// (The template is read-only; a root assembled in the sandbox can also have new mount
+/// points at its top.)
+fn has_mount_points(template: BorrowedFd<'_>, binds: &[Bind]) -> bool {
+    binds.iter().all(|b| {
+        let target = relative(b.target.as_path());
+        in_sandbox_scratch(&target) || exists_in(template, target.as_os_str())
+    })
+}
+
+/// Where the copy of the template is attached until it becomes the root: over the
+/// host's `/tmp`, in this mount namespace only.
+const COPY: &str = "/tmp";
+
+/// The root as a copy of the template, attached at [`COPY`], with the sandbox's own
+/// `/proc`, `/tmp` and `/dev/shm` and its binds mounted on it; then it becomes `/`, and
+/// the host's tree, stacked on it, is detached.
+fn copy_root(config: &SandboxConfig, template: BorrowedFd<'_>) -> Result<(), SysError> {
+    // The binds' sources first: one may be under the host's /tmp, which the copy hides.
+    let binds = config
+        .binds
+        .iter()
+        .map(|b| bound_tree(b.source.as_path(), b.writable).map(|tree| (b, tree)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let copy = sys::clone_mount_tree(Some(template), c"")?;
+    sys::attach_mount_tree(copy.as_fd(), None, &c_path(Path::new(COPY))?)?;
+    timeline::mark(Mark::RootScratch);
+    // The template has the host's directories.
+    timeline::mark(Mark::HostDirectories);
+    let copy = Path::new(COPY);
+    let scratch = mount_proc_and_tmp(copy, &config.limits)?;
+    timeline::mark(Mark::ProcAndTmp);
+    mount_shm(&copy.join("dev/shm"), &scratch)?;
+    timeline::mark(Mark::Dev);
+    for (b, tree) in binds {
+        let target = copy.join(relative(b.target.as_path()));
+        let is_dir = nix::sys::stat::fstat(&tree)
+            .op_path("stat", b.source.as_path())
+            .map(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
+        make_mount_point(&target, is_dir)?;
+        sys::attach_mount_tree(tree.as_fd(), None, &c_path(&target)?)?;
+    }
+    timeline::mark(Mark::Binds);
+    swap_root(copy)
+}
+
+/// A detached copy of the host's `source` (and every mount below it) to bind into the
+/// sandbox: `nosuid`, `nodev`, and read-only unless `writable`.
+fn bound_tree(source: &Path, writable: bool) -> Result<OwnedFd, SysError> {
+    let tree = sys::clone_mount_tree(None, &c_path(source)?).map_err(|e| e.on(source))?;
+    sys::mount_setattr_at(Some(tree.as_fd()), c"", bind_attrs(writable), true)?;
+    Ok(tree)
+}
+
+/// The root assembled in the sandbox (bubblewrap's double pivot): a scratch tmpfs becomes
+/// the root so that the host's root is reachable under `/oldroot` whatever path a bind
+/// names (even under the host's `/tmp`); the new root is assembled under `/newroot`; a
+/// second pivot makes it `/` and the scratch root with the host's tree beneath it is
+/// detached.
+fn assemble_root(config: &SandboxConfig, template: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
     // A scratch tmpfs becomes "/" and the host's root moves under /oldroot. Our tmpfs is on
     // the host's /tmp only in this namespace, and after the pivot /oldroot/tmp is the
     // host's real /tmp again.
@@ -152,43 +458,21 @@ pub fn build_root(config: &SandboxConfig, dev: Option<BorrowedFd<'_>>) -> Result
             }
         }
     }
-
     timeline::mark(Mark::HostDirectories);
 
-    // A fresh /proc shows only this pid namespace.
-    let proc_dir = inside("/proc");
-    make_dir_if_missing(&proc_dir)?;
-    mount(
-        Some("proc"),
-        &proc_dir,
-        Some("proc"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .op_path("mount(proc)", &proc_dir)?;
-
-    let tmp = inside("/tmp");
-    make_dir_if_missing(&tmp)?;
-    let scratch = scratch_options(&config.limits);
-    mount_tmpfs(&tmp, &scratch, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
-
+    let new_root = Path::new(NEW_ROOT);
+    make_dir_if_missing(&new_root.join("proc"))?;
+    make_dir_if_missing(&new_root.join("tmp"))?;
+    let scratch = mount_proc_and_tmp(new_root, &config.limits)?;
     timeline::mark(Mark::ProcAndTmp);
-    build_dev(&scratch, dev)?;
+    build_dev(&scratch, template)?;
     timeline::mark(Mark::Dev);
 
     for b in &config.binds {
         add_bind(b)?;
     }
     timeline::mark(Mark::Binds);
-
-    // The second pivot: the new root becomes "/", and the scratch root with the host's
-    // tree under it is stacked on top of it, then detached.
-    nix::unistd::chdir(NEW_ROOT).op_path("chdir", NEW_ROOT)?;
-    nix::unistd::pivot_root(".", ".").op_path("pivot_root", NEW_ROOT)?;
-    timeline::mark(Mark::RootSwapped);
-    umount2(".", MntFlags::MNT_DETACH).op_path("umount2", OLD_ROOT)?;
-    timeline::mark(Mark::OldRootDetached);
-    nix::unistd::chdir("/").op_path("chdir", "/")?;
+    swap_root(new_root)?;
 
     if config.chroot_dir.is_none() {
         // Only now, when every mount point in it exists: the root itself read-only.
@@ -199,6 +483,38 @@ pub fn build_root(config: &SandboxConfig, dev: Option<BorrowedFd<'_>>) -> Result
         )?;
     }
     Ok(())
+}
+
+/// Mounts a fresh `/proc` (it shows only this pid namespace) and the sandbox's `/tmp` in
+/// `root`, whose mount points exist; returns the options of the sandbox's writable
+/// tmpfs mounts.
+fn mount_proc_and_tmp(root: &Path, limits: &Limits) -> Result<String, SysError> {
+    let proc_dir = root.join("proc");
+    mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .op_path("mount(proc)", &proc_dir)?;
+    let scratch = scratch_options(limits);
+    mount_tmpfs(
+        root.join("tmp"),
+        &scratch,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+    )?;
+    Ok(scratch)
+}
+
+/// Makes `root` the root: the host's tree is stacked on it by the pivot, then detached.
+fn swap_root(root: &Path) -> Result<(), SysError> {
+    nix::unistd::chdir(root).op_path("chdir", root)?;
+    nix::unistd::pivot_root(".", ".").op_path("pivot_root", root)?;
+    timeline::mark(Mark::RootSwapped);
+    umount2(".", MntFlags::MNT_DETACH).op_path("umount2", OLD_ROOT)?;
+    timeline::mark(Mark::OldRootDetached);
+    nix::unistd::chdir("/").op_path("chdir", "/")
 }
 
 /// Options of the sandbox's writable tmpfs mounts (`/tmp`, `/dev/shm`): world-writable
@@ -215,19 +531,18 @@ fn scratch_options(limits: &Limits) -> String {
 }
 
 /// A minimal /dev: a few device nodes bound from the host (a user namespace may not
-/// mknod), a private /dev/shm, and the usual symlinks. A copy of the zygote's
-/// [`DevTemplate`] when there is one and it can be attached; else built here.
+/// mknod), a private /dev/shm, and the usual symlinks. A copy of the template's `/dev`
+/// when there is a template and the copy can be attached; else built here.
 fn build_dev(shm_options: &str, template: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
     let dev = inside("/dev");
     make_dir_if_missing(&dev)?;
-    let shm_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if let Some(template) = template {
-        let attached = sys::clone_mount_tree(Some(template), c"")
+        let attached = sys::clone_mount_tree(Some(template), c"dev")
             .and_then(|copy| sys::attach_mount_tree(copy.as_fd(), None, &c_path(&dev)?));
         // Nothing is attached when either call fails: the kernel may refuse a copy of
         // the zygote's mount here (an older kernel), and /dev is then built below.
         if attached.is_ok() {
-            return mount_tmpfs(dev.join("shm"), shm_options, shm_flags);
+            return mount_shm(&dev.join("shm"), shm_options);
         }
     }
     mount_tmpfs(&dev, "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?;
@@ -238,7 +553,7 @@ fn build_dev(shm_options: &str, template: Option<BorrowedFd<'_>>) -> Result<(), 
     }
     let shm = dev.join("shm");
     make_dir(&shm)?;
-    mount_tmpfs(&shm, shm_options, shm_flags)?;
+    mount_shm(&shm, shm_options)?;
     for (link, target) in DEV_LINKS {
         let path = dev.join(link);
         symlink(target, &path).op_path("symlink", &path)?;
@@ -248,6 +563,15 @@ fn build_dev(shm_options: &str, template: Option<BorrowedFd<'_>>) -> Result<(), 
     set_attrs(&dev, MOUNT_ATTR_NOSUID)?;
     set_attrs_one(&dev, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)?;
     Ok(())
+}
+
+/// The sandbox's own `/dev/shm`.
+fn mount_shm(path: &Path, options: &str) -> Result<(), SysError> {
+    mount_tmpfs(
+        path,
+        options,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+    )
 }
 
 /// Adds one host directory of the default root, read-only.
@@ -277,8 +601,25 @@ fn add_bind(b: &Bind) -> Result<(), SysError> {
     let source = host_path(b.source.as_path());
     let target = inside(b.target.as_os_str());
     let meta = std::fs::metadata(&source).op_path("stat", b.source.as_path())?;
-    match std::fs::symlink_metadata(&target) {
-        Ok(_) => {}
+    make_mount_point(&target, meta.is_dir())?;
+    bind(&source, &target)?;
+    set_attrs(&target, bind_attrs(b.writable))
+}
+
+/// The attributes of a requested bind mount.
+fn bind_attrs(writable: bool) -> u64 {
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if !writable {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    attrs
+}
+
+/// Makes `target` (and its missing parents) to mount a directory on, or a file, unless
+/// something is there already.
+fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SysError> {
+    match std::fs::symlink_metadata(target) {
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = target.parent() {
                 std::fs::DirBuilder::new()
@@ -287,20 +628,14 @@ fn add_bind(b: &Bind) -> Result<(), SysError> {
                     .create(parent)
                     .op_path("mkdir", parent)?;
             }
-            if meta.is_dir() {
-                make_dir(&target)?;
+            if is_dir {
+                make_dir(target)
             } else {
-                make_file(&target)?;
+                make_file(target)
             }
         }
-        Err(e) => return Err(SysError::from_io("lstat", Some(&target), &e)),
+        Err(e) => Err(SysError::from_io("lstat", Some(target), &e)),
     }
-    bind(&source, &target)?;
-    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if !b.writable {
-        attrs |= MOUNT_ATTR_RDONLY;
-    }
-    set_attrs(&target, attrs)
 }
 
 /// The path of a host path while the host's root is under [`OLD_ROOT`].

@@ -11,7 +11,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{channel, init, Sandboxer, SpareNetns, StartError, Started, ZygoteEnd};
+use super::{channel, init, RootTemplate, Sandboxer, SpareNetns, StartError, Started, ZygoteEnd};
 use crate::protocol::{ProtocolError, SandboxConfig, SpawnRequest, Stdio};
 use crate::sys::{self, Context};
 
@@ -74,10 +74,12 @@ impl Sandboxer {
             self.dev_null.try_clone().op("dup(/dev/null)")?,
         ];
         let (zygote_end, sandbox_end) = channel::pair()?;
+        let template = self.root_template(shape);
         match super::clone(shape, None, spares)? {
             sys::Cloned::Child => {
                 drop(zygote_end);
-                init::run_pooled(self, shape, placeholders, sandbox_end)
+                let template = template.as_deref().map(RootTemplate::fd);
+                init::run_pooled(self, template, shape, placeholders, sandbox_end)
             }
             sys::Cloned::Parent { pid, pidfd } => {
                 drop(sandbox_end);

@@ -163,6 +163,22 @@ impl Daemon {
             .collect()
     }
 
+    /// Spawns `/bin/true` once in a sandbox with the probe's bind, and waits for it: the
+    /// daemon builds a root template with that bind's mount point at the first such
+    /// spawn, and keeps it (an fd) for the next. Fd counts taken after this show what
+    /// spawns of the probe leave behind, not that.
+    pub fn build_probe_template(&self) {
+        let sandbox = SandboxConfig {
+            binds: vec![probe_bind()],
+            ..SandboxConfig::default()
+        };
+        let out = run(
+            &self.client(),
+            SpawnRequest::new("/bin/true").sandbox(sandbox),
+        );
+        assert!(out.verdict.status.success(), "{}", out.stderr);
+    }
+
     /// The daemon's fd count once it has held steady for 100 ms (connections that
     /// clients closed a moment ago are gone by then).
     pub fn steady_fd_count(&self) -> usize {
