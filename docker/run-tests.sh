@@ -127,13 +127,15 @@ not_in_docker=(
     two_networked_children_reach_their_own_host_ends_and_not_each_other
     a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end
     a_shutdown_with_idle_networked_sandboxes_leaves_no_veth
-    # Spare network namespaces: the daemon's helper needs CAP_SYS_ADMIN to unshare one.
+    # Spare network and IPC namespaces: the daemon's helper needs CAP_SYS_ADMIN to
+    # unshare them.
     # In such a container it says it cannot, and each sandbox makes its own, as the
     # whole suite run here shows.
-    network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon
-    # The /dev template: the daemon builds it with the new mount API (fsopen, move_mount),
-    # which needs CAP_SYS_ADMIN in its own user namespace. In such a container each
-    # sandbox builds its own /dev, as the whole suite run here shows.
+    network_and_ipc_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon
+    # The root templates: the daemon builds them with the new mount API (fsopen,
+    # move_mount), which needs CAP_SYS_ADMIN in its own user namespace. In such a
+    # container each sandbox assembles its own root and /dev, as the whole suite run
+    # here shows.
     every_sandbox_attaches_a_copy_of_a_read_only_root_template
 )
 skip_args=()

@@ -323,7 +323,7 @@ fn sigstop_is_refused_rather_than_stopping_only_init() {
 /// no capability over it), the daemon keeps no fd of one it gave out, and the helper ends
 /// with the daemon.
 #[test]
-fn network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
+fn network_and_ipc_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
     require_sandbox!();
     let daemon = Daemon::start();
     let helper = daemon.netns_helper().expect("a hatchery-netns helper");
@@ -331,21 +331,24 @@ fn network_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon() {
         .client()
         .spawn_child(SpawnRequest::new("/bin/sleep").arg("30"))
         .expect("spawn");
-    let sandbox_netns = std::fs::read_link(format!("/proc/{}/ns/net", child.pid)).unwrap();
-    assert_ne!(
-        sandbox_netns,
-        std::fs::read_link("/proc/self/ns/net").unwrap(),
-        "the sandbox has a network namespace of its own"
-    );
-    assert_eq!(
-        common::netns_owner(child.pid),
-        std::fs::read_link("/proc/self/ns/user").unwrap(),
-        "its network namespace was made ahead, in the host's user namespace"
-    );
-    assert!(
-        !daemon.fd_targets().contains(&sandbox_netns),
-        "the daemon holds the namespace it gave out"
-    );
+    let host_user = std::fs::read_link("/proc/self/ns/user").unwrap();
+    for kind in ["net", "ipc"] {
+        let sandbox_ns = std::fs::read_link(format!("/proc/{}/ns/{kind}", child.pid)).unwrap();
+        assert_ne!(
+            sandbox_ns,
+            std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap(),
+            "the sandbox has a {kind} namespace of its own"
+        );
+        assert_eq!(
+            common::namespace_owner(child.pid, kind),
+            host_user,
+            "its {kind} namespace was made ahead, in the host's user namespace"
+        );
+        assert!(
+            !daemon.fd_targets().contains(&sandbox_ns),
+            "the daemon holds the {kind} namespace it gave out"
+        );
+    }
     child.kill().expect("kill");
     child.wait().expect("wait");
     assert!(daemon.stop().success());

@@ -13,8 +13,8 @@ mod exec;
 mod ids;
 mod init;
 mod mounts;
-pub mod netns;
 pub mod pool;
+pub mod spares;
 pub mod timeline;
 pub mod validate;
 
@@ -33,7 +33,7 @@ use mounts::RootTemplate;
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
-pub use netns::SpareNetns;
+pub use spares::SpareNamespaces;
 
 /// A named step of the sandbox setup, in the order the init performs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,7 +266,7 @@ impl Sandboxer {
         passed: Vec<OwnedFd>,
         cgroup: Option<&SandboxCgroup>,
         workload: Workload,
-        spares: Option<&mut SpareNetns>,
+        spares: Option<&mut SpareNamespaces>,
     ) -> Result<Started, StartError> {
         Sandboxer::check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
@@ -331,11 +331,11 @@ impl Sandboxer {
             .map(|templates| templates.for_sandbox(config))
     }
 
-    /// Starts the helper that makes network namespaces ahead (see [`netns`]). The
+    /// Starts the helper that makes network and IPC namespaces ahead (see [`spares`]). The
     /// caller must be single-threaded; this is checked, and refused otherwise.
-    pub fn start_spare_netns(&self) -> Result<SpareNetns, StartError> {
+    pub fn start_spare_namespaces(&self) -> Result<SpareNamespaces, StartError> {
         Sandboxer::check_single_threaded()?;
-        Ok(SpareNetns::start(self.dev_null.as_fd())?)
+        Ok(SpareNamespaces::start(self.dev_null.as_fd())?)
     }
 
     /// The workload's ends of its stdio, and the client's ends of the pipes (the fourth,
@@ -402,19 +402,18 @@ impl Sandboxer {
     }
 }
 
-/// Clones a sandbox of `config` into its namespaces: a network namespace of `spares` if
-/// one is ready, else a new one.
+/// Clones a sandbox of `config` into its namespaces: the network and IPC namespaces of
+/// `spares` if a pair is ready (and it has a network namespace), else new ones.
 fn clone(
     config: &SandboxConfig,
     cgroup: Option<std::os::fd::BorrowedFd<'_>>,
-    spares: Option<&mut SpareNetns>,
+    spares: Option<&mut SpareNamespaces>,
 ) -> Result<sys::Cloned, SysError> {
     let flags = namespaces(config);
-    let new_net = libc::CLONE_NEWNET as u64;
-    if flags & new_net != 0 {
+    if flags & spares::FLAGS == spares::FLAGS {
         if let Some(spares) = spares {
-            if let Some(netns) = spares.take() {
-                return spares.clone_into(netns, || sys::clone3(flags & !new_net, cgroup));
+            if let Some(pair) = spares.take() {
+                return spares.clone_into(pair, || sys::clone3(flags & !spares::FLAGS, cgroup));
             }
         }
     }

@@ -11,7 +11,9 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{channel, init, RootTemplate, Sandboxer, SpareNetns, StartError, Started, ZygoteEnd};
+use super::{
+    channel, init, RootTemplate, Sandboxer, SpareNamespaces, StartError, Started, ZygoteEnd,
+};
 use crate::protocol::{ProtocolError, SandboxConfig, SpawnRequest, Stdio};
 use crate::sys::{self, Context};
 
@@ -64,7 +66,7 @@ impl Sandboxer {
     pub fn start_idle(
         &self,
         shape: &SandboxConfig,
-        spares: Option<&mut SpareNetns>,
+        spares: Option<&mut SpareNamespaces>,
     ) -> Result<Idle, StartError> {
         Sandboxer::check_single_threaded()?;
         // Its stdio until it has a request: /dev/null, never a zygote fd.

@@ -33,8 +33,8 @@ use crate::protocol::{
 };
 use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
-    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNetns, StartError, Started,
-    WorkloadUsage, ZygoteEnd,
+    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNamespaces, StartError,
+    Started, WorkloadUsage, ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
@@ -130,7 +130,7 @@ pub struct Zygote {
     pool: WarmPool,
     /// Network namespaces made ahead; `None` before serving, in an embedded zygote,
     /// and where they cannot be made.
-    spare_netns: Option<SpareNetns>,
+    spare_namespaces: Option<SpareNamespaces>,
 }
 
 /// A sandbox the daemon is responsible for until it is reaped.
@@ -198,7 +198,7 @@ impl Zygote {
             .transpose()
             .map_err(ZygoteError::Network)?;
         Ok(Zygote {
-            spare_netns: None,
+            spare_namespaces: None,
             pool,
             sandboxer,
             entries,
@@ -214,10 +214,10 @@ impl Zygote {
     pub fn serve(mut self, path: &Path) -> Result<(), ZygoteError> {
         // A daemon (not the embedded zygote of one `hatchery run`) makes its network
         // namespaces ahead; its helper is there before the socket is.
-        match self.sandboxer.start_spare_netns() {
-            Ok(spares) => self.spare_netns = Some(spares),
+        match self.sandboxer.start_spare_namespaces() {
+            Ok(spares) => self.spare_namespaces = Some(spares),
             Err(e) => {
-                tracing::info!(error = %crate::error_chain(&e), "no spare network namespaces")
+                tracing::info!(error = %crate::error_chain(&e), "no spare network and IPC namespaces")
             }
         }
         let listener = Listener::bind(path, &self.access)?;
@@ -298,7 +298,7 @@ enum Source {
     Listener,
     Conn(u64),
     Child(i32),
-    SpareNetns,
+    SpareNamespaces,
 }
 
 struct Server {
@@ -386,7 +386,7 @@ impl Server {
                 self.zygote.pool.refill_one(
                     &self.zygote.sandboxer,
                     self.zygote.network.as_mut(),
-                    self.zygote.spare_netns.as_mut(),
+                    self.zygote.spare_namespaces.as_mut(),
                 );
             }
             for (source, flags) in ready {
@@ -395,11 +395,11 @@ impl Server {
                     Source::Listener => self.on_listener(),
                     Source::Conn(conn) => self.on_connection(conn, flags),
                     Source::Child(pid) => self.on_reports(pid),
-                    Source::SpareNetns => self.on_spare_netns(),
+                    Source::SpareNamespaces => self.on_spare_namespaces(),
                 }
             }
             let quiet = !self.starting();
-            if let Some(spares) = self.zygote.spare_netns.as_mut() {
+            if let Some(spares) = self.zygote.spare_namespaces.as_mut() {
                 spares.replenish(quiet);
             }
             self.enforce_limits();
@@ -438,11 +438,11 @@ impl Server {
         }
         if let Some(fd) = self
             .zygote
-            .spare_netns
+            .spare_namespaces
             .as_ref()
-            .and_then(SpareNetns::awaited)
+            .and_then(SpareNamespaces::awaited)
         {
-            sources.push(Source::SpareNetns);
+            sources.push(Source::SpareNamespaces);
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let timeout = match self.next_check() {
@@ -504,13 +504,13 @@ impl Server {
 
     /// Takes the spare network namespaces the helper has made; without a helper that can
     /// make them, sandboxes make their own from now on.
-    fn on_spare_netns(&mut self) {
-        let Some(spares) = &mut self.zygote.spare_netns else {
+    fn on_spare_namespaces(&mut self) {
+        let Some(spares) = &mut self.zygote.spare_namespaces else {
             return;
         };
         if let Err(why) = spares.receive(&mut self.buf) {
-            tracing::info!(%why, "no spare network namespaces: each sandbox makes its own");
-            self.zygote.spare_netns = None;
+            tracing::info!(%why, "no spare network and IPC namespaces: each sandbox makes its own");
+            self.zygote.spare_namespaces = None;
         }
     }
 
@@ -836,7 +836,7 @@ impl Server {
                         fds,
                         enforcement.cgroup.as_ref(),
                         workload,
-                        self.zygote.spare_netns.as_mut(),
+                        self.zygote.spare_namespaces.as_mut(),
                     )
                     .map(|sandbox| (sandbox, None))
             }

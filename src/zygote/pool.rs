@@ -15,7 +15,7 @@ use crate::limits::LimitPolicy;
 use crate::network::{Lease, Network};
 use crate::protocol::{Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
 use crate::sandbox::pool::Idle;
-use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer, SpareNetns};
+use crate::sandbox::{validate, FromSandbox, Pending, Sandboxer, SpareNamespaces};
 
 /// How long a shape's refill pauses after one of its sandboxes died while idle (a bind
 /// source removed, say), so that a broken shape does not keep the loop cloning.
@@ -264,7 +264,7 @@ impl WarmPool {
         &mut self,
         sandboxer: &Sandboxer,
         network: Option<&mut Network>,
-        spares: Option<&mut SpareNetns>,
+        spares: Option<&mut SpareNamespaces>,
     ) {
         let now = Instant::now();
         let Some(index) = self.next_to_fill(now) else {

@@ -303,22 +303,22 @@ fn state_and_parent(dir: &Path) -> Option<(char, i32)> {
 }
 
 /// How many network namespaces a daemon keeps made ahead, at most.
-pub const SPARE_NETNS: usize = hatchery::sandbox::netns::SPARES;
+pub const SPARE_NETNS: usize = hatchery::sandbox::spares::SPARES;
 
 /// Whether `pid` is a daemon's helper that makes network namespaces ahead.
 pub fn is_netns_helper(pid: i32) -> bool {
-    let name = hatchery::sandbox::netns::HELPER_NAME.to_bytes();
+    let name = hatchery::sandbox::spares::HELPER_NAME.to_bytes();
     std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_ascii_end() == name)
 }
 
-/// The user namespace that owns the network namespace of process `pid`
+/// The user namespace that owns the namespace `kind` (`net`, `ipc`) of process `pid`
 /// (`ioctl(NS_GET_USERNS)`), as its `user:[inode]` link.
-pub fn netns_owner(pid: i32) -> PathBuf {
+pub fn namespace_owner(pid: i32, kind: &str) -> PathBuf {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open ns/net");
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).expect("open ns");
     // SAFETY: NS_GET_USERNS takes no argument and returns a new fd, or -1.
-    let owner = unsafe { libc::ioctl(netns.as_raw_fd(), NS_GET_USERNS) };
+    let owner = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) };
     assert!(
         owner >= 0,
         "NS_GET_USERNS: {}",

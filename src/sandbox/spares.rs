@@ -1,23 +1,25 @@
-//! Spare network namespaces, made ahead by a helper process so that creating one is not
-//! on a spawn's critical path.
+//! Spare network and IPC namespaces, made ahead by a helper process so that creating
+//! them is not on a spawn's critical path.
 //!
 //! A new network namespace is the dearest part of a sandbox's `clone3` (about half a
 //! millisecond here, most of it the kernel initialising every network subsystem for
-//! it). The daemon forks a small helper once, `hatchery-netns`, that makes namespaces
-//! on request while the daemon and the sandboxes use the other CPU: `unshare
-//! (CLONE_NEWNET)`, `lo` up, an fd of the namespace sent to the daemon, then back to
-//! its own namespace, so that it holds none it made. The daemon keeps [`SPARES`] of them
-//! and clones a sandbox into one with `setns` before its `clone3` (which then omits
-//! `CLONE_NEWNET`) and back after; it closes its fd of the namespace right away, so the
-//! namespace lives exactly as long as the sandbox. It asks for replacements once no
+//! it), and an IPC namespace the next dearest (some 20–50 µs: its sysctls and its
+//! internal `mqueue` mount). The daemon forks a small helper once, `hatchery-netns`,
+//! that makes a pair of them on request while the daemon and the sandboxes use the
+//! other CPU: `unshare(CLONE_NEWNET | CLONE_NEWIPC)`, `lo` up, an fd of each sent to
+//! the daemon, then back to its own namespaces, so that it holds none it made. The
+//! daemon keeps [`SPARES`] pairs and clones a sandbox into one with `setns` before its
+//! `clone3` (which then omits [`FLAGS`]) and back after; it closes its fds of them right
+//! away, so they live exactly as long as the sandbox. It asks for replacements once no
 //! sandbox is being set up (or when none is left): a spawn's new init would otherwise
 //! wait for the CPU the helper is busy on.
 //!
-//! Such a namespace belongs to the host's user namespace, not the sandbox's: the
-//! sandbox holds no capability over it, even before it drops its own, which is strictly
-//! less than a namespace of its own would give it. Where the helper cannot make
-//! namespaces (no `CAP_SYS_ADMIN`: a container, an unprivileged daemon), it says so
-//! once and every sandbox makes its own, as without spares.
+//! Such namespaces belong to the host's user namespace, not the sandbox's: the sandbox
+//! holds no capability over them, even before it drops its own, which is strictly less
+//! than namespaces of its own would give it (it cannot change the IPC limits of its
+//! namespace, say). Where the helper cannot make namespaces (no `CAP_SYS_ADMIN`: a
+//! container, an unprivileged daemon), it says so once and every sandbox makes its
+//! own, as without spares.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -28,9 +30,12 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{self, RecvBuffer};
 use crate::sys::{self, Context, SysError};
 
-/// How many namespaces the daemon keeps ready: one for the next spawn, one for a
-/// second client's spawn while the helper makes the next.
+/// How many pairs the daemon keeps ready: one for the next spawn, one for a second
+/// client's spawn while the helper makes the next.
 pub const SPARES: usize = 2;
+
+/// The namespaces a spare pair gives a sandbox, which its `clone3` then omits.
+pub const FLAGS: u64 = (libc::CLONE_NEWNET | libc::CLONE_NEWIPC) as u64;
 
 /// The helper's command name (`/proc/PID/comm`).
 pub const HELPER_NAME: &std::ffi::CStr = c"hatchery-netns";
@@ -38,29 +43,52 @@ pub const HELPER_NAME: &std::ffi::CStr = c"hatchery-netns";
 /// The helper's answer to one request.
 #[derive(Debug, Serialize, Deserialize)]
 enum Made {
-    /// A namespace, its fd attached.
-    Namespace,
+    /// A pair, the network namespace's fd then the IPC namespace's attached.
+    Namespaces,
     /// It cannot make namespaces; it exits after saying so.
     Failed(SysError),
 }
 
-/// The daemon's side: the helper, and the namespaces it has made and not yet given out.
+/// A network and an IPC namespace for one sandbox (or the daemon's own pair).
 #[derive(Debug)]
-pub struct SpareNetns {
+pub struct Pair {
+    net: OwnedFd,
+    ipc: OwnedFd,
+}
+
+impl Pair {
+    /// The calling thread's own.
+    fn own() -> Result<Pair, SysError> {
+        Ok(Pair {
+            net: own_netns()?,
+            ipc: own_namespace("ipc")?,
+        })
+    }
+
+    /// Moves the calling thread into them.
+    fn enter(&self) -> Result<(), SysError> {
+        nix::sched::setns(&self.net, CloneFlags::CLONE_NEWNET).op("setns(CLONE_NEWNET)")?;
+        nix::sched::setns(&self.ipc, CloneFlags::CLONE_NEWIPC).op("setns(CLONE_NEWIPC)")
+    }
+}
+
+/// The daemon's side: the helper, and the pairs it has made and not yet given out.
+#[derive(Debug)]
+pub struct SpareNamespaces {
     helper: OwnedFd,
     socket: OwnedFd,
-    /// The daemon's own network namespace, to return to after each clone.
-    home: OwnedFd,
-    ready: Vec<OwnedFd>,
+    /// The daemon's own namespaces, to return to after each clone.
+    home: Pair,
+    ready: Vec<Pair>,
     /// Requests sent that the helper has not answered yet.
     asked: usize,
 }
 
-impl SpareNetns {
+impl SpareNamespaces {
     /// Forks the helper and asks it for the first namespaces. The caller must be
     /// single-threaded.
-    pub fn start(dev_null: BorrowedFd<'_>) -> Result<SpareNetns, SysError> {
-        let home = own_netns()?;
+    pub fn start(dev_null: BorrowedFd<'_>) -> Result<SpareNamespaces, SysError> {
+        let home = Pair::own()?;
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
             nix::sys::socket::SockType::SeqPacket,
@@ -75,7 +103,7 @@ impl SpareNetns {
                 helper(theirs, home, dev_null, daemon)
             }
             sys::Cloned::Parent { pidfd, .. } => {
-                let mut spares = SpareNetns {
+                let mut spares = SpareNamespaces {
                     helper: pidfd,
                     socket: ours,
                     home,
@@ -98,13 +126,14 @@ impl SpareNetns {
     pub fn receive(&mut self, buf: &mut RecvBuffer) -> Result<(), String> {
         loop {
             match protocol::recv::<Made>(self.socket.as_fd(), buf, true) {
-                Ok(Some((Made::Namespace, mut fds))) if fds.len() == 1 => {
+                Ok(Some((Made::Namespaces, fds))) if fds.len() == 2 => {
                     self.asked = self.asked.saturating_sub(1);
-                    self.ready.extend(fds.pop());
+                    let [net, ipc]: [OwnedFd; 2] = fds.try_into().expect("two fds");
+                    self.ready.push(Pair { net, ipc });
                 }
                 Ok(Some((Made::Failed(error), _))) => return Err(crate::error_chain(&error)),
-                Ok(Some((Made::Namespace, fds))) => {
-                    return Err(format!("the helper sent {} fds, not one", fds.len()))
+                Ok(Some((Made::Namespaces, fds))) => {
+                    return Err(format!("the helper sent {} fds, not two", fds.len()))
                 }
                 Ok(None) => return Err("the helper is gone".into()),
                 Err(protocol::ProtocolError::Io(e)) if e.errno() == Errno::EAGAIN => return Ok(()),
@@ -113,9 +142,9 @@ impl SpareNetns {
         }
     }
 
-    /// A spare namespace, if one is ready. Its replacement is asked for by
-    /// [`SpareNetns::replenish`].
-    pub fn take(&mut self) -> Option<OwnedFd> {
+    /// A spare pair, if one is ready. Its replacement is asked for by
+    /// [`SpareNamespaces::replenish`].
+    pub fn take(&mut self) -> Option<Pair> {
         self.ready.pop()
     }
 
@@ -128,20 +157,31 @@ impl SpareNetns {
         }
     }
 
-    /// Runs `clone` (a `clone3` without `CLONE_NEWNET`) in the network namespace
-    /// `netns`, then returns to the daemon's own; the child stays in `netns`. A daemon
-    /// that cannot return aborts rather than go on serving from a sandbox's namespace.
+    /// Runs `clone` (a `clone3` without [`FLAGS`]) in the namespaces `spare`, then
+    /// returns to the daemon's own; the child stays in `spare`. A daemon that cannot
+    /// return aborts rather than go on serving from a sandbox's namespaces.
     pub fn clone_into(
         &self,
-        netns: OwnedFd,
+        spare: Pair,
         clone: impl FnOnce() -> Result<sys::Cloned, SysError>,
     ) -> Result<sys::Cloned, SysError> {
-        nix::sched::setns(&netns, CloneFlags::CLONE_NEWNET).op("setns(spare, CLONE_NEWNET)")?;
+        if let Err(e) = spare.enter() {
+            self.return_home();
+            return Err(e);
+        }
         let cloned = clone();
         if !matches!(cloned, Ok(sys::Cloned::Child)) {
-            return_to(&self.home);
+            self.return_home();
         }
         cloned
+    }
+
+    /// Back to the daemon's own namespaces, or abort.
+    fn return_home(&self) {
+        if let Err(e) = self.home.enter() {
+            tracing::error!(error = %e, "cannot return to the daemon's namespaces");
+            std::process::abort();
+        }
     }
 
     /// Asks the helper for as many namespaces as are missing.
@@ -156,7 +196,7 @@ impl SpareNetns {
     }
 }
 
-impl Drop for SpareNetns {
+impl Drop for SpareNamespaces {
     /// Ends the helper and reaps it (unless the daemon's own reaping got there first);
     /// the spare namespaces go with their fds.
     fn drop(&mut self) {
@@ -167,12 +207,18 @@ impl Drop for SpareNetns {
 
 /// An fd of this thread's network namespace, to come back to with [`return_to`].
 pub(crate) fn own_netns() -> Result<OwnedFd, SysError> {
+    own_namespace("net")
+}
+
+/// An fd of this thread's namespace of `kind` (`net`, `ipc`).
+fn own_namespace(kind: &str) -> Result<OwnedFd, SysError> {
+    let path = format!("/proc/thread-self/ns/{kind}");
     nix::fcntl::open(
-        "/proc/thread-self/ns/net",
+        path.as_str(),
         nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .op_path("open", "/proc/thread-self/ns/net")
+    .op_path("open", &path)
 }
 
 /// Returns the daemon to its own network namespace `home` after it worked in another;
@@ -184,15 +230,19 @@ pub(crate) fn return_to(home: &OwnedFd) {
     }
 }
 
-/// The helper's whole life: one namespace per request byte, until the daemon hangs up
-/// or dies. Never returns.
-fn helper(socket: OwnedFd, home: OwnedFd, dev_null: BorrowedFd<'_>, daemon: nix::unistd::Pid) -> ! {
+/// The helper's whole life: one pair per request byte, until the daemon hangs up or
+/// dies. Never returns.
+fn helper(socket: OwnedFd, home: Pair, dev_null: BorrowedFd<'_>, daemon: nix::unistd::Pid) -> ! {
     let _ = nix::sys::prctl::set_name(HELPER_NAME);
     // Nothing of the daemon's but its stdio slots (on /dev/null) and these two fds.
     let kept = (0..=2)
         .try_for_each(|slot| sys::dup_onto(dev_null, slot))
         .and_then(|()| {
-            let mut keep = [socket.as_raw_fd(), home.as_raw_fd()];
+            let mut keep = [
+                socket.as_raw_fd(),
+                home.net.as_raw_fd(),
+                home.ipc.as_raw_fd(),
+            ];
             keep.sort_unstable();
             sys::close_from_but(3, &keep)
         });
@@ -223,7 +273,11 @@ fn helper(socket: OwnedFd, home: OwnedFd, dev_null: BorrowedFd<'_>, daemon: nix:
             Err(_) => sys::exit_now(1),
         }
         let sent = match make(&home) {
-            Ok(netns) => protocol::send(socket.as_fd(), &Made::Namespace, &[netns.as_fd()]),
+            Ok(pair) => protocol::send(
+                socket.as_fd(),
+                &Made::Namespaces,
+                &[pair.net.as_fd(), pair.ipc.as_fd()],
+            ),
             Err(error) => {
                 let _ = protocol::send(socket.as_fd(), &Made::Failed(error), &[]);
                 sys::exit_now(1)
@@ -235,11 +289,12 @@ fn helper(socket: OwnedFd, home: OwnedFd, dev_null: BorrowedFd<'_>, daemon: nix:
     }
 }
 
-/// One namespace with `lo` up, as a fd; the helper is back in `home` after it.
-fn make(home: &OwnedFd) -> Result<OwnedFd, SysError> {
-    nix::sched::unshare(CloneFlags::CLONE_NEWNET).op("unshare(CLONE_NEWNET)")?;
-    let made = sys::loopback_up().and_then(|()| own_netns());
-    if nix::sched::setns(home, CloneFlags::CLONE_NEWNET).is_err() {
+/// One pair, its network namespace with `lo` up; the helper is back in `home` after it.
+fn make(home: &Pair) -> Result<Pair, SysError> {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWIPC)
+        .op("unshare(CLONE_NEWNET | CLONE_NEWIPC)")?;
+    let made = sys::loopback_up().and_then(|()| Pair::own());
+    if home.enter().is_err() {
         // Whatever it made next would hold this one alive.
         sys::exit_now(1)
     }
