@@ -23,7 +23,9 @@
 //! `HATCHERY_BENCH_ONLY` (comma-separated parts of system names: only the latency of
 //! those systems, e.g. `fresh,pool,clone3`; for iteration, not for figures),
 //! `HATCHERY_BENCH_DAEMON_LOG` (the daemons' `RUST_LOG`, `error` by default;
-//! `hatchery=debug` logs each sandbox's setup timeline on stderr).
+//! `hatchery=debug` logs each sandbox's setup timeline on stderr),
+//! `HATCHERY_BENCH_SETTLE_MS` (an untimed pause after each timed spawn, default 0: see
+//! `settle`).
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -131,6 +133,22 @@ impl Drop for Daemon {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+    }
+}
+
+/// The pause after each timed spawn, untimed (`HATCHERY_BENCH_SETTLE_MS`, default 0):
+/// what a system leaves running once its spawn has returned (the kernel's teardown of
+/// its namespaces, a sandbox's init exiting after its `Exited`, the warm pool's refill
+/// 3 ms after an exec) finishes in it, not during the next system's measurement; but
+/// the CPUs also go idle in it, and every spawn then pays for waking them
+/// (docs/performance.md compares both).
+fn settle() {
+    static PAUSE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        Duration::from_millis(env_number("HATCHERY_BENCH_SETTLE_MS", 0) as u64)
+    });
+    if !pause.is_zero() {
+        std::thread::sleep(*pause);
     }
 }
 
@@ -531,6 +549,7 @@ fn latency(systems: &[System], workload: Workload, runs: usize) -> Vec<Measured>
             let start = Instant::now();
             (runners[at].1)();
             samples[at].push(start.elapsed());
+            settle();
         }
     }
     runners
@@ -587,6 +606,7 @@ fn breakdown(fresh: &Path, pooled: &Path, runs: usize) -> Vec<Breakdown> {
             assert!(child.wait().expect("wait").status.success());
             halves[at].0.push(ms(spawned));
             halves[at].1.push(ms(start.elapsed() - spawned));
+            settle();
         }
     }
     cases
