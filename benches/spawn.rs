@@ -144,9 +144,8 @@ impl Drop for Daemon {
 /// (docs/performance.md compares both).
 fn settle() {
     static PAUSE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    let pause = PAUSE.get_or_init(|| {
-        Duration::from_millis(env_number("HATCHERY_BENCH_SETTLE_MS", 0) as u64)
-    });
+    let pause = PAUSE
+        .get_or_init(|| Duration::from_millis(env_number("HATCHERY_BENCH_SETTLE_MS", 0) as u64));
     if !pause.is_zero() {
         std::thread::sleep(*pause);
     }

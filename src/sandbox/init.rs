@@ -433,11 +433,13 @@ fn supervise(
     }
     // Signals held since the start of the setup are delivered, and forwarded, now.
     let _ = sys::sigprocmask(libc::SIG_UNBLOCK, forwarded());
+    // Opened now, while the workload runs, so that its exit's report waits for one read.
+    let last_pid = open_last_pid();
 
     loop {
         match sys::wait_any() {
             Ok((pid, status)) if pid == workload => {
-                finish(channel, ExitStatus::from_wait_status(status));
+                finish(channel, ExitStatus::from_wait_status(status), last_pid.as_ref());
             }
             // An orphan reparented to us: reaped, nothing to report.
             Ok(_) | Err(Errno::EINTR) => continue,
@@ -449,8 +451,8 @@ fn supervise(
 /// Ends whatever else runs in the sandbox, then reports the workload's status (so that
 /// the client may learn of the exit before the init's own exit and the namespaces'
 /// teardown) and exits with it.
-fn finish(channel: &SandboxEnd, status: ExitStatus) -> ! {
-    let tasks_started = tasks_started();
+fn finish(channel: &SandboxEnd, status: ExitStatus, last_pid: Option<&OwnedFd>) -> ! {
+    let tasks_started = last_pid.and_then(tasks_started);
     // Pid 1 is the init, pid 2 the workload: with no other pid ever handed out (pids are
     // not reused below 300 once they wrap), nothing else is left.
     if tasks_started != Some(2) {
@@ -478,10 +480,24 @@ fn end_every_other_process() {
     }
 }
 
-/// How many processes and threads were ever started in this pid namespace: pids are
-/// handed out in order from 1 and not reused before they wrap at `pid_max`.
-fn tasks_started() -> Option<u64> {
-    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+/// `/proc/sys/kernel/ns_last_pid`, which shows the last pid handed out in the reader's
+/// pid namespace.
+fn open_last_pid() -> Option<OwnedFd> {
+    nix::fcntl::open(
+        "/proc/sys/kernel/ns_last_pid",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+}
+
+/// How many processes and threads were ever started in this pid namespace, read from
+/// [`open_last_pid`]'s fd: pids are handed out in order from 1 and not reused before
+/// they wrap at `pid_max`.
+fn tasks_started(last_pid: &OwnedFd) -> Option<u64> {
+    let mut number = [0u8; 24];
+    let read = nix::sys::uio::pread(last_pid, &mut number, 0).ok()?;
+    std::str::from_utf8(&number[..read])
         .ok()?
         .trim()
         .parse()

@@ -156,6 +156,7 @@ pub struct Sandboxer {
     signals_to_reset: Vec<i32>,
     /// The roots (and `/dev`) sandboxes attach a copy of, where they could be built.
     root_templates: Option<mounts::RootTemplates>,
+    threads: ThreadCounter,
 }
 
 /// A sandbox whose init has been cloned and released; the workload is not yet exec'd.
@@ -225,6 +226,7 @@ impl Sandboxer {
             last_cap,
             dev_null,
             signals_to_reset: sys::signals_with_disposition().collect(),
+            threads: ThreadCounter::open()?,
             root_templates: match mounts::RootTemplates::build(host_ids) {
                 Ok(template) => Some(template),
                 Err(e) => {
@@ -268,7 +270,7 @@ impl Sandboxer {
         workload: Workload,
         spares: Option<&mut SpareNamespaces>,
     ) -> Result<Started, StartError> {
-        Sandboxer::check_single_threaded()?;
+        self.check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
             tracing::warn!(?layer, "request switches off a sandbox layer");
         }
@@ -334,7 +336,7 @@ impl Sandboxer {
     /// Starts the helper that makes network and IPC namespaces ahead (see [`spares`]). The
     /// caller must be single-threaded; this is checked, and refused otherwise.
     pub fn start_spare_namespaces(&self) -> Result<SpareNamespaces, StartError> {
-        Sandboxer::check_single_threaded()?;
+        self.check_single_threaded()?;
         Ok(SpareNamespaces::start(self.dev_null.as_fd())?)
     }
 
@@ -394,8 +396,8 @@ impl Sandboxer {
     }
 
     /// Refuses to fork from a process with more than one thread.
-    fn check_single_threaded() -> Result<(), StartError> {
-        match thread_count()? {
+    fn check_single_threaded(&self) -> Result<(), StartError> {
+        match self.threads.count()? {
             1 => Ok(()),
             threads => Err(StartError::NotSingleThreaded(threads)),
         }
@@ -436,12 +438,74 @@ fn namespaces(config: &SandboxConfig) -> u64 {
 
 /// The number of threads of this process, from `/proc/self/stat` (field 20).
 pub fn thread_count() -> Result<usize, SysError> {
-    let stat = std::fs::read_to_string("/proc/self/stat").op_path("read", "/proc/self/stat")?;
+    let stat = std::fs::read("/proc/self/stat").op_path("read", "/proc/self/stat")?;
+    threads_in_stat(&stat)
+}
+
+/// Field 20 (`num_threads`) of a `/proc/PID/stat`.
+fn threads_in_stat(stat: &[u8]) -> Result<usize, SysError> {
     // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    after_comm
-        .split_whitespace()
-        .nth(17)
+    let after_comm = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .map_or(&[][..], |end| &stat[end + 1..]);
+    std::str::from_utf8(after_comm)
+        .ok()
+        .and_then(|rest| rest.split_whitespace().nth(17))
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| SysError::with_path("parse", "/proc/self/stat", nix::errno::Errno::EINVAL))
+}
+
+/// Counts this process's threads before each clone: [`thread_count`] from an fd of
+/// `/proc/self/stat` kept open, one `pread` into a buffer on the stack (no path lookup,
+/// no allocation to touch pages shared with live sandboxes).
+#[derive(Debug)]
+struct ThreadCounter(OwnedFd);
+
+impl ThreadCounter {
+    fn open() -> Result<ThreadCounter, SysError> {
+        nix::fcntl::open(
+            "/proc/self/stat",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(ThreadCounter)
+        .op_path("open", "/proc/self/stat")
+    }
+
+    fn count(&self) -> Result<usize, SysError> {
+        let mut stat = [0u8; 2048];
+        let read =
+            nix::sys::uio::pread(&self.0, &mut stat, 0).op_path("read", "/proc/self/stat")?;
+        if read == stat.len() {
+            // Longer than any stat line should be: read it whole.
+            return thread_count();
+        }
+        threads_in_stat(&stat[..read])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_count_is_field_20_counted_from_the_end_of_the_command_name() {
+        let stat = b"4242 (a (b) c) S 1 4242 4242 0 -1 4194560 99 0 0 0 1 2 0 0 20 0 7 0 123 \
+                     4096 1 18446744073709551615";
+        assert_eq!(threads_in_stat(stat).unwrap(), 7);
+        assert!(threads_in_stat(b"4242 (truncated").is_err());
+    }
+
+    /// (Other tests' threads come and go meanwhile: only a floor can be asserted.)
+    #[test]
+    fn the_kept_counter_counts_a_thread_started_after_it_was_opened() {
+        let counter = ThreadCounter::open().unwrap();
+        let spare =
+            std::thread::spawn(|| std::thread::park_timeout(std::time::Duration::from_secs(5)));
+        assert!(counter.count().unwrap() >= 2);
+        assert!(thread_count().unwrap() >= 2);
+        spare.thread().unpark();
+        spare.join().unwrap();
+    }
 }

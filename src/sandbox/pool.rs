@@ -68,7 +68,7 @@ impl Sandboxer {
         shape: &SandboxConfig,
         spares: Option<&mut SpareNamespaces>,
     ) -> Result<Idle, StartError> {
-        Sandboxer::check_single_threaded()?;
+        self.check_single_threaded()?;
         // Its stdio until it has a request: /dev/null, never a zygote fd.
         let placeholders = [
             self.dev_null.try_clone().op("dup(/dev/null)")?,
