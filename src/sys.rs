@@ -10,7 +10,6 @@ use std::ffi::CStr;
 use std::fmt;
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
@@ -757,48 +756,19 @@ pub fn wait_any() -> Result<(i32, i32), Errno> {
     Ok((pid, status))
 }
 
-/// The pid that the sandbox init forwards signals to (0: none yet).
-static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward_signal(signal: libc::c_int) {
-    let pid = FORWARD_TO.load(Ordering::Relaxed);
-    if pid > 0 {
-        // SAFETY: kill(2) is async-signal-safe; errno is saved and restored around it.
-        unsafe {
-            let saved = *libc::__errno_location();
-            libc::kill(pid, signal);
-            *libc::__errno_location() = saved;
-        }
-    }
-}
-
-/// Makes this process forward `signals` to the pid set with [`set_forward_target`].
-///
-/// Used by the sandbox init: as PID 1 of its namespace it would otherwise ignore them.
-/// Handlers reset to the default on execve, so the workload is not affected.
-pub fn install_signal_forwarding(signals: &[i32]) -> Result<(), SysError> {
-    for &signal in signals {
-        set_handler(signal, forward_signal as *const () as libc::sighandler_t)?;
-    }
-    Ok(())
-}
-
-fn set_handler(signal: i32, handler: libc::sighandler_t) -> Result<(), SysError> {
-    // SAFETY: sigaction is plain old data; all-zero is a valid value.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = handler;
-    action.sa_flags = libc::SA_RESTART;
-    // SAFETY: `action` is initialised; the handler only reads an atomic and calls
-    // kill(2), both async-signal-safe.
-    if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } == -1 {
-        return Err(SysError::new(format!("sigaction({signal})"), Errno::last()));
-    }
-    Ok(())
-}
-
 /// `sigprocmask(how, signals)` with raw signal numbers (realtime ones included, which
 /// nix's `Signal` does not name).
 pub fn sigprocmask(how: libc::c_int, signals: &[i32]) -> Result<(), SysError> {
+    let set = sigset(signals);
+    // SAFETY: `set` is initialised; the old mask is not wanted.
+    if unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) } == -1 {
+        return Err(SysError::new("sigprocmask", Errno::last()));
+    }
+    Ok(())
+}
+
+/// A `sigset_t` of raw signal numbers.
+fn sigset(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t for these calls.
@@ -808,16 +778,67 @@ pub fn sigprocmask(how: libc::c_int, signals: &[i32]) -> Result<(), SysError> {
             libc::sigaddset(&mut set, signal);
         }
     }
-    // SAFETY: `set` is initialised; the old mask is not wanted.
-    if unsafe { libc::sigprocmask(how, &set, std::ptr::null_mut()) } == -1 {
-        return Err(SysError::new("sigprocmask", Errno::last()));
+    set
+}
+
+/// A signalfd (close-on-exec) of the raw signal numbers `signals`, which the caller
+/// holds blocked: one fd to read them from, instead of a handler for each.
+pub fn signalfd(signals: &[i32]) -> Result<OwnedFd, SysError> {
+    let set = sigset(signals);
+    // SAFETY: `set` is initialised; -1 asks for a new fd.
+    new_fd(
+        unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) } as libc::c_long,
+        "signalfd",
+    )
+}
+
+/// The number of the next signal read from the signalfd `fd`, waiting for one.
+pub fn read_signal(fd: BorrowedFd<'_>) -> Result<i32, Errno> {
+    // SAFETY: signalfd_siginfo is plain old data; all-zero is a valid value.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is valid for writes of `size` bytes.
+    let read = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            &mut info as *mut libc::signalfd_siginfo as *mut libc::c_void,
+            size,
+        )
+    };
+    match read {
+        -1 => Err(Errno::last()),
+        read if read as usize == size => Ok(info.ssi_signo as i32),
+        _ => Err(Errno::EIO),
+    }
+}
+
+/// `kill(pid, signal)` with a raw signal number (realtime ones included).
+pub fn send_signal(pid: i32, signal: i32) -> Result<(), Errno> {
+    // SAFETY: kill takes plain integers.
+    if unsafe { libc::kill(pid, signal) } == -1 {
+        return Err(Errno::last());
     }
     Ok(())
 }
 
-/// Sets the pid that forwarded signals go to.
-pub fn set_forward_target(pid: i32) {
-    FORWARD_TO.store(pid, Ordering::Relaxed);
+/// `wait4(-1, WNOHANG | __WALL)`: a child that has ended, if one has, with its raw
+/// status.
+pub fn reap_any_ended() -> Result<Option<(i32, i32)>, Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is valid for the call; no rusage is asked for.
+    let pid = unsafe {
+        libc::wait4(
+            -1,
+            &mut status,
+            libc::WNOHANG | libc::__WALL,
+            std::ptr::null_mut(),
+        )
+    };
+    match pid {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        pid => Ok(Some((pid, status))),
+    }
 }
 
 /// `_exit(2)`: ends the process at once, running no destructors or atexit handlers

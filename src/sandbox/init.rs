@@ -25,14 +25,13 @@ use crate::sys::{self, Context, SysError};
 
 /// Signals the init forwards to the workload: every one it can catch (as PID 1 it would
 /// ignore them), but `SIGCHLD`, which is its own, glibc's internal 32 and 33, and the
-/// synchronous fault signals: a handler that returns from a real fault of the init would
-/// run the faulting instruction again, forever. `SIGKILL` and `SIGSTOP` cannot be caught:
-/// they act on the init itself, and `SIGKILL` to the init ends the whole sandbox.
-pub(super) fn forwarded() -> &'static [i32] {
-    static FORWARDED: std::sync::LazyLock<Vec<i32>> = std::sync::LazyLock::new(forwardable);
-    &FORWARDED
-}
-
+/// synchronous fault signals (a real fault of the init must end it, not be read and
+/// passed on). `SIGKILL` and `SIGSTOP` cannot be caught: they act on the init itself,
+/// and `SIGKILL` to the init ends the whole sandbox.
+///
+/// The init holds them blocked, with `SIGCHLD`, from the start of its setup (see
+/// [`held`]), and once the workload runs reads them all from one signalfd: none is lost
+/// meanwhile, and no handler is installed (a `sigaction` for each of some fifty).
 fn forwardable() -> Vec<i32> {
     const NOT_FORWARDED: [i32; 9] = [
         libc::SIGCHLD,
@@ -48,6 +47,17 @@ fn forwardable() -> Vec<i32> {
     sys::signals_with_disposition()
         .filter(|s| !NOT_FORWARDED.contains(s))
         .collect()
+}
+
+/// The signals the init holds blocked from the start of its setup: those it forwards
+/// ([`forwardable`]) and `SIGCHLD`.
+pub(super) fn held() -> &'static [i32] {
+    static HELD: std::sync::LazyLock<Vec<i32>> = std::sync::LazyLock::new(|| {
+        let mut held = forwardable();
+        held.push(libc::SIGCHLD);
+        held
+    });
+    &HELD
 }
 
 /// The fd the init keeps its channel on; everything above it is closed.
@@ -291,7 +301,7 @@ fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
 /// defaults and needs only to unblock.
 fn hold_signals(sandboxer: &Sandboxer) -> Result<(), SysError> {
     sys::reset_signals(&sandboxer.signals_to_reset)?;
-    sys::sigprocmask(libc::SIG_SETMASK, forwarded())
+    sys::sigprocmask(libc::SIG_SETMASK, held())
 }
 
 /// The exec's C strings, built while allocating is still harmless; or the entry, with
@@ -328,11 +338,6 @@ fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
         setrlimit(Resource::RLIMIT_FSIZE, bytes, bytes).op("setrlimit(RLIMIT_FSIZE)")?;
     }
     Ok(())
-}
-
-/// As PID 1 the init would ignore these signals; it passes them on to the workload.
-fn forward_signals() -> Result<(), SysError> {
-    sys::install_signal_forwarding(forwarded())
 }
 
 /// A new session: no controlling terminal, so `TIOCSTI` has nothing to inject into.
@@ -424,25 +429,40 @@ fn supervise(
     }
     drop(exec_read);
 
-    // Only now, off the path of the exec's report: until the forwarding is in place the
-    // signals stay held, none is lost.
-    sys::set_forward_target(workload);
-    if let Err(error) = forward_signals() {
+    // Only now, off the path of the exec's report: the signals held since the start of
+    // the setup (see `held`) are read from here on, the workload's end (SIGCHLD) and
+    // those to forward alike.
+    let signals = match sys::signalfd(held()) {
+        Ok(signals) => signals,
         // Exiting ends the pid namespace, the workload with it.
-        fail(channel, Step::SignalForwarding, error)
-    }
-    // Signals held since the start of the setup are delivered, and forwarded, now.
-    let _ = sys::sigprocmask(libc::SIG_UNBLOCK, forwarded());
+        Err(error) => fail(channel, Step::SignalForwarding, error),
+    };
     // Opened now, while the workload runs, so that its exit's report waits for one read.
     let last_pid = open_last_pid();
 
     loop {
-        match sys::wait_any() {
-            Ok((pid, status)) if pid == workload => {
-                finish(channel, ExitStatus::from_wait_status(status), last_pid.as_ref());
+        match sys::read_signal(signals.as_fd()) {
+            Ok(libc::SIGCHLD) => loop {
+                match sys::reap_any_ended() {
+                    Ok(Some((pid, status))) if pid == workload => {
+                        finish(
+                            channel,
+                            ExitStatus::from_wait_status(status),
+                            last_pid.as_ref(),
+                        );
+                    }
+                    // An orphan reparented to us: reaped, nothing to report.
+                    Ok(Some(_)) | Err(Errno::EINTR) => continue,
+                    // None more ended (signals of the ends coalesce).
+                    Ok(None) => break,
+                    Err(_) => sys::exit_now(SETUP_FAILED),
+                }
+            },
+            Ok(signal) => {
+                // The workload may be gone already: its reap is next.
+                let _ = sys::send_signal(workload, signal);
             }
-            // An orphan reparented to us: reaped, nothing to report.
-            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(Errno::EINTR) => continue,
             Err(_) => sys::exit_now(SETUP_FAILED),
         }
     }

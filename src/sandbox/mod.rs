@@ -243,9 +243,9 @@ impl Sandboxer {
     /// runs in the process (a zygote refuses to clone while it has other threads), and
     /// it changes no disposition. If they cannot be read, every one is still reset.
     pub fn note_signal_dispositions(&mut self) {
-        // The list of signals an init holds and forwards, made here once rather than in
+        // The list of signals an init holds, made here once rather than in
         // every init (where allocating it copies pages shared with the zygote).
-        init::forwarded();
+        init::held();
         match sys::signals_not_default() {
             Ok(signals) => self.signals_to_reset = signals,
             Err(e) => {
