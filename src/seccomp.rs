@@ -697,8 +697,9 @@ impl CompiledSeccomp {
     /// request, taking its cost off the spawn: true for hatchery's own policies
     /// (`default`, `strict`), which allow every call the init makes after it (receiving
     /// the request and its stdio, `dup3`, `chdir`, `setsid`, `setrlimit`, a pipe, the
-    /// workload's `clone` without namespace flags, signal masks and handlers, `wait4`,
-    /// `kill`, `execve` in the workload); tests pin it. Another policy is installed by
+    /// workload's `clone` without namespace flags, signal masks, a signalfd and its
+    /// reads, `wait4`, `kill`, opening and reading `ns_last_pid`, `execve` in the
+    /// workload); tests pin it. Another policy is installed by
     /// the workload last before `execve`, so that it need allow nothing of the setup.
     pub fn fits_pooled_init(&self) -> bool {
         self.fits_pooled_init
