@@ -151,12 +151,13 @@ pub struct RootTemplates {
     variants: RefCell<Vec<(Vec<MountPoint>, Rc<RootTemplate>)>>,
 }
 
-/// A mount point a template has for a bind: its path (relative to the root) and
-/// whether it is a directory or a file.
+/// A directory a template has for a bind to be mounted on: its path, relative to the
+/// root. (Only directories: the daemon does not look at a bind's source, a path of the
+/// client's, to learn what it is; a file bind at the top of the root assembles its
+/// root, see [`has_mount_points`].)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct MountPoint {
     path: PathBuf,
-    is_dir: bool,
 }
 
 impl RootTemplates {
@@ -220,8 +221,7 @@ impl RootTemplates {
                 if in_sandbox_scratch(&path) || exists_in(default, first.as_os_str()) {
                     return None;
                 }
-                let is_dir = std::fs::metadata(b.source.as_path()).ok()?.is_dir();
-                Some(MountPoint { path, is_dir })
+                Some(MountPoint { path })
             })
             .collect();
         needed.sort();
@@ -235,24 +235,8 @@ impl MountPoint {
     fn make_in(&self, root: &OwnedFd, owner: HostIds) -> Result<(), SysError> {
         let shown = Path::new("/").join(&self.path);
         let mut dir = nix::unistd::dup(root).op("dup")?;
-        let mut components = self.path.components().peekable();
-        while let Some(component) = components.next() {
+        for component in self.path.components() {
             let name = component.as_os_str();
-            if components.peek().is_none() && !self.is_dir {
-                let file = nix::fcntl::openat(
-                    &dir,
-                    name,
-                    OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-                    Mode::from_bits_truncate(0o644),
-                )
-                .op_path("create", &shown)?;
-                return nix::unistd::fchown(
-                    &file,
-                    Some(Uid::from_raw(owner.uid)),
-                    Some(Gid::from_raw(owner.gid)),
-                )
-                .op_path("chown", &shown);
-            }
             match make_dir_at(&dir, Path::new(name), owner) {
                 Err(e) if e.errno() == Errno::EEXIST => {}
                 made => made?,
@@ -366,14 +350,29 @@ pub fn build_root(
 }
 
 /// Whether every bind of the request can be mounted on a copy of the template: its
-/// mount point is there, or can be made in the sandbox's own `/tmp` or `/dev/shm`.
+/// mount point is there (a directory only for a directory: a template makes its mount
+/// points as directories), or can be made in the sandbox's own `/tmp` or `/dev/shm`.
 /// (The template is read-only; a root assembled in the sandbox can also have new mount
-/// points at its top.)
+/// points at its top.) The sources are looked at here, with the sandbox's credentials,
+/// never by the daemon.
 fn has_mount_points(template: BorrowedFd<'_>, binds: &[Bind]) -> bool {
     binds.iter().all(|b| {
         let target = relative(b.target.as_path());
-        in_sandbox_scratch(&target) || exists_in(template, target.as_os_str())
+        if in_sandbox_scratch(&target) {
+            return true;
+        }
+        match nix::sys::stat::fstatat(template, &target, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(point) if is_dir(point.st_mode) => {
+                std::fs::metadata(b.source.as_path()).is_ok_and(|source| source.is_dir())
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
     })
+}
+
+fn is_dir(mode: libc::mode_t) -> bool {
+    mode & libc::S_IFMT == libc::S_IFDIR
 }
 
 /// Where the copy of the template is attached until it becomes the root: over the
@@ -404,7 +403,7 @@ fn copy_root(config: &SandboxConfig, template: BorrowedFd<'_>) -> Result<(), Sys
         let target = copy.join(relative(b.target.as_path()));
         let is_dir = nix::sys::stat::fstat(&tree)
             .op_path("stat", b.source.as_path())
-            .map(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFDIR)?;
+            .map(|stat| is_dir(stat.st_mode))?;
         make_mount_point(&target, is_dir)?;
         sys::attach_mount_tree(tree.as_fd(), None, &c_path(&target)?)?;
     }

@@ -25,8 +25,12 @@ use hatchery::{Client, SpawnRequest, Verdict};
 pub const HATCHERY: &str = env!("CARGO_BIN_EXE_hatchery");
 /// The probe binary as built (see `tests/probe/probe.rs`).
 const PROBE_BUILT: &str = env!("CARGO_BIN_EXE_hatchery-probe");
+/// Where the directory of the probe's copy ([`probe_path`]) appears inside a sandbox: a
+/// directory bind at the top of the root, which a root template of the daemon's gets a
+/// mount point for, so that the probe's sandboxes copy their root as a default one does.
+pub const PROBE_DIR_INSIDE: &str = "/probe";
 /// Where the probe appears inside a sandbox.
-pub const PROBE_INSIDE: &str = "/probe";
+pub const PROBE_INSIDE: &str = "/probe/hatchery-probe";
 
 /// Whether CI demands that privileged tests run rather than skip.
 pub fn must_run() -> bool {
@@ -409,9 +413,10 @@ fn public_copy(built: &str, name: &str) -> PathBuf {
     path
 }
 
-/// A read-only bind of the probe binary at [`PROBE_INSIDE`].
+/// A read-only bind of the probe's directory at [`PROBE_DIR_INSIDE`].
 pub fn probe_bind() -> Bind {
-    Bind::read_only(probe_path(), PROBE_INSIDE)
+    let dir = probe_path().parent().expect("the copies' directory");
+    Bind::read_only(dir, PROBE_DIR_INSIDE)
 }
 
 /// A request that runs the probe with `args` in a default sandbox.
