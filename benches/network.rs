@@ -170,13 +170,17 @@ fn listener() -> (u16, Arc<AtomicUsize>) {
     (port, count)
 }
 
+/// The probe, run from its build directory bound read-only at `/probe`: a directory bind
+/// at the top of the root, as a service binds its job's directory, for which the daemon
+/// keeps a root template (a file bound there would assemble each root in its sandbox).
 fn probe_request(args: &[&str], network: NetworkConfig) -> SpawnRequest {
+    let dir = Path::new(PROBE).parent().expect("the build directory");
     let sandbox = SandboxConfig {
-        binds: vec![Bind::read_only(PROBE, "/probe")],
+        binds: vec![Bind::read_only(dir, "/probe")],
         network,
         ..SandboxConfig::default()
     };
-    SpawnRequest::new("/probe")
+    SpawnRequest::new("/probe/hatchery-probe")
         .args(args)
         .sandbox(sandbox)
         .stdin(Stdio::Null)
