@@ -374,7 +374,6 @@ fn every_sandbox_attaches_a_copy_of_a_read_only_root_template() {
     let daemon = Daemon::start();
     let client = daemon.client();
     let dir = common::open_tempdir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let with_binds = |targets: &[&str]| SandboxConfig {
         binds: targets
             .iter()
@@ -453,39 +452,91 @@ fn every_sandbox_attaches_a_copy_of_a_read_only_root_template() {
     }
 }
 
-/// A bind's mount point made in a template is the one its request names, a directory
-/// or a file as its source is, and the bound contents are there; a bind whose mount
-/// point would have to be made inside a host directory gets the same error as ever.
+/// The daemon keeps at most 16 templates for binds' mount points (it builds each at the
+/// first spawn that needs it); a spawn needing another set assembles its root, and
+/// still runs.
+#[test]
+fn a_seventeenth_set_of_mount_points_gets_a_root_of_its_own() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let dir = common::open_tempdir();
+    let root_options = |target: &str| {
+        let sandbox = SandboxConfig {
+            binds: vec![Bind::read_only(dir.path(), target)],
+            ..SandboxConfig::default()
+        };
+        let out = common::run(
+            &client,
+            SpawnRequest::new("/bin/sh")
+                .args(["-c", "grep ' / / ' /proc/self/mountinfo | sed 's/.* //'"])
+                .sandbox(sandbox),
+        );
+        assert_eq!(out.verdict.status, ExitStatus::Exited(0), "{}", out.stderr);
+        out.stdout
+    };
+    for n in 0..16 {
+        let options = root_options(&format!("/set{n}"));
+        assert!(options.starts_with("ro,"), "set {n}: {options}");
+    }
+    let options = root_options("/set16");
+    assert!(options.starts_with("rw,"), "the 17th set: {options}");
+    // The first sets keep theirs.
+    assert!(root_options("/set0").starts_with("ro,"));
+}
+
+/// Binds land where their request says, whichever way the root is made: directories at
+/// the top of the root on a template's mount points, a file in the sandbox's own `/tmp`,
+/// on a copied root (its superblock read-only); a file at the top of the root in a root
+/// the sandbox assembles (a tmpfs of its own); a bind whose mount point would have to
+/// be made inside a host directory gets the same error as ever.
 #[test]
 fn binds_land_on_the_mount_points_of_a_template() {
     require_sandbox!();
     let daemon = Daemon::start();
     let client = daemon.client();
     let dir = common::open_tempdir();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, "in a file\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let sandbox = SandboxConfig {
-        binds: vec![
-            Bind::read_only(dir.path(), "/work/deep/dir"),
-            Bind::read_only(&file, "/input.txt"),
-            Bind::read_only(&file, "/tmp/in/file"),
-        ],
-        ..SandboxConfig::default()
-    };
-    for _ in 0..2 {
-        let out = common::run(
-            &client,
-            SpawnRequest::new("/bin/sh")
-                .args([
-                    "-c",
-                    "cat /work/deep/dir/file /input.txt /tmp/in/file; test -f /input.txt && echo file",
-                ])
-                .sandbox(sandbox.clone()),
-        );
-        assert_eq!(out.verdict.status, ExitStatus::Exited(0), "{}", out.stderr);
-        assert_eq!(out.stdout, "in a file\nin a file\nin a file\nfile\n");
+    // The root's superblock options, then what the binds show.
+    let script = "grep ' / / ' /proc/self/mountinfo | sed 's/.* //'; cat $@";
+    let cases = [
+        (
+            vec![
+                Bind::read_only(dir.path(), "/work/deep/dir"),
+                Bind::read_only(&file, "/tmp/in/file"),
+            ],
+            vec!["/work/deep/dir/file", "/tmp/in/file"],
+            "ro,",
+        ),
+        (
+            vec![
+                Bind::read_only(dir.path(), "/work/deep/dir"),
+                Bind::read_only(&file, "/input.txt"),
+            ],
+            vec!["/work/deep/dir/file", "/input.txt"],
+            "rw,",
+        ),
+    ];
+    for (binds, paths, root) in cases {
+        let sandbox = SandboxConfig {
+            binds,
+            ..SandboxConfig::default()
+        };
+        for _ in 0..2 {
+            let out = common::run(
+                &client,
+                SpawnRequest::new("/bin/sh")
+                    .args(["-c", script, "sh"])
+                    .args(paths.iter().copied())
+                    .sandbox(sandbox.clone()),
+            );
+            assert_eq!(out.verdict.status, ExitStatus::Exited(0), "{}", out.stderr);
+            let (options, contents) = out.stdout.split_once('\n').expect("two parts");
+            assert!(options.starts_with(root), "{options} for {paths:?}");
+            assert_eq!(contents, "in a file\nin a file\n");
+        }
     }
     let inside_usr = SandboxConfig {
         binds: vec![Bind::read_only(dir.path(), "/usr/no-such-dir-here")],

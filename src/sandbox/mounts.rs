@@ -82,16 +82,7 @@ impl RootTemplate {
 
     /// Builds it with the mount points `extra` at its top, for binds.
     fn build_with(owner: HostIds, extra: &[MountPoint]) -> Result<RootTemplate, SysError> {
-        let (uid, gid) = owner_options(owner);
-        let root = sys::detached_tmpfs(
-            &[
-                (c"source", c"tmpfs"),
-                (c"mode", c"0755"),
-                (c"uid", &uid),
-                (c"gid", &gid),
-            ],
-            MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )?;
+        let root = template_tmpfs(owner, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?;
         for dir in HOST_ROOT_DIRS {
             let name = Path::new(dir.trim_start_matches('/'));
             let meta = match std::fs::symlink_metadata(dir) {
@@ -267,16 +258,7 @@ fn exists_in(dir: BorrowedFd<'_>, path: &OsStr) -> bool {
 
 /// The template's `/dev` (see [`RootTemplate`]), detached.
 fn dev_template(owner: HostIds) -> Result<OwnedFd, SysError> {
-    let (uid, gid) = owner_options(owner);
-    let dev = sys::detached_tmpfs(
-        &[
-            (c"source", c"tmpfs"),
-            (c"mode", c"0755"),
-            (c"uid", &uid),
-            (c"gid", &gid),
-        ],
-        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
-    )?;
+    let dev = template_tmpfs(owner, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)?;
     for name in DEVICES {
         let node = c_path(Path::new(name))?;
         nix::fcntl::openat(
@@ -301,10 +283,20 @@ fn dev_template(owner: HostIds) -> Result<OwnedFd, SysError> {
     Ok(dev)
 }
 
-/// The `uid=` and `gid=` values of a template tmpfs owned by `owner`.
-fn owner_options(owner: HostIds) -> (CString, CString) {
+/// A detached tmpfs for a template, mode 0755, its root owned by `owner`, with the
+/// mount attributes `attrs`.
+fn template_tmpfs(owner: HostIds, attrs: u64) -> Result<OwnedFd, SysError> {
     let number = |id: u32| CString::new(id.to_string()).expect("digits have no NUL");
-    (number(owner.uid), number(owner.gid))
+    let (uid, gid) = (number(owner.uid), number(owner.gid));
+    sys::detached_tmpfs(
+        &[
+            (c"source", c"tmpfs"),
+            (c"mode", c"0755"),
+            (c"uid", &uid),
+            (c"gid", &gid),
+        ],
+        attrs,
+    )
 }
 
 /// A directory of a template, `0755` and owned by `owner`.
