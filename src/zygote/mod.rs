@@ -502,7 +502,7 @@ impl Server {
             .map(|wait| wait.max(quiet))
     }
 
-    /// Takes the spare network namespaces the helper has made; without a helper that can
+    /// Takes the spare namespaces the helper has made; without a helper that can
     /// make them, sandboxes make their own from now on.
     fn on_spare_namespaces(&mut self) {
         let Some(spares) = &mut self.zygote.spare_namespaces else {
