@@ -62,8 +62,9 @@ const DEV_LINKS: [(&str, &str); 4] = [
 /// root (a chroot, or a bind whose mount point the template does not have), it still
 /// attaches a copy of the template's `/dev`.
 ///
-/// The host directories are those the daemon found when it started: what is mounted
-/// under them later is not in its sandboxes until it restarts.
+/// The host directories are those the daemon found when it built the template (the
+/// default one at start-up): what is mounted under them later is not in the sandboxes
+/// copying it until the daemon restarts.
 #[derive(Debug)]
 pub struct RootTemplate(OwnedFd);
 
