@@ -382,9 +382,8 @@ fn copy_root(config: &SandboxConfig, template: BorrowedFd<'_>) -> Result<(), Sys
         .iter()
         .map(|b| bound_tree(b.source.as_path(), b.writable).map(|tree| (b, tree)))
         .collect::<Result<Vec<_>, _>>()?;
-    let attached = sys::clone_mount_tree(Some(template), c"").and_then(|copy| {
-        sys::attach_mount_tree(copy.as_fd(), None, &c_path(Path::new(COPY))?)
-    });
+    let attached = sys::clone_mount_tree(Some(template), c"")
+        .and_then(|copy| sys::attach_mount_tree(copy.as_fd(), None, &c_path(Path::new(COPY))?));
     if attached.is_err() {
         // Nothing is attached when either call fails: the kernel may refuse a copy of
         // the zygote's mount here (an older kernel), and the root is then assembled.
