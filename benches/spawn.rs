@@ -953,6 +953,127 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// Prints the latency tables, one per workload measured, and returns them as JSON.
+/// One goal of the performance issue, checked against this run.
+struct Goal {
+    goal: &'static str,
+    measured: String,
+    /// `None` where a system it compares with was not measured here.
+    met: Option<bool>,
+}
+
+/// The performance issue's goals (fresh and pooled latency against the floors and the
+/// peers, throughput, memory), from this run's medians; the networked goal is the
+/// network benchmark's.
+fn goals(
+    results: &[Measured],
+    throughput: &[Throughput],
+    memory: &Memory,
+    clients: usize,
+) -> Vec<Goal> {
+    let latency = |system: &str| {
+        results
+            .iter()
+            .find(|m| m.system == system && m.workload == Workload::True)
+            .map(|m| {
+                let mut samples = m.samples.clone();
+                samples.sort();
+                ms(percentile(&samples, 0.5))
+            })
+    };
+    let fresh = latency("hatchery (library, fresh)");
+    let pool = latency("hatchery (library, warm pool)");
+    let faster = |peer: &'static str, ours: Option<f64>| {
+        let (peer_ms, ours) = (latency(peer)?, ours?);
+        Some((peer, peer_ms / ours))
+    };
+    let mut goals = Vec::new();
+    let floor = latency("raw clone3 + exec (user,pid,mnt,ipc,uts,net)");
+    goals.push(match (fresh, floor) {
+        (Some(fresh), Some(floor)) => Goal {
+            goal: "fresh spawn ≤ 1.3× a raw clone3 into the same namespaces plus exec",
+            measured: format!("{fresh:.2} / {floor:.2} ms = {:.2}×", fresh / floor),
+            met: Some(fresh / floor <= 1.3),
+        },
+        _ => Goal {
+            goal: "fresh spawn ≤ 1.3× a raw clone3 into the same namespaces plus exec",
+            measured: "—".into(),
+            met: None,
+        },
+    });
+    let peers: Vec<_> = [
+        "bwrap --unshare-all",
+        "nsjail -Mo",
+        "pyspawner (no network)",
+    ]
+    .into_iter()
+    .map(|peer| faster(peer, fresh))
+    .collect();
+    goals.push(Goal {
+        goal: "fresh spawn ≥ 2.5× faster than bwrap, nsjail, pyspawner",
+        measured: peers
+            .iter()
+            .flatten()
+            .map(|(peer, x)| format!("{peer}: {x:.2}×"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        met: peers
+            .iter()
+            .try_fold(true, |all, p| p.map(|(_, x)| all && x >= 2.5)),
+    });
+    let posix = latency("posix_spawn, no sandbox");
+    goals.push(match (pool, posix) {
+        (Some(pool), Some(posix)) => Goal {
+            goal: "warm pool ≤ 1.5× an unsandboxed posix_spawn",
+            measured: format!("{pool:.2} / {posix:.2} ms = {:.2}×", pool / posix),
+            met: Some(pool / posix <= 1.5),
+        },
+        _ => Goal {
+            goal: "warm pool ≤ 1.5× an unsandboxed posix_spawn",
+            measured: "—".into(),
+            met: None,
+        },
+    });
+    let bwrap = faster("bwrap --unshare-all", pool);
+    goals.push(Goal {
+        goal: "warm pool ≥ 5× faster than bwrap",
+        measured: bwrap.map_or("—".into(), |(_, x)| format!("{x:.2}×")),
+        met: bwrap.map(|(_, x)| x >= 5.0),
+    });
+    let spawns = |system: &str| {
+        throughput
+            .iter()
+            .find(|t| t.system == system && t.clients == clients)
+            .map(|t| median(&t.rounds))
+    };
+    let best = ["hatchery (library, fresh)", "hatchery (library, warm pool)"]
+        .into_iter()
+        .filter_map(spawns)
+        .fold(None, |best: Option<f64>, x| {
+            Some(best.map_or(x, |b| b.max(x)))
+        });
+    goals.push(Goal {
+        goal: "≥ 1,500 sandboxed spawns/s with 2 clients",
+        measured: best.map_or("—".into(), |x| format!("{x:.0}/s with {clients} clients")),
+        met: best.filter(|_| clients == 2).map(|x| x >= 1500.0),
+    });
+    let per_sandbox = memory
+        .per_sandbox_kib
+        .iter()
+        .find(|(name, _)| name == "hatchery (fresh)")
+        .map(|(_, kib)| *kib);
+    goals.push(Goal {
+        goal: "≤ 500 KiB per live sandbox beyond the workload",
+        measured: per_sandbox.map_or("—".into(), |kib| format!("{kib:.0} KiB")),
+        met: per_sandbox.map(|kib| kib <= 500.0),
+    });
+    goals.push(Goal {
+        goal: "the daemon idles under 10 MiB RSS",
+        measured: format!("{} KiB", memory.fresh_idle_kib),
+        met: Some(memory.fresh_idle_kib < 10 * 1024),
+    });
+    goals
+}
+
 fn report_latency(results: &mut [Measured], runs: usize) -> Vec<serde_json::Value> {
     let mut json = Vec::new();
     for workload in [Workload::True, Workload::Echo] {
@@ -1045,6 +1166,18 @@ fn report(
         println!("- per live sandbox beyond its workload, {name}: {kib:.0} KiB");
     }
     println!("- method: {}", memory.method);
+    let goals = goals(results, throughput, memory, clients);
+    println!("\nthe goals of the performance issue, against this run\n");
+    println!("| goal | this run | met? |");
+    println!("|---|---|---|");
+    for goal in &goals {
+        let met = match goal.met {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "not measured",
+        };
+        println!("| {} | {} | {met} |", goal.goal, goal.measured);
+    }
     println!("\ncommands (W is the workload's argv):");
     for system in systems {
         println!("- {}: `{}`", system.name, system.command);
@@ -1077,6 +1210,9 @@ fn report(
         },
         "commands": systems.iter()
             .map(|s| serde_json::json!({"system": s.name, "command": s.command}))
+            .collect::<Vec<_>>(),
+        "goals": goals.iter()
+            .map(|g| serde_json::json!({"goal": g.goal, "measured": g.measured, "met": g.met}))
             .collect::<Vec<_>>(),
     }))
     .expect("json");
