@@ -986,20 +986,27 @@ fn goals(
         let (peer_ms, ours) = (latency(peer)?, ours?);
         Some((peer, peer_ms / ours))
     };
-    let mut goals = Vec::new();
-    let floor = latency("raw clone3 + exec (user,pid,mnt,ipc,uts,net)");
-    goals.push(match (fresh, floor) {
-        (Some(fresh), Some(floor)) => Goal {
-            goal: "fresh spawn ≤ 1.3× a raw clone3 into the same namespaces plus exec",
-            measured: format!("{fresh:.2} / {floor:.2} ms = {:.2}×", fresh / floor),
-            met: Some(fresh / floor <= 1.3),
-        },
-        _ => Goal {
-            goal: "fresh spawn ≤ 1.3× a raw clone3 into the same namespaces plus exec",
-            measured: "—".into(),
-            met: None,
-        },
-    });
+    // `ours` within `limit` times `floor`.
+    let within =
+        |goal: &'static str, ours: Option<f64>, floor: Option<f64>, limit: f64| match (ours, floor)
+        {
+            (Some(ours), Some(floor)) => Goal {
+                goal,
+                measured: format!("{ours:.2} / {floor:.2} ms = {:.2}×", ours / floor),
+                met: Some(ours / floor <= limit),
+            },
+            _ => Goal {
+                goal,
+                measured: "—".into(),
+                met: None,
+            },
+        };
+    let mut goals = vec![within(
+        "fresh spawn ≤ 1.3× a raw clone3 into the same namespaces plus exec",
+        fresh,
+        latency("raw clone3 + exec (user,pid,mnt,ipc,uts,net)"),
+        1.3,
+    )];
     let peers: Vec<_> = [
         "bwrap --unshare-all",
         "nsjail -Mo",
@@ -1020,19 +1027,12 @@ fn goals(
             .iter()
             .try_fold(true, |all, p| p.map(|(_, x)| all && x >= 2.5)),
     });
-    let posix = latency("posix_spawn, no sandbox");
-    goals.push(match (pool, posix) {
-        (Some(pool), Some(posix)) => Goal {
-            goal: "warm pool ≤ 1.5× an unsandboxed posix_spawn",
-            measured: format!("{pool:.2} / {posix:.2} ms = {:.2}×", pool / posix),
-            met: Some(pool / posix <= 1.5),
-        },
-        _ => Goal {
-            goal: "warm pool ≤ 1.5× an unsandboxed posix_spawn",
-            measured: "—".into(),
-            met: None,
-        },
-    });
+    goals.push(within(
+        "warm pool ≤ 1.5× an unsandboxed posix_spawn",
+        pool,
+        latency("posix_spawn, no sandbox"),
+        1.5,
+    ));
     let bwrap = faster("bwrap --unshare-all", pool);
     goals.push(Goal {
         goal: "warm pool ≥ 5× faster than bwrap",
