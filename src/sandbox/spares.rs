@@ -234,7 +234,7 @@ pub(crate) fn return_to(home: &OwnedFd) {
 /// dies. Never returns.
 fn helper(socket: OwnedFd, home: Pair, dev_null: BorrowedFd<'_>, daemon: nix::unistd::Pid) -> ! {
     let _ = nix::sys::prctl::set_name(HELPER_NAME);
-    // Nothing of the daemon's but its stdio slots (on /dev/null) and these two fds.
+    // Nothing of the daemon's but its stdio slots (on /dev/null) and these three fds.
     let kept = (0..=2)
         .try_for_each(|slot| sys::dup_onto(dev_null, slot))
         .and_then(|()| {
