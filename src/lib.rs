@@ -65,3 +65,16 @@ pub use zygote::{Zygote, ZygoteBuilder, ZygoteConfig};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    /// A zygote may be built on one thread and served on another (with the rest of the
+    /// process then single-threaded), and clients may go to worker threads.
+    #[test]
+    fn the_public_handles_can_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<crate::Zygote>();
+        send::<crate::Client>();
+        send::<crate::ChildProcess>();
+    }
+}

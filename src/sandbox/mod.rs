@@ -20,7 +20,7 @@ pub mod validate;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
@@ -327,7 +327,7 @@ impl Sandboxer {
     }
 
     /// The root template for a sandbox of `config`, if the zygote has templates.
-    fn root_template(&self, config: &SandboxConfig) -> Option<Rc<RootTemplate>> {
+    fn root_template(&self, config: &SandboxConfig) -> Option<Arc<RootTemplate>> {
         self.root_templates
             .as_ref()
             .map(|templates| templates.for_sandbox(config))

@@ -2,13 +2,12 @@
 //! and, in the sandbox's init, its own mount namespace's root: a copy of the template
 //! with its own `/proc`, `/tmp`, `/dev/shm` and binds, or one assembled there.
 
-use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -139,8 +138,8 @@ impl RootTemplate {
 #[derive(Debug)]
 pub struct RootTemplates {
     owner: HostIds,
-    default: Rc<RootTemplate>,
-    variants: RefCell<Vec<(Vec<MountPoint>, Rc<RootTemplate>)>>,
+    default: Arc<RootTemplate>,
+    variants: Mutex<Vec<(Vec<MountPoint>, Arc<RootTemplate>)>>,
 }
 
 /// A directory a template has for a bind to be mounted on: its path, relative to the
@@ -161,8 +160,8 @@ impl RootTemplates {
     pub fn build(owner: HostIds) -> Result<RootTemplates, SysError> {
         Ok(RootTemplates {
             owner,
-            default: Rc::new(RootTemplate::build(owner)?),
-            variants: RefCell::new(Vec::new()),
+            default: Arc::new(RootTemplate::build(owner)?),
+            variants: Mutex::new(Vec::new()),
         })
     }
 
@@ -172,30 +171,30 @@ impl RootTemplates {
     /// points to make inside the host's directories; one more set when
     /// [`Self::MOST_VARIANTS`] are kept), get the default one, whose copy they do not
     /// use (see [`build_root`]).
-    pub fn for_sandbox(&self, config: &SandboxConfig) -> Rc<RootTemplate> {
+    pub fn for_sandbox(&self, config: &SandboxConfig) -> Arc<RootTemplate> {
         if config.chroot_dir.is_some() {
-            return Rc::clone(&self.default);
+            return Arc::clone(&self.default);
         }
         let needed = self.mount_points_needed(&config.binds);
         if needed.is_empty() {
-            return Rc::clone(&self.default);
+            return Arc::clone(&self.default);
         }
-        let mut variants = self.variants.borrow_mut();
+        let mut variants = self.variants.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, template)) = variants.iter().find(|(points, _)| *points == needed) {
-            return Rc::clone(template);
+            return Arc::clone(template);
         }
         if variants.len() >= Self::MOST_VARIANTS {
-            return Rc::clone(&self.default);
+            return Arc::clone(&self.default);
         }
         match RootTemplate::build_with(self.owner, &needed) {
             Ok(template) => {
-                let template = Rc::new(template);
-                variants.push((needed, Rc::clone(&template)));
+                let template = Arc::new(template);
+                variants.push((needed, Arc::clone(&template)));
                 template
             }
             Err(e) => {
                 tracing::info!(error = %e, "no root template for these binds' mount points");
-                Rc::clone(&self.default)
+                Arc::clone(&self.default)
             }
         }
     }
