@@ -747,9 +747,19 @@ pub fn wait_pidfd(pidfd: BorrowedFd<'_>) -> Result<(), SysError> {
 /// `wait4(-1, 0)`: blocks until a child exits; its pid and raw wait status. Unlike
 /// nix's `waitpid`, it reports deaths by realtime signals too.
 pub fn wait_any() -> Result<(i32, i32), Errno> {
+    wait4_any(0)
+}
+
+/// `wait4(-1, WNOHANG)`: a child that has ended, if one has, with its raw status.
+pub fn reap_any_ended() -> Result<Option<(i32, i32)>, Errno> {
+    wait4_any(libc::WNOHANG).map(|(pid, status)| (pid != 0).then_some((pid, status)))
+}
+
+/// `wait4(-1, flags | __WALL)`: every kind of child, no rusage.
+fn wait4_any(flags: libc::c_int) -> Result<(i32, i32), Errno> {
     let mut status = 0;
     // SAFETY: `status` is valid for the call; no rusage is asked for.
-    let pid = unsafe { libc::wait4(-1, &mut status, libc::__WALL, std::ptr::null_mut()) };
+    let pid = unsafe { libc::wait4(-1, &mut status, flags | libc::__WALL, std::ptr::null_mut()) };
     if pid == -1 {
         return Err(Errno::last());
     }
@@ -819,26 +829,6 @@ pub fn send_signal(pid: i32, signal: i32) -> Result<(), Errno> {
         return Err(Errno::last());
     }
     Ok(())
-}
-
-/// `wait4(-1, WNOHANG | __WALL)`: a child that has ended, if one has, with its raw
-/// status.
-pub fn reap_any_ended() -> Result<Option<(i32, i32)>, Errno> {
-    let mut status = 0;
-    // SAFETY: `status` is valid for the call; no rusage is asked for.
-    let pid = unsafe {
-        libc::wait4(
-            -1,
-            &mut status,
-            libc::WNOHANG | libc::__WALL,
-            std::ptr::null_mut(),
-        )
-    };
-    match pid {
-        -1 => Err(Errno::last()),
-        0 => Ok(None),
-        pid => Ok(Some((pid, status))),
-    }
 }
 
 /// `_exit(2)`: ends the process at once, running no destructors or atexit handlers
