@@ -38,6 +38,8 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+/// A read-only mount of the sandbox's root: no writes, no setuid, no devices.
+const READ_ONLY: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
 /// The symlinks of the sandbox's `/dev`.
 const DEV_LINKS: [(&str, &str); 4] = [
@@ -85,26 +87,19 @@ impl RootTemplate {
         let root = template_tmpfs(owner, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?;
         for dir in HOST_ROOT_DIRS {
             let name = Path::new(dir.trim_start_matches('/'));
-            let meta = match std::fs::symlink_metadata(dir) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SysError::from_io("lstat", Some(Path::new(dir)), &e)),
-            };
-            if meta.file_type().is_symlink() {
-                let link = std::fs::read_link(dir).op_path("readlink", dir)?;
-                nix::unistd::symlinkat(&link, &root, name).op_path("symlink", dir)?;
-                continue;
+            match host_dir(Path::new(dir))? {
+                HostDir::Missing => {}
+                HostDir::Symlink(link) => {
+                    nix::unistd::symlinkat(&link, &root, name).op_path("symlink", dir)?;
+                }
+                HostDir::Directory => {
+                    make_dir_at(&root, name, owner)?;
+                    let bound = sys::clone_mount_tree(None, &c_path(Path::new(dir))?)
+                        .map_err(|e| e.on(dir))?;
+                    sys::mount_setattr_at(Some(bound.as_fd()), c"", READ_ONLY, true)?;
+                    sys::attach_mount_tree(bound.as_fd(), Some(root.as_fd()), &c_path(name)?)?;
+                }
             }
-            make_dir_at(&root, name, owner)?;
-            let bound =
-                sys::clone_mount_tree(None, &c_path(Path::new(dir))?).map_err(|e| e.on(dir))?;
-            sys::mount_setattr_at(
-                Some(bound.as_fd()),
-                c"",
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-                true,
-            )?;
-            sys::attach_mount_tree(bound.as_fd(), Some(root.as_fd()), &c_path(name)?)?;
         }
         for dir in ["proc", "tmp", "dev"] {
             make_dir_at(&root, Path::new(dir), owner)?;
@@ -439,10 +434,7 @@ fn assemble_root(config: &SandboxConfig, template: Option<BorrowedFd<'_>>) -> Re
             // mount points must already exist, nothing is created in a host directory.
             let source = host_path(dir.as_path());
             bind(&source, Path::new(NEW_ROOT))?;
-            set_attrs(
-                Path::new(NEW_ROOT),
-                MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-            )?;
+            set_attrs(Path::new(NEW_ROOT), READ_ONLY)?;
         }
         None => {
             mount_tmpfs(
@@ -474,10 +466,7 @@ fn assemble_root(config: &SandboxConfig, template: Option<BorrowedFd<'_>>) -> Re
     if config.chroot_dir.is_none() {
         // Only now, when every mount point in it exists: the root itself read-only.
         // Not recursive, so /tmp and /dev/shm stay writable.
-        set_attrs_one(
-            Path::new("/"),
-            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        )?;
+        set_attrs_one(Path::new("/"), READ_ONLY)?;
     }
     Ok(())
 }
@@ -575,22 +564,37 @@ fn mount_shm(path: &Path, options: &str) -> Result<(), SysError> {
 fn add_host_dir(dir: &str) -> Result<(), SysError> {
     let source = host_path(Path::new(dir));
     let target = inside(dir);
-    let meta = match std::fs::symlink_metadata(&source) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(SysError::from_io("lstat", Some(&source), &e)),
-    };
-    if meta.file_type().is_symlink() {
-        let link = std::fs::read_link(&source).op_path("readlink", &source)?;
-        symlink(&link, &target).op_path("symlink", &target)?;
-        return Ok(());
+    match host_dir(&source)? {
+        HostDir::Missing => Ok(()),
+        HostDir::Symlink(link) => symlink(&link, &target).op_path("symlink", &target),
+        HostDir::Directory => {
+            make_dir(&target)?;
+            bind(&source, &target)?;
+            set_attrs(&target, READ_ONLY)
+        }
     }
-    make_dir(&target)?;
-    bind(&source, &target)?;
-    set_attrs(
-        &target,
-        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-    )
+}
+
+/// What a host directory of the default root is on this host.
+enum HostDir {
+    /// Not there: skipped.
+    Missing,
+    /// A symlink (`/bin` on a merged-`/usr` system): recreated, with its target.
+    Symlink(PathBuf),
+    /// A directory: bound read-only.
+    Directory,
+}
+
+/// Looks at the host directory at `path` (its symlink itself, not followed).
+fn host_dir(path: &Path) -> Result<HostDir, SysError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::read_link(path)
+            .map(HostDir::Symlink)
+            .op_path("readlink", path),
+        Ok(_) => Ok(HostDir::Directory),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HostDir::Missing),
+        Err(e) => Err(SysError::from_io("lstat", Some(path), &e)),
+    }
 }
 
 /// Adds one requested bind mount.
