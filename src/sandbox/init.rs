@@ -296,9 +296,9 @@ fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
 /// Default dispositions (the zygote ignores SIGPIPE, its parent may have left others
 /// ignored, and an ignored signal stays ignored across exec: every signal the zygote
 /// does not leave at its default is reset), and the forwarded signals held until the
-/// workload's pid is known, so none is lost in between. The init installs its
-/// forwarding handlers only once the workload has started: the workload inherits these
-/// defaults and needs only to unblock.
+/// workload's pid is known, so none is lost in between (with SIGCHLD, see [`held`]).
+/// The init installs no handler: once the workload has started it reads them from a
+/// signalfd, and the workload inherits these defaults and needs only to unblock.
 fn hold_signals(sandboxer: &Sandboxer) -> Result<(), SysError> {
     sys::reset_signals(&sandboxer.signals_to_reset)?;
     sys::sigprocmask(libc::SIG_SETMASK, held())
@@ -581,8 +581,8 @@ fn run_entry_workload(
 }
 
 /// The workload starts with the default dispositions the init set in `hold_signals`
-/// (its forwarding handlers come later): the held signals are let through, and act on
-/// the workload as they should.
+/// (the init installs no handler): the held signals are let through, and act on the
+/// workload as they should.
 fn unblock_signals() {
     let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
 }
