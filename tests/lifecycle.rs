@@ -452,6 +452,10 @@ fn every_sandbox_attaches_a_copy_of_a_read_only_root_template() {
     }
 }
 
+/// A shell command that prints the superblock options of the sandbox's root (`ro,…`
+/// for a copy of a template, `rw,…` for a root the sandbox assembled).
+const ROOT_SUPER_OPTIONS: &str = "grep ' / / ' /proc/self/mountinfo | sed 's/.* //'";
+
 /// The daemon keeps at most 16 templates for binds' mount points (it builds each at the
 /// first spawn that needs it); a spawn needing another set assembles its root, and
 /// still runs.
@@ -469,7 +473,7 @@ fn a_seventeenth_set_of_mount_points_gets_a_root_of_its_own() {
         let out = common::run(
             &client,
             SpawnRequest::new("/bin/sh")
-                .args(["-c", "grep ' / / ' /proc/self/mountinfo | sed 's/.* //'"])
+                .args(["-c", ROOT_SUPER_OPTIONS])
                 .sandbox(sandbox),
         );
         assert_eq!(out.verdict.status, ExitStatus::Exited(0), "{}", out.stderr);
@@ -500,7 +504,7 @@ fn binds_land_on_the_mount_points_of_a_template() {
     std::fs::write(&file, "in a file\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     // The root's superblock options, then what the binds show.
-    let script = "grep ' / / ' /proc/self/mountinfo | sed 's/.* //'; cat $@";
+    let script = format!("{ROOT_SUPER_OPTIONS}; cat $@");
     let cases = [
         (
             vec![
@@ -528,7 +532,7 @@ fn binds_land_on_the_mount_points_of_a_template() {
             let out = common::run(
                 &client,
                 SpawnRequest::new("/bin/sh")
-                    .args(["-c", script, "sh"])
+                    .args(["-c", script.as_str(), "sh"])
                     .args(paths.iter().copied())
                     .sandbox(sandbox.clone()),
             );
