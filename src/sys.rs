@@ -350,11 +350,21 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), SysEr
 /// `close_range(first, last, flags)`: closes (or, with `CLOSE_RANGE_CLOEXEC`, marks
 /// close-on-exec) every fd from `first` to `last`; `u32::MAX` means all the rest.
 pub fn close_range(first: u32, last: u32, flags: u32) -> Result<(), SysError> {
+    close_range_errno(first, last, flags).map_err(|errno| SysError::new("close_range", errno))
+}
+
+/// [`close_range`] with every fd from `first` up marked close-on-exec, allocating
+/// nothing, not even for its error: fit for a child that shares its parent's memory.
+pub fn close_on_exec_from(first: u32) -> Result<(), Errno> {
+    close_range_errno(first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC)
+}
+
+fn close_range_errno(first: u32, last: u32, flags: u32) -> Result<(), Errno> {
     // SAFETY: closing fds is memory-safe; callers (the sandbox init and workload) own the
     // fds in the range and hold no Rust object that still uses them.
     let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) };
     if ret == -1 {
-        return Err(SysError::new("close_range", Errno::last()));
+        return Err(Errno::last());
     }
     Ok(())
 }

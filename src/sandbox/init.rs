@@ -546,9 +546,8 @@ fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
     unblock_signals();
     // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
     // served its purpose (its closing is how the init learns the exec succeeded).
-    let marked = sys::close_range(CHANNEL_FD as u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
-    if let Err(error) = marked {
-        report_failure(workload.exec_write, WorkloadFailure::Exec, error.errno());
+    if let Err(errno) = sys::close_on_exec_from(CHANNEL_FD as u32) {
+        report_failure(workload.exec_write, WorkloadFailure::Exec, errno);
     }
     limit_and_filter(workload.exec_write, workload.seccomp, workload.open_files);
     timeline::mark(Mark::Filtered);
