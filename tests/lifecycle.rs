@@ -362,6 +362,69 @@ fn network_and_ipc_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon
     }
 }
 
+/// The daemon's code, where it fills whole 2 MiB huge pages, runs from an anonymous copy
+/// in transparent huge pages, which a sandbox's init inherits mapped (no fault per page
+/// of code); `HATCHERY_CODE_HUGE_PAGES=0` leaves it file-mapped. Read from the host in
+/// the daemon's and a live init's `/proc/PID/smaps`.
+#[test]
+fn the_daemons_code_runs_from_huge_pages_its_sandboxes_inherit() {
+    require_sandbox!();
+    let thp =
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap_or_default();
+    if thp.is_empty() || thp.contains("[never]") {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but transparent huge pages are off: {thp:?}"
+        );
+        eprintln!("skipped: transparent huge pages are off here");
+        return;
+    }
+    let daemon = Daemon::start();
+    let code = huge_code_mappings(daemon.pid());
+    assert_eq!(
+        code.len(),
+        1,
+        "one anonymous executable mapping in huge pages in the daemon: {code:?}"
+    );
+    let mut child = daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    assert_eq!(
+        huge_code_mappings(child.pid),
+        code,
+        "the init has the daemon's copy, mapped"
+    );
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    let plain = Daemon::start_with_env(&[("HATCHERY_CODE_HUGE_PAGES", "0")]);
+    assert_eq!(huge_code_mappings(plain.pid()), Vec::<String>::new());
+}
+
+/// The address ranges of `pid`'s anonymous executable mappings backed by huge pages.
+fn huge_code_mappings(pid: i32) -> Vec<String> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("read smaps");
+    let mut found = Vec::new();
+    let mut current: Option<String> = None;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields
+            .first()
+            .is_some_and(|f| f.contains('-') && !f.ends_with(':'))
+        {
+            // A mapping's first line: range, perms, offset, device, inode[, path].
+            let anonymous_code = fields.get(1) == Some(&"r-xp") && fields.get(4) == Some(&"0");
+            current = anonymous_code.then(|| fields[0].to_string());
+        } else if let (Some(range), ["AnonHugePages:", kib, "kB"]) = (&current, fields.as_slice()) {
+            if kib.parse::<u64>().is_ok_and(|kib| kib >= 2048) {
+                found.push(range.clone());
+            }
+        }
+    }
+    found
+}
+
 /// Every sandbox's root and `/dev` are copies of templates the daemon built once: the
 /// same tmpfs for every sandbox whose binds need the same mount points at the top of the
 /// root (none, or only in its own `/tmp`, share the default one), read-only down to

@@ -212,6 +212,7 @@ impl Zygote {
     /// Serves on a socket at `path` until SIGTERM or SIGINT, then kills every sandbox,
     /// reaps it and removes the socket file.
     pub fn serve(mut self, path: &Path) -> Result<(), ZygoteError> {
+        copy_code_to_huge_pages();
         // A daemon (not the embedded zygote of one `hatchery run`) makes its network
         // namespaces ahead; its helper is there before the socket is.
         match self.sandboxer.start_spare_namespaces() {
@@ -230,6 +231,25 @@ impl Zygote {
     pub fn serve_connection(mut self, conn: OwnedFd) -> Result<(), ZygoteError> {
         self.pool.close();
         Server::new(self, None, Some(conn))?.run()
+    }
+}
+
+/// Set to `0`, [`Zygote::serve`] leaves its code file-mapped (for a profiler that finds
+/// symbols through the executable's mapping).
+const CODE_HUGE_PAGES_ENV: &str = "HATCHERY_CODE_HUGE_PAGES";
+
+/// Moves the whole huge pages of the daemon's code into anonymous huge pages, which
+/// every sandbox's init (a fork of the daemon) inherits mapped: it then runs that code
+/// without faulting it in page by page (see [`sys::copy_own_code_to_huge_pages`]).
+/// Where the kernel refuses (no transparent huge pages, `MADV_COLLAPSE` missing, a
+/// policy that forbids executable anonymous memory), the code stays as it was.
+fn copy_code_to_huge_pages() {
+    if std::env::var(CODE_HUGE_PAGES_ENV).is_ok_and(|v| v == "0") {
+        return;
+    }
+    match sys::copy_own_code_to_huge_pages() {
+        Ok(bytes) => tracing::debug!(bytes, "own code copied to huge pages"),
+        Err(e) => tracing::debug!(error = %e, "own code left file-mapped"),
     }
 }
 

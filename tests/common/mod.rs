@@ -110,6 +110,13 @@ impl Daemon {
         Daemon::start_command(command, args)
     }
 
+    /// Starts a daemon with `env` added to its environment.
+    pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(HATCHERY);
+        command.arg("serve").envs(env.iter().copied());
+        Daemon::start_command(command, &[])
+    }
+
     /// Starts a custom zygote program (one that takes the flags of `hatchery serve`)
     /// with `env` added, and waits until it accepts.
     pub fn start_zygote(program: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
