@@ -193,25 +193,36 @@ pub fn fork() -> Result<Option<i32>, SysError> {
 /// makes system calls, so a few pages are plenty.
 const SHARED_CHILD_STACK: usize = 64 * 1024;
 
+/// A fresh private anonymous mapping of `len` bytes, readable and writable, with `flags`
+/// added; `op` names it in the error.
+fn map_anonymous(
+    len: usize,
+    flags: libc::c_int,
+    op: &'static str,
+) -> Result<*mut libc::c_void, SysError> {
+    // SAFETY: a new mapping at an address the kernel picks; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(SysError::new(op, Errno::last()));
+    }
+    Ok(base)
+}
+
 /// A mapping used as a child's stack, unmapped on drop.
 struct ChildStack(*mut libc::c_void);
 
 impl ChildStack {
     fn map() -> Result<ChildStack, SysError> {
-        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SHARED_CHILD_STACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(SysError::new("mmap(child stack)", Errno::last()));
-        }
+        let base = map_anonymous(SHARED_CHILD_STACK, libc::MAP_STACK, "mmap(child stack)")?;
         let stack = ChildStack(base);
         // The lowest page is a guard: an overflow faults rather than write below it.
         // SAFETY: the first page of the mapping made above.
@@ -1293,21 +1304,7 @@ pub fn copy_own_code_to_huge_pages() -> Result<usize, SysError> {
     // A copy aligned to a huge page, as [first, last) is, so that its huge pages move
     // whole: map a huge page more than needed and keep the part that lines up.
     let span = len + HUGE_PAGE;
-    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            span,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(SysError::new("mmap(code copy)", Errno::last()));
-    }
-    let base = base as usize;
+    let base = map_anonymous(span, libc::MAP_NORESERVE, "mmap(code copy)")? as usize;
     let offset = (HUGE_PAGE - base % HUGE_PAGE) % HUGE_PAGE;
     let copy = base + offset;
     // SAFETY: the parts of the mapping made above before and after [copy, copy + len),
