@@ -1,0 +1,8 @@
+//! Links hatchery's binaries with 2 MiB segment alignment: the kernel then loads them at
+//! a 2 MiB-aligned base, and the daemon's code always holds a whole huge page, which
+//! the daemon copies into an anonymous huge page that its sandboxes inherit mapped
+//! (`sys::copy_own_code_to_huge_pages`). The file does not grow: only the segments'
+//! alignment changes, not their layout in the file.
+fn main() {
+    println!("cargo:rustc-link-arg-bins=-Wl,-z,max-page-size=0x200000");
+}
