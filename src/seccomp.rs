@@ -15,8 +15,10 @@
 //! Compiled shape: one program. It starts with an ABI guard (`abi_guard`) that refuses
 //! foreign architectures and x32 syscall numbers, which per-syscall rules cannot see,
 //! then finds the verdict of every syscall whose verdict does not depend on its
-//! arguments by a binary search over the syscall numbers (`verdict_tree`): a few
-//! comparisons per call, and cheap to install, however long the allowlist. The leaf of
+//! arguments by a binary search over the syscall numbers (`search_tree`): a few
+//! comparisons per call, one return per distinct verdict (`shared_return_tree`, where
+//! its jumps reach; else a return per leaf, `verdict_tree`), and cheap to install,
+//! however long the allowlist. The leaf of
 //! a syscall that rules with argument conditions name jumps instead to the block that
 //! checks them: seccompiler's code for the conditional rules of one action, appended
 //! after the tree (`link`). One program rather than one per action: every program
@@ -425,7 +427,7 @@ impl SeccompPolicy {
         }
 
         let mut program = abi_guard(audit_arch);
-        program.extend(verdict_tree(&segments(
+        program.extend(search_tree(&segments(
             &fixed,
             Leaf::Verdict(self.default.ret_value()),
         )));
@@ -862,6 +864,102 @@ fn segments(fixed: &BTreeMap<u32, Leaf>, default: Leaf) -> Vec<(u32, Leaf)> {
     // neighbours (a, X), (b, X) once a run between them vanished; fold them.
     runs.dedup_by(|later, earlier| later.1 == earlier.1);
     runs
+}
+
+/// A binary search over `runs` (from [`segments`]) for the syscall number in the
+/// accumulator, in as few instructions as fit: [`shared_return_tree`] where its every
+/// jump reaches, else [`verdict_tree`].
+fn search_tree(runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
+    shared_return_tree(runs).unwrap_or_else(|| verdict_tree(runs))
+}
+
+/// The search of [`verdict_tree`] without a return per leaf: a comparison whose side is
+/// a verdict jumps straight to that verdict's one return, placed after the tree. Half
+/// the instructions (one `jge` per run, one return per distinct verdict), and the kernel
+/// validates, converts and JIT-compiles every instruction at each installation. `None`
+/// when the tree and its returns are longer than an 8-bit jump reaches (256
+/// instructions).
+fn shared_return_tree(runs: &[(u32, Leaf)]) -> Option<Vec<sock_filter>> {
+    let mut verdicts: Vec<u32> = Vec::new();
+    for &(_, leaf) in runs {
+        if let Leaf::Verdict(value) = leaf {
+            if !verdicts.contains(&value) {
+                verdicts.push(value);
+            }
+        }
+    }
+    let conditions = runs
+        .iter()
+        .filter(|(_, leaf)| matches!(leaf, Leaf::Conditions(_)))
+        .count();
+    // One comparison per run but the first, a jump per conditional run, the returns.
+    if runs.len() - 1 + conditions + verdicts.len() > 256 {
+        return None;
+    }
+    let (mut program, fixups) = match shared_return_subtree(runs) {
+        Subtree::Return(value) => return Some(vec![ret(value)]),
+        Subtree::Code(code, fixups) => (code, fixups),
+    };
+    let returns = program.len();
+    program.extend(verdicts.iter().map(|&value| ret(value)));
+    for (at, on_true, value) in fixups {
+        let index = verdicts.iter().position(|&v| v == value)?;
+        let offset = u8::try_from(returns + index - at - 1).ok()?;
+        if on_true {
+            program[at].jt = offset;
+        } else {
+            program[at].jf = offset;
+        }
+    }
+    Some(program)
+}
+
+/// A subtree of [`shared_return_tree`]: a verdict (no code: its parent jumps to the
+/// verdict's return), or code with the jumps still to aim at returns (instruction,
+/// whether its true side, verdict).
+enum Subtree {
+    Return(u32),
+    Code(Vec<sock_filter>, Vec<(usize, bool, u32)>),
+}
+
+fn shared_return_subtree(runs: &[(u32, Leaf)]) -> Subtree {
+    let [(_, leaf)] = runs else {
+        let middle = runs.len() / 2;
+        let below = shared_return_subtree(&runs[..middle]);
+        let above = shared_return_subtree(&runs[middle..]);
+        // nr >= pivot: the upper half, else the lower half (which follows).
+        let mut code = vec![jump(BPF_JGE, runs[middle].0, 0, 0)];
+        let mut fixups = Vec::new();
+        let mut place = |half: Subtree, on_true: bool, code: &mut Vec<sock_filter>| {
+            match half {
+                Subtree::Return(value) => fixups.push((0, on_true, value)),
+                Subtree::Code(half, half_fixups) => {
+                    let start = code.len();
+                    if on_true {
+                        // Over the lower half's code, which fits 8 bits (checked above).
+                        code[0].jt = (start - 1) as u8;
+                    }
+                    fixups.extend(half_fixups.into_iter().map(|(at, t, v)| (at + start, t, v)));
+                    code.extend(half);
+                }
+            }
+        };
+        place(below, false, &mut code);
+        place(above, true, &mut code);
+        return Subtree::Code(code, fixups);
+    };
+    match *leaf {
+        Leaf::Verdict(value) => Subtree::Return(value),
+        Leaf::Conditions(block) => Subtree::Code(
+            vec![sock_filter {
+                code: BPF_JMP | BPF_JA | BPF_K,
+                jt: 0,
+                jf: 0,
+                k: TO_BLOCK - block as u32,
+            }],
+            Vec::new(),
+        ),
+    }
 }
 
 /// A binary search over `runs` (from [`segments`]) for the syscall number in the
@@ -1744,18 +1842,39 @@ mod tests {
             let runs = segments(&leaves, Leaf::Verdict(default));
             assert_eq!(runs[0].0, 0);
             assert!(runs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 != w[1].1));
-            let mut program = abi_guard(audit_arch);
-            program.extend(verdict_tree(&runs));
-            assert!(program.len() <= BPF_MAX_INSTRUCTIONS, "{}", program.len());
-            for nr in 0..1400 {
-                let expected = fixed.get(&(nr as u32)).copied().unwrap_or(default);
-                assert_eq!(run(&program, nr, audit_arch, [0; 6]), expected, "nr {nr}");
+            // Both layouts; the shared returns' only where its jumps reach.
+            let shared = shared_return_tree(&runs);
+            assert_eq!(shared.is_some(), runs.len() < 200, "{} runs", runs.len());
+            for tree in [verdict_tree(&runs), search_tree(&runs)] {
+                let mut program = abi_guard(audit_arch);
+                program.extend(tree);
+                assert!(program.len() <= BPF_MAX_INSTRUCTIONS, "{}", program.len());
+                for nr in 0..1400 {
+                    let expected = fixed.get(&(nr as u32)).copied().unwrap_or(default);
+                    assert_eq!(run(&program, nr, audit_arch, [0; 6]), expected, "nr {nr}");
+                }
+                assert_eq!(
+                    run(&program, 0x3fff_ffff, audit_arch, [0; 6]),
+                    default,
+                    "far above every named number"
+                );
             }
-            assert_eq!(
-                run(&program, 0x3fff_ffff, audit_arch, [0; 6]),
-                default,
-                "far above every named number"
-            );
+            if let Some(shared) = shared {
+                let returns = shared.iter().filter(|insn| insn.code == BPF_RET | BPF_K);
+                let distinct: std::collections::BTreeSet<u32> = runs
+                    .iter()
+                    .map(|(_, leaf)| match leaf {
+                        Leaf::Verdict(v) => *v,
+                        Leaf::Conditions(_) => unreachable!(),
+                    })
+                    .collect();
+                assert_eq!(returns.count(), distinct.len(), "one return per verdict");
+                assert!(
+                    shared.len() <= runs.len() + distinct.len(),
+                    "{}",
+                    shared.len()
+                );
+            }
         }
         let long = segments(
             &(0..600).map(|n| (n * 2, Leaf::Verdict(EPERM))).collect(),
