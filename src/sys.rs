@@ -1253,10 +1253,7 @@ struct Mapping {
 }
 
 fn mapping_of(address: usize) -> Result<Mapping, SysError> {
-    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| {
-        let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-        SysError::with_path("read", "/proc/self/maps", errno)
-    })?;
+    let maps = std::fs::read_to_string("/proc/self/maps").op_path("read", "/proc/self/maps")?;
     maps.lines()
         .find_map(|line| {
             let mut fields = line.split_whitespace();
