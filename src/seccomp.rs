@@ -800,6 +800,21 @@ fn ret(k: u32) -> sock_filter {
     }
 }
 
+/// An unconditional jump over `k` instructions (32 bits: as far as a program goes).
+fn ja(k: u32) -> sock_filter {
+    sock_filter {
+        code: BPF_JMP | BPF_JA | BPF_K,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+/// A placeholder jump to the block of conditional rules `block`, which [`link`] aims.
+fn to_block(block: usize) -> sock_filter {
+    ja(TO_BLOCK - block as u32)
+}
+
 /// The ABI guard that heads the first program.
 ///
 /// seccompiler's rules compare syscall numbers of the native ABI only, which a
@@ -950,15 +965,7 @@ fn shared_return_subtree(runs: &[(u32, Leaf)]) -> Subtree {
     };
     match *leaf {
         Leaf::Verdict(value) => Subtree::Return(value),
-        Leaf::Conditions(block) => Subtree::Code(
-            vec![sock_filter {
-                code: BPF_JMP | BPF_JA | BPF_K,
-                jt: 0,
-                jf: 0,
-                k: TO_BLOCK - block as u32,
-            }],
-            Vec::new(),
-        ),
+        Leaf::Conditions(block) => Subtree::Code(vec![to_block(block)], Vec::new()),
     }
 }
 
@@ -981,12 +988,7 @@ fn verdict_tree(runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
             // Too far for a conditional jump (8 bits): an unconditional one (32 bits).
             Err(_) => {
                 program.push(jump(BPF_JGE, pivot, 0, 1));
-                program.push(sock_filter {
-                    code: BPF_JMP | BPF_JA | BPF_K,
-                    jt: 0,
-                    jf: 0,
-                    k: below.len() as u32,
-                });
+                program.push(ja(below.len() as u32));
             }
         }
         program.extend(below);
@@ -995,12 +997,7 @@ fn verdict_tree(runs: &[(u32, Leaf)]) -> Vec<sock_filter> {
     };
     match *verdict {
         Leaf::Verdict(value) => vec![ret(value)],
-        Leaf::Conditions(block) => vec![sock_filter {
-            code: BPF_JMP | BPF_JA | BPF_K,
-            jt: 0,
-            jf: 0,
-            k: TO_BLOCK - block as u32,
-        }],
+        Leaf::Conditions(block) => vec![to_block(block)],
     }
 }
 
