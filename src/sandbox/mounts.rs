@@ -94,9 +94,7 @@ impl RootTemplate {
                 }
                 HostDir::Directory => {
                     make_dir_at(&root, name, owner)?;
-                    let bound = sys::clone_mount_tree(None, &c_path(Path::new(dir))?)
-                        .map_err(|e| e.on(dir))?;
-                    sys::mount_setattr_at(Some(bound.as_fd()), c"", READ_ONLY, true)?;
+                    let bound = bound_tree(Path::new(dir), false)?;
                     sys::attach_mount_tree(bound.as_fd(), Some(root.as_fd()), &c_path(name)?)?;
                 }
             }
