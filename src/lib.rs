@@ -31,7 +31,6 @@ pub mod preload;
 pub mod protocol;
 pub mod sandbox;
 pub mod seccomp;
-pub mod serve_args;
 pub mod sys;
 pub mod zygote;
 

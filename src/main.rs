@@ -6,23 +6,21 @@
 //! found.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use hatchery::client::{default_socket_path, ConnectError};
+use hatchery::client::{default_socket_path, ConnectError, ForwardedSignals};
 use hatchery::network::NetworkSettings;
 use hatchery::protocol::{
     Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
 };
-use hatchery::serve_args::{LimitFlags, NoPrefix, ServeArgs};
-use hatchery::zygote::{Zygote, ZygoteConfig};
-use hatchery::{error_chain as chain, ChildProcess, Client, SpawnError, Verdict};
+use hatchery::zygote::args::{LimitFlags, NoPrefix, ServeArgs};
+use hatchery::zygote::embedded::{self, EmbeddedZygote};
+use hatchery::zygote::Zygote;
+use hatchery::{error_chain as chain, Client, SpawnError, Verdict};
 
 /// Exit code for hatchery's own failures.
 const EXIT_HATCHERY: u8 = 125;
@@ -201,14 +199,16 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let request = build_request(&args)?;
     // Held from before the spawn, so that no SIGINT/SIGTERM is lost; forwarded to the
     // sandbox while it runs.
-    let signals = forwarded_signals()?;
+    let signals = ForwardedSignals::hold().map_err(|e| hatchery_failure(chain(&e)))?;
     let (client, embedded) = connect(args.socket.as_deref(), args.net == Net::Veth)?;
     let mut child = client.spawn_child(request).map_err(|e| spawn_failure(&e))?;
-    let verdict = wait_forwarding(&mut child, &signals)?;
+    let verdict = child
+        .wait_forwarding(&signals)
+        .map_err(|e| hatchery_failure(chain(&e)))?;
     drop(child);
     drop(client);
-    if let Some(pid) = embedded {
-        let _ = nix::sys::wait::waitpid(pid, None);
+    if let Some(zygote) = embedded {
+        zygote.wait();
     }
     if let Some(path) = &args.verdict_json {
         write_verdict(path, &verdict)?;
@@ -262,72 +262,24 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
 }
 
 /// Connects to the daemon, or starts an embedded zygote when none is reachable. Returns
-/// the embedded zygote's pid, to be reaped at the end.
+/// the embedded zygote, to be reaped at the end.
 ///
 /// The embedded zygote networks with the embedded pools when `veth` is asked for (see
 /// `NetworkSettings::embedded`).
-fn connect(
-    socket: Option<&Path>,
-    veth: bool,
-) -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
+fn connect(socket: Option<&Path>, veth: bool) -> Result<(Client, Option<EmbeddedZygote>), Failure> {
     let path = socket
         .map(Path::to_path_buf)
         .unwrap_or_else(default_socket_path);
     match Client::connect(&path) {
         Ok(client) => Ok((client, None)),
-        Err(ConnectError::Unreachable(_)) => start_embedded(veth),
+        Err(ConnectError::Unreachable(_)) => embedded::start(veth.then(NetworkSettings::embedded))
+            .map(|(client, zygote)| (client, Some(zygote)))
+            .map_err(|e| hatchery_failure(chain(&e))),
         Err(e) => Err(hatchery_failure(format!(
             "{}: {}",
             path.display(),
             chain(&e)
         ))),
-    }
-}
-
-fn start_embedded(veth: bool) -> Result<(Client, Option<nix::unistd::Pid>), Failure> {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| hatchery_failure(format!("socketpair: {e}")))?;
-    match hatchery::sys::fork().map_err(|e| hatchery_failure(e.to_string()))? {
-        None => {
-            drop(ours);
-            hatchery::sys::exit_now(embedded_zygote(theirs, veth))
-        }
-        Some(pid) => {
-            drop(theirs);
-            let client = Client::handshake(ours).map_err(|e| {
-                hatchery_failure(format!("the embedded zygote did not start: {}", chain(&e)))
-            })?;
-            Ok((client, Some(nix::unistd::Pid::from_raw(pid))))
-        }
-    }
-}
-
-/// The embedded zygote's process: serves the one connection, then exits.
-fn embedded_zygote(conn: OwnedFd, veth: bool) -> i32 {
-    // Out of the terminal's process group: a ^C is for the sandbox (forwarded by
-    // `run`), not a shutdown request for this zygote. And gone when `run` is.
-    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    let result = ZygoteConfig::new()
-        .map(|mut config| {
-            config.network = veth.then(NetworkSettings::embedded);
-            config
-        })
-        .and_then(Zygote::new)
-        .and_then(|z| z.serve_connection(conn));
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("hatchery: embedded zygote: {}", chain(&e));
-            i32::from(EXIT_HATCHERY)
-        }
     }
 }
 
@@ -338,51 +290,6 @@ fn spawn_failure(error: &SpawnError) -> Failure {
         _ => EXIT_HATCHERY,
     };
     (code, chain(error))
-}
-
-const FORWARDED: [Signal; 4] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-];
-
-fn forwarded_signals() -> Result<SignalFd, Failure> {
-    let mut mask = SigSet::empty();
-    for signal in FORWARDED {
-        mask.add(signal);
-    }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(|e| hatchery_failure(format!("sigprocmask: {e}")))?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| hatchery_failure(format!("signalfd: {e}")))
-}
-
-/// Waits for the child, forwarding SIGINT/SIGTERM/SIGHUP/SIGQUIT to it meanwhile.
-fn wait_forwarding(child: &mut ChildProcess, signals: &SignalFd) -> Result<Verdict, Failure> {
-    drop(child.stdin.take());
-    while let Some(pidfd) = child.pidfd() {
-        let mut fds = [
-            PollFd::new(pidfd, PollFlags::POLLIN),
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(hatchery_failure(format!("poll: {e}"))),
-        }
-        let exited = fds[0].revents().is_some_and(|r| !r.is_empty());
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            while let Ok(Some(info)) = signals.read_signal() {
-                child
-                    .signal(info.ssi_signo as i32)
-                    .map_err(|e| hatchery_failure(chain(&e)))?;
-            }
-        }
-        if exited {
-            break;
-        }
-    }
-    child.wait().map_err(|e| hatchery_failure(chain(&e)))
 }
 
 fn write_verdict(path: &Path, verdict: &Verdict) -> Result<(), Failure> {

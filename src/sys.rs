@@ -586,7 +586,7 @@ pub fn loopback_up() -> Result<(), SysError> {
     }
     // SAFETY: the kernel filled the flags member of the union just above.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
-    // Up already in a namespace made ahead (see `sandbox::spares`), where the sandbox
+    // Up already in a namespace made ahead (see `sandbox::spare_namespaces`), where the sandbox
     // could not change it.
     if flags & libc::IFF_UP as libc::c_short != 0 {
         return Ok(());

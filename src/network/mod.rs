@@ -212,7 +212,7 @@ impl Network {
             runtime.spawn(connection);
             handle
         };
-        let home = crate::sandbox::spares::own_netns()?;
+        let home = crate::sandbox::spare_namespaces::own_netns()?;
         let mut network = Network {
             runtime,
             handle,
@@ -438,7 +438,7 @@ impl Network {
     ) -> Result<T, SysError> {
         nix::sched::setns(pidfd, CloneFlags::CLONE_NEWNET).op("setns(pidfd, CLONE_NEWNET)")?;
         let outcome = f();
-        crate::sandbox::spares::return_to(&self.home);
+        crate::sandbox::spare_namespaces::return_to(&self.home);
         outcome
     }
 

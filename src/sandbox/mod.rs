@@ -14,7 +14,7 @@ mod ids;
 mod init;
 mod mounts;
 pub mod pool;
-pub mod spares;
+pub mod spare_namespaces;
 pub mod timeline;
 pub mod validate;
 
@@ -33,7 +33,7 @@ use mounts::RootTemplate;
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
-pub use spares::SpareNamespaces;
+pub use spare_namespaces::SpareNamespaces;
 
 /// A named step of the sandbox setup, in the order the init performs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -333,7 +333,7 @@ impl Sandboxer {
             .map(|templates| templates.for_sandbox(config))
     }
 
-    /// Starts the helper that makes network and IPC namespaces ahead (see [`spares`]). The
+    /// Starts the helper that makes network and IPC namespaces ahead (see [`spare_namespaces`]). The
     /// caller must be single-threaded; this is checked, and refused otherwise.
     pub fn start_spare_namespaces(&self) -> Result<SpareNamespaces, StartError> {
         self.check_single_threaded()?;
@@ -412,10 +412,12 @@ fn clone(
     spares: Option<&mut SpareNamespaces>,
 ) -> Result<sys::Cloned, SysError> {
     let flags = namespaces(config);
-    if flags & spares::FLAGS == spares::FLAGS {
+    if flags & spare_namespaces::FLAGS == spare_namespaces::FLAGS {
         if let Some(spares) = spares {
             if let Some(pair) = spares.take() {
-                return spares.clone_into(pair, || sys::clone3(flags & !spares::FLAGS, cgroup));
+                return spares.clone_into(pair, || {
+                    sys::clone3(flags & !spare_namespaces::FLAGS, cgroup)
+                });
             }
         }
     }

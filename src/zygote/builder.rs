@@ -6,9 +6,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::args::{ServeArgs, ServeArgsError};
 use super::entries::Entries;
 use super::{Zygote, ZygoteConfig, ZygoteError};
-use crate::serve_args::{ServeArgs, ServeArgsError};
 
 /// Builds a zygote with named entries. Made by [`Zygote::builder`].
 ///

@@ -5,6 +5,8 @@
 //! between threads. The daemon is the sandboxes' parent and reaper: a [`ChildProcess`]
 //! learns its verdict from an `Exited` event, and holds a pidfd to poll.
 
+mod forward;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use crate::protocol::{
     PROTOCOL_VERSION,
 };
 use crate::sys::{Context, SysError};
+pub use forward::{ForwardError, ForwardedSignals};
 
 /// The environment variable naming the default socket.
 pub const SOCKET_ENV: &str = "HATCHERY_SOCKET";

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::{Access, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
 use crate::client::default_socket_path;
 use crate::limits::{parse_limit, LimitPolicy};
 use crate::network::{Cidr, NetworkSettings};
 use crate::protocol::{Limit, Limits};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
-use crate::zygote::{Access, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
 
 /// Why the flags do not make a zygote.
 #[derive(Debug, thiserror::Error)]

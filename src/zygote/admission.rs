@@ -1,0 +1,263 @@
+//! Admission: every check a spawn request passes before anything is made for it, in one
+//! place and in the order a client would want to hear about them (the daemon's state
+//! first, then the request itself, then what this daemon can offer it). Runs in the
+//! zygote's loop; pure but for the last step, which makes the sandbox's cgroup.
+//!
+//! A refused request costs no process, pipe, subnet or cgroup, and its client gets one
+//! `Error` with the [`Refusal`]'s kind and message.
+
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use super::entries::Entries;
+use super::limits::{Enforcement, Enforcer, Refusal};
+use crate::protocol::{ErrorKind, NetworkConfig, SpawnRequest, Stdio};
+use crate::sandbox::validate;
+use crate::sandbox::Workload;
+
+/// What the daemon's state and configuration say about a new spawn.
+pub(super) struct Gate<'a> {
+    /// Sandboxes alive now (set up, running or not yet reaped).
+    pub live: usize,
+    /// The most the daemon runs at once.
+    pub max_children: usize,
+    /// The daemon is stopping: it starts nothing more.
+    pub shutting_down: bool,
+    /// The programs and entries this zygote runs.
+    pub entries: &'a Entries,
+    /// The daemon has a veth pool.
+    pub veth_available: bool,
+    /// The limit policy and the cgroups.
+    pub enforcer: &'a mut Enforcer,
+}
+
+/// A request admitted: what its sandbox runs and how its limits are enforced.
+pub(super) struct Admission {
+    /// An exec or an entry, its arguments already decoded.
+    pub workload: Workload,
+    /// Its limits resolved against the policy, with its cgroup if a limit needs one.
+    pub enforcement: Enforcement,
+}
+
+impl Gate<'_> {
+    /// Admits `request`, which came with `fds`, or says why not. `started` is when the
+    /// request arrived (its wall-time limit counts from then).
+    pub fn admit(
+        &mut self,
+        request: &SpawnRequest,
+        fds: &[OwnedFd],
+        started: Instant,
+    ) -> Result<Admission, Refusal> {
+        if self.shutting_down {
+            return Err(refusal(
+                ErrorKind::ShuttingDown,
+                "the daemon is shutting down",
+            ));
+        }
+        if self.live >= self.max_children {
+            return Err(refusal(
+                ErrorKind::Busy,
+                format!(
+                    "{} sandboxes are running, the most this daemon allows",
+                    self.live
+                ),
+            ));
+        }
+        validate::validate(request)
+            .map_err(|e| refusal(ErrorKind::InvalidRequest, e.to_string()))?;
+        // Unknown entries and arguments that do not decode fail here, before any cgroup,
+        // pipe or process exists.
+        let workload = self
+            .entries
+            .prepare(&request.command, &request.env)
+            .map_err(|(kind, message)| Refusal { kind, message })?;
+        let wanted = request
+            .stdio()
+            .iter()
+            .filter(|s| matches!(s, Stdio::Fd(_)))
+            .count();
+        if fds.len() != wanted {
+            return Err(refusal(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the request names {wanted} passed fds but {} came with it",
+                    fds.len()
+                ),
+            ));
+        }
+        if matches!(request.sandbox.network, NetworkConfig::Veth(_)) && !self.veth_available {
+            return Err(refusal(
+                ErrorKind::NetworkUnavailable,
+                "this daemon has no veth network (start it with --veth-pool)",
+            ));
+        }
+        // Last, as it makes the cgroup a limited sandbox is cloned into.
+        let config = &request.sandbox;
+        let enforcement =
+            self.enforcer
+                .prepare(&config.limits, config.allow_unenforced_limits, started)?;
+        Ok(Admission {
+            workload,
+            enforcement,
+        })
+    }
+}
+
+fn refusal(kind: ErrorKind, message: impl Into<String>) -> Refusal {
+    Refusal {
+        kind,
+        message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::LimitPolicy;
+    use crate::protocol::{Limits, VethConfig};
+
+    /// A daemon with no cgroups, no veth pool and room for two sandboxes.
+    struct Daemon {
+        entries: Entries,
+        enforcer: Enforcer,
+    }
+
+    impl Daemon {
+        fn new(policy: LimitPolicy) -> Daemon {
+            Daemon {
+                entries: Entries::exec_only(),
+                enforcer: Enforcer::new(policy, None),
+            }
+        }
+
+        fn gate(&mut self, live: usize) -> Gate<'_> {
+            Gate {
+                live,
+                max_children: 2,
+                shutting_down: false,
+                entries: &self.entries,
+                veth_available: false,
+                enforcer: &mut self.enforcer,
+            }
+        }
+    }
+
+    fn refused(result: Result<Admission, Refusal>) -> Refusal {
+        match result {
+            Ok(_) => panic!("admitted a request that should be refused"),
+            Err(refusal) => refusal,
+        }
+    }
+
+    fn request() -> SpawnRequest {
+        SpawnRequest::new("/bin/true")
+    }
+
+    #[test]
+    fn a_plain_request_is_admitted_with_its_limits_resolved() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let admission = daemon
+            .gate(0)
+            .admit(&request(), &[], Instant::now())
+            .unwrap_or_else(|r| panic!("refused: {}", r.message));
+        assert!(matches!(admission.workload, Workload::Exec));
+        assert!(admission.enforcement.cgroup.is_none());
+    }
+
+    #[test]
+    fn a_stopping_daemon_refuses_before_anything_else() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut gate = daemon.gate(5);
+        gate.shutting_down = true;
+        let refusal = refused(gate.admit(&request(), &[], Instant::now()));
+        assert_eq!(refusal.kind, ErrorKind::ShuttingDown);
+    }
+
+    #[test]
+    fn a_full_daemon_is_busy() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let refusal = refused(daemon.gate(2).admit(&request(), &[], Instant::now()));
+        assert_eq!(refusal.kind, ErrorKind::Busy);
+        assert!(
+            refusal.message.contains("2 sandboxes"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn an_invalid_request_is_refused_as_such() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let refusal = refused(daemon.gate(0).admit(
+            &SpawnRequest::new("relative/program"),
+            &[],
+            Instant::now(),
+        ));
+        assert_eq!(refusal.kind, ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn an_entry_this_zygote_lacks_is_unknown() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut entry = request();
+        entry.command = crate::protocol::Command::Entry {
+            name: "nope".into(),
+            args: Vec::new(),
+        };
+        let refusal = refused(daemon.gate(0).admit(&entry, &[], Instant::now()));
+        assert_eq!(
+            refusal.kind,
+            ErrorKind::UnknownEntry {
+                name: "nope".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_passed_fds_must_match_the_request() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let refusal = refused(daemon.gate(0).admit(
+            &request(),
+            &[OwnedFd::from(null)],
+            Instant::now(),
+        ));
+        assert_eq!(refusal.kind, ErrorKind::InvalidRequest);
+        assert!(
+            refusal.message.contains("names 0 passed fds but 1"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn a_veth_request_needs_a_veth_pool() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut veth = request();
+        veth.sandbox.network = NetworkConfig::Veth(VethConfig::default());
+        let refusal = refused(daemon.gate(0).admit(&veth, &[], Instant::now()));
+        assert_eq!(refusal.kind, ErrorKind::NetworkUnavailable);
+    }
+
+    #[test]
+    fn a_limit_without_a_cgroup_to_enforce_it_is_refused_unless_allowed() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut limited = request();
+        limited.sandbox.limits = Limits {
+            memory_bytes: Some(64 << 20),
+            ..Limits::default()
+        };
+        let refusal = refused(daemon.gate(0).admit(&limited, &[], Instant::now()));
+        assert!(
+            matches!(refusal.kind, ErrorKind::UnenforceableLimits { .. }),
+            "{:?}",
+            refusal.kind
+        );
+        limited.sandbox.allow_unenforced_limits = true;
+        let admission = daemon
+            .gate(0)
+            .admit(&limited, &[], Instant::now())
+            .unwrap_or_else(|r| panic!("refused: {}", r.message));
+        assert_eq!(admission.enforcement.skipped.len(), 1);
+    }
+}

@@ -1,0 +1,482 @@
+//! The daemon's loop: one thread polls the listening socket, every client connection,
+//! the channel of each sandbox being set up, the spare-namespace helper and a signalfd,
+//! and hands each ready source to its handler. Runs in the zygote only.
+//!
+//! The handlers never wait on a client or a sandbox: a spawn is admitted, cloned and
+//! left to report (see `spawn` and `child`); the one wait inside a handler is a veth
+//! network's carrier, bounded (see `crate::network`).
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::child::Child;
+use super::connection::Connection;
+use super::listener::{self, Listener};
+use super::{Zygote, ZygoteError};
+use crate::protocol::{self, EndReason, ErrorKind, Event, Request, PROTOCOL_VERSION};
+use crate::sandbox::SpareNamespaces;
+use crate::sys::{self, Context, SysError};
+
+/// How long after a sandbox's exec the warm pool waits before it refills.
+const REFILL_QUIET: Duration = Duration::from_millis(3);
+
+/// What a polled fd is.
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Listener,
+    Conn(u64),
+    Child(i32),
+    SpareNamespaces,
+}
+
+/// The daemon while it serves: the prepared [`Zygote`] and everything the loop tracks.
+pub(super) struct Server {
+    pub(super) zygote: Zygote,
+    listener: Option<Listener>,
+    signals: SignalFd,
+    pub(super) conns: HashMap<u64, Connection>,
+    /// Every sandbox not yet reaped, by its init's pid.
+    pub(super) children: HashMap<i32, Child>,
+    next_conn: u64,
+    pub(super) buf: protocol::RecvBuffer,
+    /// Serving a single embedded client: stop when it is gone.
+    embedded: bool,
+    pub(super) shutting_down: bool,
+    /// When a sandbox last exec'd its workload (the warm pool waits a moment after).
+    pub(super) last_exec: Option<Instant>,
+}
+
+impl Server {
+    pub(super) fn new(
+        mut zygote: Zygote,
+        listener: Option<Listener>,
+        conn: Option<OwnedFd>,
+    ) -> Result<Server, SysError> {
+        sys::ensure_stdio_open()?;
+        zygote.sandboxer.note_signal_dispositions();
+        let mut mask = SigSet::empty();
+        for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+            mask.add(signal);
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .op("sigprocmask")?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .op("signalfd")?;
+        let mut server = Server {
+            zygote,
+            listener,
+            signals,
+            conns: HashMap::new(),
+            children: HashMap::new(),
+            next_conn: 0,
+            buf: protocol::RecvBuffer::new(),
+            embedded: conn.is_some(),
+            shutting_down: false,
+            last_exec: None,
+        };
+        if let Some(fd) = conn {
+            nix::fcntl::fcntl(
+                &fd,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .op("fcntl(O_NONBLOCK)")?;
+            server.add_connection(fd, None);
+        }
+        Ok(server)
+    }
+
+    pub(super) fn run(mut self) -> Result<(), ZygoteError> {
+        // Once there is nothing left to serve, cgroups of the last sandboxes still get
+        // this long to be removed (their last tasks may still be exiting).
+        let mut finishing: Option<Instant> = None;
+        loop {
+            if self.children.is_empty()
+                && self.zygote.pool.is_empty()
+                && (self.shutting_down || (self.embedded && self.conns.is_empty()))
+            {
+                let since = *finishing.get_or_insert_with(Instant::now);
+                if self.zygote.enforcer.has_leftovers() && since.elapsed() < Duration::from_secs(2)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                    self.zygote.enforcer.retry_removals();
+                    continue;
+                }
+                for conn in self.conns.values_mut() {
+                    conn.send_error(None, ErrorKind::ShuttingDown, "the daemon is shutting down");
+                    conn.flush();
+                }
+                if let Some(network) = &mut self.zygote.network {
+                    network.finish(Duration::from_secs(2));
+                }
+                return Ok(());
+            }
+            let ready = self.wait()?;
+            if ready.is_empty() && self.next_refill() == Some(Duration::ZERO) {
+                // Nothing else to do: the pool refills, one sandbox per idle turn.
+                self.zygote.pool.refill_one(
+                    &self.zygote.sandboxer,
+                    self.zygote.network.as_mut(),
+                    self.zygote.spare_namespaces.as_mut(),
+                );
+            }
+            for (source, flags) in ready {
+                match source {
+                    Source::Signals => self.on_signals(),
+                    Source::Listener => self.on_listener(),
+                    Source::Conn(conn) => self.on_connection(conn, flags),
+                    Source::Child(pid) => self.on_reports(pid),
+                    Source::SpareNamespaces => self.on_spare_namespaces(),
+                }
+            }
+            let quiet = !self.starting();
+            if let Some(spares) = self.zygote.spare_namespaces.as_mut() {
+                spares.replenish(quiet);
+            }
+            self.enforce_limits();
+            self.drop_finished_connections();
+        }
+    }
+
+    /// Whether a sandbox is being set up (its workload not started yet).
+    fn starting(&self) -> bool {
+        self.children.values().any(Child::setting_up)
+    }
+
+    /// Polls every source; returns those that are ready.
+    fn wait(&mut self) -> Result<Vec<(Source, PollFlags)>, ZygoteError> {
+        let mut sources = Vec::with_capacity(2 + self.conns.len() + self.children.len());
+        let mut fds = Vec::with_capacity(sources.capacity());
+        sources.push(Source::Signals);
+        fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
+        if let Some(listener) = &self.listener {
+            sources.push(Source::Listener);
+            fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+        }
+        for (&key, conn) in &self.conns {
+            let mut flags = PollFlags::POLLIN;
+            if conn.wants_write() {
+                flags |= PollFlags::POLLOUT;
+            }
+            sources.push(Source::Conn(key));
+            fds.push(PollFd::new(conn.as_fd(), flags));
+        }
+        for (&pid, child) in self.children.iter().filter(|(_, c)| !c.channel_closed) {
+            sources.push(Source::Child(pid));
+            fds.push(PollFd::new(child.channel.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(fd) = self
+            .zygote
+            .spare_namespaces
+            .as_ref()
+            .and_then(SpareNamespaces::awaited)
+        {
+            sources.push(Source::SpareNamespaces);
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        }
+        let timeout = match self.next_check() {
+            None => PollTimeout::NONE,
+            Some(Duration::ZERO) => PollTimeout::ZERO,
+            Some(wait) => PollTimeout::try_from(wait.as_millis().clamp(1, 60_000) as u32)
+                .unwrap_or(PollTimeout::MAX),
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(SysError::new("poll", e).into()),
+        }
+        Ok(fds
+            .iter()
+            .zip(sources)
+            .filter_map(|(fd, source)| fd.revents().filter(|r| !r.is_empty()).map(|r| (source, r)))
+            .collect())
+    }
+
+    /// How long the loop may sleep before a limit must be checked or a cgroup removal
+    /// retried.
+    fn next_check(&self) -> Option<Duration> {
+        let now = Instant::now();
+        self.children
+            .values()
+            .filter(|child| child.kill_reason.is_none())
+            .filter_map(|child| child.enforcement.next_check(now))
+            .chain(self.zygote.enforcer.next_retry())
+            .chain(
+                self.zygote
+                    .network
+                    .as_ref()
+                    .filter(|network| network.draining())
+                    .map(|_| crate::network::COLLECT_EVERY),
+            )
+            .chain(self.next_refill())
+            .min()
+    }
+
+    /// When the warm pool may clone its next sandbox: `Some(ZERO)` for now.
+    ///
+    /// Never while a sandbox is in its setup, and not until [`REFILL_QUIET`] after the
+    /// last exec: a refill (a `clone3` of about a millisecond on this thread, then the
+    /// new sandbox's setup on the CPU) would otherwise slow the spawn in flight, or
+    /// delay the reap of a short job that has just started.
+    fn next_refill(&self) -> Option<Duration> {
+        let now = Instant::now();
+        if self.starting() {
+            return None;
+        }
+        let quiet = self.last_exec.map_or(Duration::ZERO, |at| {
+            (at + REFILL_QUIET).saturating_duration_since(now)
+        });
+        self.zygote
+            .pool
+            .next_refill(now)
+            .map(|wait| wait.max(quiet))
+    }
+
+    /// Takes the spare namespaces the helper has made; without a helper that can
+    /// make them, sandboxes make their own from now on.
+    fn on_spare_namespaces(&mut self) {
+        let Some(spares) = &mut self.zygote.spare_namespaces else {
+            return;
+        };
+        if let Err(why) = spares.receive(&mut self.buf) {
+            tracing::info!(%why, "no spare network and IPC namespaces: each sandbox makes its own");
+            self.zygote.spare_namespaces = None;
+        }
+    }
+
+    /// Ends every sandbox that has overrun a limit, retries pending cgroup removals, and
+    /// frees the subnets of veth pairs that are gone.
+    fn enforce_limits(&mut self) {
+        let now = Instant::now();
+        for child in self
+            .children
+            .values_mut()
+            .filter(|child| child.kill_reason.is_none())
+        {
+            if let Some(reason) = child.enforcement.overrun(now) {
+                tracing::debug!(id = child.id, ?reason, "sandbox overran a limit");
+                child.kill(reason);
+            }
+        }
+        self.zygote.enforcer.retry_removals();
+        if let Some(network) = &mut self.zygote.network {
+            network.collect();
+        }
+    }
+
+    fn on_signals(&mut self) {
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(signal) => {
+                    tracing::info!(%signal, "shutting down");
+                    self.shut_down();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Stops accepting, removes the socket and kills every sandbox; the loop ends once
+    /// they are all reaped.
+    fn shut_down(&mut self) {
+        self.shutting_down = true;
+        self.listener = None;
+        self.zygote.pool.close();
+        for child in self.children.values_mut() {
+            child.kill(EndReason::DaemonShutdown);
+        }
+    }
+
+    fn on_listener(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let fd = match listener.accept() {
+                Ok(Some(fd)) => fd,
+                Ok(None) => return,
+                Err(e) => {
+                    // EMFILE and the like: keep serving those already connected.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    return;
+                }
+            };
+            match self.zygote.access.check(fd.as_fd()) {
+                Ok(peer) => {
+                    tracing::debug!(?peer, "client connected");
+                    self.add_connection(fd, Some(peer));
+                }
+                Err((peer, reason)) => {
+                    // Answered when its Hello arrives, so that the refusal is read
+                    // rather than lost to a connection reset.
+                    tracing::warn!(?peer, %reason, "refused a client");
+                    self.next_conn += 1;
+                    let mut conn = Connection::new(fd, peer);
+                    conn.refused = Some(reason);
+                    self.conns.insert(self.next_conn, conn);
+                }
+            }
+        }
+    }
+
+    fn add_connection(&mut self, fd: OwnedFd, peer: Option<listener::Peer>) {
+        self.next_conn += 1;
+        self.conns.insert(self.next_conn, Connection::new(fd, peer));
+    }
+
+    fn on_connection(&mut self, key: u64, flags: PollFlags) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if flags.contains(PollFlags::POLLOUT) {
+            conn.flush();
+        }
+        if !flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            return;
+        }
+        // A bounded batch per wake-up, so one busy client cannot starve the others.
+        for _ in 0..32 {
+            let Some(conn) = self.conns.get_mut(&key) else {
+                return;
+            };
+            if conn.finished() || conn.closing {
+                return;
+            }
+            match protocol::recv::<Request>(conn.as_fd(), &mut self.buf, true) {
+                Ok(Some((request, fds))) => self.on_request(key, request, fds),
+                Ok(None) => {
+                    tracing::debug!(peer = ?conn.peer, "client hung up");
+                    conn.dead = true;
+                    return;
+                }
+                Err(protocol::ProtocolError::Io(e)) if e.errno() == Errno::EAGAIN => return,
+                Err(protocol::ProtocolError::Io(e)) => {
+                    tracing::debug!(error = %e, "client connection failed");
+                    conn.dead = true;
+                    return;
+                }
+                Err(e) if conn.refused.is_some() => {
+                    let reason = conn.refused.take().unwrap_or_default();
+                    conn.send_error(None, ErrorKind::PermissionDenied, reason);
+                    conn.closing = true;
+                    tracing::debug!(error = %crate::error_chain(&e), "refused client sent a malformed message");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(peer = ?conn.peer, error = %crate::error_chain(&e), "malformed message; closing the connection");
+                    conn.send_error(None, ErrorKind::Protocol, e.to_string());
+                    conn.closing = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, key: u64, request: Request, fds: Vec<OwnedFd>) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if let Some(reason) = conn.refused.take() {
+            conn.send_error(None, ErrorKind::PermissionDenied, reason);
+            conn.closing = true;
+            return;
+        }
+        match request {
+            Request::Hello { version, client } if !conn.greeted => {
+                if version != PROTOCOL_VERSION {
+                    conn.send_error(
+                        None,
+                        ErrorKind::VersionMismatch {
+                            supported: PROTOCOL_VERSION,
+                        },
+                        format!(
+                            "client speaks protocol version {version}, this daemon speaks {PROTOCOL_VERSION}"
+                        ),
+                    );
+                    conn.closing = true;
+                    return;
+                }
+                tracing::debug!(%client, "handshake");
+                conn.greeted = true;
+                conn.send(
+                    &Event::Welcome {
+                        version: PROTOCOL_VERSION,
+                        server: format!("hatchery {}", env!("CARGO_PKG_VERSION")),
+                    },
+                    Vec::new(),
+                );
+            }
+            _ if !conn.greeted => {
+                conn.send_error(None, ErrorKind::Protocol, "the first message must be Hello");
+                conn.closing = true;
+            }
+            Request::Hello { .. } => {
+                conn.send_error(None, ErrorKind::Protocol, "Hello sent twice");
+                conn.closing = true;
+            }
+            Request::Spawn { id, request } => self.spawn(key, id, *request, fds),
+            Request::Signal { id, signal } => {
+                let pid = conn.children.get(&id).copied();
+                match pid.and_then(|pid| self.children.get_mut(&pid)) {
+                    Some(_) if !(1..=libc::SIGRTMAX()).contains(&signal) => {
+                        conn.send_error(
+                            Some(id),
+                            ErrorKind::InvalidRequest,
+                            format!("no such signal: {signal}"),
+                        );
+                    }
+                    Some(_) if signal == libc::SIGSTOP => {
+                        let message = "SIGSTOP would stop only the sandbox's init; send SIGTSTP";
+                        conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
+                    }
+                    Some(child) if signal == libc::SIGKILL => child.kill(EndReason::KilledByClient),
+                    Some(child) => {
+                        if let Err(e) = sys::pidfd_send_signal(child.pidfd.as_fd(), signal) {
+                            // ESRCH: it is exiting; its Exited event follows.
+                            tracing::debug!(error = %e, id, "signal not delivered");
+                        }
+                    }
+                    None => conn.send_error(
+                        Some(id),
+                        ErrorKind::UnknownId,
+                        format!("no live child with id {id}"),
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Drops finished connections and kills the sandboxes they leave behind (those whose
+    /// request allows it run on, unreported).
+    fn drop_finished_connections(&mut self) {
+        let finished: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.finished())
+            .map(|(&k, _)| k)
+            .collect();
+        for key in finished {
+            let Some(conn) = self.conns.remove(&key) else {
+                continue;
+            };
+            conn.discard_unread();
+            for pid in conn.children.values() {
+                if let Some(child) = self.children.get_mut(pid) {
+                    child.conn = None;
+                    if child.kill_on_disconnect {
+                        tracing::debug!(pid, "client gone; killing its sandbox");
+                        child.kill(EndReason::KilledByClient);
+                    }
+                    // Pipe ends never handed over would keep its stdin open forever.
+                    child.pipes = Default::default();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Starting a sandbox for an admitted request: from the warm pool when an idle sandbox
+//! of the request's shape is there, else fresh (a subnet reserved first for a veth
+//! network, then the clone), and then the veth network of a fresh one. Runs in the
+//! zygote's loop.
+//!
+//! Whatever a failed start had taken (a subnet, a cgroup) is given back here, and the
+//! client gets exactly one answer: `Spawned` later from the child's report, or an
+//! `Error` now.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use super::admission::{Admission, Gate};
+use super::child::{forget_child, Child, Phase};
+use super::diagnose;
+use super::limits::{Enforcement, Refusal};
+use super::server::Server;
+use super::Zygote;
+use crate::network::{Lease, Subnet};
+use crate::protocol::{EndReason, ErrorKind, NetworkConfig, SpawnRequest, VethConfig};
+use crate::sandbox::pool::NotTaken;
+use crate::sandbox::{StartError, Started, Workload};
+
+/// A sandbox started for a request.
+struct Launched {
+    sandbox: Started,
+    /// The veth network of a warm sandbox, up already.
+    lease: Option<Lease>,
+    /// The subnet reserved for a fresh sandbox's veth network, still to be built.
+    subnet: Option<Subnet>,
+}
+
+/// Why no sandbox was started.
+enum NotLaunched {
+    /// Something the client can act on (every subnet in use).
+    Refused(Refusal),
+    /// The clone or a warm sandbox's handover failed.
+    Failed(StartError),
+}
+
+/// What the warm pool did with a request.
+enum Warm {
+    /// An idle sandbox took it, with its veth network's lease if its shape has one.
+    Served(Started, Option<Lease>),
+    /// An idle sandbox took it and then failed.
+    Failed(StartError),
+    /// No idle sandbox of its shape: the passed fds come back for a fresh one.
+    NoneIdle(Vec<OwnedFd>),
+}
+
+impl Server {
+    /// Handles a `Spawn`: admits the request, starts its sandbox and tracks it; the
+    /// client hears of it when the sandbox reports (or now, if it is refused).
+    pub(super) fn spawn(
+        &mut self,
+        key: u64,
+        id: u64,
+        mut request: SpawnRequest,
+        fds: Vec<OwnedFd>,
+    ) {
+        let started = Instant::now();
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if conn.children.contains_key(&id) {
+            let message = format!("id {id} is already in use");
+            conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
+            return;
+        }
+        let mut gate = Gate {
+            live: self.children.len(),
+            max_children: self.zygote.max_children,
+            shutting_down: self.shutting_down,
+            entries: &self.zygote.entries,
+            veth_available: self.zygote.network.is_some(),
+            enforcer: &mut self.zygote.enforcer,
+        };
+        let Admission {
+            workload,
+            enforcement,
+        } = match gate.admit(&request, &fds, started) {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                conn.send_error(Some(id), refusal.kind, refusal.message);
+                return;
+            }
+        };
+        if !enforcement.skipped.is_empty() {
+            tracing::warn!(id, skipped = ?enforcement.skipped, "running without limits this host cannot enforce");
+        }
+        // The init applies the limits in force (rlimits, the /tmp size) itself.
+        request.sandbox.limits = enforcement.limits;
+        let launched = self.zygote.launch(&request, fds, &enforcement, workload);
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Launched {
+            sandbox,
+            lease,
+            subnet,
+        } = match launched {
+            Ok(launched) => launched,
+            Err(failure) => {
+                if let Some(cgroup) = enforcement.cgroup {
+                    self.zygote.enforcer.retire(cgroup);
+                }
+                let (kind, message) = match failure {
+                    NotLaunched::Refused(refusal) => (refusal.kind, refusal.message),
+                    NotLaunched::Failed(e) => {
+                        let error = match &e {
+                            StartError::Sys(error) => Some(error.clone()),
+                            StartError::NotSingleThreaded(_) | StartError::Cgroup(_) => None,
+                        };
+                        let mut message = crate::error_chain(&e);
+                        if let Some(error) = &error {
+                            message = diagnose::with_hint(message, error);
+                        }
+                        tracing::error!(%message, "cannot start a sandbox");
+                        (ErrorKind::Internal { error }, message)
+                    }
+                };
+                conn.send_error(Some(id), kind, message);
+                return;
+            }
+        };
+        tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
+        let pid = sandbox.pid;
+        conn.children.insert(id, pid);
+        let kill_on_disconnect = request.sandbox.kill_on_disconnect;
+        let child = Child::new(
+            key,
+            id,
+            sandbox,
+            started,
+            enforcement,
+            kill_on_disconnect,
+            lease,
+        );
+        self.children.insert(pid, child);
+        if let (Some(subnet), NetworkConfig::Veth(veth)) = (subnet, &request.sandbox.network) {
+            self.attach_network(pid, subnet, veth);
+        }
+    }
+
+    /// Builds a just-cloned sandbox's veth network and releases its init to run the
+    /// workload; on failure, kills it and tells its client why.
+    fn attach_network(&mut self, pid: i32, subnet: Subnet, veth: &VethConfig) {
+        let (Some(network), Some(child)) = (&mut self.zygote.network, self.children.get_mut(&pid))
+        else {
+            return;
+        };
+        let began = Instant::now();
+        match network.attach(subnet, pid, child.pidfd.as_fd(), veth) {
+            Ok(lease) => {
+                let took_us = began.elapsed().as_micros() as u64;
+                tracing::debug!(id = child.id, pid, interface = lease.host_name(), subnet = ?lease.subnet(), took_us, "veth up");
+                child.network = Some(lease);
+                if child.channel.network_ready().is_err() {
+                    // It died already; its reap reports the failure.
+                    tracing::debug!(pid, "sandbox gone before its network was up");
+                }
+            }
+            Err(error) => {
+                // A setup failure the init may have reported meanwhile explains more.
+                self.on_reports(pid);
+                let Some(child) = self.children.get_mut(&pid) else {
+                    return;
+                };
+                child.kill(EndReason::KilledByClient);
+                // Its workload waits for the network, so it cannot be running: it is
+                // still setting up, or its failure has been reported already.
+                if !child.setting_up() {
+                    return;
+                }
+                child.phase = Phase::Failed;
+                tracing::warn!(pid, %error, "cannot set up a veth network");
+                let Some(conn) = child.conn.and_then(|key| self.conns.get_mut(&key)) else {
+                    return;
+                };
+                forget_child(conn, child.id, pid);
+                let message = diagnose::with_hint(
+                    format!("sandbox setup step \"network\" failed: {error}"),
+                    &error,
+                );
+                conn.send_error(
+                    Some(child.id),
+                    ErrorKind::Setup {
+                        step: crate::sandbox::Step::Network.name().to_string(),
+                        error,
+                    },
+                    message,
+                );
+            }
+        }
+    }
+}
+
+impl Zygote {
+    /// Starts the sandbox of an admitted request: warm if it may be pooled and an idle
+    /// sandbox of its shape is there, else fresh. A fresh veth sandbox gets its subnet
+    /// here, before anything is cloned, so that a used-up pool is a plain refusal; the
+    /// subnet is given back if the clone fails.
+    fn launch(
+        &mut self,
+        request: &SpawnRequest,
+        fds: Vec<OwnedFd>,
+        enforcement: &Enforcement,
+        workload: Workload,
+    ) -> Result<Launched, NotLaunched> {
+        // A warm-pool sandbox runs programs only, outside any cgroup; one of a veth shape
+        // comes with its network up.
+        let poolable = enforcement.cgroup.is_none() && matches!(workload, Workload::Exec);
+        let fds = match poolable {
+            true => match self.start_warm(request, fds) {
+                Warm::Served(sandbox, lease) => {
+                    return Ok(Launched {
+                        sandbox,
+                        lease,
+                        subnet: None,
+                    })
+                }
+                Warm::Failed(e) => return Err(NotLaunched::Failed(e)),
+                Warm::NoneIdle(fds) => fds,
+            },
+            false => fds,
+        };
+        let subnet = match (&request.sandbox.network, &mut self.network) {
+            (NetworkConfig::Veth(_), Some(network)) => {
+                Some(network.reserve().ok_or_else(|| {
+                    NotLaunched::Refused(Refusal {
+                        kind: ErrorKind::AddressPoolExhausted,
+                        message: "every subnet of the veth pool is in use".into(),
+                    })
+                })?)
+            }
+            _ => None,
+        };
+        let cgroup = enforcement.cgroup.as_ref();
+        let spares = self.spare_namespaces.as_mut();
+        match self.sandboxer.start(request, fds, cgroup, workload, spares) {
+            Ok(sandbox) => Ok(Launched {
+                sandbox,
+                lease: None,
+                subnet,
+            }),
+            Err(e) => {
+                if let (Some(subnet), Some(network)) = (subnet, &mut self.network) {
+                    network.unreserve(subnet);
+                }
+                Err(NotLaunched::Failed(e))
+            }
+        }
+    }
+
+    /// Hands `request` to an idle sandbox of its shape, if the pool has one.
+    fn start_warm(&mut self, request: &SpawnRequest, mut fds: Vec<OwnedFd>) -> Warm {
+        while let Some((idle, lease)) = self.pool.take(&request.sandbox) {
+            match self.sandboxer.hand_over(idle, request, fds) {
+                Ok(sandbox) => {
+                    tracing::debug!(pid = sandbox.pid, "served from the warm pool");
+                    return Warm::Served(sandbox, lease);
+                }
+                Err(not_taken) => {
+                    // Killed by the handover: its subnet comes back once the pair is gone.
+                    if let (Some(lease), Some(network)) = (lease, &mut self.network) {
+                        network.release(lease);
+                    }
+                    match not_taken {
+                        // It died while idle (its reap is on the way): the next one, or
+                        // fresh.
+                        NotTaken::Gone { passed, error } => {
+                            tracing::debug!(error = %crate::error_chain(&error), "a warm sandbox was gone");
+                            fds = passed;
+                        }
+                        NotTaken::Failed(e) => return Warm::Failed(e),
+                    }
+                }
+            }
+        }
+        Warm::NoneIdle(fds)
+    }
+}
