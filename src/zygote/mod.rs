@@ -13,7 +13,8 @@
 //! - `server`: the poll loop and the handlers of each source (signals, clients, sandboxes);
 //! - `admission`: every check a spawn request passes before anything is made for it;
 //! - `spawn`: starting the sandbox, warm from the pool or fresh, and its veth network;
-//! - `child`: a sandbox's life in the daemon, from its reports to its reap and verdict;
+//! - `child`, `reports`: a sandbox as the daemon tracks it, and what its init reports, up
+//!   to its reap and verdict;
 //! - `warm_pool`, `entries`, `limits`: what the loop keeps between requests;
 //! - [`diagnose`]: hints for failures a machine's setup explains;
 //! - [`args`], `builder`, [`embedded`]: the ways a zygote is made and started.
@@ -28,6 +29,7 @@ pub mod embedded;
 mod entries;
 mod limits;
 pub mod listener;
+mod reports;
 mod server;
 mod spawn;
 mod warm_pool;
