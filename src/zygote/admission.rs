@@ -188,12 +188,11 @@ mod tests {
     #[test]
     fn an_invalid_request_is_refused_as_such() {
         let mut daemon = Daemon::new(LimitPolicy::default());
-        let refusal = refused(daemon.gate(0).admit(
-            &SpawnRequest::new("relative/program"),
-            &[],
-            Instant::now(),
-        ));
+        let mut nameless = request();
+        nameless.sandbox.hostname = String::new();
+        let refusal = refused(daemon.gate(0).admit(&nameless, &[], Instant::now()));
         assert_eq!(refusal.kind, ErrorKind::InvalidRequest);
+        assert!(refusal.message.contains("hostname"), "{}", refusal.message);
     }
 
     #[test]
