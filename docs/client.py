@@ -550,6 +550,12 @@ def self_test():
          " 00 00 00 00 00 08 68 61 74 63 68 65 72 79 00 E8 07 E8 07 00 00 00 00 00 00 00 00"
          " 00 00 00 01"),
     ]
+    # The tour's request: Null streams (offsets 27-29) and a wall-time limit (offset 51).
+    tour_request = bytearray(expect[2][0])
+    tour_request[27:30] = NULL * 3
+    tour_request[51:52] = bytes.fromhex("01 90 4E")
+    expect.append((spawn(1, exec_command(b"/bin/true"), limits={"wall_time_ms": 10_000}),
+                   tour_request.hex(" ")))
     for encoded, golden in expect:
         assert encoded == bytes.fromhex(golden), (encoded.hex(" "), golden)
     decoded = [

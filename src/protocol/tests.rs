@@ -680,4 +680,16 @@ fn the_byte_examples_are_what_the_encoder_writes() {
     for (heading, bytes) in examples {
         assert_eq!(doc_hex(heading), bytes, "the bytes under {heading:?}");
     }
+    // Section 2.3, in the text.
+    let veth = NetworkConfig::Veth(VethConfig {
+        interface: Some("e".into()),
+        mtu: Some(1400),
+    });
+    let hex: Vec<String> = encode(&veth)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let text = format!("mtu: Some(1400) }})` is\n`{}`", hex.join(" "));
+    assert!(PROTOCOL_DOC.contains(&text), "{text:?} in docs/protocol.md");
 }
