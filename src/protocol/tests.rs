@@ -693,3 +693,33 @@ fn the_byte_examples_are_what_the_encoder_writes() {
     let text = format!("mtu: Some(1400) }})` is\n`{}`", hex.join(" "));
     assert!(PROTOCOL_DOC.contains(&text), "{text:?} in docs/protocol.md");
 }
+
+#[test]
+fn the_json_of_the_golden_verdict_is_what_to_json_writes() {
+    // Section 5 shows the verdict of section 6.5 as `hatchery run --verdict-json` writes it.
+    let text: String = PROTOCOL_DOC
+        .lines()
+        .skip_while(|line| !line.starts_with("The verdict of the golden `Exited` event in §6.5"))
+        .skip_while(|line| *line != "```json")
+        .skip(1)
+        .take_while(|line| *line != "```")
+        .collect::<Vec<_>>()
+        .join("\n");
+    let documented: serde_json::Value = serde_json::from_str(&text).expect("the doc's JSON");
+    let verdict = Verdict {
+        status: ExitStatus::Signaled(9),
+        reason: EndReason::DaemonShutdown,
+        wall_time_us: 1500,
+        user_cpu_us: 0,
+        system_cpu_us: 0,
+        max_rss_kib: 2048,
+        memory_peak_bytes: Some(4096),
+        tasks_started: Some(3),
+        limits: Limits {
+            wall_time_ms: Some(1000),
+            ..Limits::default()
+        },
+        skipped_limits: vec![Limit::Memory],
+    };
+    assert_eq!(verdict.to_json(), documented);
+}
