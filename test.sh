@@ -36,6 +36,8 @@ for tool in sh cat id; do
 done
 # The network tests make and inspect veths of their own with `ip`.
 command -v ip >/dev/null || missing+=("iproute2")
+# tests/docs_client.rs runs the protocol doc's Python client, docs/client.py.
+command -v python3 >/dev/null || missing+=("python3")
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
     log "installing ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -279,3 +279,447 @@ fn entry_events_are_pinned() {
         &[0x02, 1, b'p'],
     );
 }
+
+// The tables of `docs/protocol.md` against the types: a variant added, removed, renamed
+// or reordered fails here until the doc says the same. The exhaustive matches in
+// `every_*` fail to compile when a variant is added: give it a sample and a doc row.
+
+const PROTOCOL_DOC: &str = include_str!("../../docs/protocol.md");
+
+/// The cells of the rows of the first table at or after the line holding `heading`,
+/// without the header and separator rows, backticks and surrounding spaces.
+fn doc_table(heading: &str) -> Vec<Vec<String>> {
+    assert!(
+        PROTOCOL_DOC.contains(heading),
+        "docs/protocol.md has no line with {heading:?}"
+    );
+    let rows: Vec<Vec<String>> = PROTOCOL_DOC
+        .lines()
+        .skip_while(|line| !line.contains(heading))
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .map(|line| {
+            line.trim_matches('|')
+                .split(" | ")
+                .map(|cell| cell.trim().replace('`', ""))
+                .collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no table after {heading:?}");
+    rows
+}
+
+/// The variant's name, from its `Debug` form (`Hello { .. }`, `Fd(..)`, `Busy`).
+fn variant_name(value: &impl std::fmt::Debug) -> String {
+    format!("{value:?}")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// Each sample's (wire index, name) against the (Index, Variant) columns of the table
+/// after `heading`. The indexes here are below 128: a varint of one byte.
+fn assert_table<T: Serialize + std::fmt::Debug>(heading: &str, samples: &[T]) {
+    let documented: Vec<(String, String)> = doc_table(heading)
+        .into_iter()
+        .map(|row| {
+            // `VersionMismatch { supported }` in the error-kind table of section 4.
+            let name = row[1].chars().take_while(|c| c.is_ascii_alphanumeric());
+            (row[0].clone(), name.collect())
+        })
+        .collect();
+    let encoded: Vec<(String, String)> = samples
+        .iter()
+        .map(|sample| {
+            let bytes = encode(sample).expect("encodes");
+            (bytes[0].to_string(), variant_name(sample))
+        })
+        .collect();
+    assert_eq!(
+        encoded, documented,
+        "the table after {heading:?} in docs/protocol.md is not the enum's"
+    );
+}
+
+fn every_error_kind() -> Vec<ErrorKind> {
+    let error = SysError {
+        op: "m".into(),
+        path: None,
+        errno: 2,
+    };
+    let samples = vec![
+        ErrorKind::Protocol,
+        ErrorKind::VersionMismatch { supported: 1 },
+        ErrorKind::PermissionDenied,
+        ErrorKind::InvalidRequest,
+        ErrorKind::Busy,
+        ErrorKind::NotFound,
+        ErrorKind::CannotExecute { errno: 13 },
+        ErrorKind::Setup {
+            step: "x".into(),
+            error: error.clone(),
+        },
+        ErrorKind::Internal { error: Some(error) },
+        ErrorKind::UnknownId,
+        ErrorKind::ShuttingDown,
+        ErrorKind::UnenforceableLimits {
+            limits: vec![Limit::Memory],
+        },
+        ErrorKind::NetworkUnavailable,
+        ErrorKind::AddressPoolExhausted,
+        ErrorKind::UnknownEntry { name: "x".into() },
+        ErrorKind::BadEntryArgs { name: "x".into() },
+    ];
+    for kind in &samples {
+        match kind {
+            ErrorKind::Protocol
+            | ErrorKind::VersionMismatch { .. }
+            | ErrorKind::PermissionDenied
+            | ErrorKind::InvalidRequest
+            | ErrorKind::Busy
+            | ErrorKind::NotFound
+            | ErrorKind::CannotExecute { .. }
+            | ErrorKind::Setup { .. }
+            | ErrorKind::Internal { .. }
+            | ErrorKind::UnknownId
+            | ErrorKind::ShuttingDown
+            | ErrorKind::UnenforceableLimits { .. }
+            | ErrorKind::NetworkUnavailable
+            | ErrorKind::AddressPoolExhausted
+            | ErrorKind::UnknownEntry { .. }
+            | ErrorKind::BadEntryArgs { .. } => {}
+        }
+    }
+    samples
+}
+
+#[test]
+fn the_error_kind_tables_are_the_enum() {
+    // Section 2.3 (the fields) and section 4 (the meanings) both list every kind.
+    assert_table("**`ErrorKind`** (enum", &every_error_kind());
+    assert_table("## 4. Error kinds", &every_error_kind());
+}
+
+#[test]
+fn the_other_enum_tables_are_the_enums() {
+    let request = SpawnRequest::new("/bin/true");
+    let requests = [
+        Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: String::new(),
+        },
+        Request::Spawn {
+            id: 1,
+            request: Box::new(request.clone()),
+        },
+        Request::Signal { id: 1, signal: 9 },
+    ];
+    for request in &requests {
+        match request {
+            Request::Hello { .. } | Request::Spawn { .. } | Request::Signal { .. } => {}
+        }
+    }
+    assert_table("**`Request`** (client → daemon)", &requests);
+
+    let verdict = Verdict {
+        status: ExitStatus::Exited(0),
+        reason: EndReason::Exited,
+        wall_time_us: 0,
+        user_cpu_us: 0,
+        system_cpu_us: 0,
+        max_rss_kib: 0,
+        memory_peak_bytes: None,
+        tasks_started: None,
+        limits: Limits::default(),
+        skipped_limits: vec![],
+    };
+    let events = [
+        Event::Welcome {
+            version: PROTOCOL_VERSION,
+            server: String::new(),
+        },
+        Event::Spawned {
+            id: 1,
+            pid: 2,
+            fds: vec![],
+        },
+        Event::Exited { id: 1, verdict },
+        Event::Error {
+            id: None,
+            kind: ErrorKind::Protocol,
+            message: String::new(),
+        },
+    ];
+    for event in &events {
+        match event {
+            Event::Welcome { .. } | Event::Spawned { .. } | Event::Exited { .. } => {}
+            Event::Error { .. } => {}
+        }
+    }
+    assert_table("**`Event`** (daemon → client)", &events);
+
+    let commands = [
+        request.command.clone(),
+        Command::Entry {
+            name: "x".into(),
+            args: vec![],
+        },
+    ];
+    for command in &commands {
+        match command {
+            Command::Exec { .. } | Command::Entry { .. } => {}
+        }
+    }
+    assert_table("**`Command`** (enum)", &commands);
+
+    let results = [
+        EntryResult::Returned(vec![]),
+        EntryResult::Failed {
+            message: String::new(),
+            error: vec![],
+        },
+        EntryResult::Panicked {
+            message: String::new(),
+        },
+    ];
+    for result in &results {
+        match result {
+            EntryResult::Returned(_) | EntryResult::Failed { .. } => {}
+            EntryResult::Panicked { .. } => {}
+        }
+    }
+    assert_table("| Index | `EntryResult` variant |", &results);
+
+    let stdio = [Stdio::Pipe, Stdio::Null, Stdio::Fd(PassedFd::default())];
+    for s in &stdio {
+        match s {
+            Stdio::Pipe | Stdio::Null | Stdio::Fd(_) => {}
+        }
+    }
+    assert_table("**`Stdio`** (enum)", &stdio);
+
+    let networks = [
+        NetworkConfig::None,
+        NetworkConfig::Veth(VethConfig::default()),
+    ];
+    for network in &networks {
+        match network {
+            NetworkConfig::None | NetworkConfig::Veth(_) => {}
+        }
+    }
+    assert_table("**`NetworkConfig`** (enum)", &networks);
+
+    let layers = [Layer::Seccomp, Layer::NetworkNamespace];
+    for layer in &layers {
+        match layer {
+            Layer::Seccomp | Layer::NetworkNamespace => {}
+        }
+    }
+    assert_table("**`Layer`** (enum)", &layers);
+
+    let roles = [
+        FdRole::Stdin,
+        FdRole::Stdout,
+        FdRole::Stderr,
+        FdRole::Pidfd,
+        FdRole::Result,
+    ];
+    for role in &roles {
+        match role {
+            FdRole::Stdin | FdRole::Stdout | FdRole::Stderr | FdRole::Pidfd => {}
+            FdRole::Result => {}
+        }
+    }
+    assert_table("**`FdRole`** (enum)", &roles);
+
+    let statuses = [ExitStatus::Exited(0), ExitStatus::Signaled(9)];
+    for status in &statuses {
+        match status {
+            ExitStatus::Exited(_) | ExitStatus::Signaled(_) => {}
+        }
+    }
+    assert_table("**`ExitStatus`** (enum)", &statuses);
+}
+
+#[test]
+fn the_limit_and_end_reason_tables_carry_their_names() {
+    // `Limit::ALL` is in declaration order; `name` is what `hatchery run` and the
+    // verdict's JSON call each.
+    assert_table("**`Limit`** (enum)", &Limit::ALL);
+    let names: Vec<String> = doc_table("**`Limit`** (enum)")
+        .into_iter()
+        .map(|row| row[3].clone())
+        .collect();
+    let expected: Vec<&str> = Limit::ALL.iter().map(|kind| kind.name()).collect();
+    assert_eq!(names, expected, "the Name column of the Limit table");
+
+    let reasons = [
+        EndReason::Exited,
+        EndReason::Signaled,
+        EndReason::OomKilled,
+        EndReason::WallTimeout,
+        EndReason::CpuTimeout,
+        EndReason::KilledByClient,
+        EndReason::DaemonShutdown,
+    ];
+    for reason in &reasons {
+        match reason {
+            EndReason::Exited | EndReason::Signaled | EndReason::OomKilled => {}
+            EndReason::WallTimeout | EndReason::CpuTimeout => {}
+            EndReason::KilledByClient | EndReason::DaemonShutdown => {}
+        }
+    }
+    assert_table("**`EndReason`** (enum", &reasons);
+    let names: Vec<String> = doc_table("**`EndReason`** (enum")
+        .into_iter()
+        .map(|row| row[2].clone())
+        .collect();
+    let expected: Vec<&str> = reasons.iter().map(|reason| reason.name()).collect();
+    assert_eq!(names, expected, "the Name column of the EndReason table");
+}
+
+/// The hex dump of the first code block after `heading` in docs/protocol.md.
+fn doc_hex(heading: &str) -> Vec<u8> {
+    PROTOCOL_DOC
+        .lines()
+        .skip_while(|line| !line.starts_with(heading))
+        .skip_while(|line| *line != "```")
+        .skip(1)
+        .take_while(|line| *line != "```")
+        .flat_map(|line| line.split_whitespace())
+        .map(|byte| u8::from_str_radix(byte, 16).expect("a hex byte"))
+        .collect()
+}
+
+#[test]
+fn the_byte_examples_are_what_the_encoder_writes() {
+    // Section 6, one example per golden test above.
+    let examples: [(&str, Vec<u8>); 7] = [
+        (
+            "### 6.1 ",
+            encode(&Request::Hello {
+                version: 1,
+                client: "t".into(),
+            })
+            .unwrap(),
+        ),
+        (
+            "### 6.2 ",
+            encode(&Request::Signal {
+                id: 300,
+                signal: 15,
+            })
+            .unwrap(),
+        ),
+        (
+            "### 6.3 ",
+            encode(&Request::Spawn {
+                id: 1,
+                request: Box::new(SpawnRequest::new("/bin/true")),
+            })
+            .unwrap(),
+        ),
+        (
+            "### 6.4 ",
+            encode(&Event::Spawned {
+                id: 2,
+                pid: 77,
+                fds: vec![FdRole::Stdout, FdRole::Pidfd],
+            })
+            .unwrap(),
+        ),
+        (
+            "### 6.5 ",
+            encode(&Event::Exited {
+                id: 7,
+                verdict: Verdict {
+                    status: ExitStatus::Signaled(9),
+                    reason: EndReason::DaemonShutdown,
+                    wall_time_us: 1500,
+                    user_cpu_us: 0,
+                    system_cpu_us: 0,
+                    max_rss_kib: 2048,
+                    memory_peak_bytes: Some(4096),
+                    tasks_started: Some(3),
+                    limits: Limits {
+                        wall_time_ms: Some(1000),
+                        ..Limits::default()
+                    },
+                    skipped_limits: vec![Limit::Memory],
+                },
+            })
+            .unwrap(),
+        ),
+        (
+            "### 6.6 ",
+            encode(&Event::Error {
+                id: None,
+                kind: ErrorKind::VersionMismatch { supported: 1 },
+                message: "v".into(),
+            })
+            .unwrap(),
+        ),
+        (
+            "### 6.7 ",
+            encode(&Event::Error {
+                id: Some(5),
+                kind: ErrorKind::Setup {
+                    step: "x".into(),
+                    error: SysError {
+                        op: "m".into(),
+                        path: None,
+                        errno: 2,
+                    },
+                },
+                message: String::new(),
+            })
+            .unwrap(),
+        ),
+    ];
+    for (heading, bytes) in examples {
+        assert_eq!(doc_hex(heading), bytes, "the bytes under {heading:?}");
+    }
+    // Section 2.3, in the text.
+    let veth = NetworkConfig::Veth(VethConfig {
+        interface: Some("e".into()),
+        mtu: Some(1400),
+    });
+    let hex: Vec<String> = encode(&veth)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let text = format!("mtu: Some(1400) }})` is\n`{}`", hex.join(" "));
+    assert!(PROTOCOL_DOC.contains(&text), "{text:?} in docs/protocol.md");
+}
+
+#[test]
+fn the_json_of_the_golden_verdict_is_what_to_json_writes() {
+    // Section 5 shows the verdict of section 6.5 as `hatchery run --verdict-json` writes it.
+    let text: String = PROTOCOL_DOC
+        .lines()
+        .skip_while(|line| !line.starts_with("The verdict of the golden `Exited` event in §6.5"))
+        .skip_while(|line| *line != "```json")
+        .skip(1)
+        .take_while(|line| *line != "```")
+        .collect::<Vec<_>>()
+        .join("\n");
+    let documented: serde_json::Value = serde_json::from_str(&text).expect("the doc's JSON");
+    let verdict = Verdict {
+        status: ExitStatus::Signaled(9),
+        reason: EndReason::DaemonShutdown,
+        wall_time_us: 1500,
+        user_cpu_us: 0,
+        system_cpu_us: 0,
+        max_rss_kib: 2048,
+        memory_peak_bytes: Some(4096),
+        tasks_started: Some(3),
+        limits: Limits {
+            wall_time_ms: Some(1000),
+            ..Limits::default()
+        },
+        skipped_limits: vec![Limit::Memory],
+    };
+    assert_eq!(verdict.to_json(), documented);
+}

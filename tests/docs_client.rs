@@ -1,0 +1,405 @@
+//! The Python client of `docs/protocol.md` §8 (`docs/client.py`) against real daemons:
+//! its tour, one scenario per error kind that a client can provoke (every kind, today),
+//! its decoder on the bytes this crate encodes for every kind, and its self-test on the
+//! golden bytes of §6. Runs as the client: `python3` (Debian's, which `test.sh`
+//! installs) in a subprocess; the daemons are subprocesses too.
+//!
+//! Without `python3` the tests skip, unless `HATCHERY_TESTS_MUST_RUN=1`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use hatchery::protocol::{encode, ErrorKind, Event, Limit, PROTOCOL_VERSION};
+use hatchery::sys::SysError;
+
+use common::Daemon;
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/client.py");
+const PROTOCOL_DOC: &str = include_str!("../docs/protocol.md");
+const TEST_ZYGOTE: &str = env!("CARGO_BIN_EXE_hatchery-test-zygote");
+
+/// Each scenario of the script and the error kind that must answer it.
+const SCENARIOS: &[(&str, &str)] = &[
+    ("garbage", "Protocol"),
+    ("wrong-version", "VersionMismatch"),
+    ("permission-denied", "PermissionDenied"),
+    ("invalid-request", "InvalidRequest"),
+    // The ceiling refusal has no kind of its own.
+    ("over-ceiling", "InvalidRequest"),
+    ("busy", "Busy"),
+    ("not-found", "NotFound"),
+    ("cannot-execute", "CannotExecute"),
+    ("setup-failed", "Setup"),
+    ("internal", "Internal"),
+    ("unknown-id", "UnknownId"),
+    ("shutting-down", "ShuttingDown"),
+    ("unenforceable-limits", "UnenforceableLimits"),
+    ("network-unavailable", "NetworkUnavailable"),
+    ("pool-exhausted", "AddressPoolExhausted"),
+    ("unknown-entry", "UnknownEntry"),
+    ("bad-entry-args", "BadEntryArgs"),
+];
+
+/// Whether `python3` runs here; skips the test (returns `false`) when it does not,
+/// or fails it under `HATCHERY_TESTS_MUST_RUN=1`.
+fn python_available() -> bool {
+    match Command::new("python3").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        other => {
+            assert!(
+                !common::must_run(),
+                "HATCHERY_TESTS_MUST_RUN=1 but python3 does not run: {other:?}"
+            );
+            eprintln!("skipped: python3 does not run here: {other:?}");
+            false
+        }
+    }
+}
+
+/// Whether this test runs as root, as `what` needs; says so and returns `false` when
+/// not, or fails the test under `HATCHERY_TESTS_MUST_RUN=1`.
+fn root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !common::must_run(),
+        "HATCHERY_TESTS_MUST_RUN=1 but not root: {what} needs root"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
+/// Runs the script with `args`; fails the test unless it exits 0 and says nothing on
+/// stderr (a Python exception). Returns its stdout.
+fn script(args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "python3 client.py {args:?}: {}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Runs `scenarios` against `daemon` in one script run, and checks the kind each line
+/// names. Returns each scenario's line.
+fn provoke(daemon: &Daemon, scenarios: &[&str]) -> BTreeMap<String, String> {
+    let socket = daemon.socket.to_str().expect("a UTF-8 socket path");
+    let mut args = vec![socket];
+    args.extend_from_slice(scenarios);
+    let out = script(&args);
+    let lines: BTreeMap<String, String> = out
+        .lines()
+        .filter_map(|line| line.split_once(": "))
+        .map(|(name, rest)| (name.to_string(), rest.to_string()))
+        .collect();
+    for name in scenarios {
+        let expected = SCENARIOS
+            .iter()
+            .find(|(scenario, _)| scenario == name)
+            .map(|(_, kind)| kind)
+            .expect("a scenario of SCENARIOS");
+        let line = lines
+            .get(*name)
+            .unwrap_or_else(|| panic!("no line for {name}: {out}"));
+        let kind = line.split_whitespace().next().unwrap_or_default();
+        assert_eq!(kind, *expected, "{name}: {line}");
+        assert!(line.contains("('Error', "), "{name}: {line}");
+    }
+    lines
+}
+
+/// The variant names of `ErrorKind` in the table of `docs/protocol.md` §2.3 (which
+/// `src/protocol/tests.rs` pins to the enum).
+fn documented_kinds() -> BTreeSet<String> {
+    PROTOCOL_DOC
+        .lines()
+        .skip_while(|line| !line.contains("**`ErrorKind`** (enum"))
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .skip(2)
+        .filter_map(|line| line.split('|').nth(2))
+        .map(|cell| cell.trim().trim_matches('`').to_string())
+        .collect()
+}
+
+#[test]
+fn every_error_kind_has_a_scenario() {
+    let driven: BTreeSet<String> = SCENARIOS.iter().map(|(_, k)| k.to_string()).collect();
+    assert_eq!(driven, documented_kinds(), "kinds no scenario provokes");
+}
+
+#[test]
+fn the_script_passes_its_self_test() {
+    if !python_available() {
+        return;
+    }
+    assert_eq!(script(&["--self-test"]), "self-test: ok\n");
+}
+
+/// A sample of every kind, as the daemon would encode it.
+fn every_error_kind() -> Vec<ErrorKind> {
+    let error = || SysError {
+        op: "mount(MS_BIND)".into(),
+        path: Some("/nonexistent".into()),
+        errno: 2,
+    };
+    vec![
+        ErrorKind::Protocol,
+        ErrorKind::VersionMismatch { supported: 7 },
+        ErrorKind::PermissionDenied,
+        ErrorKind::InvalidRequest,
+        ErrorKind::Busy,
+        ErrorKind::NotFound,
+        ErrorKind::CannotExecute { errno: 13 },
+        ErrorKind::Setup {
+            step: "mount root".into(),
+            error: error(),
+        },
+        ErrorKind::Internal {
+            error: Some(error()),
+        },
+        ErrorKind::Internal { error: None },
+        ErrorKind::UnknownId,
+        ErrorKind::ShuttingDown,
+        ErrorKind::UnenforceableLimits {
+            limits: vec![Limit::Memory, Limit::TmpInodes],
+        },
+        ErrorKind::NetworkUnavailable,
+        ErrorKind::AddressPoolExhausted,
+        ErrorKind::UnknownEntry { name: "e".into() },
+        ErrorKind::BadEntryArgs { name: "e".into() },
+    ]
+}
+
+#[test]
+fn the_script_decodes_every_kind_this_crate_encodes() {
+    if !python_available() {
+        return;
+    }
+    let kinds = every_error_kind();
+    let hex: Vec<String> = kinds
+        .iter()
+        .map(|kind| {
+            let event = Event::Error {
+                id: Some(300),
+                kind: kind.clone(),
+                message: "m".into(),
+            };
+            let bytes = encode(&event).expect("encodes");
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        })
+        .collect();
+    let mut args = vec!["--decode"];
+    args.extend(hex.iter().map(String::as_str));
+    let out = script(&args);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), kinds.len(), "{out}");
+    let mut decoded = BTreeSet::new();
+    for (kind, line) in kinds.iter().zip(&lines) {
+        let name = format!("{kind:?}");
+        let name = name.split([' ', '(', '{']).next().unwrap_or_default();
+        assert!(
+            line.starts_with(&format!("{name} ('Error', 300, ('{name}'")),
+            "{kind:?} decoded as {line}"
+        );
+        assert!(line.ends_with(", 'm')"), "{kind:?} decoded as {line}");
+        decoded.insert(name.to_string());
+    }
+    assert_eq!(decoded, documented_kinds(), "kinds without a sample");
+    // The fields, where a kind has some.
+    assert!(lines[1].contains("('VersionMismatch', 7)"), "{}", lines[1]);
+    assert!(lines[6].contains("('CannotExecute', 13)"), "{}", lines[6]);
+    let sys_error = "{'op': 'mount(MS_BIND)', 'path': '/nonexistent', 'errno': 2}";
+    assert!(
+        lines[7].contains(&format!("'mount root', {sys_error})")),
+        "{}",
+        lines[7]
+    );
+    assert!(
+        lines[8].contains(&format!("('Internal', {sys_error})")),
+        "{}",
+        lines[8]
+    );
+    assert!(lines[9].contains("('Internal', None)"), "{}", lines[9]);
+    assert!(
+        lines[12].contains("['Memory', 'TmpInodes']"),
+        "{}",
+        lines[12]
+    );
+    assert!(lines[15].contains("('UnknownEntry', 'e')"), "{}", lines[15]);
+}
+
+#[test]
+fn the_tour_spawns_and_waits() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let socket = daemon.socket.to_str().expect("a UTF-8 socket path");
+    let out = script(&[socket]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "welcome: ('Welcome', {PROTOCOL_VERSION}, 'hatchery "
+        )),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("spawned: ('Spawned', 1, "), "{out}");
+    assert!(lines[1].ends_with(", ['Pidfd'])"), "{out}");
+    assert!(
+        lines[2]
+            .starts_with("exited: ('Exited', 1, {'status': ('Exited', 0), 'reason': 'Exited', "),
+        "{out}"
+    );
+    assert!(lines[2].contains("'wall_time_ms': 10000,"), "{out}");
+    assert!(lines[2].ends_with("'skipped_limits': []})"), "{out}");
+}
+
+#[test]
+fn a_stock_daemon_answers_with_each_kind() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    // --allow-uid makes the socket 0666, so that uid 65534 reaches the peer check.
+    let daemon = Daemon::start_with(&["--allow-uid", "4242"]);
+    let mut scenarios = vec![
+        "garbage",
+        "wrong-version",
+        "invalid-request",
+        "not-found",
+        "cannot-execute",
+        "setup-failed",
+        "unknown-id",
+        "network-unavailable",
+        "unknown-entry",
+    ];
+    if root("permission-denied, which switches to uid 65534") {
+        scenarios.push("permission-denied");
+    }
+    // Last: it stops the daemon.
+    scenarios.push("shutting-down");
+    let lines = provoke(&daemon, &scenarios);
+    assert!(
+        lines["wrong-version"].contains(&format!("('VersionMismatch', {PROTOCOL_VERSION})")),
+        "{}",
+        lines["wrong-version"]
+    );
+    assert!(
+        lines["cannot-execute"].contains("('CannotExecute', 13)"),
+        "{}",
+        lines["cannot-execute"]
+    );
+    assert!(
+        lines["setup-failed"].contains("'path': '/nonexistent-root'"),
+        "{}",
+        lines["setup-failed"]
+    );
+    assert!(
+        lines["shutting-down"].contains("('Error', None, ('ShuttingDown',)"),
+        "{}",
+        lines["shutting-down"]
+    );
+    assert!(daemon.stop().success(), "the daemon's exit after SIGTERM");
+}
+
+#[test]
+fn a_daemon_with_ceilings_refuses_what_is_above_them() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    let daemon = Daemon::start_with(&["--max-children", "1", "--max-wall-time", "60s"]);
+    let lines = provoke(&daemon, &["over-ceiling", "busy"]);
+    assert!(
+        lines["over-ceiling"].contains("ceiling of 60000"),
+        "{}",
+        lines["over-ceiling"]
+    );
+}
+
+#[test]
+fn a_daemon_without_cgroups_cannot_enforce_a_memory_limit() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    if !root("a daemon in a mount namespace of its own") {
+        return;
+    }
+    // The daemon in a mount namespace of its own where no cgroup hierarchy is mounted:
+    // a wrapper that takes `hatchery serve`'s flags, as `start_zygote` wants.
+    let dir = common::open_tempdir();
+    let wrapper = dir.path().join("serve-without-cgroups");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
+             'umount -l /sys/fs/cgroup && exec \"$0\" serve \"$@\"' {} \"$@\"\n",
+            common::HATCHERY
+        ),
+    )
+    .expect("write the wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let daemon = Daemon::start_zygote(wrapper.to_str().expect("UTF-8"), &[], &[]);
+    let lines = provoke(&daemon, &["unenforceable-limits"]);
+    assert!(
+        lines["unenforceable-limits"].contains("('UnenforceableLimits', ['Memory'])"),
+        "{}",
+        lines["unenforceable-limits"]
+    );
+}
+
+#[test]
+fn a_daemon_with_a_pool_of_one_subnet_runs_out() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    // A prefix and a range of this test's own.
+    let daemon = Daemon::start_with(&["--veth-pool", "10.231.88.0/30", "--veth-prefix", "hdocs"]);
+    provoke(&daemon, &["pool-exhausted"]);
+}
+
+#[test]
+fn a_zygote_of_entries_refuses_bad_arguments() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    let daemon = Daemon::start_zygote(TEST_ZYGOTE, &[], &[]);
+    let lines = provoke(&daemon, &["bad-entry-args", "unknown-entry"]);
+    assert!(
+        lines["bad-entry-args"].contains("('BadEntryArgs', 'echo')"),
+        "{}",
+        lines["bad-entry-args"]
+    );
+}
+
+#[test]
+fn a_zygote_that_cannot_fork_fails_on_its_side() {
+    require_sandbox!();
+    if !python_available() {
+        return;
+    }
+    let daemon = Daemon::start_zygote(TEST_ZYGOTE, &[], &[("HATCHERY_TEST_ZYGOTE_THREAD", "1")]);
+    let lines = provoke(&daemon, &["internal"]);
+    assert!(
+        lines["internal"].contains("('Internal', None)"),
+        "{}",
+        lines["internal"]
+    );
+}
