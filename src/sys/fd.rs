@@ -106,6 +106,15 @@ pub fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
+/// `fcntl(fd, F_DUPFD_CLOEXEC, at_least)`: a close-on-exec copy of `fd` on the lowest
+/// free number from `at_least` up.
+pub fn dupfd_cloexec(fd: BorrowedFd<'_>, at_least: RawFd) -> Result<OwnedFd, SysError> {
+    let copy = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(at_least))
+        .op("fcntl(F_DUPFD_CLOEXEC)")?;
+    // SAFETY: F_DUPFD_CLOEXEC just made `copy` a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
 /// `memfd_create(2)`: an anonymous file, close-on-exec, with `extra_flags` (e.g.
 /// `MFD_ALLOW_SEALING`).
 pub fn memfd_create(name: &CStr, extra_flags: libc::c_uint) -> Result<OwnedFd, SysError> {
