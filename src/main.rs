@@ -295,12 +295,16 @@ fn start_embedded(veth: bool) -> Result<(Client, Option<nix::unistd::Pid>), Fail
         SockFlag::SOCK_CLOEXEC,
     )
     .map_err(|e| hatchery_failure(format!("socketpair: {e}")))?;
-    match hatchery::sys::fork().map_err(|e| hatchery_failure(e.to_string()))? {
-        None => {
+    let single = hatchery::sys::Threads::now()
+        .ok()
+        .and_then(hatchery::sys::Threads::single);
+    let single = single.ok_or_else(|| hatchery_failure("cannot fork: more than one thread"))?;
+    match hatchery::sys::fork(single).map_err(|e| hatchery_failure(e.to_string()))? {
+        hatchery::sys::Forked::Child(_) => {
             drop(ours);
             hatchery::sys::exit_now(embedded_zygote(theirs, veth))
         }
-        Some(pid) => {
+        hatchery::sys::Forked::Parent(pid) => {
             drop(theirs);
             let client = Client::handshake(ours).map_err(|e| {
                 hatchery_failure(format!("the embedded zygote did not start: {}", chain(&e)))

@@ -7,6 +7,7 @@
 //! orphans).
 
 use std::ffi::CStr;
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
@@ -17,21 +18,207 @@ use super::{Context, SysError};
 /// The value of `CLONE_INTO_CGROUP`; `libc::CLONE_INTO_CGROUP` overflows to 0 on x86_64.
 pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// A check, just made on this thread, that the process runs no other thread: what
+/// [`clone3`], [`fork`] and [`spawn_sharing_memory`] require, since their child is a
+/// copy of the calling thread alone, and a lock another thread held would stay locked
+/// in it forever.
+///
+/// Made only by [`ThreadCounter::check`], [`Threads::now`] and
+/// [`NewProcess::single_threaded`]; neither `Clone` nor `Send`, and each clone consumes
+/// one, so a check serves one clone, on the thread that made it. (Between the check and
+/// the clone only this thread runs, so only it could start another.)
+#[derive(Debug)]
+pub struct SingleThreaded {
+    _this_thread: PhantomData<*const ()>,
+}
+
+impl SingleThreaded {
+    fn checked() -> SingleThreaded {
+        SingleThreaded {
+            _this_thread: PhantomData,
+        }
+    }
+}
+
+/// How many threads the process runs, as [`ThreadCounter::check`] found.
+#[derive(Debug)]
+pub enum Threads {
+    /// This one alone: it may clone.
+    One(SingleThreaded),
+    /// This many: it must not.
+    Many(usize),
+}
+
+impl Threads {
+    /// Counts them now, from `/proc/self/stat` (opened for the one read).
+    pub fn now() -> Result<Threads, SysError> {
+        Ok(Threads::from_count(thread_count()?))
+    }
+
+    /// The proof, if the process runs one thread.
+    pub fn single(self) -> Option<SingleThreaded> {
+        match self {
+            Threads::One(single) => Some(single),
+            Threads::Many(_) => None,
+        }
+    }
+
+    fn from_count(threads: usize) -> Threads {
+        match threads {
+            1 => Threads::One(SingleThreaded::checked()),
+            threads => Threads::Many(threads),
+        }
+    }
+}
+
+/// The number of threads of this process, from `/proc/self/stat` (field 20).
+pub fn thread_count() -> Result<usize, SysError> {
+    let stat = std::fs::read("/proc/self/stat").op_path("read", "/proc/self/stat")?;
+    threads_in_stat(&stat)
+}
+
+/// Field 20 (`num_threads`) of a `/proc/PID/stat`.
+fn threads_in_stat(stat: &[u8]) -> Result<usize, SysError> {
+    // The command name (field 2) may hold spaces and parentheses: count from its end.
+    let after_comm = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .map_or(&[][..], |end| &stat[end + 1..]);
+    std::str::from_utf8(after_comm)
+        .ok()
+        .and_then(|rest| rest.split_whitespace().nth(17))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| SysError::with_path("parse", "/proc/self/stat", nix::errno::Errno::EINVAL))
+}
+
+/// Counts this process's threads before each clone: [`thread_count`] from an fd of
+/// `/proc/self/stat` kept open, one `pread` into a buffer on the stack (no path lookup,
+/// no allocation to touch pages shared with live sandboxes). Kept by the zygote.
+#[derive(Debug)]
+pub struct ThreadCounter(OwnedFd);
+
+impl ThreadCounter {
+    /// Opens `/proc/self/stat` (of this process: a child's copy of the fd still shows
+    /// its parent).
+    pub fn open() -> Result<ThreadCounter, SysError> {
+        nix::fcntl::open(
+            "/proc/self/stat",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(ThreadCounter)
+        .op_path("open", "/proc/self/stat")
+    }
+
+    /// The number of threads now.
+    pub fn count(&self) -> Result<usize, SysError> {
+        let mut stat = [0u8; 2048];
+        let read =
+            nix::sys::uio::pread(&self.0, &mut stat, 0).op_path("read", "/proc/self/stat")?;
+        if read == stat.len() {
+            // Longer than any stat line should be: read it whole.
+            return thread_count();
+        }
+        threads_in_stat(&stat[..read])
+    }
+
+    /// Counts them, with the proof a clone needs when there is one.
+    pub fn check(&self) -> Result<Threads, SysError> {
+        self.count().map(Threads::from_count)
+    }
+}
+
+/// The process that [`clone3`] or [`fork`] just made, as that process holds it: one
+/// thread, with a copy of its parent's memory and fds that it never hands back (the
+/// code on its side of the clone ends in `execve` or [`exit_now`]: every function it
+/// runs returns `!`). Only the child's side of a clone gets one; neither `Clone` nor
+/// `Send`.
+///
+/// It vouches for what only such a process may do: clone again without counting its
+/// threads, and place and close the fds it inherited (see its fd methods, in
+/// [`super::fd`]).
+#[derive(Debug)]
+pub struct NewProcess {
+    _this_thread: PhantomData<*const ()>,
+}
+
+impl NewProcess {
+    fn made() -> NewProcess {
+        NewProcess {
+            _this_thread: PhantomData,
+        }
+    }
+
+    /// The proof that it runs one thread: a new process does, until it starts one (the
+    /// processes that hold a `NewProcess` never do).
+    pub fn single_threaded(&self) -> SingleThreaded {
+        SingleThreaded::checked()
+    }
+}
+
 /// What `clone3` returned in each process.
 pub enum Cloned {
     /// We are the new process.
-    Child,
+    Child(NewProcess),
     /// We are the caller; the new process has this pid (in our pid namespace) and pidfd.
     Parent { pid: i32, pidfd: OwnedFd },
 }
 
+/// The only flags [`clone3`] takes: new namespaces. Any other would make the child share
+/// something with its parent (`CLONE_VM`, `CLONE_FILES`, `CLONE_SIGHAND`,
+/// `CLONE_THREAD`...) or take pointers (`CLONE_SETTLS`, `CLONE_*_SETTID`), which the
+/// fork semantics below do not allow for.
+const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
+    | libc::CLONE_NEWCGROUP
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNET) as u64;
+
 /// `clone3(2)` without a new stack (fork semantics) and with `CLONE_PIDFD`.
 ///
-/// `flags` are the namespace flags; `SIGCHLD` is delivered to the caller on exit. With
-/// `cgroup`, the child starts in that cgroup (v2 `CLONE_INTO_CGROUP`).
-/// The caller must be single-threaded: the child is a copy of this thread only, and any
-/// lock another thread held stays locked forever in the child.
-pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Cloned, SysError> {
+/// `flags` are the namespace flags (any other is refused, `EINVAL`); `SIGCHLD` is
+/// delivered to the caller on exit. With `cgroup`, the child starts in that cgroup (v2
+/// `CLONE_INTO_CGROUP`). `single` proves the caller single-threaded.
+pub fn clone3(
+    _single: SingleThreaded,
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Cloned, SysError> {
+    // SAFETY: the caller is single-threaded (`single`), so no lock of another thread is
+    // copied held into the child.
+    unsafe { clone3_any_thread(flags, cgroup) }
+}
+
+/// [`clone3`] whose child `_exit`s at once, with status 0: whether this process may
+/// clone (a seccomp filter may refuse). Safe from any thread, since the child runs
+/// nothing but `_exit`, which takes no lock. The child is left for the caller's reaping.
+pub fn clone3_and_exit(flags: u64) -> Result<(), SysError> {
+    // SAFETY: the child calls `_exit` and nothing else, which is sound whatever other
+    // threads the parent ran.
+    match unsafe { clone3_any_thread(flags, None) }? {
+        Cloned::Child(_) => exit_now(0),
+        Cloned::Parent { .. } => Ok(()),
+    }
+}
+
+/// [`clone3`] without the proof.
+///
+/// # Safety
+///
+/// The caller is single-threaded, or its child calls nothing but async-signal-safe
+/// functions until it execs or exits.
+unsafe fn clone3_any_thread(
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Cloned, SysError> {
+    if flags & !NAMESPACE_FLAGS != 0 {
+        return Err(SysError::new(
+            "clone3(flags beyond namespaces)",
+            Errno::EINVAL,
+        ));
+    }
     let mut pidfd: RawFd = -1;
     let into_cgroup = if cgroup.is_some() {
         CLONE_INTO_CGROUP
@@ -52,8 +239,10 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Cloned, SysE
         cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
     };
     // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; with
-    // no stack given the child continues on a copy of our stack like fork(2). The kernel
-    // writes the pidfd into `pidfd`, which outlives the call.
+    // no stack given the child continues on a copy of our stack like fork(2), and with
+    // namespace flags alone it shares nothing with us (checked above); what it may run
+    // is the caller's contract. The kernel writes the pidfd into `pidfd`, which outlives
+    // the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -63,7 +252,7 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Cloned, SysE
     };
     match ret {
         -1 => Err(SysError::new("clone3", Errno::last())),
-        0 => Ok(Cloned::Child),
+        0 => Ok(Cloned::Child(NewProcess::made())),
         pid => {
             // SAFETY: CLONE_PIDFD succeeded, so the kernel stored a new fd that we own.
             let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -75,13 +264,21 @@ pub fn clone3(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> Result<Cloned, SysE
     }
 }
 
-/// `fork(2)`. The caller must be single-threaded (the sandbox init always is).
-pub fn fork() -> Result<Option<i32>, SysError> {
-    // SAFETY: callers are single-threaded processes (the sandbox init), so the child
-    // cannot inherit a lock held by another thread.
+/// What `fork` returned in each process.
+pub enum Forked {
+    /// We are the new process.
+    Child(NewProcess),
+    /// We are the caller; the new process has this pid.
+    Parent(i32),
+}
+
+/// `fork(2)`; `single` proves the caller single-threaded.
+pub fn fork(_single: SingleThreaded) -> Result<Forked, SysError> {
+    // SAFETY: the caller is single-threaded (`single`), so the child cannot inherit a
+    // lock held by another thread.
     match unsafe { nix::unistd::fork() }.op("fork")? {
-        nix::unistd::ForkResult::Child => Ok(None),
-        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child(NewProcess::made())),
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
     }
 }
 
@@ -95,8 +292,18 @@ pub fn fork() -> Result<Option<i32>, SysError> {
 /// process runs on that stack; the child sets the mask it wants once its handlers are
 /// reset). It must not return, allocate, free or change anything in memory that this
 /// process will read: it may only make system calls, and end in [`execve`] or
-/// [`exit_now`]. The caller must be single-threaded.
-pub fn spawn_sharing_memory<T>(arg: &T, child: fn(&T) -> !) -> Result<i32, SysError> {
+/// [`exit_now`]. `single` proves the caller single-threaded.
+///
+/// Those rules keep the child's work out of the way of this process's; memory safety
+/// rests on less, which the function itself provides: no other thread runs while the
+/// child does (`single`, and `CLONE_VFORK` suspends this one), so the child's use of the
+/// shared memory is a plain, sequential continuation of ours, as a call would be; it runs
+/// on a stack of its own; and it never returns into our frames (`-> !`).
+pub fn spawn_sharing_memory<T>(
+    _single: SingleThreaded,
+    arg: &T,
+    child: fn(&T) -> !,
+) -> Result<i32, SysError> {
     struct Start<'a, T> {
         arg: &'a T,
         child: fn(&T) -> !,
@@ -287,4 +494,30 @@ pub fn monotonic_ns() -> u64 {
     // exists, so the call cannot fail.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_count_is_field_20_counted_from_the_end_of_the_command_name() {
+        let stat = b"4242 (a (b) c) S 1 4242 4242 0 -1 4194560 99 0 0 0 1 2 0 0 20 0 7 0 123 \
+                     4096 1 18446744073709551615";
+        assert_eq!(threads_in_stat(stat).unwrap(), 7);
+        assert!(threads_in_stat(b"4242 (truncated").is_err());
+    }
+
+    /// (Other tests' threads come and go meanwhile: only a floor can be asserted.)
+    #[test]
+    fn the_kept_counter_counts_a_thread_started_after_it_was_opened() {
+        let counter = ThreadCounter::open().unwrap();
+        let spare =
+            std::thread::spawn(|| std::thread::park_timeout(std::time::Duration::from_secs(5)));
+        assert!(counter.count().unwrap() >= 2);
+        assert!(thread_count().unwrap() >= 2);
+        assert!(matches!(counter.check().unwrap(), Threads::Many(n) if n >= 2));
+        spare.thread().unpark();
+        spare.join().unwrap();
+    }
 }
