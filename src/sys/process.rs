@@ -1,5 +1,7 @@
 //! Making, running and ending processes: `clone3`, `fork`, the memory-sharing spawn of
-//! the workload, `execve`, `_exit`, the waits and pidfds, and the clock.
+//! the workload, `execve`, `_exit`, the waits and pidfds, and the clock; and the proofs
+//! a clone requires ([`SingleThreaded`], from the zygote's [`ThreadCounter`] or a
+//! child's [`NewProcess`]).
 //!
 //! `clone3` and `fork` run in the zygote (a sandbox's init, the spare-namespace helper)
 //! and in the init (an entry's workload); the spawn and `execve` in the init and the
