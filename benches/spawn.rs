@@ -404,10 +404,16 @@ fn clone_floor(net: bool) -> System {
                 .into_iter()
                 .map(|a| CString::new(a).expect("argv"))
                 .collect();
+            let threads = hatchery::sys::ThreadCounter::open().expect("open /proc/self/stat");
             Some(Box::new(move || {
                 // The latency rounds run on the main thread alone, so the clone is safe.
-                match hatchery::sys::clone3(flags, None).expect("clone3") {
-                    hatchery::sys::Cloned::Child => {
+                let single = threads
+                    .check()
+                    .ok()
+                    .and_then(hatchery::sys::Threads::single);
+                let single = single.expect("the latency rounds run on the main thread alone");
+                match hatchery::sys::clone3(single, flags, None).expect("clone3") {
+                    hatchery::sys::Cloned::Child(_) => {
                         let _ = nix::unistd::execv(&argv[0], &argv);
                         hatchery::sys::exit_now(127)
                     }
@@ -526,7 +532,7 @@ fn which(name: &str) -> Option<String> {
 /// Interleaved latency rounds of every system that can run `workload`.
 fn latency(systems: &[System], workload: Workload, runs: usize) -> Vec<Measured> {
     assert_eq!(
-        hatchery::sandbox::thread_count().expect("thread count"),
+        hatchery::sys::thread_count().expect("thread count"),
         1,
         "the raw clone floor needs a single-threaded benchmark"
     );

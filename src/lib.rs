@@ -23,6 +23,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// `unsafe` lives in `sys` alone, and every `unsafe fn` there says what its caller owes.
+#![deny(unsafe_code)]
+#![deny(clippy::missing_safety_doc)]
+
 pub mod call;
 pub mod client;
 pub mod limits;
@@ -31,6 +35,7 @@ pub mod preload;
 pub mod protocol;
 pub mod sandbox;
 pub mod seccomp;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod zygote;
 

@@ -5,6 +5,8 @@
 //! hatchery's own failures, 126 when the program cannot be executed, 127 when it is not
 //! found.
 
+#![deny(unsafe_code)]
+
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};

@@ -1700,11 +1700,7 @@ mod tests {
         );
         if filtered {
             // Unfiltered this would fork; the child leaves at once.
-            let clone3 = match crate::sys::clone3(0, None) {
-                Ok(crate::sys::Cloned::Child) => crate::sys::exit_now(0),
-                Ok(crate::sys::Cloned::Parent { .. }) => Ok(()),
-                Err(err) => Err(err.errno()),
-            };
+            let clone3 = crate::sys::clone3_and_exit(0).map_err(|err| err.errno());
             check("clone3", clone3, Err(Errno::ENOSYS));
         }
         let thread = std::thread::spawn(|| 42).join();

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 
 use crate::protocol::EntryResult;
-use crate::sys::{self, SysError};
+use crate::sys::{self, NewProcess, SysError};
 
 /// A prepared entry call: its arguments already decoded in the zygote (so that bad
 /// arguments fail the request before anything is cloned), run once in the child.
@@ -38,10 +38,14 @@ pub const RESULT_FD: i32 = 4;
 /// Closes every fd the entry must not see (the init's channel above all), keeping
 /// stdio, the result pipe and the exec pipe, which is moved onto the channel's slot.
 /// Returns the exec pipe's new fd.
-pub fn close_inherited(exec_write: OwnedFd, channel_fd: i32) -> Result<OwnedFd, SysError> {
+pub fn close_inherited(
+    process: &NewProcess,
+    exec_write: OwnedFd,
+    channel_fd: i32,
+) -> Result<OwnedFd, SysError> {
     // dup3 onto the channel's number closes the channel in this process.
-    let exec_write = sys::move_fd(exec_write, channel_fd)?;
-    sys::close_range(RESULT_FD as u32 + 1, u32::MAX, 0)?;
+    let exec_write = process.move_fd(exec_write, channel_fd)?;
+    process.close_range(RESULT_FD as u32 + 1, u32::MAX)?;
     Ok(exec_write)
 }
 

@@ -21,7 +21,7 @@ use crate::protocol::{
     ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SpawnRequest,
 };
 use crate::seccomp::CompiledSeccomp;
-use crate::sys::{self, Context, SysError};
+use crate::sys::{self, Context, Forked, NewProcess, SysError};
 
 /// Signals the init forwards to the workload: every one it can catch (as PID 1 it would
 /// ignore them), but `SIGCHLD`, which is its own, glibc's internal 32 and 33, and the
@@ -84,7 +84,9 @@ enum Ready {
 
 /// The init's whole life. Never returns. `result` is the write end of an entry's result
 /// pipe (for [`Workload::Entry`] only).
+#[allow(clippy::too_many_arguments)] // `process` vouches for the clone; the rest is the request's
 pub fn run(
+    process: NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     request: &SpawnRequest,
@@ -94,14 +96,22 @@ pub fn run(
     result: Option<OwnedFd>,
 ) -> ! {
     timeline::mark(Mark::Running);
-    let (channel, result) = match place_fds(stdio, channel, result, template) {
+    let (channel, result) = match place_fds(&process, stdio, channel, result, template) {
         Ok(placed) => placed,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
-    match setup(sandboxer, template, request, &channel, workload, result) {
+    match setup(
+        &process, sandboxer, template, request, &channel, workload, result,
+    ) {
         Ok(ready) => {
             let seccomp = workload_filter(sandboxer, &request.sandbox);
-            supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
+            supervise(
+                &process,
+                &channel,
+                ready,
+                seccomp,
+                request.sandbox.limits.open_files,
+            )
         }
         Err(error) => {
             channel.report_failure(error);
@@ -112,6 +122,7 @@ pub fn run(
 
 /// The setup recipe, in order.
 fn setup(
+    process: &NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     request: &SpawnRequest,
@@ -122,7 +133,7 @@ fn setup(
     step(Step::SignalForwarding, hold_signals(sandboxer))?;
     timeline::mark(Mark::SignalsHeld);
     let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
-    build_shape(sandboxer, template, &request.sandbox, channel)?;
+    build_shape(process, sandboxer, template, &request.sandbox, channel)?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
     Ok(ready)
@@ -131,6 +142,7 @@ fn setup(
 /// The steps that depend only on the sandbox's shape (its config), which a warm-pool
 /// sandbox performs before it has a request.
 fn build_shape(
+    process: &NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     config: &SandboxConfig,
@@ -150,7 +162,7 @@ fn build_shape(
     // workload must not have it. (The init never drops its copy of the sandboxer.)
     if let Some(template) = template {
         let fd = template.as_raw_fd() as u32;
-        step(Step::MountRoot, sys::close_range(fd, fd, 0))?;
+        step(Step::MountRoot, process.close_range(fd, fd))?;
     }
     step(Step::Hostname, set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
@@ -203,13 +215,14 @@ fn finish_setup(
 /// working directory, rlimits, then the workload's seccomp (if not installed yet) and
 /// `execve`.
 pub fn run_pooled(
+    process: NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     shape: &SandboxConfig,
     placeholders: [OwnedFd; 3],
     channel: SandboxEnd,
 ) -> ! {
-    let channel = match place_fds(placeholders, channel, None, template) {
+    let channel = match place_fds(&process, placeholders, channel, None, template) {
         Ok((channel, _)) => channel,
         Err(_) => sys::exit_now(SETUP_FAILED),
     };
@@ -220,7 +233,7 @@ pub fn run_pooled(
     let filter = workload_filter(sandboxer, shape);
     let filter_now = filter.filter(|filter| filter.fits_pooled_init());
     let prepared = step(Step::SignalForwarding, hold_signals(sandboxer))
-        .and_then(|()| build_shape(sandboxer, template, shape, &channel))
+        .and_then(|()| build_shape(&process, sandboxer, template, shape, &channel))
         .and_then(|()| match shape.network {
             NetworkConfig::Veth(_) => step(Step::Network, channel.wait_for_network()),
             NetworkConfig::None => Ok(()),
@@ -244,7 +257,7 @@ pub fn run_pooled(
     if let Some(name) = own_name {
         let _ = nix::sys::prctl::set_name(&name);
     }
-    let ready = step(Step::Handover, place_stdio(stdio))
+    let ready = step(Step::Handover, place_stdio(&process, stdio))
         .inspect(|()| timeline::mark(Mark::HandedOver))
         .and_then(|()| step(Step::ForkWorkload, prepare(&request, Workload::Exec, None)))
         .and_then(|ready| finish_setup(&request, &channel, false).map(|()| ready));
@@ -252,7 +265,13 @@ pub fn run_pooled(
         Ok(ready) => {
             // The request's sandbox is the shape (the zygote matched them exactly).
             let seccomp = filter.filter(|_| filter_now.is_none());
-            supervise(&channel, ready, seccomp, request.sandbox.limits.open_files)
+            supervise(
+                &process,
+                &channel,
+                ready,
+                seccomp,
+                request.sandbox.limits.open_files,
+            )
         }
         Err(error) => fail_setup(&channel, error),
     }
@@ -275,9 +294,9 @@ fn fail_setup(channel: &SandboxEnd, error: SetupError) -> ! {
 }
 
 /// Puts the handed-over stdio on 0, 1 and 2 (replacing the placeholders).
-fn place_stdio(stdio: [OwnedFd; 3]) -> Result<(), SysError> {
+fn place_stdio(process: &NewProcess, stdio: [OwnedFd; 3]) -> Result<(), SysError> {
     for (slot, fd) in stdio.iter().enumerate() {
-        sys::dup_onto(fd.as_fd(), slot as i32)?;
+        process.dup_onto(fd.as_fd(), slot as i32)?;
     }
     Ok(())
 }
@@ -349,20 +368,23 @@ fn new_session() -> Result<(), SysError> {
 /// 4, and closes every other fd inherited from the zygote (other clients' sockets, other
 /// children's pipes) but `keep` (the root template, at a number above these).
 fn place_fds(
+    process: &NewProcess,
     stdio: [OwnedFd; 3],
     channel: SandboxEnd,
     result: Option<OwnedFd>,
     keep: Option<BorrowedFd<'_>>,
 ) -> Result<(SandboxEnd, Option<OwnedFd>), SysError> {
-    place_stdio(stdio)?;
-    let channel = SandboxEnd::from(sys::move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
-    let result = result.map(|fd| sys::move_fd(fd, RESULT_FD)).transpose()?;
-    sys::close_from_but(
+    place_stdio(process, stdio)?;
+    let channel = SandboxEnd::from(process.move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
+    let result = result
+        .map(|fd| process.move_fd(fd, RESULT_FD))
+        .transpose()?;
+    process.close_from_but(
         RESULT_FD as u32 + 1,
         keep.map(|fd| fd.as_raw_fd()).as_slice(),
     )?;
     if result.is_none() {
-        sys::close_range(RESULT_FD as u32, RESULT_FD as u32, 0)?;
+        process.close_range(RESULT_FD as u32, RESULT_FD as u32)?;
     }
     Ok((channel, result))
 }
@@ -370,6 +392,7 @@ fn place_fds(
 /// Forks the workload, reports its exec, forwards signals, reaps, and exits with the
 /// workload's status.
 fn supervise(
+    process: &NewProcess,
     channel: &SandboxEnd,
     ready: Ready,
     seccomp: Option<&CompiledSeccomp>,
@@ -388,14 +411,14 @@ fn supervise(
                 seccomp,
                 open_files,
             };
-            sys::spawn_sharing_memory(&workload, run_exec_workload)
+            sys::spawn_sharing_memory(process.single_threaded(), &workload, run_exec_workload)
         }
-        Ready::Entry { .. } => match sys::fork() {
-            Ok(None) => {
+        Ready::Entry { .. } => match sys::fork(process.single_threaded()) {
+            Ok(Forked::Child(workload)) => {
                 drop(exec_read);
-                run_entry_workload(exec_write, ready, seccomp, open_files)
+                run_entry_workload(workload, exec_write, ready, seccomp, open_files)
             }
-            Ok(Some(pid)) => Ok(pid),
+            Ok(Forked::Parent(pid)) => Ok(pid),
             Err(error) => Err(error),
         },
     };
@@ -407,7 +430,7 @@ fn supervise(
     drop(exec_write);
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
-    let _ = sys::close_range(0, 2, 0);
+    let _ = process.close_range(0, 2);
     // Nor of an entry's result pipe (nor, a copy, of its call).
     drop(ready);
 
@@ -558,6 +581,7 @@ fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
 /// The workload of an entry, in a forked copy of the init: signal mask, fds, seccomp,
 /// the entry. Returns only by exiting.
 fn run_entry_workload(
+    process: NewProcess,
     exec_write: OwnedFd,
     ready: Ready,
     seccomp: Option<&CompiledSeccomp>,
@@ -565,7 +589,7 @@ fn run_entry_workload(
 ) -> ! {
     unblock_signals();
     // An entry execs nothing, so the inherited fds are closed now.
-    let exec_write = match entry::close_inherited(exec_write, CHANNEL_FD) {
+    let exec_write = match entry::close_inherited(&process, exec_write, CHANNEL_FD) {
         Ok(exec_write) => exec_write,
         // The exec pipe is in an unknown state: exiting is the report.
         Err(_) => sys::exit_now(SETUP_FAILED),

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Layer, SandboxConfig, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
-use crate::sys::{self, Context, SysError};
+use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
 use mounts::RootTemplate;
 
 pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
@@ -270,7 +270,7 @@ impl Sandboxer {
         workload: Workload,
         spares: Option<&mut SpareNamespaces>,
     ) -> Result<Started, StartError> {
-        self.check_single_threaded()?;
+        let single = self.check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
             tracing::warn!(?layer, "request switches off a sandbox layer");
         }
@@ -287,10 +287,11 @@ impl Sandboxer {
         let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
         let template = self.root_template(&request.sandbox);
         timeline::start();
-        match clone(&request.sandbox, clone_into, spares)? {
-            sys::Cloned::Child => {
+        match clone(single, &request.sandbox, clone_into, spares)? {
+            sys::Cloned::Child(process) => {
                 drop(zygote_end);
                 init::run(
+                    process,
                     self,
                     template.as_deref().map(RootTemplate::fd),
                     request,
@@ -336,8 +337,8 @@ impl Sandboxer {
     /// Starts the helper that makes network and IPC namespaces ahead (see [`spare_namespaces`]). The
     /// caller must be single-threaded; this is checked, and refused otherwise.
     pub fn start_spare_namespaces(&self) -> Result<SpareNamespaces, StartError> {
-        self.check_single_threaded()?;
-        Ok(SpareNamespaces::start(self.dev_null.as_fd())?)
+        let single = self.check_single_threaded()?;
+        Ok(SpareNamespaces::start(single, self.dev_null.as_fd())?)
     }
 
     /// The workload's ends of its stdio, and the client's ends of the pipes (the fourth,
@@ -396,10 +397,10 @@ impl Sandboxer {
     }
 
     /// Refuses to fork from a process with more than one thread.
-    fn check_single_threaded(&self) -> Result<(), StartError> {
-        match self.threads.count()? {
-            1 => Ok(()),
-            threads => Err(StartError::NotSingleThreaded(threads)),
+    fn check_single_threaded(&self) -> Result<SingleThreaded, StartError> {
+        match self.threads.check()? {
+            Threads::One(single) => Ok(single),
+            Threads::Many(threads) => Err(StartError::NotSingleThreaded(threads)),
         }
     }
 }
@@ -407,6 +408,7 @@ impl Sandboxer {
 /// Clones a sandbox of `config` into its namespaces: the network and IPC namespaces of
 /// `spares` if a pair is ready (and it has a network namespace), else new ones.
 fn clone(
+    single: SingleThreaded,
     config: &SandboxConfig,
     cgroup: Option<std::os::fd::BorrowedFd<'_>>,
     spares: Option<&mut SpareNamespaces>,
@@ -416,12 +418,12 @@ fn clone(
         if let Some(spares) = spares {
             if let Some(pair) = spares.take() {
                 return spares.clone_into(pair, || {
-                    sys::clone3(flags & !spare_namespaces::FLAGS, cgroup)
+                    sys::clone3(single, flags & !spare_namespaces::FLAGS, cgroup)
                 });
             }
         }
     }
-    sys::clone3(flags, cgroup)
+    sys::clone3(single, flags, cgroup)
 }
 
 /// The namespaces a sandbox of this config is cloned into.
@@ -436,78 +438,4 @@ fn namespaces(config: &SandboxConfig) -> u64 {
         flags |= libc::CLONE_NEWNET as u64;
     }
     flags
-}
-
-/// The number of threads of this process, from `/proc/self/stat` (field 20).
-pub fn thread_count() -> Result<usize, SysError> {
-    let stat = std::fs::read("/proc/self/stat").op_path("read", "/proc/self/stat")?;
-    threads_in_stat(&stat)
-}
-
-/// Field 20 (`num_threads`) of a `/proc/PID/stat`.
-fn threads_in_stat(stat: &[u8]) -> Result<usize, SysError> {
-    // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let after_comm = stat
-        .iter()
-        .rposition(|&b| b == b')')
-        .map_or(&[][..], |end| &stat[end + 1..]);
-    std::str::from_utf8(after_comm)
-        .ok()
-        .and_then(|rest| rest.split_whitespace().nth(17))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| SysError::with_path("parse", "/proc/self/stat", nix::errno::Errno::EINVAL))
-}
-
-/// Counts this process's threads before each clone: [`thread_count`] from an fd of
-/// `/proc/self/stat` kept open, one `pread` into a buffer on the stack (no path lookup,
-/// no allocation to touch pages shared with live sandboxes).
-#[derive(Debug)]
-struct ThreadCounter(OwnedFd);
-
-impl ThreadCounter {
-    fn open() -> Result<ThreadCounter, SysError> {
-        nix::fcntl::open(
-            "/proc/self/stat",
-            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map(ThreadCounter)
-        .op_path("open", "/proc/self/stat")
-    }
-
-    fn count(&self) -> Result<usize, SysError> {
-        let mut stat = [0u8; 2048];
-        let read =
-            nix::sys::uio::pread(&self.0, &mut stat, 0).op_path("read", "/proc/self/stat")?;
-        if read == stat.len() {
-            // Longer than any stat line should be: read it whole.
-            return thread_count();
-        }
-        threads_in_stat(&stat[..read])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_thread_count_is_field_20_counted_from_the_end_of_the_command_name() {
-        let stat = b"4242 (a (b) c) S 1 4242 4242 0 -1 4194560 99 0 0 0 1 2 0 0 20 0 7 0 123 \
-                     4096 1 18446744073709551615";
-        assert_eq!(threads_in_stat(stat).unwrap(), 7);
-        assert!(threads_in_stat(b"4242 (truncated").is_err());
-    }
-
-    /// (Other tests' threads come and go meanwhile: only a floor can be asserted.)
-    #[test]
-    fn the_kept_counter_counts_a_thread_started_after_it_was_opened() {
-        let counter = ThreadCounter::open().unwrap();
-        let spare =
-            std::thread::spawn(|| std::thread::park_timeout(std::time::Duration::from_secs(5)));
-        assert!(counter.count().unwrap() >= 2);
-        assert!(thread_count().unwrap() >= 2);
-        spare.thread().unpark();
-        spare.join().unwrap();
-    }
 }

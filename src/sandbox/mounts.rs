@@ -3,7 +3,7 @@
 //! with its own `/proc`, `/tmp`, `/dev/shm` and binds, or one assembled there.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -109,13 +109,10 @@ impl RootTemplate {
         sys::attach_mount_tree(dev.as_fd(), Some(root.as_fd()), c"dev")?;
         sys::mount_setattr_at(Some(root.as_fd()), c"", MOUNT_ATTR_RDONLY, false)?;
         sys::make_superblock_read_only(root.as_fd())?;
-        let kept = nix::fcntl::fcntl(
-            &root,
-            nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(Self::FD_AT_LEAST),
-        )
-        .op("fcntl(F_DUPFD_CLOEXEC)")?;
-        // SAFETY: F_DUPFD_CLOEXEC just made `kept` a new fd that nothing else owns.
-        Ok(RootTemplate(unsafe { OwnedFd::from_raw_fd(kept) }))
+        Ok(RootTemplate(sys::dupfd_cloexec(
+            root.as_fd(),
+            Self::FD_AT_LEAST,
+        )?))
     }
 
     /// Its fd, which a sandbox's init keeps until its root is built.

@@ -68,7 +68,7 @@ impl Sandboxer {
         shape: &SandboxConfig,
         spares: Option<&mut SpareNamespaces>,
     ) -> Result<Idle, StartError> {
-        self.check_single_threaded()?;
+        let single = self.check_single_threaded()?;
         // Its stdio until it has a request: /dev/null, never a zygote fd.
         let placeholders = [
             self.dev_null.try_clone().op("dup(/dev/null)")?,
@@ -77,11 +77,11 @@ impl Sandboxer {
         ];
         let (zygote_end, sandbox_end) = channel::pair()?;
         let template = self.root_template(shape);
-        match super::clone(shape, None, spares)? {
-            sys::Cloned::Child => {
+        match super::clone(single, shape, None, spares)? {
+            sys::Cloned::Child(process) => {
                 drop(zygote_end);
                 let template = template.as_deref().map(RootTemplate::fd);
-                init::run_pooled(self, template, shape, placeholders, sandbox_end)
+                init::run_pooled(process, self, template, shape, placeholders, sandbox_end)
             }
             sys::Cloned::Parent { pid, pidfd } => {
                 drop(sandbox_end);

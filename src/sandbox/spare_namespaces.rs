@@ -28,7 +28,7 @@ use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{self, RecvBuffer};
-use crate::sys::{self, Context, SysError};
+use crate::sys::{self, Context, NewProcess, SingleThreaded, SysError};
 
 /// How many pairs the daemon keeps ready: one for the next spawn, one for a second
 /// client's spawn while the helper makes the next.
@@ -87,7 +87,10 @@ pub struct SpareNamespaces {
 impl SpareNamespaces {
     /// Forks the helper and asks it for the first namespaces. The caller must be
     /// single-threaded.
-    pub fn start(dev_null: BorrowedFd<'_>) -> Result<SpareNamespaces, SysError> {
+    pub fn start(
+        single: SingleThreaded,
+        dev_null: BorrowedFd<'_>,
+    ) -> Result<SpareNamespaces, SysError> {
         let home = Pair::own()?;
         let (ours, theirs) = nix::sys::socket::socketpair(
             nix::sys::socket::AddressFamily::Unix,
@@ -97,10 +100,10 @@ impl SpareNamespaces {
         )
         .op("socketpair")?;
         let daemon = nix::unistd::getpid();
-        match sys::clone3(0, None)? {
-            sys::Cloned::Child => {
+        match sys::clone3(single, 0, None)? {
+            sys::Cloned::Child(process) => {
                 drop(ours);
-                helper(theirs, home, dev_null, daemon)
+                helper(process, theirs, home, dev_null, daemon)
             }
             sys::Cloned::Parent { pidfd, .. } => {
                 let mut spares = SpareNamespaces {
@@ -170,7 +173,7 @@ impl SpareNamespaces {
             return Err(e);
         }
         let cloned = clone();
-        if !matches!(cloned, Ok(sys::Cloned::Child)) {
+        if !matches!(cloned, Ok(sys::Cloned::Child(_))) {
             self.return_home();
         }
         cloned
@@ -232,11 +235,17 @@ pub(crate) fn return_to(home: &OwnedFd) {
 
 /// The helper's whole life: one pair per request byte, until the daemon hangs up or
 /// dies. Never returns.
-fn helper(socket: OwnedFd, home: Pair, dev_null: BorrowedFd<'_>, daemon: nix::unistd::Pid) -> ! {
+fn helper(
+    process: NewProcess,
+    socket: OwnedFd,
+    home: Pair,
+    dev_null: BorrowedFd<'_>,
+    daemon: nix::unistd::Pid,
+) -> ! {
     let _ = nix::sys::prctl::set_name(HELPER_NAME);
     // Nothing of the daemon's but its stdio slots (on /dev/null) and these three fds.
     let kept = (0..=2)
-        .try_for_each(|slot| sys::dup_onto(dev_null, slot))
+        .try_for_each(|slot| process.dup_onto(dev_null, slot))
         .and_then(|()| {
             let mut keep = [
                 socket.as_raw_fd(),
@@ -244,7 +253,7 @@ fn helper(socket: OwnedFd, home: Pair, dev_null: BorrowedFd<'_>, daemon: nix::un
                 home.ipc.as_raw_fd(),
             ];
             keep.sort_unstable();
-            sys::close_from_but(3, &keep)
+            process.close_from_but(3, &keep)
         });
     if kept.is_err() {
         sys::exit_now(1)

@@ -72,7 +72,7 @@ impl ZygoteBuilder {
     /// Prepares the zygote with `config` (seccomp compiled, host ids checked). Warns
     /// when the preload has left threads behind: every spawn is then refused.
     pub fn build(self, config: ZygoteConfig) -> Result<Zygote, ZygoteError> {
-        if let Ok(threads) = crate::sandbox::thread_count() {
+        if let Ok(threads) = crate::sys::thread_count() {
             if threads > 1 {
                 tracing::warn!(
                     threads,

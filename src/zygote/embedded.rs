@@ -23,6 +23,9 @@ pub enum EmbeddedError {
     /// The socket pair or the fork failed.
     #[error("cannot start an embedded zygote")]
     Sys(#[source] SysError),
+    /// The calling process runs more than one thread, so it must not fork.
+    #[error("cannot start an embedded zygote: this process has {0} threads; it must be single-threaded to fork safely")]
+    NotSingleThreaded(usize),
     /// The zygote did not answer the handshake (it has said why on stderr).
     #[error("the embedded zygote did not start")]
     Handshake(#[source] ConnectError),
@@ -44,7 +47,8 @@ impl EmbeddedZygote {
 
 /// Forks a zygote serving one connection and returns the client of it. With `network`,
 /// the zygote offers veth networks from those pools (see [`NetworkSettings::embedded`]).
-/// The zygote dies with this process (`PR_SET_PDEATHSIG`).
+/// The zygote dies with this process (`PR_SET_PDEATHSIG`). The calling process must run
+/// one thread (it forks); this is checked.
 ///
 /// ```no_run
 /// use hatchery::zygote::embedded;
@@ -64,12 +68,16 @@ pub fn start(network: Option<NetworkSettings>) -> Result<(Client, EmbeddedZygote
     )
     .op("socketpair")
     .map_err(EmbeddedError::Sys)?;
-    match sys::fork().map_err(EmbeddedError::Sys)? {
-        None => {
+    let single = match sys::Threads::now().map_err(EmbeddedError::Sys)? {
+        sys::Threads::One(single) => single,
+        sys::Threads::Many(threads) => return Err(EmbeddedError::NotSingleThreaded(threads)),
+    };
+    match sys::fork(single).map_err(EmbeddedError::Sys)? {
+        sys::Forked::Child(_) => {
             drop(ours);
             sys::exit_now(serve_one(theirs, network))
         }
-        Some(pid) => {
+        sys::Forked::Parent(pid) => {
             drop(theirs);
             let zygote = EmbeddedZygote {
                 pid: Pid::from_raw(pid),
