@@ -23,7 +23,7 @@ use hatchery::{Client, SpawnRequest, Verdict};
 
 /// The `hatchery` binary under test.
 pub const HATCHERY: &str = env!("CARGO_BIN_EXE_hatchery");
-/// The probe binary as built (see `tests/probe/probe.rs`).
+/// The probe binary as built (see `tests/probe/main.rs`).
 const PROBE_BUILT: &str = env!("CARGO_BIN_EXE_hatchery-probe");
 /// Where the directory of the probe's copy ([`probe_path`]) appears inside a sandbox: a
 /// directory bind at the top of the root, which a root template of the daemon's gets a
