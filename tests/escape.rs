@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Lines, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -17,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ChildStdout;
 use std::time::{Duration, Instant};
 
-use common::{probe_facts, probe_request, probe_request_in, Daemon};
+use common::{probe_facts, probe_request, probe_request_in, Daemon, Facts};
 use hatchery::protocol::{Bind, SandboxConfig};
 use hatchery::{ChildProcess, Client, ExitStatus, SpawnRequest, Stdio};
 
@@ -26,18 +25,15 @@ use hatchery::{ChildProcess, Client, ExitStatus, SpawnRequest, Stdio};
 // ---------------------------------------------------------------------------------------
 
 /// Runs the probe with `args` in a default sandbox of a daemon of its own.
-fn probe(args: &[&str]) -> HashMap<String, String> {
+fn probe(args: &[&str]) -> Facts {
     let daemon = Daemon::start();
     probe_facts(&daemon.client(), probe_request(args))
 }
 
 /// Asserts that each of `keys` was reported and is anything but `ok`.
-fn assert_all_fail(facts: &HashMap<String, String>, keys: &[&str]) {
+fn assert_all_fail(facts: &Facts, keys: &[&str]) {
     for key in keys {
-        let value = facts
-            .get(*key)
-            .unwrap_or_else(|| panic!("the probe did not report {key}: {facts:?}"));
-        assert_ne!(value, "ok", "{key} must fail inside the sandbox");
+        assert_ne!(facts[*key], "ok", "{key} must fail inside the sandbox");
     }
 }
 
@@ -47,7 +43,7 @@ fn assert_all_fail(facts: &HashMap<String, String>, keys: &[&str]) {
 struct Held {
     child: ChildProcess,
     /// What the probe printed before `ready`.
-    facts: HashMap<String, String>,
+    facts: Facts,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
@@ -87,7 +83,7 @@ impl Held {
     }
 
     /// Closes the probe's stdin, reads the rest of its stdout as facts, and waits.
-    fn finish(mut self) -> (HashMap<String, String>, ExitStatus) {
+    fn finish(mut self) -> (Facts, ExitStatus) {
         drop(self.child.stdin.take());
         let rest: Vec<String> = self.lines.by_ref().map(|l| l.expect("read")).collect();
         let status = self.child.wait().expect("wait").status;
@@ -97,7 +93,7 @@ impl Held {
 
 /// Runs `ipc-hold NAME` in one sandbox and, while it holds, `ipc-look NAME` in a second
 /// one of the same daemon: what the first made, and what the second found of it.
-fn covert_channel(name: &str) -> (HashMap<String, String>, HashMap<String, String>) {
+fn covert_channel(name: &str) -> (Facts, Facts) {
     let daemon = Daemon::start();
     let client = daemon.client();
     let holder = Held::start(&client, probe_request(&["ipc-hold", name]));

@@ -1,13 +1,12 @@
 //! Running a test's spawns both ways: in fresh sandboxes, and through a warm pool whose
 //! shape is the test's sandbox config, checking that the pool really served them.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hatchery::protocol::SandboxConfig;
 use hatchery::SpawnRequest;
 
-use super::{children_of, Daemon, Output};
+use super::{children_of, Daemon, Facts, Output};
 
 /// How a test's sandboxes are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +91,7 @@ impl Spawns {
     }
 
     /// Runs the probe and returns its facts; fails the test unless it exits 0.
-    pub fn probe_facts(self, daemon: &Daemon, request: SpawnRequest) -> HashMap<String, String> {
+    pub fn probe_facts(self, daemon: &Daemon, request: SpawnRequest) -> Facts {
         super::facts_of_success(self.run(daemon, request))
     }
 }

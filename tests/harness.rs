@@ -1,8 +1,13 @@
-//! The test suite's own layout: `Cargo.toml` turns cargo's discovery of integration tests
-//! off (the probe and the test zygote are `tests/NAME/main.rs` programs, which cargo would
-//! take for tests), so a test file that is not listed there would silently never run.
+//! The test suite's own harness, tested: the layout of `tests/` and the probe's
+//! [`Facts`](common::Facts).
+//!
+//! `Cargo.toml` turns cargo's discovery of integration tests off (the probe and the test
+//! zygote are `tests/NAME/main.rs` programs, which cargo would take for tests), so a test
+//! file that is not listed there would silently never run.
 //!
 //! Runs on the host, in the test process; needs no sandbox.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,5 +41,24 @@ fn every_test_file_is_a_test_target() {
     assert_eq!(
         files, declared,
         "tests/*.rs and the [[test]] targets of Cargo.toml differ: list each test file there"
+    );
+}
+
+/// A fact the probe reported reads back; a missing one fails with its name and the keys
+/// that were reported, sorted.
+#[test]
+fn a_missing_fact_names_itself_and_what_was_reported() {
+    let facts = common::facts("uid=1000\nCapEff=0000000000000000\nnot a fact\n");
+    assert_eq!(facts["uid"], "1000");
+    assert_eq!(facts[&"CapEff".to_string()], "0000000000000000");
+    assert_eq!(facts.get("euid"), None);
+    let missing = std::panic::catch_unwind(|| facts["euid"].clone())
+        .expect_err("indexing a missing fact must panic");
+    let message = missing
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert_eq!(
+        message,
+        "the probe did not report \"euid\"; it reported: CapEff, uid"
     );
 }
