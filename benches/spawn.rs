@@ -192,7 +192,7 @@ fn main() {
     let memory = memory(&fresh, &pooled);
     drop(pooled);
     drop(fresh);
-    report(
+    let raw = report(
         &systems,
         &mut results,
         &breakdown,
@@ -200,8 +200,15 @@ fn main() {
         &memory,
         runs,
         clients,
-        keep,
     );
+    if keep {
+        keep_raw_samples(&raw);
+    } else {
+        println!(
+            "\nquick mode: the raw samples ({} bytes) are not kept",
+            raw.len()
+        );
+    }
 }
 
 /// Every system present on this machine.
@@ -1145,8 +1152,7 @@ fn report(
     memory: &Memory,
     runs: usize,
     clients: usize,
-    keep: bool,
-) {
+) -> String {
     let json = report_latency(results, runs);
     println!(
         "\nhatchery's spawn of /bin/true in two halves, medians of {runs} interleaved rounds\n"
@@ -1204,12 +1210,6 @@ fn report(
     for system in systems {
         println!("- {}: `{}`", system.name, system.command);
     }
-    let out = std::env::var_os("HATCHERY_BENCH_JSON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/spawn.json"));
-    if let Some(parent) = out.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
     let text = serde_json::to_string_pretty(&serde_json::json!({
         "runs": runs,
         "latency": json,
@@ -1238,12 +1238,17 @@ fn report(
             .collect::<Vec<_>>(),
     }))
     .expect("json");
-    if !keep {
-        println!(
-            "\nquick mode: the raw samples ({} bytes) are not kept",
-            text.len()
-        );
-        return;
+    text
+}
+
+/// Writes the raw samples where `HATCHERY_BENCH_JSON` says, by default
+/// `target/bench/spawn.json` (which the figures of docs/performance.md come from).
+fn keep_raw_samples(text: &str) {
+    let out = std::env::var_os("HATCHERY_BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/spawn.json"));
+    if let Some(parent) = out.parent() {
+        let _ = std::fs::create_dir_all(parent);
     }
     std::fs::write(&out, text).expect("write results");
     println!("\nraw samples: {}", out.display());
