@@ -69,6 +69,22 @@ test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
 cargo test --no-fail-fast 2>&1 | tee "$test_log"
 
+# --- The benchmarks, once over -----------------------------------------------------------
+# Each benchmark in quick mode (a few rounds, no figures kept), so that one that crashes
+# fails CI. Built in the test profile: a release build of them would add minutes, and
+# the figures of a quick run mean nothing anyway. `cargo test --bench` runs a
+# `harness = false` benchmark's main with no arguments. The preload benchmark runs the
+# example zygote of its own profile, which `cargo test` has built.
+log "the benchmarks in quick mode"
+cargo build --quiet --example preloaded_zygote
+for bench in spawn seccomp network preload; do
+    log "benchmark $bench (quick)"
+    HATCHERY_BENCH_QUICK=1 cargo test --quiet --bench "$bench" || {
+        echo "test.sh: the $bench benchmark failed in quick mode" >&2
+        exit 1
+    }
+done
+
 # --- Fuzzing ---------------------------------------------------------------------------
 # The targets live in tests/fuzz (wire decoder, request checks, the CLI's unit parsers),
 # seeded with the protocol's golden messages. cargo-fuzz needs sanitizer flags that only

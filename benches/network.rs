@@ -19,7 +19,9 @@
 //! Traffic goes only to the host ends of veths made here. Environment:
 //! `HATCHERY_BENCH_RUNS` (default 500), `HATCHERY_BENCH_PYTHON` (a Python with
 //! pyspawner; without it pyspawner is left out), `HATCHERY_BENCH_JSON` (raw results,
-//! default `target/bench/network.json`).
+//! default `target/bench/network.json`), `HATCHERY_BENCH_QUICK=1` (5 rounds after 2
+//! warm-up runs, and no results file unless `HATCHERY_BENCH_JSON` names one: for CI, not
+//! for figures).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -35,7 +37,10 @@ use hatchery::{Client, SpawnRequest, Stdio};
 
 const HATCHERY: &str = env!("CARGO_BIN_EXE_hatchery");
 const PROBE: &str = env!("CARGO_BIN_EXE_hatchery-probe");
+/// Untimed spawns of each system before the timed rounds (a full run).
 const WARM_UP: usize = 20;
+/// The same in quick mode.
+const QUICK_WARM_UP: usize = 2;
 
 struct System {
     name: &'static str,
@@ -47,10 +52,17 @@ struct System {
 }
 
 fn main() {
+    let quick = std::env::var("HATCHERY_BENCH_QUICK").is_ok_and(|v| v == "1");
     let runs: usize = std::env::var("HATCHERY_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(if quick { 5 } else { 500 });
+    let warm_up = if quick { QUICK_WARM_UP } else { WARM_UP };
+    // A quick run's figures mean nothing: they never replace a full run's file.
+    let keep = !quick || std::env::var_os("HATCHERY_BENCH_JSON").is_some();
+    if quick {
+        println!("quick mode: a few rounds; the figures mean nothing");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let socket = dir.path().join("bench.sock");
@@ -97,7 +109,7 @@ fn main() {
     systems.extend(pyspawner_veth());
 
     for system in &mut systems {
-        for _ in 0..WARM_UP {
+        for _ in 0..warm_up {
             (system.run)();
         }
     }
@@ -113,12 +125,12 @@ fn main() {
         if let Some(connections) = &system.expected_connections {
             // The last connection may still be in the listener's hands.
             let deadline = Instant::now() + Duration::from_secs(2);
-            while connections.load(Ordering::SeqCst) < runs + WARM_UP && Instant::now() < deadline {
+            while connections.load(Ordering::SeqCst) < runs + warm_up && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
             assert_eq!(
                 connections.load(Ordering::SeqCst),
-                runs + WARM_UP,
+                runs + warm_up,
                 "{}: not every child reached its host end",
                 system.name
             );
@@ -131,7 +143,7 @@ fn main() {
         );
         let _ = daemon.wait();
     }
-    report(&mut systems, runs);
+    report(&mut systems, runs, warm_up, keep);
 }
 
 fn start_daemon(socket: &Path, flags: &[&str]) -> Child {
@@ -230,7 +242,9 @@ fn hatchery_no_network(socket: &Path) -> System {
 
 fn pyspawner_veth() -> Option<System> {
     let Some(python) = std::env::var_os("HATCHERY_BENCH_PYTHON") else {
-        eprintln!("HATCHERY_BENCH_PYTHON is not set: pyspawner left out (use benches/network.sh)");
+        println!(
+            "skipped: pyspawner (HATCHERY_BENCH_PYTHON is not set; benches/network.sh sets it)"
+        );
         return None;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pyspawner_net.py");
@@ -309,11 +323,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn report(systems: &mut [System], runs: usize) {
+fn report(systems: &mut [System], runs: usize, warm_up: usize, keep: bool) {
     for system in systems.iter_mut() {
         system.samples.sort();
     }
-    println!("spawn → exit, {runs} interleaved rounds (after {WARM_UP} warm-up runs each)\n");
+    println!("spawn → exit, {runs} interleaved rounds (after {warm_up} warm-up runs each)\n");
     println!("| system | median ms | p90 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|");
     let mut json = Vec::new();
@@ -379,5 +393,12 @@ fn report(systems: &mut [System], runs: usize) {
     }
     let text = serde_json::to_string_pretty(&serde_json::json!({ "runs": runs, "results": json }))
         .expect("json");
+    if !keep {
+        println!(
+            "\nquick mode: the raw results ({} bytes) are not kept",
+            text.len()
+        );
+        return;
+    }
     std::fs::write(&out, text).expect("write results");
 }

@@ -16,9 +16,10 @@
 //!   same for 100 unsandboxed `sleep`s.
 //!
 //! Environment: `HATCHERY_BENCH_RUNS` (latency rounds, default 500),
-//! `HATCHERY_BENCH_QUICK=1` (50 rounds, short throughput rounds: for iteration, not for
-//! figures), `HATCHERY_BENCH_CLIENTS` (N, default 2), `HATCHERY_BENCH_JSON` (default
-//! `target/bench/spawn.json`), `HATCHERY_BENCH_PEERS` (a directory with more peers'
+//! `HATCHERY_BENCH_QUICK=1` (10 rounds, short throughput rounds, and no results file
+//! unless `HATCHERY_BENCH_JSON` names one: for CI and iteration, not for figures),
+//! `HATCHERY_BENCH_CLIENTS` (N, default 2), `HATCHERY_BENCH_JSON` (default
+//! `target/bench/spawn.json`, which docs/performance.md's figures come from), `HATCHERY_BENCH_PEERS` (a directory with more peers'
 //! binaries: `nsjail`, and `pyspawner-driver` with the Python that runs it),
 //! `HATCHERY_BENCH_ONLY` (comma-separated parts of system names: only the latency of
 //! those systems, e.g. `fresh,pool,clone3`; for iteration, not for figures),
@@ -160,7 +161,10 @@ fn env_number(name: &str, default: usize) -> usize {
 
 fn main() {
     let quick = std::env::var("HATCHERY_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let runs = env_number("HATCHERY_BENCH_RUNS", if quick { 50 } else { 500 });
+    let runs = env_number("HATCHERY_BENCH_RUNS", if quick { 10 } else { 500 });
+    if quick {
+        println!("quick mode: every part once over; the figures mean nothing");
+    }
     let clients = env_number("HATCHERY_BENCH_CLIENTS", 2);
     let (tp_rounds, tp_duration) = if quick {
         (1, Duration::from_millis(500))
@@ -178,6 +182,8 @@ fn main() {
         report_latency(&mut results, runs);
         return;
     }
+    // A quick run's figures mean nothing: they never replace a full run's file.
+    let keep = !quick || std::env::var_os("HATCHERY_BENCH_JSON").is_some();
     for workload in [Workload::True, Workload::Echo] {
         results.extend(latency(&systems, workload, runs));
     }
@@ -186,7 +192,7 @@ fn main() {
     let memory = memory(&fresh, &pooled);
     drop(pooled);
     drop(fresh);
-    report(
+    let raw = report(
         &systems,
         &mut results,
         &breakdown,
@@ -195,6 +201,14 @@ fn main() {
         runs,
         clients,
     );
+    if keep {
+        keep_raw_samples(&raw);
+    } else {
+        println!(
+            "\nquick mode: the raw samples ({} bytes) are not kept",
+            raw.len()
+        );
+    }
 }
 
 /// Every system present on this machine.
@@ -219,7 +233,17 @@ fn systems(fresh: &Path, pooled: &Path) -> Vec<System> {
         clone_floor(true),
         clone_floor(false),
     ];
-    if let Some(unshare) = which("unshare") {
+    let unshare = which("unshare");
+    for (peer, found) in [
+        ("unshare", &unshare),
+        ("bwrap", &which("bwrap")),
+        ("firejail", &which("firejail")),
+    ] {
+        if found.is_none() {
+            println!("skipped: {peer} is not installed");
+        }
+    }
+    if let Some(unshare) = unshare {
         systems.push(command_system(
             "unshare -Urpnmiu --fork",
             &unshare,
@@ -275,6 +299,8 @@ fn systems(fresh: &Path, pooled: &Path) -> Vec<System> {
             "--",
         ];
         systems.push(command_system("nsjail -Mo", &nsjail, &args, false));
+    } else {
+        println!("skipped: nsjail is not installed (nor in HATCHERY_BENCH_PEERS)");
     }
     if let Some(driver) = peers
         .as_ref()
@@ -282,6 +308,8 @@ fn systems(fresh: &Path, pooled: &Path) -> Vec<System> {
         .filter(|p| p.is_file())
     {
         systems.push(pyspawner(&driver));
+    } else {
+        println!("skipped: pyspawner (no pyspawner-driver in HATCHERY_BENCH_PEERS)");
     }
     systems
 }
@@ -1130,7 +1158,7 @@ fn report(
     memory: &Memory,
     runs: usize,
     clients: usize,
-) {
+) -> String {
     let json = report_latency(results, runs);
     println!(
         "\nhatchery's spawn of /bin/true in two halves, medians of {runs} interleaved rounds\n"
@@ -1188,12 +1216,6 @@ fn report(
     for system in systems {
         println!("- {}: `{}`", system.name, system.command);
     }
-    let out = std::env::var_os("HATCHERY_BENCH_JSON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/spawn.json"));
-    if let Some(parent) = out.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
     let text = serde_json::to_string_pretty(&serde_json::json!({
         "runs": runs,
         "latency": json,
@@ -1222,6 +1244,18 @@ fn report(
             .collect::<Vec<_>>(),
     }))
     .expect("json");
+    text
+}
+
+/// Writes the raw samples where `HATCHERY_BENCH_JSON` says, by default
+/// `target/bench/spawn.json` (which the figures of docs/performance.md come from).
+fn keep_raw_samples(text: &str) {
+    let out = std::env::var_os("HATCHERY_BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/spawn.json"));
+    if let Some(parent) = out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
     std::fs::write(&out, text).expect("write results");
     println!("\nraw samples: {}", out.display());
 }

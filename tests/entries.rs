@@ -1,6 +1,6 @@
 //! Entries: Rust functions of a zygote, run in children forked from it inside the full
 //! sandbox, called with `Client::call`. The zygote under test is
-//! `tests/zygote/zygote.rs`, whose entries misbehave on purpose.
+//! `tests/zygote/main.rs`, whose entries misbehave on purpose.
 
 mod common;
 #[path = "zygote/shared.rs"]

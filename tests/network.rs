@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::Path;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{facts, probe_request_in, Daemon, SPARE_NETNS};
+use common::{facts, probe_request_in, Daemon, Facts, SPARE_NETNS};
 use hatchery::protocol::{NetworkConfig, SandboxConfig, VethConfig};
 use hatchery::{ChildProcess, Client, SpawnError};
 
@@ -110,7 +109,7 @@ fn start_tcp_probe(client: &Client, sandbox: SandboxConfig, args: &[&str]) -> Ch
 }
 
 /// The rest of a probe's output, once it has exited successfully, as facts.
-fn finish(mut child: ChildProcess) -> HashMap<String, String> {
+fn finish(mut child: ChildProcess) -> Facts {
     let mut out = String::new();
     child
         .stdout

@@ -105,7 +105,7 @@ fn policy_holds_inside(name: &str, policy: &SeccompPolicy) -> usize {
     }
     for (syscall, expected) in ALLOWED_SAMPLE {
         let seen = filtered
-            .get(*syscall)
+            .get(syscall)
             .map(String::as_str)
             .unwrap_or("missing");
         if seen != *expected {
@@ -114,7 +114,7 @@ fn policy_holds_inside(name: &str, policy: &SeccompPolicy) -> usize {
             ));
         }
         let unfiltered = control
-            .get(*syscall)
+            .get(syscall)
             .map(String::as_str)
             .unwrap_or("missing");
         if unfiltered != *expected {

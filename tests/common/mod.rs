@@ -23,7 +23,7 @@ use hatchery::{Client, SpawnRequest, Verdict};
 
 /// The `hatchery` binary under test.
 pub const HATCHERY: &str = env!("CARGO_BIN_EXE_hatchery");
-/// The probe binary as built (see `tests/probe/probe.rs`).
+/// The probe binary as built (see `tests/probe/main.rs`).
 const PROBE_BUILT: &str = env!("CARGO_BIN_EXE_hatchery-probe");
 /// Where the directory of the probe's copy ([`probe_path`]) appears inside a sandbox: a
 /// directory bind at the top of the root, which a root template of the daemon's gets a
@@ -474,12 +474,12 @@ pub fn collect(mut child: hatchery::ChildProcess) -> Output {
 }
 
 /// Runs the probe and returns its `key=value` facts; fails the test unless it exits 0.
-pub fn probe_facts(client: &Client, request: SpawnRequest) -> HashMap<String, String> {
+pub fn probe_facts(client: &Client, request: SpawnRequest) -> Facts {
     facts_of_success(run(client, request))
 }
 
 /// The `key=value` facts of a probe's run; fails the test unless it exited 0.
-pub fn facts_of_success(out: Output) -> HashMap<String, String> {
+pub fn facts_of_success(out: Output) -> Facts {
     assert!(
         out.verdict.status.success(),
         "probe failed with {:?}; stdout: {} stderr: {}",
@@ -491,11 +491,86 @@ pub fn facts_of_success(out: Output) -> HashMap<String, String> {
 }
 
 /// Parses `key=value` lines.
-pub fn facts(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+pub fn facts(text: &str) -> Facts {
+    Facts(
+        text.lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// What the probe reported: its `key=value` lines, by key.
+///
+/// `facts["key"]` is for a fact the command always reports: a missing one fails the test
+/// with the key and every key the probe did report, which tells a renamed or misspelt
+/// key from a command that stopped early. [`Facts::get`] is for a fact that may be
+/// absent.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Facts(HashMap<String, String>);
+
+impl Facts {
+    /// The value of `key`, if the probe reported it.
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.0.get(key)
+    }
+
+    /// Whether the probe reported `key`.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Every (key, value) pair, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
+    /// Whether the probe reported nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every key the probe reported, sorted.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys
+    }
+}
+
+impl<Q: AsRef<str> + ?Sized> std::ops::Index<&Q> for Facts {
+    type Output = String;
+
+    /// The value of `key`.
+    ///
+    /// # Panics
+    /// If the probe did not report `key`; the message lists the keys it did report.
+    fn index(&self, key: &Q) -> &String {
+        let key = key.as_ref();
+        self.0.get(key).unwrap_or_else(|| {
+            panic!(
+                "the probe did not report {key:?}; it reported: {}",
+                self.keys().join(", ")
+            )
+        })
+    }
+}
+
+impl<'a> IntoIterator for &'a Facts {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::hash_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for Facts {
+    /// The facts sorted by key, so that a failure message reads the same on every run.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sorted: std::collections::BTreeMap<_, _> = self.0.iter().collect();
+        sorted.fmt(f)
+    }
 }
 
 /// Runs `hatchery` with `args`, returning (exit code, stdout, stderr).

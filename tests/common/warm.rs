@@ -1,13 +1,12 @@
 //! Running a test's spawns both ways: in fresh sandboxes, and through a warm pool whose
 //! shape is the test's sandbox config, checking that the pool really served them.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hatchery::protocol::SandboxConfig;
-use hatchery::SpawnRequest;
+use hatchery::{ChildProcess, SpawnRequest};
 
-use super::{children_of, Daemon, Output};
+use super::{children_of, Daemon, Facts, Output};
 
 /// How a test's sandboxes are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +75,13 @@ impl Spawns {
     /// Spawns `request` on a new connection to `daemon` and collects its output; in
     /// pooled mode, fails the test unless an idle pooled sandbox served it.
     pub fn run(self, daemon: &Daemon, request: SpawnRequest) -> Output {
+        super::collect(self.spawn(daemon, request))
+    }
+
+    /// Spawns `request` on a new connection to `daemon`; in pooled mode, fails the test
+    /// unless an idle pooled sandbox served it (waiting up to 10 s for the pool to hold
+    /// one, as it refills after an earlier spawn).
+    pub fn spawn(self, daemon: &Daemon, request: SpawnRequest) -> ChildProcess {
         let idle = match self {
             Spawns::Fresh => Vec::new(),
             Spawns::Pooled => wait_for_idle(daemon.pid(), 1),
@@ -88,28 +94,31 @@ impl Spawns {
                 child.pid
             );
         }
-        super::collect(child)
+        child
     }
 
     /// Runs the probe and returns its facts; fails the test unless it exits 0.
-    pub fn probe_facts(self, daemon: &Daemon, request: SpawnRequest) -> HashMap<String, String> {
+    pub fn probe_facts(self, daemon: &Daemon, request: SpawnRequest) -> Facts {
         super::facts_of_success(self.run(daemon, request))
     }
 }
 
 /// Defines each named test, a `fn NAME(spawns: Spawns)`, twice, in a module of the same
-/// name: `NAME::fresh` and `NAME::pooled`.
+/// name: `NAME::fresh` and `NAME::pooled`. Attributes written before a name (`#[ignore =
+/// "..."]`) go on both.
 #[macro_export]
 macro_rules! fresh_and_pooled {
-    ($($name:ident),* $(,)?) => {
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[test]
+                $(#[$attr])*
                 fn fresh() {
                     super::$name($crate::common::warm::Spawns::Fresh)
                 }
 
                 #[test]
+                $(#[$attr])*
                 fn pooled() {
                     super::$name($crate::common::warm::Spawns::Pooled)
                 }

@@ -1,4 +1,4 @@
-//! Types shared by the test zygote (`tests/zygote/zygote.rs`) and `tests/entries.rs`.
+//! Types shared by the test zygote (`tests/zygote/main.rs`) and `tests/entries.rs`.
 
 use std::collections::BTreeMap;
 
