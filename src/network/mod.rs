@@ -25,7 +25,7 @@
 //! [`NetworkConfig::Veth`]: crate::protocol::NetworkConfig::Veth
 
 mod netlink;
-pub mod pool;
+pub mod subnets;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use nix::sched::CloneFlags;
 
 use crate::protocol::VethConfig;
 use crate::sys::{Context, SysError};
-pub use pool::{Cidr, Pool, PoolError, Subnet};
+pub use subnets::{Cidr, Subnet, SubnetPool, SubnetPoolError};
 
 /// The sandbox's interface name unless the request names one.
 pub const DEFAULT_INTERFACE: &str = "eth0";
@@ -119,7 +119,7 @@ impl NetworkSettings {
 pub enum NetworkError {
     /// The address pool makes no sense.
     #[error("veth pool")]
-    Pool(#[source] PoolError),
+    Pool(#[source] SubnetPoolError),
     /// The name prefix is empty, too long or holds characters a name cannot.
     #[error("veth name prefix {0:?} must be 1 to {max} bytes of [a-z0-9_-]", max = MAX_PREFIX_LEN)]
     Prefix(String),
@@ -169,7 +169,7 @@ pub struct Network {
     handle: rtnetlink::Handle,
     /// The daemon's own network namespace, to return to after entering a sandbox's.
     home: OwnedFd,
-    pool: Pool,
+    pool: SubnetPool,
     prefix: String,
     forwarding: bool,
     next_name: u64,
@@ -198,7 +198,8 @@ impl Network {
         if !prefix_ok {
             return Err(NetworkError::Prefix(prefix));
         }
-        let pool = Pool::new(&settings.pool, settings.first_slot).map_err(NetworkError::Pool)?;
+        let pool =
+            SubnetPool::new(&settings.pool, settings.first_slot).map_err(NetworkError::Pool)?;
         // A current-thread runtime with its I/O driver only: it runs on this thread,
         // inside `block_on`, and starts none of its own.
         let runtime = tokio::runtime::Builder::new_current_thread()

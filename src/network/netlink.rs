@@ -16,7 +16,7 @@ use rtnetlink::packet_route::link::{
 };
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
-use super::pool::{V4_SUBNET, V6_SUBNET};
+use super::subnets::{V4_SUBNET, V6_SUBNET};
 use crate::sys::SysError;
 
 /// The errno a netlink request failed with (`EIO` when the failure was not the kernel's).

@@ -1,5 +1,9 @@
-//! The veth address pool: one IPv4 and/or one IPv6 range, cut into point-to-point
-//! subnets (a /30 and a /126), one per networked sandbox. Pure bookkeeping, no I/O.
+//! The veth subnets: the address ranges a daemon is given ([`Cidr`], `--veth-pool`) and
+//! the pool that cuts one IPv4 and/or one IPv6 range into point-to-point subnets (a /30
+//! and a /126), one per networked sandbox ([`SubnetPool`]).
+//!
+//! Runs in the zygote, which alone hands subnets out and takes them back, on its one
+//! thread: pure bookkeeping, no I/O and no lock, unit-tested without a daemon.
 //!
 //! A subnet goes back to the pool only when the daemon says so, which it does once the
 //! sandbox's pair is gone (see [`super::Network::collect`]), never at the reap: reusing a
@@ -26,9 +30,9 @@ pub struct Cidr {
     pub len: u8,
 }
 
-/// Why a pool cannot be built.
+/// Why a range cannot be read or a pool cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PoolError {
+pub enum SubnetPoolError {
     /// Not `ADDRESS/LENGTH`.
     #[error("{0:?} is not ADDRESS/LENGTH")]
     Syntax(String),
@@ -47,16 +51,16 @@ pub enum PoolError {
 }
 
 impl FromStr for Cidr {
-    type Err = PoolError;
+    type Err = SubnetPoolError;
 
     /// ```
-    /// use hatchery::network::pool::Cidr;
+    /// use hatchery::network::subnets::Cidr;
     /// let cidr: Cidr = "10.213.0.0/16".parse().unwrap();
     /// assert_eq!(cidr.len, 16);
     /// assert!("10.213.0.1/16".parse::<Cidr>().is_err());
     /// ```
-    fn from_str(text: &str) -> Result<Cidr, PoolError> {
-        let syntax = || PoolError::Syntax(text.to_string());
+    fn from_str(text: &str) -> Result<Cidr, SubnetPoolError> {
+        let syntax = || SubnetPoolError::Syntax(text.to_string());
         let (addr, len) = text.split_once('/').ok_or_else(syntax)?;
         let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
         let len: u8 = len.parse().map_err(|_| syntax())?;
@@ -69,7 +73,7 @@ impl FromStr for Cidr {
             IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(len))),
         };
         if start != addr {
-            return Err(PoolError::HostBits(text.to_string(), start));
+            return Err(SubnetPoolError::HostBits(text.to_string(), start));
         }
         Ok(Cidr { addr, len })
     }
@@ -100,29 +104,29 @@ pub struct Subnet {
     pub v6: Option<(Ipv6Addr, Ipv6Addr)>,
 }
 
-/// The pool: its ranges and the slots not in use, least recently freed first.
+/// The subnet pool: its ranges and the slots not in use, least recently freed first.
 #[derive(Debug)]
-pub struct Pool {
+pub struct SubnetPool {
     v4: Option<u32>,
     v6: Option<u128>,
     free: VecDeque<u32>,
     slots: u32,
 }
 
-impl Pool {
+impl SubnetPool {
     /// A pool over at most one IPv4 and one IPv6 range. With both, the pool has as many
     /// slots as the smaller range. Slots are handed out from `first` on (wrapping), so
     /// that pools of two processes over the same ranges start apart.
     ///
     /// ```
-    /// use hatchery::network::pool::Pool;
-    /// let mut pool = Pool::new(&["10.9.0.0/29".parse().unwrap()], 0).unwrap();
+    /// use hatchery::network::subnets::SubnetPool;
+    /// let mut pool = SubnetPool::new(&["10.9.0.0/29".parse().unwrap()], 0).unwrap();
     /// assert_eq!(pool.slots(), 2);
     /// let first = pool.allocate().unwrap();
     /// assert_eq!(first.v4.unwrap().0.to_string(), "10.9.0.1");
     /// assert_eq!(first.v4.unwrap().1.to_string(), "10.9.0.2");
     /// ```
-    pub fn new(ranges: &[Cidr], first: u32) -> Result<Pool, PoolError> {
+    pub fn new(ranges: &[Cidr], first: u32) -> Result<SubnetPool, SubnetPoolError> {
         let mut v4 = None;
         let mut v6 = None;
         let mut slots = MAX_SLOTS;
@@ -133,7 +137,7 @@ impl Pool {
                 V6_SUBNET
             };
             if range.len > subnet {
-                return Err(PoolError::TooSmall(*range, subnet));
+                return Err(SubnetPoolError::TooSmall(*range, subnet));
             }
             let exponent = u32::from(subnet - range.len);
             slots = slots.min(if exponent >= 16 {
@@ -144,16 +148,16 @@ impl Pool {
             match range.addr {
                 IpAddr::V4(a) if v4.is_none() => v4 = Some(u32::from(a)),
                 IpAddr::V6(a) if v6.is_none() => v6 = Some(u128::from(a)),
-                IpAddr::V4(_) => return Err(PoolError::TwoOfAKind("IPv4")),
-                IpAddr::V6(_) => return Err(PoolError::TwoOfAKind("IPv6")),
+                IpAddr::V4(_) => return Err(SubnetPoolError::TwoOfAKind("IPv4")),
+                IpAddr::V6(_) => return Err(SubnetPoolError::TwoOfAKind("IPv6")),
             }
         }
         if v4.is_none() && v6.is_none() {
-            return Err(PoolError::Empty);
+            return Err(SubnetPoolError::Empty);
         }
         let first = first % slots;
         let free = (first..slots).chain(0..first).collect();
-        Ok(Pool {
+        Ok(SubnetPool {
             v4,
             v6,
             free,
@@ -215,36 +219,36 @@ mod tests {
             "10.0.0.0/-1",
         ] {
             assert!(
-                matches!(bad.parse::<Cidr>(), Err(PoolError::Syntax(_))),
+                matches!(bad.parse::<Cidr>(), Err(SubnetPoolError::Syntax(_))),
                 "{bad}"
             );
         }
         assert!(matches!(
             "10.0.0.4/29".parse::<Cidr>(),
-            Err(PoolError::HostBits(_, _))
+            Err(SubnetPoolError::HostBits(_, _))
         ));
     }
 
     #[test]
     fn refuses_pools_that_make_no_sense() {
-        assert_eq!(Pool::new(&[], 0).unwrap_err(), PoolError::Empty);
+        assert_eq!(SubnetPool::new(&[], 0).unwrap_err(), SubnetPoolError::Empty);
         assert!(matches!(
-            Pool::new(&[cidr("10.0.0.0/31")], 0),
-            Err(PoolError::TooSmall(_, 30))
+            SubnetPool::new(&[cidr("10.0.0.0/31")], 0),
+            Err(SubnetPoolError::TooSmall(_, 30))
         ));
         assert!(matches!(
-            Pool::new(&[cidr("fd00::/127")], 0),
-            Err(PoolError::TooSmall(_, 126))
+            SubnetPool::new(&[cidr("fd00::/127")], 0),
+            Err(SubnetPoolError::TooSmall(_, 126))
         ));
         assert_eq!(
-            Pool::new(&[cidr("10.0.0.0/24"), cidr("10.1.0.0/24")], 0).unwrap_err(),
-            PoolError::TwoOfAKind("IPv4")
+            SubnetPool::new(&[cidr("10.0.0.0/24"), cidr("10.1.0.0/24")], 0).unwrap_err(),
+            SubnetPoolError::TwoOfAKind("IPv4")
         );
     }
 
     #[test]
     fn cuts_point_to_point_subnets_of_both_families() {
-        let mut pool = Pool::new(&[cidr("10.9.0.0/24"), cidr("fd00:1::/120")], 0).unwrap();
+        let mut pool = SubnetPool::new(&[cidr("10.9.0.0/24"), cidr("fd00:1::/120")], 0).unwrap();
         // 64 /30s in the /24, 64 /126s in the /120.
         assert_eq!(pool.slots(), 64);
         let a = pool.allocate().unwrap();
@@ -270,17 +274,17 @@ mod tests {
 
     #[test]
     fn the_smaller_range_sets_the_size_and_big_ones_are_capped() {
-        let pool = Pool::new(&[cidr("10.0.0.0/8"), cidr("fd00::/120")], 0).unwrap();
+        let pool = SubnetPool::new(&[cidr("10.0.0.0/8"), cidr("fd00::/120")], 0).unwrap();
         assert_eq!(pool.slots(), 64);
-        let pool = Pool::new(&[cidr("10.0.0.0/8")], 0).unwrap();
+        let pool = SubnetPool::new(&[cidr("10.0.0.0/8")], 0).unwrap();
         assert_eq!(pool.slots(), MAX_SLOTS);
-        let pool = Pool::new(&[cidr("fd00::/48")], 0).unwrap();
+        let pool = SubnetPool::new(&[cidr("fd00::/48")], 0).unwrap();
         assert_eq!(pool.slots(), MAX_SLOTS);
     }
 
     #[test]
     fn exhaustion_is_none_and_freed_slots_come_back_last() {
-        let mut pool = Pool::new(&[cidr("10.9.0.0/28")], 0).unwrap();
+        let mut pool = SubnetPool::new(&[cidr("10.9.0.0/28")], 0).unwrap();
         let taken: Vec<Subnet> = (0..4).map(|_| pool.allocate().unwrap()).collect();
         assert_eq!(pool.allocate(), None);
         pool.release(taken[1]);
@@ -292,7 +296,7 @@ mod tests {
 
     #[test]
     fn a_first_slot_offsets_and_wraps() {
-        let mut pool = Pool::new(&[cidr("10.9.0.0/28")], 6).unwrap();
+        let mut pool = SubnetPool::new(&[cidr("10.9.0.0/28")], 6).unwrap();
         let slots: Vec<u32> = (0..4).map(|_| pool.allocate().unwrap().slot).collect();
         assert_eq!(slots, vec![2, 3, 0, 1]);
     }
