@@ -34,7 +34,7 @@ use nix::errno::Errno;
 use nix::sched::CloneFlags;
 
 use crate::protocol::VethConfig;
-use crate::sys::{Context, SysError};
+use crate::sys::{self, Context, SysError};
 pub use subnets::{Cidr, Subnet, SubnetPool, SubnetPoolError};
 
 /// The sandbox's interface name unless the request names one.
@@ -213,7 +213,7 @@ impl Network {
             runtime.spawn(connection);
             handle
         };
-        let home = crate::sandbox::spare_namespaces::own_netns()?;
+        let home = sys::own_netns()?;
         let mut network = Network {
             runtime,
             handle,
@@ -439,7 +439,7 @@ impl Network {
     ) -> Result<T, SysError> {
         nix::sched::setns(pidfd, CloneFlags::CLONE_NEWNET).op("setns(pidfd, CLONE_NEWNET)")?;
         let outcome = f();
-        crate::sandbox::spare_namespaces::return_to(&self.home);
+        sys::return_to_netns(&self.home);
         outcome
     }
 

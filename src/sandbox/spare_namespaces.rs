@@ -60,8 +60,8 @@ impl Pair {
     /// The calling thread's own.
     fn own() -> Result<Pair, SysError> {
         Ok(Pair {
-            net: own_netns()?,
-            ipc: own_namespace("ipc")?,
+            net: sys::own_netns()?,
+            ipc: sys::own_namespace("ipc")?,
         })
     }
 
@@ -205,31 +205,6 @@ impl Drop for SpareNamespaces {
     fn drop(&mut self) {
         let _ = sys::pidfd_send_signal(self.helper.as_fd(), libc::SIGKILL);
         let _ = sys::wait_pidfd(self.helper.as_fd());
-    }
-}
-
-/// An fd of this thread's network namespace, to come back to with [`return_to`].
-pub(crate) fn own_netns() -> Result<OwnedFd, SysError> {
-    own_namespace("net")
-}
-
-/// An fd of this thread's namespace of `kind` (`net`, `ipc`).
-fn own_namespace(kind: &str) -> Result<OwnedFd, SysError> {
-    let path = format!("/proc/thread-self/ns/{kind}");
-    nix::fcntl::open(
-        path.as_str(),
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .op_path("open", &path)
-}
-
-/// Returns the daemon to its own network namespace `home` after it worked in another;
-/// a daemon that cannot aborts rather than go on serving from a sandbox's namespace.
-pub(crate) fn return_to(home: &OwnedFd) {
-    if let Err(e) = nix::sched::setns(home, CloneFlags::CLONE_NEWNET) {
-        tracing::error!(error = %e, "cannot return to the daemon's network namespace");
-        std::process::abort();
     }
 }
 
