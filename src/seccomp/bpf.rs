@@ -22,7 +22,25 @@ use seccompiler::{sock_filter, BpfProgram, SeccompAction, SeccompFilter, Seccomp
 
 use super::policy::{Action, SeccompPolicy, When};
 use super::syscalls::native_number;
-use super::SeccompError;
+use super::{CompiledSeccomp, SeccompError};
+
+impl SeccompPolicy {
+    /// Compiles the policy for the running architecture into one BPF program: the ABI
+    /// guard, a binary search over the syscall numbers, and a block per action for the
+    /// conditional rules. Done once, in the zygote.
+    ///
+    /// ```
+    /// let compiled = hatchery::seccomp::SeccompPolicy::default_policy()
+    ///     .unwrap()
+    ///     .compile()
+    ///     .unwrap();
+    /// assert!(!compiled.programs().is_empty());
+    /// ```
+    pub fn compile(&self) -> Result<CompiledSeccomp, SeccompError> {
+        let program = compile(self)?;
+        Ok(CompiledSeccomp::new(vec![program], self.own))
+    }
+}
 
 /// The most instructions the kernel accepts in one program (`BPF_MAXINSNS`).
 const BPF_MAX_INSTRUCTIONS: usize = 4096;
@@ -30,7 +48,7 @@ const BPF_MAX_INSTRUCTIONS: usize = 4096;
 /// Compiles `policy` for the running architecture: the ABI guard, the search over the
 /// syscall numbers, then a block per action for the conditional rules, in the order the
 /// actions first appear in the file.
-pub(super) fn compile(policy: &SeccompPolicy) -> Result<BpfProgram, SeccompError> {
+fn compile(policy: &SeccompPolicy) -> Result<BpfProgram, SeccompError> {
     let (target_arch, audit_arch) = native_arch()?;
 
     // The verdict of each syscall a rule names, where it does not depend on the

@@ -17,7 +17,7 @@ use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompConditio
 use serde::Deserialize;
 
 use super::syscalls::{is_known_syscall, native_number, NATIVE_SYSCALLS};
-use super::{bpf, CompiledSeccomp, SeccompError};
+use super::SeccompError;
 
 /// The default policy, as shipped in `seccomp/default.json`.
 ///
@@ -53,7 +53,7 @@ pub struct SeccompPolicy {
     pub(super) rules: Vec<Rule>,
     /// One of hatchery's own policies, whose rules are known to allow what a warm-pool
     /// sandbox's init does after installing it (see [`CompiledSeccomp::fits_pooled_init`]).
-    own: bool,
+    pub(super) own: bool,
 }
 
 /// One validated rule: its syscalls (checked to exist on some supported architecture,
@@ -293,22 +293,6 @@ impl SeccompPolicy {
             rules,
             own: false,
         })
-    }
-
-    /// Compiles the policy for the running architecture into one BPF program: the ABI
-    /// guard, a binary search over the syscall numbers, and a block per action for the
-    /// conditional rules. Done once, in the zygote.
-    ///
-    /// ```
-    /// let compiled = hatchery::seccomp::SeccompPolicy::default_policy()
-    ///     .unwrap()
-    ///     .compile()
-    ///     .unwrap();
-    /// assert!(!compiled.programs().is_empty());
-    /// ```
-    pub fn compile(&self) -> Result<CompiledSeccomp, SeccompError> {
-        let program = bpf::compile(self)?;
-        Ok(CompiledSeccomp::new(vec![program], self.own))
     }
 
     /// The syscalls this policy refuses on every call on the running architecture, each

@@ -1,7 +1,7 @@
 //! The embedded zygote of `hatchery run`: when no daemon is reachable, the CLI forks a
 //! zygote of its own that serves exactly one connection (the CLI's) and exits once the
 //! CLI hangs up and its sandbox is reaped, so that one command works on a fresh machine.
-//! [`start`] runs in the CLI; [`serve_one`] in the forked zygote.
+//! [`start`] runs in the CLI; `serve_one` in the forked zygote.
 
 use std::os::fd::OwnedFd;
 
