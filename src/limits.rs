@@ -183,11 +183,11 @@ impl LimitPolicy {
     /// ceiling.
     pub fn check(&self) -> Result<(), BadPolicy> {
         for (which, limits) in [("default", &self.defaults), ("maximum", &self.ceilings)] {
-            if let Err(e) = crate::sandbox::validate::check_limits(limits) {
+            if let Err(e) = crate::protocol::validate::check_limits(limits) {
                 let kind = limits.set().into_iter().find(|&k| {
                     let mut one = Limits::default();
                     one.set_limit(k, limits.get(k));
-                    crate::sandbox::validate::check_limits(&one).is_err()
+                    crate::protocol::validate::check_limits(&one).is_err()
                 });
                 return Err(BadPolicy::Invalid {
                     which,

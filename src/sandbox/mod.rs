@@ -16,7 +16,6 @@ mod mounts;
 pub mod pool;
 pub mod spares;
 pub mod timeline;
-pub mod validate;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};

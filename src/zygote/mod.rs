@@ -28,13 +28,13 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::limits::LimitPolicy;
 use crate::network::{Lease, Network, NetworkError, NetworkSettings};
 use crate::protocol::{
-    self, EndReason, ErrorKind, Event, ExitStatus, FdRole, NetworkConfig, Request, SpawnRequest,
-    Stdio, Verdict, PROTOCOL_VERSION,
+    self, validate, EndReason, ErrorKind, Event, ExitStatus, FdRole, NetworkConfig, Request,
+    SpawnRequest, Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
-    validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNamespaces, StartError,
-    Started, WorkloadUsage, ZygoteEnd,
+    Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNamespaces, StartError, Started,
+    WorkloadUsage, ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
