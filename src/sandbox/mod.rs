@@ -6,7 +6,6 @@
 //! [`Sandboxer::start`] starts one sandbox per request.
 
 mod capabilities;
-pub mod cgroup;
 pub mod channel;
 pub mod entry;
 mod exec;
@@ -24,12 +23,12 @@ use std::sync::Arc;
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::cgroup::{CgroupError, SandboxCgroup};
 use crate::protocol::{Layer, SandboxConfig, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SysError};
 use mounts::RootTemplate;
 
-pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
 pub use spares::SpareNamespaces;

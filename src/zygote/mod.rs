@@ -11,7 +11,6 @@ mod builder;
 mod connection;
 pub mod diagnose;
 mod entries;
-mod limits;
 pub mod listener;
 mod pool;
 
@@ -25,7 +24,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use crate::limits::LimitPolicy;
+use crate::limits::cgroup::Cgroups;
+use crate::limits::{self, Enforcement, Enforcer, LimitPolicy};
 use crate::network::{Lease, Network, NetworkError, NetworkSettings};
 use crate::protocol::{
     self, validate, EndReason, ErrorKind, Event, ExitStatus, FdRole, NetworkConfig, Request,
@@ -33,15 +33,14 @@ use crate::protocol::{
 };
 use crate::sandbox::pool::NotTaken;
 use crate::sandbox::{
-    Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNamespaces, StartError, Started,
-    WorkloadUsage, ZygoteEnd,
+    FromSandbox, HostIds, Pending, Sandboxer, SpareNamespaces, StartError, Started, WorkloadUsage,
+    ZygoteEnd,
 };
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, Context, SysError};
 pub use builder::ZygoteBuilder;
 use connection::Connection;
 use entries::Entries;
-use limits::{Enforcement, Enforcer};
 pub use listener::{Access, Listener};
 use pool::WarmPool;
 pub use pool::{PoolError, WarmPoolConfig};

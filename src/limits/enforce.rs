@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::limits::LimitPolicy;
+use super::cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup, Usage};
+use super::policy::LimitPolicy;
 use crate::protocol::{EndReason, ErrorKind, Limit, Limits};
-use crate::sandbox::cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup, Usage};
 
 /// How often a sandbox with a CPU-time or memory limit is looked at. A CPU-time limit is
 /// overrun by at most this, times the number of CPUs.

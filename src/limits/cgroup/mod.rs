@@ -122,7 +122,7 @@ impl Controllers {
 /// The limits that go through cgroups.
 ///
 /// ```
-/// use hatchery::sandbox::cgroup::CgroupLimits;
+/// use hatchery::limits::cgroup::CgroupLimits;
 /// let limits = CgroupLimits {
 ///     memory_bytes: Some(256 << 20),
 ///     pids: Some(64),
@@ -325,13 +325,13 @@ impl Place {
 /// What the daemon found at start-up: where sandbox cgroups go.
 ///
 /// ```no_run
-/// use hatchery::sandbox::cgroup::{CgroupLimits, Cgroups};
+/// use hatchery::limits::cgroup::{CgroupLimits, Cgroups};
 /// let cgroups = Cgroups::discover()?;
 /// let stale = cgroups.remove_stale(|_| true)?;
 /// let limits = CgroupLimits { memory_bytes: Some(256 << 20), ..CgroupLimits::default() };
 /// let cgroup = cgroups.create("sandbox-1", &limits)?;
 /// // clone3 with cgroup.clone_into_fd() (v2), or cgroup.add(pid) right after the clone.
-/// # Ok::<(), hatchery::sandbox::cgroup::CgroupError>(())
+/// # Ok::<(), hatchery::limits::cgroup::CgroupError>(())
 /// ```
 #[derive(Debug)]
 pub struct Cgroups {
