@@ -41,10 +41,6 @@ pub use subnets::{Cidr, Subnet, SubnetPool, SubnetPoolError};
 pub const DEFAULT_INTERFACE: &str = "eth0";
 /// The MTU of both ends unless the request sets one.
 pub const DEFAULT_MTU: u32 = 1500;
-/// The smallest MTU a request may ask for (IPv6's minimum).
-pub const MIN_MTU: u32 = 1280;
-/// The largest MTU a request may ask for (veth's maximum).
-pub const MAX_MTU: u32 = 65535;
 /// The name prefix of a daemon's host ends unless configured.
 pub const DEFAULT_PREFIX: &str = "hatch";
 /// The longest name prefix: the rest of the 15 bytes a name may have is the counter.
@@ -63,24 +59,6 @@ const NAME_ATTEMPTS: usize = 16;
 const FORCE_DELETE_AFTER: Duration = Duration::from_secs(2);
 /// How often the daemon looks for torn-down pairs while some are pending.
 pub const COLLECT_EVERY: Duration = Duration::from_millis(10);
-
-/// Whether `name` is an interface name the kernel takes: 1 to 15 bytes, none of them
-/// `/`, `:`, whitespace or NUL, and not `.` or `..`.
-///
-/// ```
-/// use hatchery::network::valid_interface_name;
-/// assert!(valid_interface_name("eth0"));
-/// assert!(!valid_interface_name("a/b"));
-/// assert!(!valid_interface_name("sixteen-bytes-xx"));
-/// ```
-pub fn valid_interface_name(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
-}
 
 /// How the daemon networks sandboxes that ask for a veth.
 #[derive(Debug, Clone)]
@@ -537,25 +515,6 @@ mod tests {
         assert_eq!(base36(35), "z");
         assert_eq!(base36(36), "10");
         assert!(base36(u64::from(u32::MAX)).len() <= 7);
-    }
-
-    #[test]
-    fn interface_names_follow_the_kernel() {
-        for good in ["eth0", "a", "veth-1_x", "fifteen-bytes-x"] {
-            assert!(valid_interface_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "a b",
-            "a/b",
-            "a:b",
-            "sixteen-bytes-xx",
-            "a\0",
-        ] {
-            assert!(!valid_interface_name(bad), "{bad:?}");
-        }
     }
 
     #[test]

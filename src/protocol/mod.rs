@@ -13,6 +13,7 @@ mod bytes;
 mod entry;
 mod framing;
 mod limits;
+pub mod validate;
 
 use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
@@ -26,6 +27,7 @@ pub use bytes::OsBytes;
 pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, Limits};
+pub use validate::{MAX_MTU, MIN_MTU};
 
 use crate::sys::SysError;
 

@@ -6,7 +6,6 @@
 //! [`Sandboxer::start`] starts one sandbox per request.
 
 mod capabilities;
-pub mod cgroup;
 pub mod channel;
 pub mod entry;
 mod exec;
@@ -16,7 +15,6 @@ mod mounts;
 pub mod pool;
 pub mod spare_namespaces;
 pub mod timeline;
-pub mod validate;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,12 +23,12 @@ use std::sync::Arc;
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::cgroup::{CgroupError, SandboxCgroup};
 use crate::protocol::{Layer, SandboxConfig, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
 use mounts::RootTemplate;
 
-pub use cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup};
 pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
 pub use spare_namespaces::SpareNamespaces;

@@ -10,9 +10,9 @@ use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use super::entries::Entries;
-use super::limits::{Enforcement, Enforcer, Refusal};
+use crate::limits::{Enforcement, Enforcer, Refusal};
+use crate::protocol::validate;
 use crate::protocol::{ErrorKind, NetworkConfig, SpawnRequest, Stdio};
-use crate::sandbox::validate;
 use crate::sandbox::Workload;
 
 /// What the daemon's state and configuration say about a new spawn.

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use super::connection::Connection;
-use super::limits::Enforcement;
+use crate::limits::Enforcement;
 use crate::network::Lease;
 use crate::protocol::{EndReason, Event, ExitStatus, Verdict};
 use crate::sandbox::{Started, WorkloadUsage, ZygoteEnd};

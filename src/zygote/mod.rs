@@ -27,7 +27,6 @@ mod connection;
 pub mod diagnose;
 pub mod embedded;
 mod entries;
-mod limits;
 pub mod listener;
 mod reports;
 mod server;
@@ -37,14 +36,13 @@ mod warm_pool;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use crate::limits::LimitPolicy;
+use crate::limits::{Enforcer, LimitPolicy};
 use crate::network::{Network, NetworkError, NetworkSettings};
-use crate::sandbox::{Cgroups, HostIds, Sandboxer, SpareNamespaces};
+use crate::sandbox::{HostIds, Sandboxer, SpareNamespaces};
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, SysError};
 pub use builder::ZygoteBuilder;
 use entries::Entries;
-use limits::Enforcer;
 pub use listener::{Access, Listener};
 use server::Server;
 use warm_pool::WarmPool;
@@ -166,7 +164,7 @@ impl Zygote {
             entries,
             access: config.access,
             max_children: config.max_children,
-            enforcer: Enforcer::new(config.limits, find_cgroups()),
+            enforcer: Enforcer::for_this_host(config.limits),
             network,
         })
     }
@@ -213,25 +211,4 @@ fn copy_code_to_huge_pages() {
         Ok(bytes) => tracing::debug!(bytes, "own code copied to huge pages"),
         Err(e) => tracing::debug!(error = %e, "own code left file-mapped"),
     }
-}
-
-/// The cgroups sandboxes go in, with those a previous daemon left removed; `None` where
-/// this host offers none we can use (limits that need them are then refused, or skipped
-/// where a request allows it).
-fn find_cgroups() -> Option<Cgroups> {
-    let cgroups = match Cgroups::discover() {
-        Ok(cgroups) => cgroups,
-        Err(e) => {
-            tracing::info!(error = %crate::error_chain(&e), "no cgroups: memory, pids and CPU limits are unavailable");
-            return None;
-        }
-    };
-    match cgroups.remove_stale(limits::left_by_a_dead_daemon) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(count = n, "removed sandbox cgroups a previous daemon left"),
-        Err(e) => {
-            tracing::warn!(error = %crate::error_chain(&e), "cannot remove stale sandbox cgroups")
-        }
-    }
-    Some(cgroups)
 }

@@ -4,7 +4,7 @@
 
 use hatchery::limits::LimitPolicy;
 use hatchery::protocol::{decode, Limits, SpawnRequest};
-use hatchery::sandbox::validate::validate;
+use hatchery::protocol::validate::validate;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,8 @@
-//! Zygote side: checks a request before anything is cloned, so that a bad one gets a
-//! clear error naming the field rather than a failed setup step.
+//! The contract of a spawn request beyond its encoding: what each field may hold. Runs
+//! in the zygote, which checks every request here before anything is cloned, so that a
+//! bad one gets a clear error naming the field rather than a failed setup step; the
+//! daemon's limit policy is checked against the same rules at start-up. Pure logic, no
+//! I/O: it lives beside the wire types because it is part of what they mean.
 
 use std::path::{Component, Path};
 
@@ -7,6 +10,11 @@ use crate::protocol::{Command, Limit, Limits, OsBytes, SpawnRequest};
 
 /// The longest hostname the kernel accepts.
 const HOST_NAME_MAX: usize = 64;
+
+/// The smallest MTU a request may ask for (IPv6's minimum).
+pub const MIN_MTU: u32 = 1280;
+/// The largest MTU a request may ask for (veth's maximum).
+pub const MAX_MTU: u32 = 65535;
 
 /// Why a request is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,7 +63,7 @@ pub enum InvalidRequest {
     )]
     BadInterfaceName(String),
     /// The MTU is out of range.
-    #[error("the veth MTU must be {min} to {max}, not {0}", min = crate::network::MIN_MTU, max = crate::network::MAX_MTU)]
+    #[error("the veth MTU must be {MIN_MTU} to {MAX_MTU}, not {0}")]
     BadMtu(u32),
 }
 
@@ -63,7 +71,7 @@ pub enum InvalidRequest {
 ///
 /// ```
 /// use hatchery::protocol::SpawnRequest;
-/// use hatchery::sandbox::validate::{validate, InvalidRequest};
+/// use hatchery::protocol::validate::{validate, InvalidRequest};
 /// assert!(validate(&SpawnRequest::new("/bin/true")).is_ok());
 /// assert_eq!(validate(&SpawnRequest::new("")), Err(InvalidRequest::EmptyProgram));
 /// ```
@@ -134,12 +142,12 @@ fn check_network(sandbox: &crate::protocol::SandboxConfig) -> Result<(), Invalid
         return Err(InvalidRequest::VethWithoutNamespace);
     }
     if let Some(name) = &veth.interface {
-        if !crate::network::valid_interface_name(name) || name == "lo" {
+        if !valid_interface_name(name) || name == "lo" {
             return Err(InvalidRequest::BadInterfaceName(name.clone()));
         }
     }
     if let Some(mtu) = veth.mtu {
-        if !(crate::network::MIN_MTU..=crate::network::MAX_MTU).contains(&mtu) {
+        if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
             return Err(InvalidRequest::BadMtu(mtu));
         }
     }
@@ -157,6 +165,24 @@ pub fn check_limits(limits: &Limits) -> Result<(), InvalidRequest> {
         return Err(InvalidRequest::TooFewOpenFiles);
     }
     Ok(())
+}
+
+/// Whether `name` is an interface name the kernel takes: 1 to 15 bytes, none of them
+/// `/`, `:`, whitespace or NUL, and not `.` or `..`.
+///
+/// ```
+/// use hatchery::protocol::validate::valid_interface_name;
+/// assert!(valid_interface_name("eth0"));
+/// assert!(!valid_interface_name("a/b"));
+/// assert!(!valid_interface_name("sixteen-bytes-xx"));
+/// ```
+pub fn valid_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
 }
 
 fn no_nul(field: &'static str, bytes: &OsBytes) -> Result<(), InvalidRequest> {
@@ -316,6 +342,25 @@ mod tests {
                 validate(&with_sandbox(config)),
                 Err(InvalidRequest::BadHostname)
             );
+        }
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernel() {
+        for good in ["eth0", "a", "veth-1_x", "fifteen-bytes-x"] {
+            assert!(valid_interface_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a b",
+            "a/b",
+            "a:b",
+            "sixteen-bytes-xx",
+            "a\0",
+        ] {
+            assert!(!valid_interface_name(bad), "{bad:?}");
         }
     }
 

@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::limits::LimitPolicy;
+use super::cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup, Usage};
+use super::policy::LimitPolicy;
 use crate::protocol::{EndReason, ErrorKind, Limit, Limits};
-use crate::sandbox::cgroup::{CgroupError, CgroupLimits, Cgroups, SandboxCgroup, Usage};
 
 /// How often a sandbox with a CPU-time or memory limit is looked at. A CPU-time limit is
 /// overrun by at most this, times the number of CPUs.
@@ -32,7 +32,7 @@ fn names(kinds: &[Limit]) -> String {
 /// `sandbox-<daemon pid>-<n>`, and no process has that pid any more. Daemons that share a
 /// cgroup (an embedded zygote next to a daemon, say) share the sandboxes' parent, so a
 /// live daemon's sandboxes are never touched; names of another form are not ours.
-pub fn left_by_a_dead_daemon(name: &str) -> bool {
+fn left_by_a_dead_daemon(name: &str) -> bool {
     let pid = name
         .strip_prefix("sandbox-")
         .and_then(|rest| rest.split_once('-'))
@@ -74,6 +74,12 @@ pub struct Enforcement {
 }
 
 impl Enforcer {
+    /// An enforcer with `policy`, using the cgroups this host offers (with those a
+    /// previous daemon left removed), if any.
+    pub fn for_this_host(policy: LimitPolicy) -> Enforcer {
+        Enforcer::new(policy, host_cgroups())
+    }
+
     /// An enforcer with `policy`, using `cgroups` where they are available.
     pub fn new(policy: LimitPolicy, cgroups: Option<Cgroups>) -> Enforcer {
         Enforcer {
@@ -267,4 +273,25 @@ impl Enforcement {
             let _ = cgroup.kill();
         }
     }
+}
+
+/// The cgroups sandboxes go in, with those a previous daemon left removed; `None` where
+/// this host offers none we can use (limits that need them are then refused, or skipped
+/// where a request allows it).
+fn host_cgroups() -> Option<Cgroups> {
+    let cgroups = match Cgroups::discover() {
+        Ok(cgroups) => cgroups,
+        Err(e) => {
+            tracing::info!(error = %crate::error_chain(&e), "no cgroups: memory, pids and CPU limits are unavailable");
+            return None;
+        }
+    };
+    match cgroups.remove_stale(left_by_a_dead_daemon) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "removed sandbox cgroups a previous daemon left"),
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot remove stale sandbox cgroups")
+        }
+    }
+    Some(cgroups)
 }

@@ -1,0 +1,28 @@
+//! Resource limits, from the flag a person types to the cgroup file the kernel enforces.
+//!
+//! What runs where:
+//! - [`parse`]: the CLI (and the daemon's flags) read `256M`, `10s`, `0.5` into the
+//!   wire's [`Limits`](crate::protocol::Limits). Pure logic.
+//! - [`policy`]: the daemon's defaults and ceilings, checked once at start-up; the zygote
+//!   resolves each request's limits against them. Pure logic.
+//! - `enforce`: the zygote's side of a running sandbox's limits: the cgroup made for it
+//!   before the clone, the watchdog for wall time, CPU time and OOM kills, and the
+//!   removal of the cgroup after the reap. Runs in the zygote's loop only.
+//! - [`cgroup`]: cgroup v1/v2 discovery at the zygote's start, one cgroup per sandbox,
+//!   its usage, its removal. Runs in the zygote only.
+//!
+//! Nothing here runs inside a sandbox: the sandbox is cloned into its cgroup
+//! (`CLONE_INTO_CGROUP`, or moved by the zygote right after the clone), and the limits
+//! that are rlimits (open files, file size) or mount options (`/tmp` size) are applied by
+//! the sandbox's own setup. The wire types (`Limits`, `Limit`, `EndReason`) live in
+//! [`protocol`](crate::protocol), and the rules a request's values must follow in
+//! [`protocol::validate`](crate::protocol::validate).
+
+pub mod cgroup;
+mod enforce;
+pub mod parse;
+pub mod policy;
+
+pub(crate) use enforce::{Enforcement, Enforcer, Refusal};
+pub use parse::{parse_count, parse_cpus, parse_duration_ms, parse_limit, parse_size, ParseError};
+pub use policy::{AboveCeiling, BadPolicy, LimitPolicy};

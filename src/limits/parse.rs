@@ -1,0 +1,165 @@
+//! Resource limits as people write them: sizes (`256M`), durations (`10s`), counts and
+//! CPU shares (`0.5`), read into the units of the wire's [`Limits`].
+//!
+//! Pure logic, run by the CLI for `hatchery run --memory 256M` and for the daemon's
+//! `hatchery serve --default-*/--max-*` flags.
+//!
+//! [`Limits`]: crate::protocol::Limits
+
+use crate::protocol::Limit;
+
+/// A value that could not be read as a size, duration, count or CPU share.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {text:?}: {expected}")]
+pub struct ParseError {
+    what: &'static str,
+    text: String,
+    expected: &'static str,
+}
+
+fn invalid(what: &'static str, text: &str, expected: &'static str) -> ParseError {
+    ParseError {
+        what,
+        text: text.to_string(),
+        expected,
+    }
+}
+
+/// Parses a size in bytes: a number with an optional binary suffix `K`, `M`, `G`, `T`
+/// (or `KiB`, `MiB`, ...; `KB` is read as KiB too).
+///
+/// ```
+/// use hatchery::limits::parse_size;
+/// assert_eq!(parse_size("256M"), Ok(256 << 20));
+/// assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+/// assert_eq!(parse_size("4096"), Ok(4096));
+/// assert!(parse_size("12 apples").is_err());
+/// ```
+pub fn parse_size(text: &str) -> Result<u64, ParseError> {
+    const EXPECTED: &str = "expected a number of bytes with an optional K, M, G or T suffix";
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, suffix) = trimmed.split_at(split);
+    let shift = match suffix.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(invalid("size", text, EXPECTED)),
+    };
+    scaled(number, (1u64 << shift) as f64).ok_or_else(|| invalid("size", text, EXPECTED))
+}
+
+/// Parses a duration into milliseconds: a number with a suffix `ms`, `s`, `m` or `h`
+/// (a bare number is seconds).
+///
+/// ```
+/// use hatchery::limits::parse_duration_ms;
+/// assert_eq!(parse_duration_ms("10s"), Ok(10_000));
+/// assert_eq!(parse_duration_ms("250ms"), Ok(250));
+/// assert_eq!(parse_duration_ms("1.5"), Ok(1500));
+/// assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+/// ```
+pub fn parse_duration_ms(text: &str) -> Result<u64, ParseError> {
+    const EXPECTED: &str = "expected a number with an optional ms, s, m or h suffix";
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, suffix) = trimmed.split_at(split);
+    let unit_ms = match suffix.trim() {
+        "ms" => 1.0,
+        "" | "s" => 1000.0,
+        "m" | "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return Err(invalid("duration", text, EXPECTED)),
+    };
+    scaled(number, unit_ms).ok_or_else(|| invalid("duration", text, EXPECTED))
+}
+
+/// Parses a CPU share into millicores: `0.5` is half a CPU, `2` two CPUs.
+///
+/// ```
+/// use hatchery::limits::parse_cpus;
+/// assert_eq!(parse_cpus("0.5"), Ok(500));
+/// assert_eq!(parse_cpus("2"), Ok(2000));
+/// ```
+pub fn parse_cpus(text: &str) -> Result<u64, ParseError> {
+    const EXPECTED: &str = "expected a number of CPUs such as 0.5 or 2";
+    match scaled(text.trim(), 1000.0) {
+        Some(millicores) if millicores > 0 => Ok(millicores),
+        _ => Err(invalid("CPU share", text, EXPECTED)),
+    }
+}
+
+/// Parses a plain count (processes, open files, inodes).
+pub fn parse_count(text: &str) -> Result<u64, ParseError> {
+    text.trim()
+        .parse()
+        .map_err(|_| invalid("count", text, "expected a whole number"))
+}
+
+/// Parses the value of one kind of limit in the unit people use for it.
+pub fn parse_limit(kind: Limit, text: &str) -> Result<u64, ParseError> {
+    match kind {
+        Limit::Memory | Limit::FileSize | Limit::TmpSize => parse_size(text),
+        Limit::CpuTime | Limit::WallTime => parse_duration_ms(text),
+        Limit::Cpu => parse_cpus(text),
+        Limit::Pids | Limit::OpenFiles | Limit::TmpInodes => parse_count(text),
+    }
+}
+
+/// `number × unit`, rounded, if `number` is a non-negative decimal that fits in a u64.
+fn scaled(number: &str, unit: f64) -> Option<u64> {
+    if number.is_empty() || number.matches('.').count() > 1 {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let product = (value * unit).round();
+    (product.is_finite() && product >= 0.0 && product < u64::MAX as f64).then_some(product as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("1k"), Ok(1024));
+        assert_eq!(parse_size("10 MiB"), Ok(10 << 20));
+        assert_eq!(parse_size("2GB"), Ok(2 << 30));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        for bad in ["", "M", "-1M", "1.2.3M", "1X", "ten"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_size("1X").unwrap_err().to_string(),
+            "invalid size \"1X\": expected a number of bytes with an optional K, M, G or T suffix"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("0.1s"), Ok(100));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("90"), Ok(90_000));
+        for bad in ["", "s", "1d", "-2s", "fast"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cpus_and_counts() {
+        assert_eq!(parse_cpus("1.25"), Ok(1250));
+        assert!(parse_cpus("0").is_err());
+        assert!(parse_cpus("-1").is_err());
+        assert_eq!(parse_count("64"), Ok(64));
+        assert!(parse_count("64k").is_err());
+        assert_eq!(parse_limit(Limit::WallTime, "2s"), Ok(2000));
+        assert_eq!(parse_limit(Limit::TmpSize, "64M"), Ok(64 << 20));
+    }
+}
