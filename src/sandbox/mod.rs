@@ -13,10 +13,10 @@ mod exec;
 mod ids;
 mod init;
 mod mounts;
-pub mod pool;
 pub mod spares;
 pub mod timeline;
 pub mod validate;
+pub mod warm;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};

@@ -31,7 +31,7 @@ use crate::protocol::{
     self, EndReason, ErrorKind, Event, ExitStatus, FdRole, NetworkConfig, Request, SpawnRequest,
     Stdio, Verdict, PROTOCOL_VERSION,
 };
-use crate::sandbox::pool::NotTaken;
+use crate::sandbox::warm::NotTaken;
 use crate::sandbox::{
     validate, Cgroups, FromSandbox, HostIds, Pending, Sandboxer, SpareNamespaces, StartError,
     Started, WorkloadUsage, ZygoteEnd,
