@@ -14,6 +14,10 @@ use super::SetupError;
 use crate::protocol::{self, ExitStatus, ProtocolError, SetupFailure, SpawnRequest};
 use crate::sys::{Context, SysError};
 
+/// The fd a sandbox's init keeps its end of the channel on (after its stdio on 0-2);
+/// everything above it but an entry's result pipe is closed.
+pub(super) const CHANNEL_FD: i32 = 3;
+
 /// Zygote → sandbox.
 #[derive(Debug, Serialize, Deserialize)]
 enum ToSandbox {

@@ -9,7 +9,7 @@
 //! a failure names (the client gets it in `SpawnError::Setup`) and what the setup
 //! timeline times (`sandbox::timeline`). Every step runs through one timed wrapper
 //! (`sandbox::step`); the workload's own steps through its allocation-free twin
-//! ([`workload_step`]). Where a step fails, the init reports it on its channel and exits
+//! (`workload::workload_step`). Where a step fails, the init reports it on its channel and exits
 //! with 125; a security step fails closed.
 //!
 //! 1. `Clone` (zygote): `clone3` into new user, pid, mount, ipc, uts, cgroup (and net)
@@ -66,7 +66,7 @@
 //! 29. `Seccomp` (workload): the filter, last before `execve`, so that it need allow
 //!     nothing of the setup.
 //! 30. `Exec` (workload): `execve`; its success closes the exec pipe, its failure (and
-//!     those of 28 and 29) is a postcard [`WorkloadReport`] on it.
+//!     those of 28 and 29) is a postcard message on it (see `workload`).
 //! 31. `ForwardSignals`: the held signals read from a signalfd from here on, off the
 //!     path of the exec's report.
 
@@ -74,12 +74,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 
-use super::channel::{SandboxEnd, WorkloadUsage};
-use super::entry::{self, EntryCall, RESULT_FD};
+use super::channel::{SandboxEnd, WorkloadUsage, CHANNEL_FD};
+use super::entry::{EntryCall, RESULT_FD};
 use super::exec::ExecArgs;
-use super::{capabilities, ids, mounts, step, timeline, Sandboxer, SetupError};
+use super::workload::{self, ExecWorkload, Ready};
+use super::{capabilities, ids, mounts, step, timeline, Sandboxer, SetupError, SETUP_FAILED};
 use crate::protocol::{
     ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SetupFailure, SetupStep,
     SpawnRequest,
@@ -124,12 +124,6 @@ pub(super) fn held() -> &'static [i32] {
     &HELD
 }
 
-/// The fd the init keeps its channel on; everything above it is closed.
-const CHANNEL_FD: i32 = 3;
-
-/// Exit code of an init whose setup failed (the zygote reports the typed error instead).
-const SETUP_FAILED: i32 = 125;
-
 /// What the workload is to be, as the zygote hands it to a fresh sandbox's init.
 pub enum Job {
     /// `execve` the request's program.
@@ -141,14 +135,6 @@ pub enum Job {
         /// The result pipe's write end.
         result: OwnedFd,
     },
-}
-
-/// What the workload does once its setup is done.
-enum Ready {
-    /// `execve` the program.
-    Exec(ExecArgs),
-    /// Run the entry, with the result pipe's write end on [`RESULT_FD`].
-    Entry { call: EntryCall, result: OwnedFd },
 }
 
 /// The init's whole life. Never returns.
@@ -419,7 +405,7 @@ fn enter(cwd: &OsBytes) -> Result<(), SysError> {
 }
 
 /// Per-process limits, inherited by every process of the sandbox (the open-files limit
-/// is set in the workload, see `limit_and_filter`). Core dumps are always off: a dump of the
+/// is set in the workload, see `workload::limit_and_filter`). Core dumps are always off: a dump of the
 /// workload would land outside the sandbox's control.
 fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
     use nix::sys::resource::{setrlimit, Resource};
@@ -444,7 +430,7 @@ fn supervise(
     open_files: Option<u64>,
 ) -> ! {
     // The workload notes the end of its start itself, the moment it runs (see
-    // `run_exec_workload`): a failure to start it is built here, untimed.
+    // `workload::run_exec`): a failure to start it is built here, untimed.
     let not_started = |error: SysError| SetupError {
         step: SetupStep::StartWorkload,
         error: error.into(),
@@ -462,12 +448,12 @@ fn supervise(
                 seccomp,
                 open_files,
             };
-            sys::spawn_sharing_memory(&workload, run_exec_workload)
+            sys::spawn_sharing_memory(&workload, workload::run_exec)
         }
         Ready::Entry { .. } => match sys::fork() {
             Ok(None) => {
                 drop(exec_read);
-                run_entry_workload(exec_write, ready, seccomp, open_files)
+                workload::run_entry(exec_write, ready, seccomp, open_files)
             }
             Ok(Some(pid)) => Ok(pid),
             Err(error) => Err(error),
@@ -486,21 +472,9 @@ fn supervise(
     // Nor of an entry's result pipe (nor, a copy, of its call).
     drop(ready);
 
-    match read_report(&exec_read) {
-        Ok(None) => channel.report_exec(None),
-        Ok(Some(WorkloadReport::ExecFailed(errno))) => channel.report_exec(Some(errno)),
-        Ok(Some(WorkloadReport::StepFailed { step, errno })) => {
-            // A decoded report names one of the workload's steps (see `decode_report`).
-            let call = workload_call(step).unwrap_or("the workload's step");
-            channel.report_failure(SetupError {
-                step,
-                error: SysError::new(call, Errno::from_raw(errno)).into(),
-            });
-        }
-        Err(error) => channel.report_failure(SetupError {
-            step: SetupStep::Exec,
-            error,
-        }),
+    match workload::read_report(&exec_read) {
+        Ok(exec_errno) => channel.report_exec(exec_errno),
+        Err(error) => channel.report_failure(error),
     }
     drop(exec_read);
 
@@ -597,224 +571,4 @@ fn tasks_started(last_pid: &OwnedFd) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-/// What an exec's workload needs, borrowed from the init: it runs in a child that
-/// shares the init's memory until its `execve` (see [`sys::spawn_sharing_memory`]), so
-/// it allocates nothing and owns nothing.
-struct ExecWorkload<'a> {
-    exec: &'a ExecArgs,
-    exec_write: BorrowedFd<'a>,
-    seccomp: Option<&'a CompiledSeccomp>,
-    open_files: Option<u64>,
-}
-
-/// The workload of an exec: signal mask, fds, its open-files limit, seccomp, `execve`.
-/// Returns only by exiting.
-fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
-    timeline::mark(SetupStep::StartWorkload);
-    unblock_signals();
-    // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
-    // served its purpose (its closing is how the init learns the exec succeeded). A
-    // failure here is reported as the exec's, which it prevents.
-    if let Err(errno) = sys::close_on_exec_from(CHANNEL_FD as u32) {
-        report(
-            workload.exec_write,
-            WorkloadReport::ExecFailed(errno as i32),
-        );
-    }
-    limit_and_filter(workload.exec_write, workload.seccomp, workload.open_files);
-    let errno = workload.exec.exec();
-    report(
-        workload.exec_write,
-        WorkloadReport::ExecFailed(errno as i32),
-    )
-}
-
-/// The workload of an entry, in a forked copy of the init: signal mask, fds, seccomp,
-/// the entry. Returns only by exiting.
-fn run_entry_workload(
-    exec_write: OwnedFd,
-    ready: Ready,
-    seccomp: Option<&CompiledSeccomp>,
-    open_files: Option<u64>,
-) -> ! {
-    unblock_signals();
-    // An entry execs nothing, so the inherited fds are closed now.
-    let exec_write = match entry::close_inherited(exec_write, CHANNEL_FD) {
-        Ok(exec_write) => exec_write,
-        // The exec pipe is in an unknown state: exiting is the report.
-        Err(_) => sys::exit_now(SETUP_FAILED),
-    };
-    limit_and_filter(exec_write.as_fd(), seccomp, open_files);
-    let Ready::Entry { call, result } = ready else {
-        sys::exit_now(SETUP_FAILED)
-    };
-    // Closing the exec pipe tells the init the workload runs, as an exec would.
-    drop(exec_write);
-    entry::run(call, result)
-}
-
-/// The workload starts with the default dispositions the init set in `hold_signals`
-/// (the init installs no handler): the held signals are let through, and act on the
-/// workload as they should.
-fn unblock_signals() {
-    let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
-}
-
-/// The workload's own open-files limit (the init needs a few fds of its own), then
-/// seccomp; a failure is reported on the exec pipe and ends the workload.
-fn limit_and_filter(
-    exec_write: BorrowedFd<'_>,
-    seccomp: Option<&CompiledSeccomp>,
-    open_files: Option<u64>,
-) {
-    if let Some(files) = open_files {
-        use nix::sys::resource::{setrlimit, Resource};
-        let limited = setrlimit(Resource::RLIMIT_NOFILE, files, files);
-        workload_step(exec_write, SetupStep::OpenFilesLimit, limited);
-    }
-    if let Some(filter) = seccomp {
-        workload_step(exec_write, SetupStep::Seccomp, filter.install());
-    }
-}
-
-/// The workload's twin of the timed step wrapper (`sandbox::step`), which allocates
-/// nothing: a success notes the step's end on the timeline, a failure is reported on
-/// the exec pipe, naming the step, and ends the workload.
-fn workload_step(exec_write: BorrowedFd<'_>, step: SetupStep, result: Result<(), Errno>) {
-    match result {
-        Ok(()) => timeline::mark(step),
-        Err(errno) => report(
-            exec_write,
-            WorkloadReport::StepFailed {
-                step,
-                errno: errno as i32,
-            },
-        ),
-    }
-}
-
-/// The system call of a step the workload performs itself (its report names only the
-/// step); `None` for a step that is not the workload's.
-fn workload_call(step: SetupStep) -> Option<&'static str> {
-    match step {
-        SetupStep::OpenFilesLimit => Some("setrlimit(RLIMIT_NOFILE)"),
-        SetupStep::Seccomp => Some("seccomp(SECCOMP_SET_MODE_FILTER)"),
-        _ => None,
-    }
-}
-
-/// What the workload writes on the exec pipe when it fails before or at `execve`
-/// (nothing when its `execve` succeeds: the pipe closes with it). One postcard message,
-/// encoded into a buffer on the stack: the workload allocates nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum WorkloadReport {
-    /// One of the workload's own steps ([`SetupStep::OpenFilesLimit`],
-    /// [`SetupStep::Seccomp`]) failed with this errno.
-    StepFailed {
-        /// The step.
-        step: SetupStep,
-        /// Its system call's errno.
-        errno: i32,
-    },
-    /// `execve` failed with this errno (or marking the fds close-on-exec did, just
-    /// before it).
-    ExecFailed(i32),
-}
-
-/// More than any [`WorkloadReport`] takes: a tag, a step and an errno, a few bytes each.
-const REPORT_BUFFER: usize = 32;
-
-/// Writes `message` on the exec pipe and ends the workload.
-fn report(exec_write: BorrowedFd<'_>, message: WorkloadReport) -> ! {
-    let mut buffer = [0u8; REPORT_BUFFER];
-    if let Ok(bytes) = postcard::to_slice(&message, &mut buffer) {
-        let _ = nix::unistd::write(exec_write, bytes);
-    }
-    sys::exit_now(127)
-}
-
-/// Reads the workload's report; `None` (end of file) means `execve` succeeded. A report
-/// that does not decode, or has bytes after its end, is a protocol failure.
-fn read_report(exec_read: &OwnedFd) -> Result<Option<WorkloadReport>, SetupFailure> {
-    let mut buffer = [0u8; REPORT_BUFFER];
-    let read = loop {
-        match nix::unistd::read(exec_read, &mut buffer) {
-            Err(Errno::EINTR) => continue,
-            Ok(read) => break read,
-            Err(errno) => return Err(SysError::new("read(exec pipe)", errno).into()),
-        }
-    };
-    if read == 0 {
-        return Ok(None);
-    }
-    decode_report(&buffer[..read]).map(Some)
-}
-
-/// Decodes one [`WorkloadReport`], strictly: an unknown tag or step, a step that is not
-/// the workload's, a truncated message, or bytes left after it are refused.
-fn decode_report(bytes: &[u8]) -> Result<WorkloadReport, SetupFailure> {
-    let refused = |received: String| SetupFailure::Protocol {
-        expected: "a workload report".into(),
-        received,
-    };
-    match postcard::take_from_bytes::<WorkloadReport>(bytes) {
-        Ok((WorkloadReport::StepFailed { step, .. }, [])) if workload_call(step).is_none() => {
-            Err(refused(format!("a failure of the step \"{step}\"")))
-        }
-        Ok((report, [])) => Ok(report),
-        Ok((_, rest)) => Err(refused(format!("{} bytes after a report", rest.len()))),
-        Err(error) => Err(refused(format!(
-            "{} undecodable bytes ({error})",
-            bytes.len()
-        ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workload_reports_round_trip_through_the_stack_buffer() {
-        for report in [
-            WorkloadReport::ExecFailed(libc::ENOENT),
-            WorkloadReport::StepFailed {
-                step: SetupStep::Seccomp,
-                errno: i32::MAX,
-            },
-            WorkloadReport::StepFailed {
-                step: SetupStep::OpenFilesLimit,
-                errno: i32::MIN,
-            },
-        ] {
-            let mut buffer = [0u8; REPORT_BUFFER];
-            let bytes = postcard::to_slice(&report, &mut buffer).expect("fits");
-            assert_eq!(decode_report(bytes), Ok(report));
-        }
-    }
-
-    #[test]
-    fn workload_reports_are_decoded_strictly() {
-        let mut buffer = [0u8; REPORT_BUFFER];
-        let bytes = postcard::to_slice(&WorkloadReport::ExecFailed(2), &mut buffer)
-            .expect("fits")
-            .to_vec();
-        let protocol = |result| matches!(result, Err(SetupFailure::Protocol { .. }));
-        // A remainder, an unknown tag, an unknown step, a step not the workload's, a
-        // truncated message.
-        assert!(protocol(decode_report(&[&bytes[..], &[0]].concat())));
-        assert!(protocol(decode_report(&[7, 4])));
-        assert!(protocol(decode_report(&[0, 0x7F, 4])));
-        assert!(protocol(decode_report(&[0, SetupStep::IdMaps as u8, 4])));
-        assert!(protocol(decode_report(&bytes[..1])));
-        assert_eq!(
-            decode_report(&[0, SetupStep::Seccomp as u8, 4]),
-            Ok(WorkloadReport::StepFailed {
-                step: SetupStep::Seccomp,
-                errno: 2
-            })
-        );
-    }
 }

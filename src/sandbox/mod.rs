@@ -1,5 +1,6 @@
 //! The sandbox a child runs in: the zygote's half (clone, id maps) and the child's half
-//! (the setup recipe in `init`, then the workload's last steps and `execve`).
+//! (the setup recipe in `init`, whose header is the one account of the setup's order,
+//! then the workload's last steps and `execve` in `workload`).
 //!
 //! [`Sandboxer`] is built once in the zygote with everything that can be prepared ahead
 //! (the compiled seccomp filter, the host ids, the last capability number), and
@@ -17,6 +18,7 @@ pub mod spares;
 pub mod timeline;
 pub mod validate;
 pub mod warm;
+mod workload;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -45,6 +47,10 @@ pub struct SetupError {
     #[source]
     pub error: SetupFailure,
 }
+
+/// Exit code of an init (or an entry's workload) whose setup failed: the zygote reports
+/// the typed error instead, or that the sandbox ended during its setup.
+const SETUP_FAILED: i32 = 125;
 
 /// Runs one step of the recipe: its failure names the step, and its success notes the
 /// step's end on the timeline, so that a failure's label and a timing cannot disagree.
