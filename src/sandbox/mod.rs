@@ -309,9 +309,8 @@ impl Sandboxer {
     ) -> Result<([OwnedFd; 3], [Option<OwnedFd>; 4]), SysError> {
         passed.reverse();
         let mut pipes: [Option<OwnedFd>; 4] = [None, None, None, None];
-        let mut workload = Vec::with_capacity(3);
-        for (slot, stdio) in request.stdio().into_iter().enumerate() {
-            let fd = match stdio {
+        let mut workload_end = |slot: usize, stdio: &Stdio| -> Result<OwnedFd, SysError> {
+            Ok(match stdio {
                 Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
                 Stdio::Fd(_) => passed
                     .pop()
@@ -326,12 +325,14 @@ impl Sandboxer {
                     pipes[slot] = Some(theirs);
                     ours
                 }
-            };
-            workload.push(fd);
-        }
-        let workload = workload
-            .try_into()
-            .map_err(|_| SysError::new("prepare stdio", nix::errno::Errno::EINVAL))?;
+            })
+        };
+        let [stdin, stdout, stderr] = request.stdio();
+        let workload = [
+            workload_end(0, stdin)?,
+            workload_end(1, stdout)?,
+            workload_end(2, stderr)?,
+        ];
         Ok((workload, pipes))
     }
 
