@@ -7,10 +7,11 @@
 //!
 //! The one source for the order of a sandbox's setup. Each line is a [`SetupStep`]: what
 //! a failure names (the client gets it in `SpawnError::Setup`) and what the setup
-//! timeline times (`sandbox::timeline`). Every step runs through one timed wrapper
-//! (`sandbox::step`); the workload's own steps through its allocation-free twin
-//! (`workload::workload_step`). Where a step fails, the init reports it on its channel and exits
-//! with 125; a security step fails closed.
+//! timeline times (`sandbox::timeline`). Every step that can fail runs through one
+//! timed wrapper (`sandbox::step`), the workload's own through its allocation-free twin
+//! (`workload::workload_step`); only a step that cannot fail notes its end directly.
+//! Where a step fails, the init reports it on its channel and exits with 125; a
+//! security step fails closed.
 //!
 //! 1. `Clone` (zygote): `clone3` into new user, pid, mount, ipc, uts, cgroup (and net)
 //!    namespaces; timed until the init runs.
@@ -60,7 +61,8 @@
 //! 26. `Network`: wait for the zygote's veth — last, so that the zygote configures it
 //!     in parallel with the steps above.
 //! 27. `StartWorkload`: the workload started (cloned sharing the init's memory; forked
-//!     for an entry), with every signal unblocked and every fd but 0-2 close-on-exec.
+//!     for an entry); it lets the held signals through and marks every fd but 0-2
+//!     close-on-exec (an entry, which execs nothing, closes them).
 //! 28. `OpenFilesLimit` (workload): its own `RLIMIT_NOFILE` (the init needs fds of its
 //!     own).
 //! 29. `Seccomp` (workload): the filter, last before `execve`, so that it need allow
@@ -405,8 +407,8 @@ fn enter(cwd: &OsBytes) -> Result<(), SysError> {
 }
 
 /// Per-process limits, inherited by every process of the sandbox (the open-files limit
-/// is set in the workload, see `workload::limit_and_filter`). Core dumps are always off: a dump of the
-/// workload would land outside the sandbox's control.
+/// is set in the workload, see `workload::limit_and_filter`). Core dumps are always off:
+/// a dump of the workload would land outside the sandbox's control.
 fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
     use nix::sys::resource::{setrlimit, Resource};
     setrlimit(Resource::RLIMIT_CORE, 0, 0).op("setrlimit(RLIMIT_CORE)")?;
