@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Where a fresh sandbox's setup spends its time, part by part. Starts a daemon with
+# Where a fresh sandbox's setup spends its time, step by step. Starts a daemon with
 # RUST_LOG=hatchery=debug, spawns /bin/true N times through `hatchery run` (one after
-# the other, PAUSE seconds apart), and prints the median and p90 of each part from the
-# daemon's log, where every sandbox's init reports how long each part of
-# its setup took ("sandbox running; its setup, in µs": src/sandbox/timeline.rs). From
+# the other, PAUSE seconds apart), and prints the median and p90 of each step from the
+# daemon's log, where every sandbox's init reports how long each step of its setup
+# took ("sandbox running; its setup, in µs": src/sandbox/timeline.rs; the steps are
+# those of the recipe in src/sandbox/init.rs, named as setup errors name them). From
 # the zygote's clone3 to the workload's execve; the exec'd program's own start and run
 # come after. As root, after `cargo build --release`:
 #
@@ -50,7 +51,7 @@ if len(totals) != int(sys.argv[2]):
 def p90(values):
     return sorted(values)[int(len(values) * 0.9)]
 print(f"setup of {len(totals)} fresh sandboxes, µs from the zygote's clone3:")
-print("| part | median µs | p90 µs |")
+print("| step | median µs | p90 µs |")
 print("|---|---:|---:|")
 for name, values in parts.items():
     print(f"| {name} | {statistics.median(values):.0f} | {p90(values):.0f} |")

@@ -29,7 +29,7 @@ MAX_FDS_PER_MESSAGE = 16
 def protocol_version():
     """The PROTOCOL_VERSION this client speaks (src/protocol/mod.rs); the daemon accepts
     only its own."""
-    return 3
+    return 4
 
 
 # Variant and field names, in declaration order: the index on the wire is the position.
@@ -188,9 +188,32 @@ def sys_error(r):
     return {"op": r.string(), "path": r.option(r.string), "errno": r.i32()}
 
 
+# SetupStep, the step of the sandbox's setup that failed, in declaration order (append-only).
+SETUP_STEPS = ["Clone", "PlaceFds", "HoldSignals", "PrepareWorkload", "IdMaps", "UserIds",
+               "DieWithZygote", "ScratchRoot", "RootDirectories", "ProcAndTmp", "Dev",
+               "Binds", "PivotRoot", "DetachOldRoot", "ReadOnlyRoot", "Hostname",
+               "Loopback", "BoundingSet", "DropCapabilities", "NoNewPrivs",
+               "VerifyPrivileges", "Handover", "WorkingDirectory", "Session",
+               "ResourceLimits", "Network", "StartWorkload", "OpenFilesLimit", "Seccomp",
+               "Exec", "ForwardSignals"]
+
+
 def setup_step(r):
-    """ErrorKind::Setup's step: a String, e.g. "mount root"."""
-    return r.string()
+    """ErrorKind::Setup's step: a SetupStep, e.g. "RootDirectories"."""
+    return r.variant(SETUP_STEPS)
+
+
+def setup_failure(r):
+    """ErrorKind::Setup's error: a SetupFailure. A failed system call decodes as its
+    SysError; the others as (variant, fields...)."""
+    kind = r.variant(["Sys", "Protocol", "ZygoteGone", "Verification", "Request"])
+    if kind == "Sys":
+        return sys_error(r)
+    if kind == "Protocol":
+        return (kind, r.string(), r.string())                         # expected, received
+    if kind == "ZygoteGone":
+        return (kind,)
+    return (kind, r.string())                                         # what
 
 
 # ErrorKind variants in index order, each with the reader of its fields. A kind added to
@@ -203,7 +226,7 @@ ERROR_KINDS = [
     ("Busy", lambda r: ()),
     ("NotFound", lambda r: ()),
     ("CannotExecute", lambda r: (r.i32(),)),                          # errno
-    ("Setup", lambda r: (setup_step(r), sys_error(r))),               # step, error
+    ("Setup", lambda r: (setup_step(r), setup_failure(r))),           # step, error
     ("Internal", lambda r: (r.option(lambda: sys_error(r)),)),        # error
     ("UnknownId", lambda r: ()),
     ("ShuttingDown", lambda r: ()),
@@ -561,8 +584,11 @@ def self_test():
     decoded = [
         ("01 02 9A 01 02 01 03", ("Spawned", 2, 77, ["Stdout", "Pidfd"])),
         ("03 00 01 01 01 76", ("Error", None, ("VersionMismatch", 1), "v")),
-        ("03 01 05 07 01 78 01 6D 00 04 00",
-         ("Error", 5, ("Setup", "x", {"op": "m", "path": None, "errno": 2}), "")),
+        ("03 01 05 07 08 00 01 6D 00 04 00",
+         ("Error", 5, ("Setup", "RootDirectories", {"op": "m", "path": None, "errno": 2}),
+          "")),
+        ("03 01 05 07 14 03 01 76 00",
+         ("Error", 5, ("Setup", "VerifyPrivileges", ("Verification", "v")), "")),
         ("03 01 05 08 00 00", ("Error", 5, ("Internal", None), "")),
         ("03 01 05 08 01 01 6D 01 01 70 1A 00",
          ("Error", 5, ("Internal", {"op": "m", "path": "p", "errno": 13}), "")),

@@ -46,20 +46,29 @@ fn the_setup_of_each_sandbox_is_timed_part_by_part_in_the_debug_log() {
         names,
         [
             "clone",
-            "signals",
+            "place fds",
+            "hold signals",
+            "prepare workload",
             "id maps",
             "user ids",
+            "die with zygote",
             "scratch root",
-            "host dirs",
-            "proc+tmp",
+            "root directories",
+            "proc and tmp",
             "dev",
             "binds",
-            "pivot",
-            "umount old root",
-            "hostname+lo",
+            "pivot root",
+            "detach old root",
+            "read-only root",
+            "hostname",
+            "loopback",
             "bounding set",
-            "privileges",
-            "request steps",
+            "drop capabilities",
+            "no_new_privs",
+            "verify privileges",
+            "working directory",
+            "session",
+            "resource limits",
             "start workload",
             "seccomp",
             "execve"
@@ -157,7 +166,7 @@ fn exits_125_on_its_own_failures() {
     assert_eq!(code, 125);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("mount root") && stderr.contains("/no/such/root"),
+        stderr.contains("root directories") && stderr.contains("/no/such/root"),
         "{stderr}"
     );
     let (code, _, stderr) = run_embedded(&["--env", "NOEQUALS", "--", "/bin/true"], b"");

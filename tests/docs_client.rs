@@ -11,7 +11,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use hatchery::protocol::{encode, ErrorKind, Event, Limit, PROTOCOL_VERSION};
+use hatchery::protocol::{
+    encode, ErrorKind, Event, Limit, SetupFailure, SetupStep, PROTOCOL_VERSION,
+};
 use hatchery::sys::SysError;
 
 use common::Daemon;
@@ -162,8 +164,8 @@ fn every_error_kind() -> Vec<ErrorKind> {
         ErrorKind::NotFound,
         ErrorKind::CannotExecute { errno: 13 },
         ErrorKind::Setup {
-            step: "mount root".into(),
-            error: error(),
+            step: SetupStep::RootDirectories,
+            error: SetupFailure::Sys(error()),
         },
         ErrorKind::Internal {
             error: Some(error()),
@@ -178,6 +180,26 @@ fn every_error_kind() -> Vec<ErrorKind> {
         ErrorKind::AddressPoolExhausted,
         ErrorKind::UnknownEntry { name: "e".into() },
         ErrorKind::BadEntryArgs { name: "e".into() },
+        // The failures of a setup that are no system call.
+        ErrorKind::Setup {
+            step: SetupStep::IdMaps,
+            error: SetupFailure::Protocol {
+                expected: "IdMapsWritten".into(),
+                received: "Run".into(),
+            },
+        },
+        ErrorKind::Setup {
+            step: SetupStep::DieWithZygote,
+            error: SetupFailure::ZygoteGone,
+        },
+        ErrorKind::Setup {
+            step: SetupStep::VerifyPrivileges,
+            error: SetupFailure::Verification("a capability is left".into()),
+        },
+        ErrorKind::Setup {
+            step: SetupStep::PrepareWorkload,
+            error: SetupFailure::Request("a NUL in an argument".into()),
+        },
     ]
 }
 
@@ -221,10 +243,27 @@ fn the_script_decodes_every_kind_this_crate_encodes() {
     assert!(lines[6].contains("('CannotExecute', 13)"), "{}", lines[6]);
     let sys_error = "{'op': 'mount(MS_BIND)', 'path': '/nonexistent', 'errno': 2}";
     assert!(
-        lines[7].contains(&format!("'mount root', {sys_error})")),
+        lines[7].contains(&format!("'RootDirectories', {sys_error})")),
         "{}",
         lines[7]
     );
+    for (line, expected) in [
+        (
+            17,
+            "('Setup', 'IdMaps', ('Protocol', 'IdMapsWritten', 'Run'))",
+        ),
+        (18, "('Setup', 'DieWithZygote', ('ZygoteGone',))"),
+        (
+            19,
+            "('Setup', 'VerifyPrivileges', ('Verification', 'a capability is left'))",
+        ),
+        (
+            20,
+            "('Setup', 'PrepareWorkload', ('Request', 'a NUL in an argument'))",
+        ),
+    ] {
+        assert!(lines[line].contains(expected), "{}", lines[line]);
+    }
     assert!(
         lines[8].contains(&format!("('Internal', {sys_error})")),
         "{}",

@@ -258,9 +258,10 @@ fn a_nonexistent_chroot_dir_is_a_setup_error() {
                 hint, None,
                 "a missing root is the request's fault, not a trap"
             );
-            assert_eq!(step, "mount root");
-            assert_eq!(errno, nix::errno::Errno::ENOENT);
-            assert_eq!(source.path.as_deref(), Some("/no/such/root"));
+            assert_eq!(step, hatchery::protocol::SetupStep::RootDirectories);
+            assert_eq!(errno, Some(nix::errno::Errno::ENOENT));
+            let path = source.sys_error().and_then(|error| error.path.as_deref());
+            assert_eq!(path, Some("/no/such/root"));
         }
         other => panic!("expected a setup error, got {other:?}"),
     }

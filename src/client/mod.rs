@@ -17,8 +17,8 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::protocol::{
-    self, ErrorKind, Event, FdRole, ProtocolError, Request, SpawnRequest, Stdio, Verdict,
-    PROTOCOL_VERSION,
+    self, ErrorKind, Event, FdRole, ProtocolError, Request, SetupFailure, SetupStep, SpawnRequest,
+    Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sys::{Context, SysError};
 pub use forward::{ForwardError, ForwardedSignals};
@@ -125,13 +125,13 @@ pub enum SpawnError {
         .hint.as_ref().map(|hint| format!(" (hint: {hint})")).unwrap_or_default()
     )]
     Setup {
-        /// The step, e.g. `"mount root"`.
-        step: String,
-        /// The errno of the failed system call.
-        errno: Errno,
-        /// The failed system call.
+        /// The step (displayed by its name, e.g. `"root directories"`).
+        step: SetupStep,
+        /// The errno of the failed system call, when a system call failed.
+        errno: Option<Errno>,
+        /// What went wrong: a failed system call, or a failure that is none.
         #[source]
-        source: SysError,
+        source: SetupFailure,
         /// What to change, when the daemon recognised the failure as a known trap of
         /// the machine (a container's seccomp profile, a masked `/proc`, ...).
         hint: Option<String>,

@@ -13,6 +13,7 @@ mod bytes;
 mod entry;
 mod framing;
 mod limits;
+mod setup;
 pub mod validate;
 
 use std::ffi::OsStr;
@@ -27,6 +28,7 @@ pub use bytes::OsBytes;
 pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, Limits};
+pub use setup::{SetupFailure, SetupStep};
 pub use validate::{MAX_MTU, MIN_MTU};
 
 use crate::sys::SysError;
@@ -36,8 +38,9 @@ use crate::sys::SysError;
 /// Version 2 added resource limits to `SandboxConfig` and the end reason, peak memory,
 /// task count and limits to `Verdict`. Version 3 appended entry calls
 /// (`Command::Entry`, `FdRole::Result`, two `ErrorKind`s); version-2 messages keep their
-/// bytes.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// bytes. Version 4 made the step of [`ErrorKind::Setup`] a [`SetupStep`] (it was a
+/// string) and its error a [`SetupFailure`] (it was a system call's error only).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,10 +150,10 @@ pub enum ErrorKind {
     },
     /// A sandbox setup step failed; the child never ran.
     Setup {
-        /// The step, e.g. `"mount root"`.
-        step: String,
-        /// The system call that failed.
-        error: SysError,
+        /// The step.
+        step: SetupStep,
+        /// What went wrong in it.
+        error: SetupFailure,
     },
     /// The daemon failed on its side (e.g. `clone3` refused).
     Internal {

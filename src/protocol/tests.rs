@@ -124,22 +124,50 @@ fn errors_are_pinned() {
     let setup = Event::Error {
         id: Some(5),
         kind: ErrorKind::Setup {
-            step: "x".into(),
-            error: SysError {
+            step: SetupStep::RootDirectories,
+            error: SetupFailure::Sys(SysError {
                 op: "m".into(),
                 path: None,
                 errno: 2,
-            },
+            }),
         },
         message: String::new(),
     };
-    // errno 2 zigzags to 4.
+    // Step 8 (RootDirectories), failure 0 (Sys); errno 2 zigzags to 4.
     round_trip(
         &setup,
         &[
-            0x03, 0x01, 0x05, 0x07, 0x01, b'x', 0x01, b'm', 0x00, 0x04, 0x00,
+            0x03, 0x01, 0x05, 0x07, 0x08, 0x00, 0x01, b'm', 0x00, 0x04, 0x00,
         ],
     );
+}
+
+#[test]
+fn setup_steps_are_pinned_by_their_place() {
+    // Append-only: a step's wire index is its place in the declaration, never moved.
+    for (index, step) in SetupStep::ALL.into_iter().enumerate() {
+        assert_eq!(step as usize, index, "{step:?} is out of place in ALL");
+        round_trip(&step, &[index as u8]);
+    }
+    assert_eq!(SetupStep::ALL.len(), 31);
+    round_trip(&SetupStep::Clone, &[0x00]);
+    round_trip(&SetupStep::IdMaps, &[0x04]);
+    round_trip(&SetupStep::Seccomp, &[0x1C]);
+    round_trip(&SetupStep::ForwardSignals, &[0x1E]);
+}
+
+#[test]
+fn setup_failures_are_pinned() {
+    round_trip(
+        &SetupFailure::Protocol {
+            expected: "a".into(),
+            received: "b".into(),
+        },
+        &[0x01, 1, b'a', 1, b'b'],
+    );
+    round_trip(&SetupFailure::ZygoteGone, &[0x02]);
+    round_trip(&SetupFailure::Verification("v".into()), &[0x03, 1, b'v']);
+    round_trip(&SetupFailure::Request("r".into()), &[0x04, 1, b'r']);
 }
 
 #[test]
@@ -357,8 +385,8 @@ fn every_error_kind() -> Vec<ErrorKind> {
         ErrorKind::NotFound,
         ErrorKind::CannotExecute { errno: 13 },
         ErrorKind::Setup {
-            step: "x".into(),
-            error: error.clone(),
+            step: SetupStep::RootDirectories,
+            error: SetupFailure::Sys(error.clone()),
         },
         ErrorKind::Internal { error: Some(error) },
         ErrorKind::UnknownId,
@@ -665,12 +693,12 @@ fn the_byte_examples_are_what_the_encoder_writes() {
             encode(&Event::Error {
                 id: Some(5),
                 kind: ErrorKind::Setup {
-                    step: "x".into(),
-                    error: SysError {
+                    step: SetupStep::RootDirectories,
+                    error: SetupFailure::Sys(SysError {
                         op: "m".into(),
                         path: None,
                         errno: 2,
-                    },
+                    }),
                 },
                 message: String::new(),
             })

@@ -1,8 +1,7 @@
-//! Child side: drops every capability from every set and locks the securebits, then
-//! asks the kernel whether any is left.
+//! Sandbox init side: drops every capability from every set and locks the securebits,
+//! then asks the kernel whether any is left (the spawn fails closed if one is).
 
-use nix::errno::Errno;
-
+use crate::protocol::SetupFailure;
 use crate::sys::{self, Context, SysError};
 
 /// Securebits that keep the sandbox from ever regaining capabilities: no root magic on
@@ -56,18 +55,18 @@ pub fn set_no_new_privs() -> Result<(), SysError> {
 /// each, whatever the kernel knows), `PR_CAPBSET_READ` for each capability up to the
 /// running kernel's `last_cap`, `PR_GET_NO_NEW_PRIVS`. The ambient set needs no check
 /// of its own: the kernel keeps it within permitted ∩ inheritable, both empty here.
-pub fn verify_dropped(last_cap: u32) -> Result<(), SysError> {
-    let failed = |what: &str| Err(SysError::new(format!("verify {what}"), Errno::EPERM));
+pub fn verify_dropped(last_cap: u32) -> Result<(), SetupFailure> {
+    let failed = |what: &str| Err(SetupFailure::Verification(what.into()));
     if sys::any_capability_left()? {
-        return failed("the effective, permitted and inheritable sets are empty");
+        return failed("a capability is left in the effective, permitted or inheritable set");
     }
     for cap in 0..=last_cap {
         if sys::capbset_has(cap)? {
-            return failed("the bounding set is empty");
+            return failed("a capability is left in the bounding set");
         }
     }
     if !nix::sys::prctl::get_no_new_privs().op("prctl(PR_GET_NO_NEW_PRIVS)")? {
-        return failed("no_new_privs is set");
+        return failed("no_new_privs is not set");
     }
     Ok(())
 }

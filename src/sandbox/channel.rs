@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::timeline::Timeline;
 use super::SetupError;
-use crate::protocol::{self, ExitStatus, ProtocolError, SpawnRequest};
+use crate::protocol::{self, ExitStatus, ProtocolError, SetupFailure, SpawnRequest};
 use crate::sys::{Context, SysError};
+
+/// The fd a sandbox's init keeps its end of the channel on (after its stdio on 0-2);
+/// everything above it but an entry's result pipe is closed.
+pub(super) const CHANNEL_FD: i32 = 3;
 
 /// Zygote → sandbox.
 #[derive(Debug, Serialize, Deserialize)]
@@ -147,56 +151,57 @@ impl AsFd for ZygoteEnd {
 pub struct SandboxEnd(OwnedFd);
 
 impl SandboxEnd {
-    /// Blocks until the zygote has written the id maps. An error or a closed channel means
-    /// the zygote gave up on this child.
-    pub fn wait_for_id_maps(&self) -> Result<(), SysError> {
-        let mut buf = protocol::RecvBuffer::new();
-        match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
-            Ok(Some((ToSandbox::IdMapsWritten, _))) => Ok(()),
-            Ok(Some(_)) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPROTO)),
-            Ok(None) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPIPE)),
-            Err(ProtocolError::Io(e)) => Err(e),
-            Err(_) => Err(SysError::new("wait for id maps", nix::errno::Errno::EPROTO)),
+    /// Blocks until the zygote has written the id maps. A closed channel means the
+    /// zygote gave up on this child.
+    pub fn wait_for_id_maps(&self) -> Result<(), SetupFailure> {
+        match self.wait_for("the id maps written")? {
+            (ToSandbox::IdMapsWritten, _) => Ok(()),
+            (other, _) => Err(unexpected("the id maps written", &other)),
         }
     }
 
-    /// Blocks until the zygote has brought the sandbox's veth network up. An error or a
-    /// closed channel means the zygote gave up on this child.
-    pub fn wait_for_network(&self) -> Result<(), SysError> {
-        let mut buf = protocol::RecvBuffer::new();
-        loop {
-            match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
-                Ok(Some((ToSandbox::NetworkReady, _))) => return Ok(()),
-                Ok(Some(_)) => {
-                    return Err(SysError::new("wait for network", nix::errno::Errno::EPROTO))
-                }
-                Ok(None) => {
-                    return Err(SysError::new("wait for network", nix::errno::Errno::EPIPE))
-                }
-                // A forwarded signal is held, not handled, until the workload runs; but
-                // be safe against an interrupted read all the same.
-                Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EINTR => continue,
-                Err(ProtocolError::Io(e)) => return Err(e),
-                Err(_) => return Err(SysError::new("wait for network", nix::errno::Errno::EPROTO)),
-            }
+    /// Blocks until the zygote has brought the sandbox's veth network up. A closed
+    /// channel means the zygote gave up on this child.
+    pub fn wait_for_network(&self) -> Result<(), SetupFailure> {
+        match self.wait_for("the network ready")? {
+            (ToSandbox::NetworkReady, _) => Ok(()),
+            (other, _) => Err(unexpected("the network ready", &other)),
         }
     }
 
     /// Blocks until the zygote hands this warm-pool sandbox its request and the
     /// workload's three stdio fds.
-    pub fn wait_for_request(&self) -> Result<(SpawnRequest, [OwnedFd; 3]), SysError> {
-        let mut buf = protocol::RecvBuffer::new();
-        let bad = |what| SysError::new("wait for the request", what);
-        match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
-            Ok(Some((ToSandbox::Run(request), fds))) => {
-                let stdio: [OwnedFd; 3] =
-                    fds.try_into().map_err(|_| bad(nix::errno::Errno::EBADF))?;
+    pub fn wait_for_request(&self) -> Result<(SpawnRequest, [OwnedFd; 3]), SetupFailure> {
+        const EXPECTED: &str = "a request with 3 stdio fds";
+        match self.wait_for(EXPECTED)? {
+            (ToSandbox::Run(request), fds) => {
+                let count = fds.len();
+                let stdio: [OwnedFd; 3] = fds.try_into().map_err(|_| SetupFailure::Protocol {
+                    expected: EXPECTED.into(),
+                    received: format!("a request with {count} fds"),
+                })?;
                 Ok((*request, stdio))
             }
-            Ok(Some(_)) => Err(bad(nix::errno::Errno::EPROTO)),
-            Ok(None) => Err(bad(nix::errno::Errno::EPIPE)),
-            Err(ProtocolError::Io(e)) => Err(e),
-            Err(_) => Err(bad(nix::errno::Errno::EPROTO)),
+            (other, _) => Err(unexpected(EXPECTED, &other)),
+        }
+    }
+
+    /// Blocks until the zygote sends a message (`expected` names the one waited for).
+    fn wait_for(&self, expected: &str) -> Result<(ToSandbox, Vec<OwnedFd>), SetupFailure> {
+        let mut buf = protocol::RecvBuffer::new();
+        loop {
+            return match protocol::recv::<ToSandbox>(self.0.as_fd(), &mut buf, false) {
+                Ok(Some(message)) => Ok(message),
+                Ok(None) => Err(SetupFailure::ZygoteGone),
+                // A forwarded signal is held, not handled, until the workload runs; but
+                // be safe against an interrupted read all the same.
+                Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EINTR => continue,
+                Err(ProtocolError::Io(e)) => Err(e.into()),
+                Err(other) => Err(SetupFailure::Protocol {
+                    expected: expected.into(),
+                    received: other.to_string(),
+                }),
+            };
         }
     }
 
@@ -239,6 +244,19 @@ impl SandboxEnd {
             usage,
         };
         let _ = protocol::send(self.0.as_fd(), &report, &[]);
+    }
+}
+
+/// The protocol failure of receiving `received` where `expected` was waited for.
+fn unexpected(expected: &str, received: &ToSandbox) -> SetupFailure {
+    let received = match received {
+        ToSandbox::IdMapsWritten => "the id maps written",
+        ToSandbox::NetworkReady => "the network ready",
+        ToSandbox::Run(_) => "a request",
+    };
+    SetupFailure::Protocol {
+        expected: expected.into(),
+        received: received.into(),
     }
 }
 

@@ -1,10 +1,12 @@
-//! Workload side: the last step, `execve`, with a `PATH` search done inside the sandbox.
+//! The workload's last step, `execve`, with a `PATH` search done inside the sandbox. Its
+//! arguments are prepared by the sandbox init (while allocating is harmless) and used by
+//! the workload, which shares the init's memory until its `execve`.
 
 use std::ffi::CString;
 
 use nix::errno::Errno;
 
-use crate::protocol::{Command, SpawnRequest};
+use crate::protocol::{Command, SetupFailure, SpawnRequest};
 use crate::sys::{self, CStringArray};
 
 /// The search path when the request's environment has no `PATH` (what `execvp` uses).
@@ -19,13 +21,19 @@ pub struct ExecArgs {
 }
 
 impl ExecArgs {
-    /// Prepares the exec of `request`. Fails with `EINVAL` on an interior NUL byte, or
-    /// when the request calls an entry rather than a program.
-    pub fn new(request: &SpawnRequest) -> Result<ExecArgs, Errno> {
+    /// Prepares the exec of `request`. Fails on an interior NUL byte, or when the request
+    /// calls an entry rather than a program (both refused by the daemon's validation
+    /// before anything is cloned).
+    pub fn new(request: &SpawnRequest) -> Result<ExecArgs, SetupFailure> {
         let Command::Exec { program, argv } = &request.command else {
-            return Err(Errno::EINVAL);
+            return Err(SetupFailure::Request(
+                "it calls an entry, not a program".into(),
+            ));
         };
-        let cstring = |bytes: &[u8]| CString::new(bytes).map_err(|_| Errno::EINVAL);
+        let cstring = |bytes: &[u8]| {
+            CString::new(bytes)
+                .map_err(|_| SetupFailure::Request("a string of its exec holds a NUL byte".into()))
+        };
         let argv = argv
             .iter()
             .map(|a| cstring(a.as_bytes()))

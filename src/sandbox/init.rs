@@ -1,24 +1,90 @@
-//! The sandbox init: PID 1 of the sandbox's pid namespace, cloned by the zygote.
+//! The sandbox init: PID 1 of the sandbox's pid namespace, cloned by the zygote. It runs
+//! the setup recipe, starts the workload (sharing its memory until `execve`; an entry's
+//! is forked), forwards signals to it, reaps orphans, and reports the workload's exec
+//! and exit on its channel.
 //!
-//! It runs the setup recipe (one named step per line, in the order the kernel requires),
-//! starts the workload (sharing its memory until `execve`; an entry's is forked),
-//! forwards signals to it, reaps orphans, and reports the workload's exec and exit on its
-//! channel. The workload's own last steps are its signal mask, closing every fd but
-//! stdio at exec, seccomp (last before `execve`, so the filter need allow nothing of the
-//! setup; a warm-pool sandbox's init may have installed it already) and `execve`.
+//! # The recipe
+//!
+//! The one source for the order of a sandbox's setup. Each line is a [`SetupStep`]: what
+//! a failure names (the client gets it in `SpawnError::Setup`) and what the setup
+//! timeline times (`sandbox::timeline`). Every step that can fail runs through one
+//! timed wrapper (`sandbox::step`), the workload's own through its allocation-free twin
+//! (`workload::workload_step`); only a step that cannot fail notes its end directly.
+//! Where a step fails, the init reports it on its channel and exits with 125; a
+//! security step fails closed.
+//!
+//! 1. `Clone` (zygote): `clone3` into new user, pid, mount, ipc, uts, cgroup (and net)
+//!    namespaces; timed until the init runs.
+//! 2. `PlaceFds`: stdio on 0-2, the channel on 3, an entry's result pipe on 4, every
+//!    other fd inherited from the zygote closed — first, so that nothing of other
+//!    clients' can leak into anything the sandbox runs.
+//! 3. `HoldSignals`: default dispositions, the forwarded signals (and `SIGCHLD`) held,
+//!    so that none sent meanwhile is lost or acts on the init as PID 1.
+//! 4. `PrepareWorkload`: the exec's C strings built while allocating is still harmless
+//!    (the workload shares the init's memory and may not allocate).
+//! 5. `IdMaps`: wait for the zygote to write the uid/gid maps; nothing that needs an id
+//!    can run before.
+//! 6. `UserIds`: supplementary groups dropped, the sandbox's uid and gid taken;
+//!    capabilities survive (dropped below, after the mounts that need them).
+//! 7. `DieWithZygote`: `PR_SET_PDEATHSIG`, after the last change of ids (which clears
+//!    it), then a check that the zygote did not die before it was armed.
+//! 8. `ScratchRoot`: mounts private (nothing propagates to the host), a scratch root or
+//!    a copy of the zygote's root template attached.
+//! 9. `RootDirectories`: the host's directories read-only, or the chroot directory
+//!    (done with the template's copy).
+//! 10. `ProcAndTmp`: a `/proc` of this pid namespace, a private `/tmp`.
+//! 11. `Dev`: a minimal `/dev` (or the template's) and a private `/dev/shm`.
+//! 12. `Binds`: the request's bind mounts (their sources opened before a template's copy
+//!     hides the host's `/tmp`).
+//! 13. `PivotRoot`: the new root becomes `/`.
+//! 14. `DetachOldRoot`: the host's tree detached, and the root template's fd closed:
+//!     nothing of the host's is in reach.
+//! 15. `ReadOnlyRoot`: the root read-only once every mount point in it exists (done with
+//!     the template's copy).
+//! 16. `Hostname`: the uts namespace's own name.
+//! 17. `Loopback`: `lo` up in a network namespace of its own.
+//! 18. `BoundingSet`: securebits locked, bounding set emptied — they need `CAP_SETPCAP`,
+//!     so before the effective set goes.
+//! 19. `DropCapabilities`: ambient, inheritable, permitted, effective emptied — the last
+//!     privilege; everything after needs none (a warm-pool sandbox waits from here on).
+//! 20. `NoNewPrivs`: no exec can grant privileges again.
+//! 21. `VerifyPrivileges`: the kernel asked (`capget`, `PR_CAPBSET_READ`,
+//!     `PR_GET_NO_NEW_PRIVS`) that nothing is left: fail closed.
+//! 22. `Handover` (warm pool only): the request and its stdio received, the stdio placed.
+//!     A warm-pool sandbox does 2 (with placeholder stdio), 3, 5 to 21, 26 and (where
+//!     its filter lets the init finish under it) 29 before it has a request; after the
+//!     handover, 4, 23 to 25, and the workload's 27 to 30.
+//! 23. `WorkingDirectory`: the request's directory, inside the new root.
+//! 24. `Session`: a new session, no controlling terminal (`TIOCSTI` has nothing to
+//!     inject into).
+//! 25. `ResourceLimits`: no core dumps, the file-size limit; inherited by every process.
+//! 26. `Network`: wait for the zygote's veth — last, so that the zygote configures it
+//!     in parallel with the steps above.
+//! 27. `StartWorkload`: the workload started (cloned sharing the init's memory; forked
+//!     for an entry); it lets the held signals through and marks every fd but 0-2
+//!     close-on-exec (an entry, which execs nothing, closes them).
+//! 28. `OpenFilesLimit` (workload): its own `RLIMIT_NOFILE` (the init needs fds of its
+//!     own).
+//! 29. `Seccomp` (workload): the filter, last before `execve`, so that it need allow
+//!     nothing of the setup.
+//! 30. `Exec` (workload): `execve`; its success closes the exec pipe, its failure (and
+//!     those of 28 and 29) is a postcard message on it (see `workload`).
+//! 31. `ForwardSignals`: the held signals read from a signalfd from here on, off the
+//!     path of the exec's report.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
-use super::channel::{SandboxEnd, WorkloadUsage};
-use super::entry::{self, EntryCall, Workload, RESULT_FD};
+use super::channel::{SandboxEnd, WorkloadUsage, CHANNEL_FD};
+use super::entry::{EntryCall, RESULT_FD};
 use super::exec::ExecArgs;
-use super::timeline::{self, Mark};
-use super::{capabilities, ids, mounts, step, Sandboxer, SetupError, Step};
+use super::workload::{self, ExecWorkload, Ready};
+use super::{capabilities, ids, mounts, step, timeline, Sandboxer, SetupError, SETUP_FAILED};
 use crate::protocol::{
-    ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SpawnRequest,
+    ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SetupFailure, SetupStep,
+    SpawnRequest,
 };
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, Forked, NewProcess, SysError};
@@ -60,31 +126,20 @@ pub(super) fn held() -> &'static [i32] {
     &HELD
 }
 
-/// The fd the init keeps its channel on; everything above it is closed.
-const CHANNEL_FD: i32 = 3;
-
-/// Exit code of an init whose setup failed (the zygote reports the typed error instead).
-const SETUP_FAILED: i32 = 125;
-
-/// What the workload writes to the exec pipe when it fails before or at `execve`.
-#[repr(u8)]
-enum WorkloadFailure {
-    Exec = 0,
-    Seccomp = 1,
-    ResourceLimits = 2,
+/// What the workload is to be, as the zygote hands it to a fresh sandbox's init.
+pub enum Job {
+    /// `execve` the request's program.
+    Exec,
+    /// Run this entry, writing its result on the write end of the result pipe.
+    Entry {
+        /// The prepared call.
+        call: EntryCall,
+        /// The result pipe's write end.
+        result: OwnedFd,
+    },
 }
 
-/// What the workload does once its setup is done.
-enum Ready {
-    /// `execve` the program.
-    Exec(ExecArgs),
-    /// Run the entry, with the result pipe's write end on [`RESULT_FD`].
-    Entry { call: EntryCall, result: OwnedFd },
-}
-
-/// The init's whole life. Never returns. `result` is the write end of an entry's result
-/// pipe (for [`Workload::Entry`] only).
-#[allow(clippy::too_many_arguments)] // `process` vouches for the clone; the rest is the request's
+/// The init's whole life. Never returns.
 pub fn run(
     process: NewProcess,
     sandboxer: &Sandboxer,
@@ -92,47 +147,31 @@ pub fn run(
     request: &SpawnRequest,
     stdio: [OwnedFd; 3],
     channel: SandboxEnd,
-    workload: Workload,
-    result: Option<OwnedFd>,
+    job: Job,
 ) -> ! {
-    timeline::mark(Mark::Running);
-    let (channel, result) = match place_fds(&process, stdio, channel, result, template) {
-        Ok(placed) => placed,
-        Err(_) => sys::exit_now(SETUP_FAILED),
-    };
-    match setup(
-        &process, sandboxer, template, request, &channel, workload, result,
-    ) {
+    timeline::mark(SetupStep::Clone);
+    let (channel, job) = place_fds(&process, stdio, channel, job, template);
+    match setup(&process, sandboxer, template, request, &channel, job) {
         Ok(ready) => {
             let seccomp = workload_filter(sandboxer, &request.sandbox);
-            supervise(
-                &process,
-                &channel,
-                ready,
-                seccomp,
-                request.sandbox.limits.open_files,
-            )
+            let open_files = request.sandbox.limits.open_files;
+            supervise(&process, &channel, ready, seccomp, open_files)
         }
-        Err(error) => {
-            channel.report_failure(error);
-            sys::exit_now(SETUP_FAILED)
-        }
+        Err(error) => fail(&channel, error),
     }
 }
 
-/// The setup recipe, in order.
+/// The recipe of a fresh sandbox, after its fds are placed (see the module's header).
 fn setup(
     process: &NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     request: &SpawnRequest,
     channel: &SandboxEnd,
-    workload: Workload,
-    result: Option<OwnedFd>,
+    job: Job,
 ) -> Result<Ready, SetupError> {
-    step(Step::SignalForwarding, hold_signals(sandboxer))?;
-    timeline::mark(Mark::SignalsHeld);
-    let ready = step(Step::ForkWorkload, prepare(request, workload, result))?;
+    step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
+    let ready = step(SetupStep::PrepareWorkload, || prepare(request, job))?;
     build_shape(process, sandboxer, template, &request.sandbox, channel)?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
@@ -148,42 +187,27 @@ fn build_shape(
     config: &SandboxConfig,
     channel: &SandboxEnd,
 ) -> Result<(), SetupError> {
-    step(Step::IdMaps, channel.wait_for_id_maps())?;
-    timeline::mark(Mark::IdMaps);
-    step(
-        Step::UserIds,
-        ids::become_sandbox_user(config, sandboxer.privileged),
-    )?;
+    step(SetupStep::IdMaps, || channel.wait_for_id_maps())?;
+    step(SetupStep::UserIds, || {
+        ids::become_sandbox_user(config, sandboxer.privileged)
+    })?;
     // After the last change of ids: the kernel clears the parent-death signal on one.
-    step(Step::UserIds, die_with_zygote(channel))?;
-    timeline::mark(Mark::UserIds);
-    step(Step::MountRoot, mounts::build_root(config, template))?;
-    // The template's fd was kept for the root alone: nothing after needs it, and the
-    // workload must not have it. (The init never drops its copy of the sandboxer.)
-    if let Some(template) = template {
-        let fd = template.as_raw_fd() as u32;
-        step(Step::MountRoot, process.close_range(fd, fd))?;
-    }
-    step(Step::Hostname, set_hostname(&config.hostname))?;
+    step(SetupStep::DieWithZygote, || die_with_zygote(channel))?;
+    mounts::build_root(process, config, template)?;
+    step(SetupStep::Hostname, || set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
-        step(Step::Loopback, sys::loopback_up())?;
+        step(SetupStep::Loopback, sys::loopback_up)?;
     }
-    timeline::mark(Mark::HostnameAndLoopback);
     // The last of the privileges: nothing after this needs one, and a warm-pool sandbox
     // waits for its request without any.
-    step(
-        Step::Capabilities,
-        capabilities::drop_bounding(sandboxer.last_cap),
-    )?;
-    timeline::mark(Mark::BoundingSet);
-    step(Step::Capabilities, capabilities::drop_remaining())?;
-    step(Step::NoNewPrivs, capabilities::set_no_new_privs())?;
-    step(
-        Step::Capabilities,
-        capabilities::verify_dropped(sandboxer.last_cap),
-    )?;
-    timeline::mark(Mark::PrivilegesDropped);
-    Ok(())
+    step(SetupStep::BoundingSet, || {
+        capabilities::drop_bounding(sandboxer.last_cap)
+    })?;
+    step(SetupStep::DropCapabilities, capabilities::drop_remaining)?;
+    step(SetupStep::NoNewPrivs, capabilities::set_no_new_privs)?;
+    step(SetupStep::VerifyPrivileges, || {
+        capabilities::verify_dropped(sandboxer.last_cap)
+    })
 }
 
 /// The per-request steps; `wait_for_network`: whether the veth network is still to come
@@ -194,26 +218,26 @@ fn finish_setup(
     wait_for_network: bool,
 ) -> Result<(), SetupError> {
     let config = &request.sandbox;
-    step(Step::WorkingDirectory, enter(&request.cwd))?;
-    step(Step::Session, new_session())?;
-    step(Step::ResourceLimits, set_rlimits(&config.limits))?;
+    step(SetupStep::WorkingDirectory, || enter(&request.cwd))?;
+    step(SetupStep::Session, new_session)?;
+    step(SetupStep::ResourceLimits, || set_rlimits(&config.limits))?;
     // Last: the zygote configures the veth meanwhile, in parallel with the steps above.
     if wait_for_network {
-        step(Step::Network, channel.wait_for_network())?;
+        step(SetupStep::Network, || channel.wait_for_network())?;
     }
-    timeline::mark(Mark::RequestSteps);
     Ok(())
 }
 
 /// The life of a warm-pool sandbox's init. Never returns.
 ///
-/// It builds its `shape` (id maps, user ids, root, hostname, loopback, every capability
-/// dropped, `no_new_privs`, its veth network once the zygote has built it, and the
-/// seccomp filter where the policy allows the init's last steps under it), shows itself
-/// as `hatchery-pool` while idle, then waits for the one request it will ever run and
-/// does only what depends on it: stdio, the exec's arguments and environment, the
-/// working directory, rlimits, then the workload's seccomp (if not installed yet) and
-/// `execve`.
+/// It builds its `shape` (the recipe's steps that do not depend on the request, see the
+/// module's header: held signals, id maps, user ids, root, hostname, loopback, every
+/// capability dropped, `no_new_privs`, its veth network once the zygote has built it,
+/// and the seccomp filter where the policy allows the init's last steps under it),
+/// shows itself as `hatchery-pool` while idle, then waits for the one request it will
+/// ever run and does only what depends on it: the handover of the request and its
+/// stdio, the exec's arguments and environment, the working directory, session and
+/// rlimits, then the workload's seccomp (if not installed yet) and `execve`.
 pub fn run_pooled(
     process: NewProcess,
     sandboxer: &Sandboxer,
@@ -222,59 +246,65 @@ pub fn run_pooled(
     placeholders: [OwnedFd; 3],
     channel: SandboxEnd,
 ) -> ! {
-    let channel = match place_fds(&process, placeholders, channel, None, template) {
-        Ok((channel, _)) => channel,
-        Err(_) => sys::exit_now(SETUP_FAILED),
-    };
-    // The zygote builds a veth shape's network once the shape is up; it is waited for
-    // here, so that the request never waits for it. A filter that lets the init finish
-    // under it is installed now, off the spawn's path; any other, by the workload last
-    // before `execve`, as in a fresh sandbox.
+    let (channel, _) = place_fds(&process, placeholders, channel, Job::Exec, template);
+    // A filter that lets the init finish under it is installed now, off the spawn's
+    // path; any other, by the workload last before `execve`, as in a fresh sandbox.
     let filter = workload_filter(sandboxer, shape);
     let filter_now = filter.filter(|filter| filter.fits_pooled_init());
-    let prepared = step(Step::SignalForwarding, hold_signals(sandboxer))
-        .and_then(|()| build_shape(&process, sandboxer, template, shape, &channel))
-        .and_then(|()| match shape.network {
-            NetworkConfig::Veth(_) => step(Step::Network, channel.wait_for_network()),
-            NetworkConfig::None => Ok(()),
-        })
-        .and_then(|()| match filter_now {
-            Some(filter) => step(Step::Seccomp, filter.apply()),
-            None => Ok(()),
-        });
-    if let Err(error) = prepared {
-        fail_setup(&channel, error)
+    if let Err(error) = build_idle(&process, sandboxer, template, shape, &channel, filter_now) {
+        fail(&channel, error)
     }
+    match take_request(&process, &channel) {
+        Ok((request, ready)) => {
+            // The request's sandbox is the shape (the zygote matched them exactly).
+            let seccomp = filter.filter(|_| filter_now.is_none());
+            let open_files = request.sandbox.limits.open_files;
+            supervise(&process, &channel, ready, seccomp, open_files)
+        }
+        Err(error) => fail(&channel, error),
+    }
+}
+
+/// A warm-pool sandbox's steps before it has a request: its shape, its veth network
+/// (the zygote builds it once the shape is up; waited for here, so that the request
+/// never waits for it), and `filter_now`, the seccomp filter if the init installs it.
+fn build_idle(
+    process: &NewProcess,
+    sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
+    shape: &SandboxConfig,
+    channel: &SandboxEnd,
+    filter_now: Option<&CompiledSeccomp>,
+) -> Result<(), SetupError> {
+    step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
+    build_shape(process, sandboxer, template, shape, channel)?;
+    if let NetworkConfig::Veth(_) = shape.network {
+        step(SetupStep::Network, || channel.wait_for_network())?;
+    }
+    if let Some(filter) = filter_now {
+        step(SetupStep::Seccomp, || filter.apply())?;
+    }
+    Ok(())
+}
+
+/// A warm-pool sandbox's wait for its request, and the steps that depend on it.
+fn take_request(
+    process: &NewProcess,
+    channel: &SandboxEnd,
+) -> Result<(SpawnRequest, Ready), SetupError> {
     // Seen as idle in `ps` while it waits; the zygote's name again once it has work.
     let own_name = nix::sys::prctl::get_name().ok();
     let _ = nix::sys::prctl::set_name(IDLE_NAME);
-    let (request, stdio) = match step(Step::Handover, channel.wait_for_request()) {
-        Ok(handed) => handed,
-        Err(error) => fail_setup(&channel, error),
-    };
+    let (request, stdio) = step(SetupStep::Handover, || channel.wait_for_request())?;
     // Its timeline is the request's, from here.
     timeline::start();
     if let Some(name) = own_name {
         let _ = nix::sys::prctl::set_name(&name);
     }
-    let ready = step(Step::Handover, place_stdio(&process, stdio))
-        .inspect(|()| timeline::mark(Mark::HandedOver))
-        .and_then(|()| step(Step::ForkWorkload, prepare(&request, Workload::Exec, None)))
-        .and_then(|ready| finish_setup(&request, &channel, false).map(|()| ready));
-    match ready {
-        Ok(ready) => {
-            // The request's sandbox is the shape (the zygote matched them exactly).
-            let seccomp = filter.filter(|_| filter_now.is_none());
-            supervise(
-                &process,
-                &channel,
-                ready,
-                seccomp,
-                request.sandbox.limits.open_files,
-            )
-        }
-        Err(error) => fail_setup(&channel, error),
-    }
+    step(SetupStep::Handover, || place_stdio(process, stdio))?;
+    let ready = step(SetupStep::PrepareWorkload, || prepare(&request, Job::Exec))?;
+    finish_setup(&request, channel, false)?;
+    Ok((request, ready))
 }
 
 /// The seccomp filter a sandbox of `config` runs its workload under, unless it opted out.
@@ -288,12 +318,59 @@ fn workload_filter<'a>(
 /// The command name (`/proc/PID/comm`) of an idle warm-pool sandbox's init.
 pub const IDLE_NAME: &std::ffi::CStr = c"hatchery-pool";
 
-fn fail_setup(channel: &SandboxEnd, error: SetupError) -> ! {
+/// Reports a failed setup on the channel and exits.
+fn fail(channel: &SandboxEnd, error: SetupError) -> ! {
     channel.report_failure(error);
     sys::exit_now(SETUP_FAILED)
 }
 
-/// Puts the handed-over stdio on 0, 1 and 2 (replacing the placeholders).
+/// The [`SetupStep::PlaceFds`] step: puts the workload's stdio on 0, 1 and 2, the
+/// channel on 3, an entry's result pipe on 4, and closes every other fd inherited from
+/// the zygote (other clients' sockets, other children's pipes) but `keep` (the root
+/// template, at a number above these). A failure is reported on the channel and ends
+/// the init.
+fn place_fds(
+    process: &NewProcess,
+    stdio: [OwnedFd; 3],
+    channel: SandboxEnd,
+    job: Job,
+    keep: Option<BorrowedFd<'_>>,
+) -> (SandboxEnd, Job) {
+    // The channel is still where the zygote made it, and can carry a report.
+    if let Err(error) = step(SetupStep::PlaceFds, || place_stdio(process, stdio)) {
+        fail(&channel, error)
+    }
+    let channel = match process.move_fd(OwnedFd::from(channel), CHANNEL_FD) {
+        Ok(fd) => SandboxEnd::from(fd),
+        // A failed move has closed the channel (`move_fd` owned it): nothing is left
+        // to carry a report. The zygote sees the channel close, and tells the client
+        // that the sandbox ended during its setup.
+        Err(_) => sys::exit_now(SETUP_FAILED),
+    };
+    let placed = step(SetupStep::PlaceFds, || {
+        let job = match job {
+            Job::Entry { call, result } => Job::Entry {
+                call,
+                result: process.move_fd(result, RESULT_FD)?,
+            },
+            Job::Exec => Job::Exec,
+        };
+        process.close_from_but(
+            RESULT_FD as u32 + 1,
+            keep.map(|fd| fd.as_raw_fd()).as_slice(),
+        )?;
+        if let Job::Exec = job {
+            process.close_range(RESULT_FD as u32, RESULT_FD as u32)?;
+        }
+        Ok::<_, SysError>(job)
+    });
+    match placed {
+        Ok(job) => (channel, job),
+        Err(error) => fail(&channel, error),
+    }
+}
+
+/// Puts `stdio` on 0, 1 and 2 (a warm-pool sandbox's: replacing the placeholders).
 fn place_stdio(process: &NewProcess, stdio: [OwnedFd; 3]) -> Result<(), SysError> {
     for (slot, fd) in stdio.iter().enumerate() {
         process.dup_onto(fd.as_fd(), slot as i32)?;
@@ -304,10 +381,10 @@ fn place_stdio(process: &NewProcess, stdio: [OwnedFd; 3]) -> Result<(), SysError
 /// Dies with the zygote rather than outlive it unsupervised. The zygote may have died
 /// before the signal was armed (`getppid` cannot tell, from inside a pid namespace): then
 /// its end of the channel is closed, and the setup stops here.
-fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SysError> {
+fn die_with_zygote(channel: &SandboxEnd) -> Result<(), SetupFailure> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).op("prctl(PR_SET_PDEATHSIG)")?;
     if channel.zygote_gone() {
-        return Err(SysError::new("check the zygote is alive", Errno::EPIPE));
+        return Err(SetupFailure::ZygoteGone);
     }
     Ok(())
 }
@@ -325,17 +402,10 @@ fn hold_signals(sandboxer: &Sandboxer) -> Result<(), SysError> {
 
 /// The exec's C strings, built while allocating is still harmless; or the entry, with
 /// its result pipe.
-fn prepare(
-    request: &SpawnRequest,
-    workload: Workload,
-    result: Option<OwnedFd>,
-) -> Result<Ready, SysError> {
-    match (workload, result) {
-        (Workload::Exec, _) => ExecArgs::new(request)
-            .map(Ready::Exec)
-            .map_err(|e| SysError::new("prepare execve", e)),
-        (Workload::Entry(call), Some(result)) => Ok(Ready::Entry { call, result }),
-        (Workload::Entry(_), None) => Err(SysError::new("find the result pipe", Errno::EBADF)),
+fn prepare(request: &SpawnRequest, job: Job) -> Result<Ready, SetupFailure> {
+    match job {
+        Job::Exec => ExecArgs::new(request).map(Ready::Exec),
+        Job::Entry { call, result } => Ok(Ready::Entry { call, result }),
     }
 }
 
@@ -348,8 +418,8 @@ fn enter(cwd: &OsBytes) -> Result<(), SysError> {
 }
 
 /// Per-process limits, inherited by every process of the sandbox (the open-files limit
-/// is set in the workload, see `limit_and_filter`). Core dumps are always off: a dump of the
-/// workload would land outside the sandbox's control.
+/// is set in the workload, see `workload::limit_and_filter`). Core dumps are always off:
+/// a dump of the workload would land outside the sandbox's control.
 fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
     use nix::sys::resource::{setrlimit, Resource};
     setrlimit(Resource::RLIMIT_CORE, 0, 0).op("setrlimit(RLIMIT_CORE)")?;
@@ -364,32 +434,7 @@ fn new_session() -> Result<(), SysError> {
     nix::unistd::setsid().map(drop).op("setsid")
 }
 
-/// Puts the workload's stdio on 0, 1 and 2, the channel on 3, an entry's result pipe on
-/// 4, and closes every other fd inherited from the zygote (other clients' sockets, other
-/// children's pipes) but `keep` (the root template, at a number above these).
-fn place_fds(
-    process: &NewProcess,
-    stdio: [OwnedFd; 3],
-    channel: SandboxEnd,
-    result: Option<OwnedFd>,
-    keep: Option<BorrowedFd<'_>>,
-) -> Result<(SandboxEnd, Option<OwnedFd>), SysError> {
-    place_stdio(process, stdio)?;
-    let channel = SandboxEnd::from(process.move_fd(OwnedFd::from(channel), CHANNEL_FD)?);
-    let result = result
-        .map(|fd| process.move_fd(fd, RESULT_FD))
-        .transpose()?;
-    process.close_from_but(
-        RESULT_FD as u32 + 1,
-        keep.map(|fd| fd.as_raw_fd()).as_slice(),
-    )?;
-    if result.is_none() {
-        process.close_range(RESULT_FD as u32, RESULT_FD as u32)?;
-    }
-    Ok((channel, result))
-}
-
-/// Forks the workload, reports its exec, forwards signals, reaps, and exits with the
+/// Starts the workload, reports its exec, forwards signals, reaps, and exits with the
 /// workload's status.
 fn supervise(
     process: &NewProcess,
@@ -398,10 +443,16 @@ fn supervise(
     seccomp: Option<&CompiledSeccomp>,
     open_files: Option<u64>,
 ) -> ! {
+    // The workload notes the end of its start itself, the moment it runs (see
+    // `workload::run_exec`): a failure to start it is built here, untimed.
+    let not_started = |error: SysError| SetupError {
+        step: SetupStep::StartWorkload,
+        error: error.into(),
+    };
     let (exec_read, exec_write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe2")
     {
         Ok(pipe) => pipe,
-        Err(error) => fail(channel, Step::ForkWorkload, error),
+        Err(error) => fail(channel, not_started(error)),
     };
     let started = match &ready {
         Ready::Exec(exec) => {
@@ -411,12 +462,12 @@ fn supervise(
                 seccomp,
                 open_files,
             };
-            sys::spawn_sharing_memory(process.single_threaded(), &workload, run_exec_workload)
+            sys::spawn_sharing_memory(process.single_threaded(), &workload, workload::run_exec)
         }
         Ready::Entry { .. } => match sys::fork(process.single_threaded()) {
             Ok(Forked::Child(workload)) => {
                 drop(exec_read);
-                run_entry_workload(workload, exec_write, ready, seccomp, open_files)
+                workload::run_entry(workload, exec_write, ready, seccomp, open_files)
             }
             Ok(Forked::Parent(pid)) => Ok(pid),
             Err(error) => Err(error),
@@ -424,9 +475,10 @@ fn supervise(
     };
     let workload = match started {
         Ok(pid) => pid,
-        Err(error) => fail(channel, Step::ForkWorkload, error),
+        Err(error) => fail(channel, not_started(error)),
     };
-    timeline::mark(Mark::Execed);
+    // The workload's `execve` is done (its memory released to the init), or it failed.
+    timeline::mark(SetupStep::Exec);
     drop(exec_write);
     // The init keeps nothing of the workload's stdio, so its readers see EOF when the
     // workload's tree closes them.
@@ -434,31 +486,19 @@ fn supervise(
     // Nor of an entry's result pipe (nor, a copy, of its call).
     drop(ready);
 
-    match read_failure(&exec_read) {
-        None => channel.report_exec(None),
-        Some((WorkloadFailure::Seccomp, errno)) => {
-            channel.report_failure(SetupError {
-                step: Step::Seccomp,
-                error: SysError::new("seccomp(SECCOMP_SET_MODE_FILTER)", errno),
-            });
-        }
-        Some((WorkloadFailure::ResourceLimits, errno)) => {
-            channel.report_failure(SetupError {
-                step: Step::ResourceLimits,
-                error: SysError::new("setrlimit(RLIMIT_NOFILE)", errno),
-            });
-        }
-        Some((WorkloadFailure::Exec, errno)) => channel.report_exec(Some(errno as i32)),
+    match workload::read_report(&exec_read) {
+        Ok(exec_errno) => channel.report_exec(exec_errno),
+        Err(error) => channel.report_failure(error),
     }
     drop(exec_read);
 
     // Only now, off the path of the exec's report: the signals held since the start of
     // the setup (see `held`) are read from here on, the workload's end (SIGCHLD) and
-    // those to forward alike.
-    let signals = match sys::signalfd(held()) {
+    // those to forward alike. Exiting on a failure ends the pid namespace, the workload
+    // with it.
+    let signals = match step(SetupStep::ForwardSignals, || sys::signalfd(held())) {
         Ok(signals) => signals,
-        // Exiting ends the pid namespace, the workload with it.
-        Err(error) => fail(channel, Step::SignalForwarding, error),
+        Err(error) => fail(channel, error),
     };
     // Opened now, while the workload runs, so that its exit's report waits for one read.
     let last_pid = open_last_pid();
@@ -545,119 +585,4 @@ fn tasks_started(last_pid: &OwnedFd) -> Option<u64> {
         .trim()
         .parse()
         .ok()
-}
-
-fn fail(channel: &SandboxEnd, step: Step, error: SysError) -> ! {
-    channel.report_failure(SetupError { step, error });
-    sys::exit_now(SETUP_FAILED)
-}
-
-/// What an exec's workload needs, borrowed from the init: it runs in a child that
-/// shares the init's memory until its `execve` (see [`sys::spawn_sharing_memory`]), so
-/// it allocates nothing and owns nothing.
-struct ExecWorkload<'a> {
-    exec: &'a ExecArgs,
-    exec_write: BorrowedFd<'a>,
-    seccomp: Option<&'a CompiledSeccomp>,
-    open_files: Option<u64>,
-}
-
-/// The workload of an exec: signal mask, fds, seccomp, `execve`. Returns only by
-/// exiting.
-fn run_exec_workload(workload: &ExecWorkload<'_>) -> ! {
-    timeline::mark(Mark::WorkloadRunning);
-    unblock_signals();
-    // Everything but 0-2 closes at exec: the channel, and the exec pipe once it has
-    // served its purpose (its closing is how the init learns the exec succeeded).
-    if let Err(errno) = sys::close_on_exec_from(CHANNEL_FD as u32) {
-        report_failure(workload.exec_write, WorkloadFailure::Exec, errno);
-    }
-    limit_and_filter(workload.exec_write, workload.seccomp, workload.open_files);
-    timeline::mark(Mark::Filtered);
-    let errno = workload.exec.exec();
-    report_failure(workload.exec_write, WorkloadFailure::Exec, errno)
-}
-
-/// The workload of an entry, in a forked copy of the init: signal mask, fds, seccomp,
-/// the entry. Returns only by exiting.
-fn run_entry_workload(
-    process: NewProcess,
-    exec_write: OwnedFd,
-    ready: Ready,
-    seccomp: Option<&CompiledSeccomp>,
-    open_files: Option<u64>,
-) -> ! {
-    unblock_signals();
-    // An entry execs nothing, so the inherited fds are closed now.
-    let exec_write = match entry::close_inherited(&process, exec_write, CHANNEL_FD) {
-        Ok(exec_write) => exec_write,
-        // The exec pipe is in an unknown state: exiting is the report.
-        Err(_) => sys::exit_now(SETUP_FAILED),
-    };
-    limit_and_filter(exec_write.as_fd(), seccomp, open_files);
-    let Ready::Entry { call, result } = ready else {
-        sys::exit_now(SETUP_FAILED)
-    };
-    // Closing the exec pipe tells the init the workload runs, as an exec would.
-    drop(exec_write);
-    entry::run(call, result)
-}
-
-/// The workload starts with the default dispositions the init set in `hold_signals`
-/// (the init installs no handler): the held signals are let through, and act on the
-/// workload as they should.
-fn unblock_signals() {
-    let _ = sys::sigprocmask(libc::SIG_SETMASK, &[]);
-}
-
-/// The workload's own open-files limit (the init needs a few fds of its own), then
-/// seccomp; a failure is reported on the exec pipe and ends the workload.
-fn limit_and_filter(
-    exec_write: BorrowedFd<'_>,
-    seccomp: Option<&CompiledSeccomp>,
-    open_files: Option<u64>,
-) {
-    if let Some(files) = open_files {
-        use nix::sys::resource::{setrlimit, Resource};
-        if let Err(errno) = setrlimit(Resource::RLIMIT_NOFILE, files, files) {
-            report_failure(exec_write, WorkloadFailure::ResourceLimits, errno);
-        }
-    }
-    if let Some(filter) = seccomp {
-        if let Err(errno) = filter.install() {
-            report_failure(exec_write, WorkloadFailure::Seccomp, errno);
-        }
-    }
-}
-
-fn report_failure(exec_write: BorrowedFd<'_>, kind: WorkloadFailure, errno: Errno) -> ! {
-    let mut message = [0u8; 5];
-    message[0] = kind as u8;
-    message[1..].copy_from_slice(&(errno as i32).to_ne_bytes());
-    let _ = nix::unistd::write(exec_write, &message);
-    sys::exit_now(127)
-}
-
-/// Reads the workload's failure report; `None` (end of file) means `execve` succeeded.
-fn read_failure(exec_read: &OwnedFd) -> Option<(WorkloadFailure, Errno)> {
-    let mut message = [0u8; 5];
-    let n = loop {
-        match nix::unistd::read(exec_read, &mut message) {
-            Err(Errno::EINTR) => continue,
-            Ok(n) => break n,
-            Err(_) => return Some((WorkloadFailure::Exec, Errno::EIO)),
-        }
-    };
-    if n == 0 {
-        return None;
-    }
-    let errno = Errno::from_raw(i32::from_ne_bytes([
-        message[1], message[2], message[3], message[4],
-    ]));
-    let kind = match message[0] {
-        1 => WorkloadFailure::Seccomp,
-        2 => WorkloadFailure::ResourceLimits,
-        _ => WorkloadFailure::Exec,
-    };
-    Some((kind, errno))
 }

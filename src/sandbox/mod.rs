@@ -1,5 +1,6 @@
 //! The sandbox a child runs in: the zygote's half (clone, id maps) and the child's half
-//! (the setup recipe in `init`, then the workload's last steps and `execve`).
+//! (the setup recipe in `init`, whose header is the one account of the setup's order,
+//! then the workload's last steps and `execve` in `workload`).
 //!
 //! [`Sandboxer`] is built once in the zygote with everything that can be prepared ahead
 //! (the compiled seccomp filter, the host ids, the last capability number), and
@@ -12,11 +13,11 @@ mod exec;
 mod ids;
 mod init;
 mod mounts;
-pub mod pool;
 pub mod spare_namespaces;
 pub mod timeline;
+pub mod warm;
+mod workload;
 
-use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::cgroup::{CgroupError, SandboxCgroup};
-use crate::protocol::{Layer, SandboxConfig, SpawnRequest, Stdio};
+use crate::protocol::{Layer, SandboxConfig, SetupFailure, SetupStep, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
 use mounts::RootTemplate;
@@ -33,84 +34,40 @@ pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
 pub use spare_namespaces::SpareNamespaces;
 
-/// A named step of the sandbox setup, in the order the init performs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Step {
-    /// Waiting for the zygote to write the uid/gid maps.
-    IdMaps,
-    /// Dropping supplementary groups and switching to the sandbox uid/gid.
-    UserIds,
-    /// Making mounts private and building the new root.
-    MountRoot,
-    /// Setting the hostname.
-    Hostname,
-    /// Bringing up `lo`.
-    Loopback,
-    /// Changing to the requested working directory.
-    WorkingDirectory,
-    /// Starting a new session (no controlling terminal).
-    Session,
-    /// Setting the per-process resource limits.
-    ResourceLimits,
-    /// Dropping every capability and locking the securebits.
-    Capabilities,
-    /// Setting `no_new_privs`.
-    NoNewPrivs,
-    /// Installing the workload's seccomp filter.
-    Seccomp,
-    /// Installing the signal forwarding of the init.
-    SignalForwarding,
-    /// Forking the workload.
-    ForkWorkload,
-    /// Waiting for the zygote to bring the veth network up.
-    Network,
-    /// A warm-pool sandbox receiving its request and the workload's stdio.
-    Handover,
-}
-
-impl Step {
-    /// The step's name as users see it, e.g. `"mount root"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::IdMaps => "id maps",
-            Step::UserIds => "user ids",
-            Step::MountRoot => "mount root",
-            Step::Hostname => "hostname",
-            Step::Loopback => "loopback",
-            Step::WorkingDirectory => "working directory",
-            Step::Session => "session",
-            Step::ResourceLimits => "resource limits",
-            Step::Capabilities => "capabilities",
-            Step::NoNewPrivs => "no_new_privs",
-            Step::Seccomp => "seccomp",
-            Step::SignalForwarding => "signal forwarding",
-            Step::ForkWorkload => "fork workload",
-            Step::Network => "network",
-            Step::Handover => "handover",
-        }
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A failed setup step, sent by the sandbox init to the zygote.
+/// A failed setup step, sent by the sandbox init to the zygote (which passes its parts on
+/// to the client as [`ErrorKind::Setup`](crate::protocol::ErrorKind::Setup)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("sandbox setup step \"{step}\" failed")]
 pub struct SetupError {
     /// The step.
-    pub step: Step,
-    /// The system call that failed.
+    pub step: SetupStep,
+    /// What went wrong in it.
     #[source]
-    pub error: SysError,
+    pub error: SetupFailure,
 }
 
-/// Runs one step, naming it in the error.
-fn step<T>(step: Step, result: Result<T, SysError>) -> Result<T, SetupError> {
-    result.map_err(|error| SetupError { step, error })
+/// Exit code of an init (or an entry's workload) whose setup failed: the zygote reports
+/// the typed error instead, or that the sandbox ended during its setup.
+const SETUP_FAILED: i32 = 125;
+
+/// Runs one step of the recipe: its failure names the step, and its success notes the
+/// step's end on the timeline, so that a failure's label and a timing cannot disagree.
+/// Every step of the init runs through here; the workload's own last steps, which may
+/// not allocate, have their twin in `init::workload_step`.
+fn step<T, E: Into<SetupFailure>>(
+    step: SetupStep,
+    run: impl FnOnce() -> Result<T, E>,
+) -> Result<T, SetupError> {
+    match run() {
+        Ok(done) => {
+            timeline::mark(step);
+            Ok(done)
+        }
+        Err(error) => Err(SetupError {
+            step,
+            error: error.into(),
+        }),
+    }
 }
 
 /// The ids a sandbox's workload runs as on the host, outside its user namespace.
@@ -274,13 +231,18 @@ impl Sandboxer {
         }
 
         let (workload_stdio, mut pipes) = self.stdio(request, passed)?;
-        // An entry's result travels on a pipe of its own, apart from what it prints.
-        let mut result_write = None;
-        if let Workload::Entry(_) = workload {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
-            pipes[3] = Some(read);
-            result_write = Some(write);
-        }
+        let job = match workload {
+            Workload::Exec => init::Job::Exec,
+            Workload::Entry(call) => {
+                // An entry's result travels on a pipe of its own, apart from what it prints.
+                let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
+                pipes[3] = Some(read);
+                init::Job::Entry {
+                    call,
+                    result: write,
+                }
+            }
+        };
         let (zygote_end, sandbox_end) = channel::pair()?;
         let clone_into = cgroup.and_then(SandboxCgroup::clone_into_fd);
         let template = self.root_template(&request.sandbox);
@@ -295,16 +257,14 @@ impl Sandboxer {
                     request,
                     workload_stdio,
                     sandbox_end,
-                    workload,
-                    result_write,
+                    job,
                 )
             }
             sys::Cloned::Parent { pid, pidfd } => {
                 drop(sandbox_end);
                 drop(workload_stdio);
-                drop(result_write);
-                // The decoded arguments are the child's now.
-                drop(workload);
+                // The decoded arguments and the result pipe's write end are the child's now.
+                drop(job);
                 let started = Started {
                     pid,
                     pidfd,
@@ -348,9 +308,8 @@ impl Sandboxer {
     ) -> Result<([OwnedFd; 3], [Option<OwnedFd>; 4]), SysError> {
         passed.reverse();
         let mut pipes: [Option<OwnedFd>; 4] = [None, None, None, None];
-        let mut workload = Vec::with_capacity(3);
-        for (slot, stdio) in request.stdio().into_iter().enumerate() {
-            let fd = match stdio {
+        let mut workload_end = |slot: usize, stdio: &Stdio| -> Result<OwnedFd, SysError> {
+            Ok(match stdio {
                 Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
                 Stdio::Fd(_) => passed
                     .pop()
@@ -365,12 +324,14 @@ impl Sandboxer {
                     pipes[slot] = Some(theirs);
                     ours
                 }
-            };
-            workload.push(fd);
-        }
-        let workload = workload
-            .try_into()
-            .map_err(|_| SysError::new("prepare stdio", nix::errno::Errno::EINVAL))?;
+            })
+        };
+        let [stdin, stdout, stderr] = request.stdio();
+        let workload = [
+            workload_end(0, stdin)?,
+            workload_end(1, stdout)?,
+            workload_end(2, stderr)?,
+        ];
         Ok((workload, pipes))
     }
 

@@ -3,7 +3,7 @@
 //! with its own `/proc`, `/tmp`, `/dev/shm` and binds, or one assembled there.
 
 use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -15,10 +15,9 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 
-use super::timeline::{self, Mark};
-use super::HostIds;
-use crate::protocol::{Bind, Limits, SandboxConfig};
-use crate::sys::{self, Context, SysError};
+use super::{step, timeline, HostIds, SetupError};
+use crate::protocol::{Bind, Limits, SandboxConfig, SetupStep};
+use crate::sys::{self, Context, NewProcess, SysError};
 
 /// Host directories that make up the default root, read-only. Missing ones are skipped;
 /// symlinks (merged-`/usr` systems) are recreated as symlinks.
@@ -303,31 +302,36 @@ fn make_dir_at(dir: &OwnedFd, name: &Path, owner: HostIds) -> Result<(), SysErro
     .op_path("chown", &shown)
 }
 
-/// Builds the root and pivots into it. Runs in the sandbox init, with its capabilities in
-/// its own user namespace, before they are dropped. `template` is the zygote's
+/// Builds the root and pivots into it, in the steps from [`SetupStep::ScratchRoot`] to
+/// [`SetupStep::ReadOnlyRoot`]. Runs in the sandbox init, with its capabilities in its
+/// own user namespace, before they are dropped. `template` is the zygote's
 /// [`RootTemplate`], if it has one: the root is a copy of it unless the request names a
 /// chroot directory or a bind whose mount point the template lacks, and then it is
 /// assembled here (with a copy of the template's `/dev`).
 pub fn build_root(
+    process: &NewProcess,
     config: &SandboxConfig,
     template: Option<BorrowedFd<'_>>,
-) -> Result<(), SysError> {
-    // Nothing done below may propagate back to the host's mounts.
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .op_path("mount(MS_PRIVATE)", "/")?;
+) -> Result<(), SetupError> {
+    // Nothing done below may propagate back to the host's mounts. (The scratch root's
+    // step starts here; its end is noted again once the scratch root is there.)
+    step(SetupStep::ScratchRoot, || {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .op_path("mount(MS_PRIVATE)", "/")
+    })?;
     match template {
         Some(template)
             if config.chroot_dir.is_none() && has_mount_points(template, &config.binds) =>
         {
-            copy_root(config, template)
+            copy_root(process, config, template)
         }
-        _ => assemble_root(config, template),
+        _ => assemble_root(process, config, template),
     }
 }
 
@@ -364,39 +368,59 @@ const COPY: &str = "/tmp";
 /// The root as a copy of the template, attached at [`COPY`], with the sandbox's own
 /// `/proc`, `/tmp` and `/dev/shm` and its binds mounted on it; then it becomes `/`, and
 /// the host's tree, stacked on it, is detached.
-fn copy_root(config: &SandboxConfig, template: BorrowedFd<'_>) -> Result<(), SysError> {
+fn copy_root(
+    process: &NewProcess,
+    config: &SandboxConfig,
+    template: BorrowedFd<'_>,
+) -> Result<(), SetupError> {
     // The binds' sources first: one may be under the host's /tmp, which the copy hides.
-    let binds = config
-        .binds
-        .iter()
-        .map(|b| bound_tree(b.source.as_path(), b.writable).map(|tree| (b, tree)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let attached = sys::clone_mount_tree(Some(template), c"")
-        .and_then(|copy| sys::attach_mount_tree(copy.as_fd(), None, &c_path(Path::new(COPY))?));
-    if attached.is_err() {
+    // (A failure here is the binds' step's; its end is noted again once they are made.)
+    let binds = step(SetupStep::Binds, || {
+        config
+            .binds
+            .iter()
+            .map(|b| bound_tree(b.source.as_path(), b.writable).map(|tree| (b, tree)))
+            .collect::<Result<Vec<_>, SysError>>()
+    })?;
+    let attached = step(SetupStep::ScratchRoot, || {
         // Nothing is attached when either call fails: the kernel may refuse a copy of
         // the zygote's mount here (an older kernel), and the root is then assembled.
+        Ok::<_, SysError>(
+            sys::clone_mount_tree(Some(template), c"")
+                .and_then(|copy| {
+                    sys::attach_mount_tree(copy.as_fd(), None, &c_path(Path::new(COPY))?)
+                })
+                .is_ok(),
+        )
+    })?;
+    if !attached {
         drop(binds);
-        return assemble_root(config, Some(template));
+        return assemble_root(process, config, Some(template));
     }
-    timeline::mark(Mark::RootScratch);
-    // The template has the host's directories.
-    timeline::mark(Mark::HostDirectories);
+    // The template has the host's directories (and is read-only, see below): those
+    // steps are done with the copy, and cannot fail.
+    timeline::mark(SetupStep::RootDirectories);
     let copy = Path::new(COPY);
-    let scratch = mount_proc_and_tmp(copy, &config.limits)?;
-    timeline::mark(Mark::ProcAndTmp);
-    mount_shm(&copy.join("dev/shm"), &scratch)?;
-    timeline::mark(Mark::Dev);
-    for (b, tree) in binds {
-        let target = copy.join(relative(b.target.as_path()));
-        let is_dir = nix::sys::stat::fstat(&tree)
-            .op_path("stat", b.source.as_path())
-            .map(|stat| is_dir(stat.st_mode))?;
-        make_mount_point(&target, is_dir)?;
-        sys::attach_mount_tree(tree.as_fd(), None, &c_path(&target)?)?;
-    }
-    timeline::mark(Mark::Binds);
-    swap_root(copy)
+    let scratch = step(SetupStep::ProcAndTmp, || {
+        mount_proc_and_tmp(copy, &config.limits)
+    })?;
+    step(SetupStep::Dev, || {
+        mount_shm(&copy.join("dev/shm"), &scratch)
+    })?;
+    step(SetupStep::Binds, || {
+        for (b, tree) in binds {
+            let target = copy.join(relative(b.target.as_path()));
+            let is_dir = nix::sys::stat::fstat(&tree)
+                .op_path("stat", b.source.as_path())
+                .map(|stat| is_dir(stat.st_mode))?;
+            make_mount_point(&target, is_dir)?;
+            sys::attach_mount_tree(tree.as_fd(), None, &c_path(&target)?)?;
+        }
+        Ok::<_, SysError>(())
+    })?;
+    swap_root(process, copy, Some(template))?;
+    timeline::mark(SetupStep::ReadOnlyRoot);
+    Ok(())
 }
 
 /// A detached copy of the host's `source` (and every mount below it) to bind into the
@@ -412,24 +436,29 @@ fn bound_tree(source: &Path, writable: bool) -> Result<OwnedFd, SysError> {
 /// names (even under the host's `/tmp`); the new root is assembled under `/newroot`; a
 /// second pivot makes it `/` and the scratch root with the host's tree beneath it is
 /// detached.
-fn assemble_root(config: &SandboxConfig, template: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
+fn assemble_root(
+    process: &NewProcess,
+    config: &SandboxConfig,
+    template: Option<BorrowedFd<'_>>,
+) -> Result<(), SetupError> {
     // A scratch tmpfs becomes "/" and the host's root moves under /oldroot. Our tmpfs is on
     // the host's /tmp only in this namespace, and after the pivot /oldroot/tmp is the
     // host's real /tmp again.
-    mount_tmpfs("/tmp", "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
-    make_dir("/tmp/oldroot")?;
-    make_dir("/tmp/newroot")?;
-    nix::unistd::pivot_root("/tmp", "/tmp/oldroot").op_path("pivot_root", "/tmp")?;
-    nix::unistd::chdir("/").op_path("chdir", "/")?;
-    timeline::mark(Mark::RootScratch);
+    step(SetupStep::ScratchRoot, || {
+        mount_tmpfs("/tmp", "mode=0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+        make_dir("/tmp/oldroot")?;
+        make_dir("/tmp/newroot")?;
+        nix::unistd::pivot_root("/tmp", "/tmp/oldroot").op_path("pivot_root", "/tmp")?;
+        nix::unistd::chdir("/").op_path("chdir", "/")
+    })?;
 
-    match &config.chroot_dir {
+    step(SetupStep::RootDirectories, || match &config.chroot_dir {
         Some(dir) => {
             // The caller's tree, read-only before anything is mounted on top of it: its
             // mount points must already exist, nothing is created in a host directory.
             let source = host_path(dir.as_path());
             bind(&source, Path::new(NEW_ROOT))?;
-            set_attrs(Path::new(NEW_ROOT), READ_ONLY)?;
+            set_attrs(Path::new(NEW_ROOT), READ_ONLY)
         }
         None => {
             mount_tmpfs(
@@ -437,33 +466,29 @@ fn assemble_root(config: &SandboxConfig, template: Option<BorrowedFd<'_>>) -> Re
                 "mode=0755",
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             )?;
-            for dir in HOST_ROOT_DIRS {
-                add_host_dir(dir)?;
-            }
+            HOST_ROOT_DIRS.into_iter().try_for_each(add_host_dir)
         }
-    }
-    timeline::mark(Mark::HostDirectories);
+    })?;
 
     let new_root = Path::new(NEW_ROOT);
-    make_dir_if_missing(&new_root.join("proc"))?;
-    make_dir_if_missing(&new_root.join("tmp"))?;
-    let scratch = mount_proc_and_tmp(new_root, &config.limits)?;
-    timeline::mark(Mark::ProcAndTmp);
-    build_dev(&scratch, template)?;
-    timeline::mark(Mark::Dev);
+    let scratch = step(SetupStep::ProcAndTmp, || {
+        make_dir_if_missing(&new_root.join("proc"))?;
+        make_dir_if_missing(&new_root.join("tmp"))?;
+        mount_proc_and_tmp(new_root, &config.limits)
+    })?;
+    step(SetupStep::Dev, || build_dev(&scratch, template))?;
+    step(SetupStep::Binds, || {
+        config.binds.iter().try_for_each(add_bind)
+    })?;
+    swap_root(process, new_root, template)?;
 
-    for b in &config.binds {
-        add_bind(b)?;
-    }
-    timeline::mark(Mark::Binds);
-    swap_root(new_root)?;
-
-    if config.chroot_dir.is_none() {
+    step(SetupStep::ReadOnlyRoot, || match config.chroot_dir {
         // Only now, when every mount point in it exists: the root itself read-only.
         // Not recursive, so /tmp and /dev/shm stay writable.
-        set_attrs_one(Path::new("/"), READ_ONLY)?;
-    }
-    Ok(())
+        None => set_attrs_one(Path::new("/"), READ_ONLY),
+        // A chroot directory was made read-only when it was bound.
+        Some(_) => Ok(()),
+    })
 }
 
 /// Mounts a fresh `/proc` (it shows only this pid namespace) and the sandbox's `/tmp` in
@@ -488,14 +513,28 @@ fn mount_proc_and_tmp(root: &Path, limits: &Limits) -> Result<String, SysError> 
     Ok(scratch)
 }
 
-/// Makes `root` the root: the host's tree is stacked on it by the pivot, then detached.
-fn swap_root(root: &Path) -> Result<(), SysError> {
-    nix::unistd::chdir(root).op_path("chdir", root)?;
-    nix::unistd::pivot_root(".", ".").op_path("pivot_root", root)?;
-    timeline::mark(Mark::RootSwapped);
-    umount2(".", MntFlags::MNT_DETACH).op_path("umount2", OLD_ROOT)?;
-    timeline::mark(Mark::OldRootDetached);
-    nix::unistd::chdir("/").op_path("chdir", "/")
+/// Makes `root` the root: the host's tree is stacked on it by the pivot, then detached;
+/// and `template`, the zygote's root template, is closed (it was kept for the root
+/// alone: nothing after needs it, and the workload must not have it; the init never
+/// drops its copy of the sandboxer, which owns it).
+fn swap_root(
+    process: &NewProcess,
+    root: &Path,
+    template: Option<BorrowedFd<'_>>,
+) -> Result<(), SetupError> {
+    step(SetupStep::PivotRoot, || {
+        nix::unistd::chdir(root).op_path("chdir", root)?;
+        nix::unistd::pivot_root(".", ".").op_path("pivot_root", root)
+    })?;
+    step(SetupStep::DetachOldRoot, || {
+        umount2(".", MntFlags::MNT_DETACH).op_path("umount2", OLD_ROOT)?;
+        nix::unistd::chdir("/").op_path("chdir", "/")?;
+        if let Some(template) = template {
+            let fd = template.as_raw_fd() as u32;
+            process.close_range(fd, fd)?;
+        }
+        Ok::<_, SysError>(())
+    })
 }
 
 /// Options of the sandbox's writable tmpfs mounts (`/tmp`, `/dev/shm`): world-writable

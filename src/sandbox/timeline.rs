@@ -1,120 +1,31 @@
-//! Where a sandbox's setup spends its time. The init notes the moment each part of its
-//! setup ends, in microseconds after the zygote began to clone it (a warm-pool sandbox:
-//! after it received its request), and its report of the exec carries them; the zygote
-//! logs them at debug level (`RUST_LOG=hatchery=debug`), and `benches/steps.sh` sums
-//! them over many spawns. Noting costs a `clock_gettime` (vDSO, no system call) per mark.
+//! Where a sandbox's setup spends its time. Each step of the recipe
+//! ([`SetupStep`], the vocabulary its failures use too) notes the moment it ends, in
+//! microseconds after the zygote began to clone the sandbox (a warm-pool sandbox: after
+//! it received its request), and the init's report of the exec carries them; the
+//! zygote logs them at debug level (`RUST_LOG=hatchery=debug`, "sandbox running; its
+//! setup, in µs"), and `benches/steps.sh` sums them over many spawns. Noting costs a
+//! `clock_gettime` (vDSO, no system call) per step.
 //!
-//! The marks live in statics: the init inherits the zygote's origin with its copy of
-//! the zygote's memory, and the workload, which shares the init's memory until its
-//! `execve`, notes its own marks where the init reads them.
+//! Runs in the zygote (the clock's start), the sandbox init and the workload. The
+//! marks live in statics: the init inherits the zygote's origin with its copy of the
+//! zygote's memory, and the workload, which shares the init's memory until its
+//! `execve`, notes its own steps where the init reads them.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::SetupStep;
 use crate::sys;
 
-/// The end of one part of a sandbox's setup, in the order a fresh sandbox reaches them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum Mark {
-    /// The init runs: the zygote's `clone3` and the init's first moment on a CPU.
-    Running,
-    /// Signal dispositions reset and the forwarded signals held.
-    SignalsHeld,
-    /// The zygote has written the id maps.
-    IdMaps,
-    /// The sandbox's uid and gid taken, the parent-death signal armed.
-    UserIds,
-    /// Mounts private, the scratch root pivoted to.
-    RootScratch,
-    /// The host's directories bound into the new root.
-    HostDirectories,
-    /// `/proc` and `/tmp` mounted.
-    ProcAndTmp,
-    /// `/dev` built.
-    Dev,
-    /// The request's binds made.
-    Binds,
-    /// The new root pivoted to.
-    RootSwapped,
-    /// The old root detached (`umount2`, an RCU grace period).
-    OldRootDetached,
-    /// The root read-only; hostname and loopback set.
-    HostnameAndLoopback,
-    /// The bounding set emptied, the securebits locked.
-    BoundingSet,
-    /// Every capability dropped, `no_new_privs` set and both checked.
-    PrivilegesDropped,
-    /// A warm-pool sandbox's request and stdio in place.
-    HandedOver,
-    /// The per-request steps done: working directory, session, rlimits (and the network).
-    RequestSteps,
-    /// The workload runs (started by `clone(CLONE_VM | CLONE_VFORK)`).
-    WorkloadRunning,
-    /// The workload's seccomp filter installed.
-    Filtered,
-    /// The workload's `execve` done (its memory released to the init).
-    Execed,
-}
-
-/// How many marks there are.
-const MARKS: usize = Mark::Execed as usize + 1;
-
-impl Mark {
-    const ALL: [Mark; MARKS] = [
-        Mark::Running,
-        Mark::SignalsHeld,
-        Mark::IdMaps,
-        Mark::UserIds,
-        Mark::RootScratch,
-        Mark::HostDirectories,
-        Mark::ProcAndTmp,
-        Mark::Dev,
-        Mark::Binds,
-        Mark::RootSwapped,
-        Mark::OldRootDetached,
-        Mark::HostnameAndLoopback,
-        Mark::BoundingSet,
-        Mark::PrivilegesDropped,
-        Mark::HandedOver,
-        Mark::RequestSteps,
-        Mark::WorkloadRunning,
-        Mark::Filtered,
-        Mark::Execed,
-    ];
-
-    /// The mark's name in the log and in `benches/steps.sh`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mark::Running => "clone",
-            Mark::SignalsHeld => "signals",
-            Mark::IdMaps => "id maps",
-            Mark::UserIds => "user ids",
-            Mark::RootScratch => "scratch root",
-            Mark::HostDirectories => "host dirs",
-            Mark::ProcAndTmp => "proc+tmp",
-            Mark::Dev => "dev",
-            Mark::Binds => "binds",
-            Mark::RootSwapped => "pivot",
-            Mark::OldRootDetached => "umount old root",
-            Mark::HostnameAndLoopback => "hostname+lo",
-            Mark::BoundingSet => "bounding set",
-            Mark::PrivilegesDropped => "privileges",
-            Mark::HandedOver => "handover",
-            Mark::RequestSteps => "request steps",
-            Mark::WorkloadRunning => "start workload",
-            Mark::Filtered => "seccomp",
-            Mark::Execed => "execve",
-        }
-    }
-}
+/// How many steps there are.
+const STEPS: usize = SetupStep::ALL.len();
 
 /// When the clock started, in nanoseconds of `CLOCK_MONOTONIC`.
 static ORIGIN: AtomicU64 = AtomicU64::new(0);
-/// Microseconds after the origin at which each mark was reached, plus one (0: not yet).
-static AT: [AtomicU32; MARKS] = [const { AtomicU32::new(0) }; MARKS];
+/// Microseconds after the origin at which each step ended, plus one (0: not yet).
+static AT: [AtomicU32; STEPS] = [const { AtomicU32::new(0) }; STEPS];
 
 /// Starts the clock: in the zygote just before it clones a sandbox, in a warm-pool
 /// sandbox's init when it receives its request. Forgets the marks of an earlier start.
@@ -125,41 +36,44 @@ pub fn start() {
     ORIGIN.store(sys::monotonic_ns(), Ordering::Relaxed);
 }
 
-/// Notes that `mark` is reached now.
-pub fn mark(mark: Mark) {
+/// Notes that `step` ends now. Called by the init's timed step wrapper
+/// (`sandbox::step`) and its workload twin (`init::workload_step`); directly only for a
+/// step that cannot fail.
+pub fn mark(step: SetupStep) {
     let since = sys::monotonic_ns().saturating_sub(ORIGIN.load(Ordering::Relaxed));
     let us = u32::try_from(since / 1000).unwrap_or(u32::MAX - 1);
-    AT[mark as usize].store(us + 1, Ordering::Relaxed);
+    AT[step as usize].store(us + 1, Ordering::Relaxed);
 }
 
-/// The marks reached since the clock started, in time order.
+/// The steps ended since the clock started, in time order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timeline(Vec<(Mark, u32)>);
+pub struct Timeline(Vec<(SetupStep, u32)>);
 
 impl Timeline {
-    /// The marks noted so far in this process.
+    /// The steps noted so far in this process.
     pub fn noted() -> Timeline {
-        let mut marks: Vec<(Mark, u32)> = Mark::ALL
+        let mut steps: Vec<(SetupStep, u32)> = SetupStep::ALL
             .iter()
-            .filter_map(|&mark| match AT[mark as usize].load(Ordering::Relaxed) {
+            .filter_map(|&step| match AT[step as usize].load(Ordering::Relaxed) {
                 0 => None,
-                at => Some((mark, at - 1)),
+                at => Some((step, at - 1)),
             })
             .collect();
-        marks.sort_by_key(|&(_, at)| at);
-        Timeline(marks)
+        steps.sort_by_key(|&(_, at)| at);
+        Timeline(steps)
     }
 }
 
-/// `clone 180, signals 12, ...`: how long each part took, in microseconds.
+/// `clone 180, place fds 12, ...`: how long each step took, in microseconds (the names
+/// hold no comma, and end with no number).
 impl fmt::Display for Timeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut previous = 0;
-        for (i, &(mark, at)) in self.0.iter().enumerate() {
+        for (i, &(step, at)) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{} {}", mark.name(), at.saturating_sub(previous))?;
+            write!(f, "{} {}", step.name(), at.saturating_sub(previous))?;
             previous = at;
         }
         Ok(())
@@ -171,30 +85,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_mark_is_listed_once_in_order() {
-        for (i, mark) in Mark::ALL.iter().enumerate() {
-            assert_eq!(*mark as usize, i);
+    fn every_step_has_a_slot_of_its_own() {
+        for (i, step) in SetupStep::ALL.iter().enumerate() {
+            assert_eq!(*step as usize, i);
         }
     }
 
     #[test]
-    fn the_timeline_shows_each_part_as_a_duration() {
-        let timeline = Timeline(vec![(Mark::Running, 150), (Mark::SignalsHeld, 170)]);
-        assert_eq!(timeline.to_string(), "clone 150, signals 20");
+    fn step_names_parse_back_from_the_log_line() {
+        // benches/steps.sh and tests/cli.rs split the line at ", " and at the last space.
+        for step in SetupStep::ALL {
+            let name = step.name();
+            assert!(!name.contains(','), "{name}");
+            assert!(
+                name.rsplit(' ').next().unwrap().parse::<u64>().is_err(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
-    fn marks_come_back_in_time_order() {
+    fn the_timeline_shows_each_step_as_a_duration() {
+        let timeline = Timeline(vec![(SetupStep::Clone, 150), (SetupStep::HoldSignals, 170)]);
+        assert_eq!(timeline.to_string(), "clone 150, hold signals 20");
+    }
+
+    #[test]
+    fn steps_come_back_in_time_order() {
         start();
-        mark(Mark::IdMaps);
-        // Marks in the same microsecond would come back in the order of `Mark::ALL`.
+        mark(SetupStep::IdMaps);
+        // Steps in the same microsecond would come back in the order of `SetupStep::ALL`.
         std::thread::sleep(std::time::Duration::from_millis(2));
-        mark(Mark::Running);
-        let Timeline(marks) = Timeline::noted();
+        mark(SetupStep::Clone);
+        let Timeline(steps) = Timeline::noted();
         assert_eq!(
-            marks.iter().map(|&(mark, _)| mark).collect::<Vec<_>>(),
-            [Mark::IdMaps, Mark::Running]
+            steps.iter().map(|&(step, _)| step).collect::<Vec<_>>(),
+            [SetupStep::IdMaps, SetupStep::Clone]
         );
-        assert!(marks[0].1 < marks[1].1);
+        assert!(steps[0].1 < steps[1].1);
     }
 }

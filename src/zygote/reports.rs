@@ -106,14 +106,17 @@ impl Server {
                 let Some(conn) = conn else { return };
                 forget_child(conn, child.id, pid);
                 let plain = format!("{error}: {}", error.error);
-                let message = diagnose::with_hint(plain.clone(), &error.error);
+                let message = match error.error.sys_error() {
+                    Some(sys) => diagnose::with_hint(plain.clone(), sys),
+                    None => plain.clone(),
+                };
                 if message != plain {
                     tracing::warn!(%message, "a sandbox could not be set up");
                 }
                 conn.send_error(
                     Some(child.id),
                     ErrorKind::Setup {
-                        step: error.step.name().to_string(),
+                        step: error.step,
                         error: error.error,
                     },
                     message,

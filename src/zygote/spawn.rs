@@ -17,8 +17,8 @@ use super::server::Server;
 use super::Zygote;
 use crate::limits::{Enforcement, Refusal};
 use crate::network::{Lease, Subnet};
-use crate::protocol::{EndReason, ErrorKind, NetworkConfig, SpawnRequest, VethConfig};
-use crate::sandbox::pool::NotTaken;
+use crate::protocol::{EndReason, ErrorKind, NetworkConfig, SetupStep, SpawnRequest, VethConfig};
+use crate::sandbox::warm::NotTaken;
 use crate::sandbox::{StartError, Started, Workload};
 
 /// A sandbox started for a request.
@@ -178,15 +178,16 @@ impl Server {
                     return;
                 };
                 forget_child(conn, child.id, pid);
+                let step = SetupStep::Network;
                 let message = diagnose::with_hint(
-                    format!("sandbox setup step \"network\" failed: {error}"),
+                    format!("sandbox setup step \"{step}\" failed: {error}"),
                     &error,
                 );
                 conn.send_error(
                     Some(child.id),
                     ErrorKind::Setup {
-                        step: crate::sandbox::Step::Network.name().to_string(),
-                        error,
+                        step,
+                        error: error.into(),
                     },
                     message,
                 );

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::limits::LimitPolicy;
 use crate::network::{Lease, Network};
 use crate::protocol::{validate, Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
-use crate::sandbox::pool::Idle;
+use crate::sandbox::warm::Idle;
 use crate::sandbox::{FromSandbox, Pending, Sandboxer, SpareNamespaces};
 
 /// How long a shape's refill pauses after one of its sandboxes died while idle (a bind

@@ -1,13 +1,16 @@
 //! Warm-pool sandboxes, the zygote's half: a sandbox cloned and set up to its *shape*
-//! (namespaces, id maps, user ids, root, hostname, loopback, its veth network if the
-//! shape has one) before any request exists,
-//! then handed the one request it will ever run. The child's half is
-//! `init::run_pooled`.
+//! before any request exists, then handed the one request it will ever run. Runs in
+//! the zygote; the sandbox's half is `init::run_pooled`.
 //!
-//! A pooled sandbox is exactly a fresh one whose first steps ran early: the same
-//! `clone3`, the same recipe, in the same order; only the steps that depend on the
-//! request (stdio, exec arguments, working directory, rlimits, the capability drop,
-//! `no_new_privs`, seccomp) wait for it. Runs in the zygote.
+//! A pooled sandbox runs the same recipe as a fresh one (the same `clone3`, the same
+//! steps, see `init`), in another order where the request matters: before it has a
+//! request it does every step that depends only on its shape, all the privileges
+//! dropped included (id maps, user ids, root, hostname, loopback, capabilities,
+//! `no_new_privs` and their check), waits for its veth network if the shape has one,
+//! and installs the seccomp filter if the policy lets the init finish under it. The
+//! handover brings the request and its stdio; then it builds the exec's arguments,
+//! enters the working directory, starts a session, sets the rlimits, and its workload
+//! installs any filter not yet installed, last before `execve`.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
