@@ -432,20 +432,21 @@ fn clone_floor(net: bool) -> System {
                 .into_iter()
                 .map(|a| CString::new(a).expect("argv"))
                 .collect();
-            let threads = hatchery::sys::ThreadCounter::open().expect("open /proc/self/stat");
+            let threads =
+                hatchery::internals::sys::ThreadCounter::open().expect("open /proc/self/stat");
             Some(Box::new(move || {
                 // The latency rounds run on the main thread alone, so the clone is safe.
                 let single = threads
                     .check()
                     .ok()
-                    .and_then(hatchery::sys::Threads::single);
+                    .and_then(hatchery::internals::sys::Threads::single);
                 let single = single.expect("the latency rounds run on the main thread alone");
-                match hatchery::sys::clone3(single, flags, None).expect("clone3") {
-                    hatchery::sys::Cloned::Child(_) => {
+                match hatchery::internals::sys::clone3(single, flags, None).expect("clone3") {
+                    hatchery::internals::sys::Cloned::Child(_) => {
                         let _ = nix::unistd::execv(&argv[0], &argv);
-                        hatchery::sys::exit_now(127)
+                        hatchery::internals::sys::exit_now(127)
                     }
-                    hatchery::sys::Cloned::Parent { pid, pidfd } => {
+                    hatchery::internals::sys::Cloned::Parent { pid, pidfd } => {
                         let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None)
                             .expect("waitpid");
                         assert!(
@@ -560,7 +561,7 @@ fn which(name: &str) -> Option<String> {
 /// Interleaved latency rounds of every system that can run `workload`.
 fn latency(systems: &[System], workload: Workload, runs: usize) -> Vec<Measured> {
     assert_eq!(
-        hatchery::sys::thread_count().expect("thread count"),
+        hatchery::internals::sys::thread_count().expect("thread count"),
         1,
         "the raw clone floor needs a single-threaded benchmark"
     );

@@ -52,7 +52,7 @@ enum Table {
 }
 
 impl Table {
-    fn build(bytes: usize, heap: bool) -> Result<Table, hatchery::sys::SysError> {
+    fn build(bytes: usize, heap: bool) -> Result<Table, hatchery::SysError> {
         let cells = bytes / 8;
         if heap {
             return Ok(Table::Heap((0..cells as u64).map(cell).collect()));

@@ -3,7 +3,7 @@
 //! A long-lived zygote daemon ([`zygote`]) takes spawn requests on a Unix socket and
 //! clones each child into fresh user, pid, mount, network, IPC, UTS and cgroup
 //! namespaces, with a read-only root, every capability dropped, `no_new_privs` and a
-//! seccomp filter ([`sandbox`]). The child's stdio and a pidfd go back to the client
+//! seccomp filter (`sandbox`). The child's stdio and a pidfd go back to the client
 //! ([`client`]) over `SCM_RIGHTS`; the wire format is in [`protocol`].
 //!
 //! A Rust program can also be a zygote of its own ([`Zygote::builder`]): it preloads its
@@ -30,20 +30,20 @@
 pub mod call;
 pub mod client;
 pub mod limits;
-pub mod network;
+pub(crate) mod network;
 pub mod preload;
 pub mod protocol;
-pub mod sandbox;
+pub(crate) mod sandbox;
 pub mod seccomp;
 #[allow(unsafe_code)]
-pub mod sys;
+pub(crate) mod sys;
 pub mod zygote;
 
 /// An error and its whole chain of causes on one line, `outer: cause: root cause`, as
 /// logs and the CLI print them.
 ///
 /// ```
-/// let err = hatchery::sys::SysError::with_path("mount", "/proc", nix::errno::Errno::EPERM);
+/// let err = hatchery::SysError::with_path("mount", "/proc", nix::errno::Errno::EPERM);
 /// assert_eq!(hatchery::error_chain(&err), "mount(\"/proc\"): EPERM (Operation not permitted)");
 /// ```
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -59,11 +59,30 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 
 pub use call::{CallError, CallOutput};
 pub use client::{ChildProcess, Client, ClientError, ConnectError, SpawnError};
+pub use network::{Cidr, NetworkError, NetworkSettings};
 pub use preload::Preloaded;
 pub use protocol::{
     Bind, ExitStatus, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, Verdict, VethConfig,
 };
+pub use sandbox::HostIds;
+pub use sys::SysError;
 pub use zygote::{Zygote, ZygoteBuilder, ZygoteConfig};
+
+/// Not part of the API: what this crate's own tests, benchmarks and test programs reach
+/// into (the raw system calls, the spare-namespace helper's name). It may change in any
+/// release.
+#[doc(hidden)]
+pub mod internals {
+    /// The system-call wrappers (`src/sys/`).
+    pub mod sys {
+        pub use crate::sys::*;
+    }
+
+    /// The daemon's helper that makes network and IPC namespaces ahead.
+    pub mod spare_namespaces {
+        pub use crate::sandbox::spare_namespaces::{HELPER_NAME, SPARES};
+    }
+}
 
 /// Compiles the README's Rust examples as doc tests, so that they stay true to the API.
 #[cfg(doctest)]

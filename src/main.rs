@@ -15,13 +15,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use hatchery::client::{default_socket_path, ConnectError, ForwardedSignals};
-use hatchery::network::NetworkSettings;
 use hatchery::protocol::{
     Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
 };
 use hatchery::zygote::args::{LimitFlags, NoPrefix, ServeArgs};
 use hatchery::zygote::embedded::{self, EmbeddedZygote};
 use hatchery::zygote::Zygote;
+use hatchery::NetworkSettings;
 use hatchery::{error_chain as chain, Client, SpawnError, Verdict};
 
 /// Exit code for hatchery's own failures.

@@ -31,7 +31,7 @@ use crate::sys::{self, Context, SharedMapping, SysError};
 /// })?;
 /// let at = |i: usize| u64::from_le_bytes(table[8 * i..8 * i + 8].try_into().unwrap());
 /// assert_eq!(at(12), 144);
-/// # Ok::<(), hatchery::sys::SysError>(())
+/// # Ok::<(), hatchery::SysError>(())
 /// ```
 #[derive(Debug)]
 pub struct Preloaded {

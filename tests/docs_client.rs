@@ -14,7 +14,7 @@ use std::process::Command;
 use hatchery::protocol::{
     encode, ErrorKind, Event, Limit, SetupFailure, SetupStep, PROTOCOL_VERSION,
 };
-use hatchery::sys::SysError;
+use hatchery::SysError;
 
 use common::Daemon;
 

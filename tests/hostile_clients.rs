@@ -485,7 +485,7 @@ fn too_many_fds_get_a_protocol_error_and_are_closed() {
         .collect();
     let borrowed: Vec<_> = many.iter().map(|f| f.as_fd()).collect();
     let bytes = protocol::encode(&Request::Signal { id: 1, signal: 15 }).unwrap();
-    hatchery::sys::send_with_fds(fd.as_fd(), &bytes, &borrowed).expect("send 40 fds");
+    hatchery::internals::sys::send_with_fds(fd.as_fd(), &bytes, &borrowed).expect("send 40 fds");
     expect_protocol_error_then_close(&fd);
     assert!(
         daemon.settled_fd_count(fds_before) <= fds_before,

@@ -53,12 +53,8 @@ pub enum SubnetPoolError {
 impl FromStr for Cidr {
     type Err = SubnetPoolError;
 
-    /// ```
-    /// use hatchery::network::subnets::Cidr;
-    /// let cidr: Cidr = "10.213.0.0/16".parse().unwrap();
-    /// assert_eq!(cidr.len, 16);
-    /// assert!("10.213.0.1/16".parse::<Cidr>().is_err());
-    /// ```
+    /// An address and a prefix length, e.g. `10.213.0.0/16`; the address must be the
+    /// range's first (`10.213.0.1/16` is refused).
     fn from_str(text: &str) -> Result<Cidr, SubnetPoolError> {
         let syntax = || SubnetPoolError::Syntax(text.to_string());
         let (addr, len) = text.split_once('/').ok_or_else(syntax)?;
@@ -110,22 +106,14 @@ pub struct SubnetPool {
     v4: Option<u32>,
     v6: Option<u128>,
     free: VecDeque<u32>,
-    slots: u32,
 }
 
 impl SubnetPool {
     /// A pool over at most one IPv4 and one IPv6 range. With both, the pool has as many
     /// slots as the smaller range. Slots are handed out from `first` on (wrapping), so
     /// that pools of two processes over the same ranges start apart.
-    ///
-    /// ```
-    /// use hatchery::network::subnets::SubnetPool;
-    /// let mut pool = SubnetPool::new(&["10.9.0.0/29".parse().unwrap()], 0).unwrap();
-    /// assert_eq!(pool.slots(), 2);
-    /// let first = pool.allocate().unwrap();
-    /// assert_eq!(first.v4.unwrap().0.to_string(), "10.9.0.1");
-    /// assert_eq!(first.v4.unwrap().1.to_string(), "10.9.0.2");
-    /// ```
+    /// A /29 holds two point-to-point /30s: the first is `10.9.0.1` (host end) and
+    /// `10.9.0.2` (sandbox end).
     pub fn new(ranges: &[Cidr], first: u32) -> Result<SubnetPool, SubnetPoolError> {
         let mut v4 = None;
         let mut v6 = None;
@@ -157,17 +145,7 @@ impl SubnetPool {
         }
         let first = first % slots;
         let free = (first..slots).chain(0..first).collect();
-        Ok(SubnetPool {
-            v4,
-            v6,
-            free,
-            slots,
-        })
-    }
-
-    /// How many subnets the pool holds.
-    pub fn slots(&self) -> u32 {
-        self.slots
+        Ok(SubnetPool { v4, v6, free })
     }
 
     /// How many are free.
@@ -247,10 +225,26 @@ mod tests {
     }
 
     #[test]
+    fn a_range_must_start_at_its_first_address() {
+        let parsed: Cidr = "10.213.0.0/16".parse().unwrap();
+        assert_eq!(parsed.len, 16);
+        assert!("10.213.0.1/16".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn a_slash_29_holds_two_point_to_point_subnets() {
+        let mut pool = SubnetPool::new(&[cidr("10.9.0.0/29")], 0).unwrap();
+        assert_eq!(pool.free(), 2);
+        let first = pool.allocate().unwrap();
+        assert_eq!(first.v4.unwrap().0.to_string(), "10.9.0.1");
+        assert_eq!(first.v4.unwrap().1.to_string(), "10.9.0.2");
+    }
+
+    #[test]
     fn cuts_point_to_point_subnets_of_both_families() {
         let mut pool = SubnetPool::new(&[cidr("10.9.0.0/24"), cidr("fd00:1::/120")], 0).unwrap();
         // 64 /30s in the /24, 64 /126s in the /120.
-        assert_eq!(pool.slots(), 64);
+        assert_eq!(pool.free(), 64);
         let a = pool.allocate().unwrap();
         let b = pool.allocate().unwrap();
         assert_eq!(
@@ -275,11 +269,11 @@ mod tests {
     #[test]
     fn the_smaller_range_sets_the_size_and_big_ones_are_capped() {
         let pool = SubnetPool::new(&[cidr("10.0.0.0/8"), cidr("fd00::/120")], 0).unwrap();
-        assert_eq!(pool.slots(), 64);
+        assert_eq!(pool.free(), 64);
         let pool = SubnetPool::new(&[cidr("10.0.0.0/8")], 0).unwrap();
-        assert_eq!(pool.slots(), MAX_SLOTS);
+        assert_eq!(pool.free(), MAX_SLOTS as usize);
         let pool = SubnetPool::new(&[cidr("fd00::/48")], 0).unwrap();
-        assert_eq!(pool.slots(), MAX_SLOTS);
+        assert_eq!(pool.free(), MAX_SLOTS as usize);
     }
 
     #[test]

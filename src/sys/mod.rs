@@ -39,7 +39,7 @@ pub use socket::*;
 /// serialisable so a sandbox whose setup fails can send it to the zygote.
 ///
 /// ```
-/// use hatchery::sys::SysError;
+/// use hatchery::SysError;
 /// let err = SysError::with_path("mount", "/proc", nix::errno::Errno::EPERM);
 /// assert_eq!(err.to_string(), "mount(\"/proc\"): EPERM (Operation not permitted)");
 /// ```

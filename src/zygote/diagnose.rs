@@ -67,7 +67,7 @@ impl Machine {
 /// The hint for `error` on `machine`, if the failure is one of the known traps.
 ///
 /// ```
-/// use hatchery::sys::SysError;
+/// use hatchery::SysError;
 /// use hatchery::zygote::diagnose::{hint, Machine};
 /// let error = SysError::new("clone3", nix::errno::Errno::ENOSYS);
 /// let text = hint(&error, &Machine { seccomp_filters: 1, ..Machine::default() }).unwrap();

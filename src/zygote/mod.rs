@@ -3,7 +3,7 @@
 //!
 //! Everything that can be done once is done in [`Zygote::new`] (seccomp compiled, host
 //! ids checked, `/dev/null` opened). Per request the loop admits or refuses it, clones
-//! the sandbox (see [`crate::sandbox`]) and goes back to serving; the sandbox's report of
+//! the sandbox (see `crate::sandbox`) and goes back to serving; the sandbox's report of
 //! its exec (or failed setup) and its reap arrive later as events of the same loop, so no
 //! client ever waits on another's spawn. Runs in the daemon process only.
 //!

@@ -314,11 +314,11 @@ fn state_and_parent(dir: &Path) -> Option<(char, i32)> {
 }
 
 /// How many network namespaces a daemon keeps made ahead, at most.
-pub const SPARE_NETNS: usize = hatchery::sandbox::spare_namespaces::SPARES;
+pub const SPARE_NETNS: usize = hatchery::internals::spare_namespaces::SPARES;
 
 /// Whether `pid` is a daemon's helper that makes network namespaces ahead.
 pub fn is_netns_helper(pid: i32) -> bool {
-    let name = hatchery::sandbox::spare_namespaces::HELPER_NAME.to_bytes();
+    let name = hatchery::internals::spare_namespaces::HELPER_NAME.to_bytes();
     std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_ascii_end() == name)
 }
 

@@ -200,7 +200,8 @@ fn tamper(table: &Preloaded, heap: &AtomicU64) -> Tampering {
         mem.write_all(&replacement)
             .map_err(|e| format!("write refused: {e}"))
     })();
-    let mprotect = hatchery::sys::mprotect_read_write(table).map_err(|e| format!("refused: {e}"));
+    let mprotect =
+        hatchery::internals::sys::mprotect_read_write(table).map_err(|e| format!("refused: {e}"));
     let map_files = {
         let start = address & !4095;
         std::fs::OpenOptions::new()
