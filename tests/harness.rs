@@ -1,5 +1,5 @@
-//! The test suite's own harness, tested: the layout of `tests/` and the probe's
-//! [`Facts`](common::Facts).
+//! The test suite's own harness, tested: the layout of `tests/`, the probe's
+//! [`Facts`](common::Facts), and the map of `src/` in `docs/architecture.md`.
 //!
 //! `Cargo.toml` turns cargo's discovery of integration tests off (the probe and the test
 //! zygote are `tests/NAME/main.rs` programs, which cargo would take for tests), so a test
@@ -61,4 +61,55 @@ fn a_missing_fact_names_itself_and_what_was_reported() {
         message,
         "the probe did not report \"euid\"; it reported: CapEff, uid"
     );
+}
+
+/// The folder map in `docs/architecture.md` names every source file of the crate and
+/// nothing else: the tree and its map cannot drift apart.
+#[test]
+fn the_architecture_map_matches_the_tree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).expect("read doc");
+    let map = doc
+        .split_once("<!-- folder map: begin -->")
+        .and_then(|(_, rest)| rest.split_once("<!-- folder map: end -->"))
+        .map(|(map, _)| map)
+        .expect("docs/architecture.md has a folder map between its markers");
+    // Each line: indentation (two spaces a level), a name (a folder ends with `/`),
+    // then what it holds.
+    let mut folders: Vec<String> = Vec::new();
+    let mut mapped = BTreeSet::new();
+    for line in map
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("```"))
+    {
+        let depth = (line.len() - line.trim_start().len()) / 2;
+        let name = line.split_whitespace().next().expect("a name");
+        folders.truncate(depth);
+        let path = format!("{}{name}", folders.concat());
+        match name.ends_with('/') {
+            true => folders.push(name.to_string()),
+            false => {
+                assert!(mapped.insert(path.clone()), "{path} is mapped twice");
+            }
+        }
+    }
+    let mut files = BTreeSet::new();
+    collect_rust_files(root, &root.join("src"), &mut files);
+    files.insert("build.rs".to_string());
+    assert_eq!(
+        mapped, files,
+        "the map in docs/architecture.md and the files of src/"
+    );
+}
+
+fn collect_rust_files(root: &Path, dir: &Path, files: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).expect("list a folder of src/") {
+        let path = entry.expect("read a folder of src/").path();
+        if path.is_dir() {
+            collect_rust_files(root, &path, files);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            let relative = path.strip_prefix(root).expect("under the root");
+            files.insert(relative.to_string_lossy().into_owned());
+        }
+    }
 }
