@@ -78,6 +78,8 @@ pub mod internals {
         pub use crate::sys::*;
     }
 
+    pub use crate::protocol::one_of_each_error_kind;
+
     /// The daemon's helper that makes network and IPC namespaces ahead.
     pub mod spare_namespaces {
         pub use crate::sandbox::spare_namespaces::{HELPER_NAME, SPARES};

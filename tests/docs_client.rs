@@ -11,10 +11,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use hatchery::protocol::{
-    encode, ErrorKind, Event, Limit, SetupFailure, SetupStep, PROTOCOL_VERSION,
-};
-use hatchery::SysError;
+use hatchery::protocol::{encode, ErrorKind, Event, SetupFailure, SetupStep, PROTOCOL_VERSION};
 
 use common::Daemon;
 
@@ -148,38 +145,12 @@ fn the_script_passes_its_self_test() {
     assert_eq!(script(&["--self-test"]), "self-test: ok\n");
 }
 
-/// A sample of every kind, as the daemon would encode it.
+/// A sample of every kind, as the daemon would encode it: one of each, then an
+/// `Internal` without a cause and the failures of a setup that are no system call.
 fn every_error_kind() -> Vec<ErrorKind> {
-    let error = || SysError {
-        op: "mount(MS_BIND)".into(),
-        path: Some("/nonexistent".into()),
-        errno: 2,
-    };
-    vec![
-        ErrorKind::Protocol,
-        ErrorKind::VersionMismatch { supported: 7 },
-        ErrorKind::PermissionDenied,
-        ErrorKind::InvalidRequest,
-        ErrorKind::Busy,
-        ErrorKind::NotFound,
-        ErrorKind::CannotExecute { errno: 13 },
-        ErrorKind::Setup {
-            step: SetupStep::RootDirectories,
-            error: SetupFailure::Sys(error()),
-        },
-        ErrorKind::Internal {
-            error: Some(error()),
-        },
+    let mut kinds = hatchery::internals::one_of_each_error_kind();
+    kinds.extend([
         ErrorKind::Internal { error: None },
-        ErrorKind::UnknownId,
-        ErrorKind::ShuttingDown,
-        ErrorKind::UnenforceableLimits {
-            limits: vec![Limit::Memory, Limit::TmpInodes],
-        },
-        ErrorKind::NetworkUnavailable,
-        ErrorKind::AddressPoolExhausted,
-        ErrorKind::UnknownEntry { name: "e".into() },
-        ErrorKind::BadEntryArgs { name: "e".into() },
         // The failures of a setup that are no system call.
         ErrorKind::Setup {
             step: SetupStep::IdMaps,
@@ -200,7 +171,8 @@ fn every_error_kind() -> Vec<ErrorKind> {
             step: SetupStep::PrepareWorkload,
             error: SetupFailure::Request("a NUL in an argument".into()),
         },
-    ]
+    ]);
+    kinds
 }
 
 #[test]
@@ -269,13 +241,13 @@ fn the_script_decodes_every_kind_this_crate_encodes() {
         "{}",
         lines[8]
     );
-    assert!(lines[9].contains("('Internal', None)"), "{}", lines[9]);
+    assert!(lines[16].contains("('Internal', None)"), "{}", lines[16]);
     assert!(
-        lines[12].contains("['Memory', 'TmpInodes']"),
+        lines[11].contains("['Memory', 'TmpInodes']"),
         "{}",
-        lines[12]
+        lines[11]
     );
-    assert!(lines[15].contains("('UnknownEntry', 'e')"), "{}", lines[15]);
+    assert!(lines[14].contains("('UnknownEntry', 'e')"), "{}", lines[14]);
 }
 
 #[test]

@@ -670,5 +670,63 @@ pub enum Layer {
     NetworkNamespace,
 }
 
+/// One example of each [`ErrorKind`], in wire order, for the tests that must cover every
+/// kind (the protocol document's tables, its Python client). Not part of the API. A kind
+/// added to the enum fails to compile here until it has its example.
+#[doc(hidden)]
+pub fn one_of_each_error_kind() -> Vec<ErrorKind> {
+    let error = || SysError {
+        op: "mount(MS_BIND)".into(),
+        path: Some("/nonexistent".into()),
+        errno: 2,
+    };
+    let examples = vec![
+        ErrorKind::Protocol,
+        ErrorKind::VersionMismatch { supported: 7 },
+        ErrorKind::PermissionDenied,
+        ErrorKind::InvalidRequest,
+        ErrorKind::Busy,
+        ErrorKind::NotFound,
+        ErrorKind::CannotExecute { errno: 13 },
+        ErrorKind::Setup {
+            step: SetupStep::RootDirectories,
+            error: SetupFailure::Sys(error()),
+        },
+        ErrorKind::Internal {
+            error: Some(error()),
+        },
+        ErrorKind::UnknownId,
+        ErrorKind::ShuttingDown,
+        ErrorKind::UnenforceableLimits {
+            limits: vec![Limit::Memory, Limit::TmpInodes],
+        },
+        ErrorKind::NetworkUnavailable,
+        ErrorKind::AddressPoolExhausted,
+        ErrorKind::UnknownEntry { name: "e".into() },
+        ErrorKind::BadEntryArgs { name: "e".into() },
+    ];
+    for kind in &examples {
+        match kind {
+            ErrorKind::Protocol
+            | ErrorKind::VersionMismatch { .. }
+            | ErrorKind::PermissionDenied
+            | ErrorKind::InvalidRequest
+            | ErrorKind::Busy
+            | ErrorKind::NotFound
+            | ErrorKind::CannotExecute { .. }
+            | ErrorKind::Setup { .. }
+            | ErrorKind::Internal { .. }
+            | ErrorKind::UnknownId
+            | ErrorKind::ShuttingDown
+            | ErrorKind::UnenforceableLimits { .. }
+            | ErrorKind::NetworkUnavailable
+            | ErrorKind::AddressPoolExhausted
+            | ErrorKind::UnknownEntry { .. }
+            | ErrorKind::BadEntryArgs { .. } => {}
+        }
+    }
+    examples
+}
+
 #[cfg(test)]
 mod tests;

@@ -15,33 +15,102 @@ where
     assert_eq!(&back, message);
 }
 
-#[test]
-fn hello_is_pinned() {
-    let hello = Request::Hello {
+// The pinned messages, each shown byte by byte in docs/protocol.md §6.
+
+/// §6.1.
+fn golden_hello() -> Request {
+    Request::Hello {
         version: 1,
         client: "t".into(),
-    };
-    round_trip(&hello, &[0x00, 0x01, 0x01, b't']);
+    }
+}
+
+/// §6.2.
+fn golden_signal() -> Request {
+    Request::Signal {
+        id: 300,
+        signal: 15,
+    }
+}
+
+/// §6.3.
+fn golden_spawn() -> Request {
+    Request::Spawn {
+        id: 1,
+        request: Box::new(SpawnRequest::new("/bin/true")),
+    }
+}
+
+/// §6.4.
+fn golden_spawned() -> Event {
+    Event::Spawned {
+        id: 2,
+        pid: 77,
+        fds: vec![FdRole::Stdout, FdRole::Pidfd],
+    }
+}
+
+/// §6.5.
+fn golden_exited() -> Event {
+    Event::Exited {
+        id: 7,
+        verdict: Verdict {
+            status: ExitStatus::Signaled(9),
+            reason: EndReason::DaemonShutdown,
+            wall_time_us: 1500,
+            user_cpu_us: 0,
+            system_cpu_us: 0,
+            max_rss_kib: 2048,
+            memory_peak_bytes: Some(4096),
+            tasks_started: Some(3),
+            limits: Limits {
+                wall_time_ms: Some(1000),
+                ..Limits::default()
+            },
+            skipped_limits: vec![Limit::Memory],
+        },
+    }
+}
+
+/// §6.6.
+fn golden_version_mismatch() -> Event {
+    Event::Error {
+        id: None,
+        kind: ErrorKind::VersionMismatch { supported: 1 },
+        message: "v".into(),
+    }
+}
+
+/// §6.7.
+fn golden_setup_error() -> Event {
+    Event::Error {
+        id: Some(5),
+        kind: ErrorKind::Setup {
+            step: SetupStep::RootDirectories,
+            error: SetupFailure::Sys(SysError {
+                op: "m".into(),
+                path: None,
+                errno: 2,
+            }),
+        },
+        message: String::new(),
+    }
+}
+
+#[test]
+fn hello_is_pinned() {
+    round_trip(&golden_hello(), &[0x00, 0x01, 0x01, b't']);
 }
 
 #[test]
 fn signal_is_pinned() {
     // id 300 = varint AC 02; signal 15 zigzags to 30 = 0x1E.
-    round_trip(
-        &Request::Signal {
-            id: 300,
-            signal: 15,
-        },
-        &[0x02, 0xAC, 0x02, 0x1E],
-    );
+    round_trip(&golden_signal(), &[0x02, 0xAC, 0x02, 0x1E]);
 }
 
 #[test]
 fn spawn_is_pinned() {
-    let spawn = Request::Spawn {
-        id: 1,
-        request: Box::new(SpawnRequest::new("/bin/true")),
-    };
+    let spawn = golden_spawn();
     let mut golden = vec![0x01, 0x01]; // Spawn, id 1
     golden.push(0x00); // Command::Exec
     golden.push(9);
@@ -74,31 +143,10 @@ fn passed_fd_stdio_is_only_its_tag() {
 
 #[test]
 fn spawned_and_exited_are_pinned() {
-    let spawned = Event::Spawned {
-        id: 2,
-        pid: 77,
-        fds: vec![FdRole::Stdout, FdRole::Pidfd],
-    };
+    let spawned = golden_spawned();
     // pid 77 zigzags to 154 = varint 9A 01.
     round_trip(&spawned, &[0x01, 0x02, 0x9A, 0x01, 0x02, 0x01, 0x03]);
-    let exited = Event::Exited {
-        id: 7,
-        verdict: Verdict {
-            status: ExitStatus::Signaled(9),
-            reason: EndReason::DaemonShutdown,
-            wall_time_us: 1500,
-            user_cpu_us: 0,
-            system_cpu_us: 0,
-            max_rss_kib: 2048,
-            memory_peak_bytes: Some(4096),
-            tasks_started: Some(3),
-            limits: Limits {
-                wall_time_ms: Some(1000),
-                ..Limits::default()
-            },
-            skipped_limits: vec![Limit::Memory],
-        },
-    };
+    let exited = golden_exited();
     let mut golden = vec![0x02, 0x07]; // Exited, id 7
     golden.extend_from_slice(&[0x01, 0x12]); // status: Signaled(9), zigzag 18
     golden.push(0x06); // reason: DaemonShutdown
@@ -115,24 +163,9 @@ fn spawned_and_exited_are_pinned() {
 
 #[test]
 fn errors_are_pinned() {
-    let error = Event::Error {
-        id: None,
-        kind: ErrorKind::VersionMismatch { supported: 1 },
-        message: "v".into(),
-    };
+    let error = golden_version_mismatch();
     round_trip(&error, &[0x03, 0x00, 0x01, 0x01, 0x01, b'v']);
-    let setup = Event::Error {
-        id: Some(5),
-        kind: ErrorKind::Setup {
-            step: SetupStep::RootDirectories,
-            error: SetupFailure::Sys(SysError {
-                op: "m".into(),
-                path: None,
-                errno: 2,
-            }),
-        },
-        message: String::new(),
-    };
+    let setup = golden_setup_error();
     // Step 8 (RootDirectories), failure 0 (Sys); errno 2 zigzags to 4.
     round_trip(
         &setup,
@@ -370,63 +403,11 @@ fn assert_table<T: Serialize + std::fmt::Debug>(heading: &str, samples: &[T]) {
     );
 }
 
-fn every_error_kind() -> Vec<ErrorKind> {
-    let error = SysError {
-        op: "m".into(),
-        path: None,
-        errno: 2,
-    };
-    let samples = vec![
-        ErrorKind::Protocol,
-        ErrorKind::VersionMismatch { supported: 1 },
-        ErrorKind::PermissionDenied,
-        ErrorKind::InvalidRequest,
-        ErrorKind::Busy,
-        ErrorKind::NotFound,
-        ErrorKind::CannotExecute { errno: 13 },
-        ErrorKind::Setup {
-            step: SetupStep::RootDirectories,
-            error: SetupFailure::Sys(error.clone()),
-        },
-        ErrorKind::Internal { error: Some(error) },
-        ErrorKind::UnknownId,
-        ErrorKind::ShuttingDown,
-        ErrorKind::UnenforceableLimits {
-            limits: vec![Limit::Memory],
-        },
-        ErrorKind::NetworkUnavailable,
-        ErrorKind::AddressPoolExhausted,
-        ErrorKind::UnknownEntry { name: "x".into() },
-        ErrorKind::BadEntryArgs { name: "x".into() },
-    ];
-    for kind in &samples {
-        match kind {
-            ErrorKind::Protocol
-            | ErrorKind::VersionMismatch { .. }
-            | ErrorKind::PermissionDenied
-            | ErrorKind::InvalidRequest
-            | ErrorKind::Busy
-            | ErrorKind::NotFound
-            | ErrorKind::CannotExecute { .. }
-            | ErrorKind::Setup { .. }
-            | ErrorKind::Internal { .. }
-            | ErrorKind::UnknownId
-            | ErrorKind::ShuttingDown
-            | ErrorKind::UnenforceableLimits { .. }
-            | ErrorKind::NetworkUnavailable
-            | ErrorKind::AddressPoolExhausted
-            | ErrorKind::UnknownEntry { .. }
-            | ErrorKind::BadEntryArgs { .. } => {}
-        }
-    }
-    samples
-}
-
 #[test]
 fn the_error_kind_tables_are_the_enum() {
     // Section 2.3 (the fields) and section 4 (the meanings) both list every kind.
-    assert_table("**`ErrorKind`** (enum", &every_error_kind());
-    assert_table("## 4. Error kinds", &every_error_kind());
+    assert_table("**`ErrorKind`** (enum", &one_of_each_error_kind());
+    assert_table("## 4. Error kinds", &one_of_each_error_kind());
 }
 
 #[test]
@@ -624,86 +605,13 @@ fn doc_hex(heading: &str) -> Vec<u8> {
 fn the_byte_examples_are_what_the_encoder_writes() {
     // Section 6, one example per golden test above.
     let examples: [(&str, Vec<u8>); 7] = [
-        (
-            "### 6.1 ",
-            encode(&Request::Hello {
-                version: 1,
-                client: "t".into(),
-            })
-            .unwrap(),
-        ),
-        (
-            "### 6.2 ",
-            encode(&Request::Signal {
-                id: 300,
-                signal: 15,
-            })
-            .unwrap(),
-        ),
-        (
-            "### 6.3 ",
-            encode(&Request::Spawn {
-                id: 1,
-                request: Box::new(SpawnRequest::new("/bin/true")),
-            })
-            .unwrap(),
-        ),
-        (
-            "### 6.4 ",
-            encode(&Event::Spawned {
-                id: 2,
-                pid: 77,
-                fds: vec![FdRole::Stdout, FdRole::Pidfd],
-            })
-            .unwrap(),
-        ),
-        (
-            "### 6.5 ",
-            encode(&Event::Exited {
-                id: 7,
-                verdict: Verdict {
-                    status: ExitStatus::Signaled(9),
-                    reason: EndReason::DaemonShutdown,
-                    wall_time_us: 1500,
-                    user_cpu_us: 0,
-                    system_cpu_us: 0,
-                    max_rss_kib: 2048,
-                    memory_peak_bytes: Some(4096),
-                    tasks_started: Some(3),
-                    limits: Limits {
-                        wall_time_ms: Some(1000),
-                        ..Limits::default()
-                    },
-                    skipped_limits: vec![Limit::Memory],
-                },
-            })
-            .unwrap(),
-        ),
-        (
-            "### 6.6 ",
-            encode(&Event::Error {
-                id: None,
-                kind: ErrorKind::VersionMismatch { supported: 1 },
-                message: "v".into(),
-            })
-            .unwrap(),
-        ),
-        (
-            "### 6.7 ",
-            encode(&Event::Error {
-                id: Some(5),
-                kind: ErrorKind::Setup {
-                    step: SetupStep::RootDirectories,
-                    error: SetupFailure::Sys(SysError {
-                        op: "m".into(),
-                        path: None,
-                        errno: 2,
-                    }),
-                },
-                message: String::new(),
-            })
-            .unwrap(),
-        ),
+        ("### 6.1 ", encode(&golden_hello()).unwrap()),
+        ("### 6.2 ", encode(&golden_signal()).unwrap()),
+        ("### 6.3 ", encode(&golden_spawn()).unwrap()),
+        ("### 6.4 ", encode(&golden_spawned()).unwrap()),
+        ("### 6.5 ", encode(&golden_exited()).unwrap()),
+        ("### 6.6 ", encode(&golden_version_mismatch()).unwrap()),
+        ("### 6.7 ", encode(&golden_setup_error()).unwrap()),
     ];
     for (heading, bytes) in examples {
         assert_eq!(doc_hex(heading), bytes, "the bytes under {heading:?}");
@@ -734,20 +642,8 @@ fn the_json_of_the_golden_verdict_is_what_to_json_writes() {
         .collect::<Vec<_>>()
         .join("\n");
     let documented: serde_json::Value = serde_json::from_str(&text).expect("the doc's JSON");
-    let verdict = Verdict {
-        status: ExitStatus::Signaled(9),
-        reason: EndReason::DaemonShutdown,
-        wall_time_us: 1500,
-        user_cpu_us: 0,
-        system_cpu_us: 0,
-        max_rss_kib: 2048,
-        memory_peak_bytes: Some(4096),
-        tasks_started: Some(3),
-        limits: Limits {
-            wall_time_ms: Some(1000),
-            ..Limits::default()
-        },
-        skipped_limits: vec![Limit::Memory],
+    let Event::Exited { verdict, .. } = golden_exited() else {
+        unreachable!("the golden exit is an Exited event")
     };
     assert_eq!(verdict.to_json(), documented);
 }
