@@ -81,7 +81,7 @@ use super::channel::{SandboxEnd, WorkloadUsage, CHANNEL_FD};
 use super::entry::{EntryCall, RESULT_FD};
 use super::exec::ExecArgs;
 use super::workload::{self, ExecWorkload, Ready};
-use super::{capabilities, ids, mounts, step, timeline, Sandboxer, SetupError, SETUP_FAILED};
+use super::{capabilities, ids, root, step, timeline, Sandboxer, SetupError, SETUP_FAILED};
 use crate::protocol::{
     ExitStatus, Layer, Limits, NetworkConfig, OsBytes, SandboxConfig, SetupFailure, SetupStep,
     SpawnRequest,
@@ -193,7 +193,7 @@ fn build_shape(
     })?;
     // After the last change of ids: the kernel clears the parent-death signal on one.
     step(SetupStep::DieWithZygote, || die_with_zygote(channel))?;
-    mounts::build_root(process, config, template)?;
+    root::build_root(process, config, template)?;
     step(SetupStep::Hostname, || set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(SetupStep::Loopback, sys::loopback_up)?;

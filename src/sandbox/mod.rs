@@ -13,6 +13,8 @@ mod exec;
 mod ids;
 mod init;
 mod mounts;
+mod root;
+mod root_template;
 pub mod spare_namespaces;
 pub mod timeline;
 pub mod warm;
@@ -28,7 +30,7 @@ use crate::limits::cgroup::{CgroupError, SandboxCgroup};
 use crate::protocol::{Layer, SandboxConfig, SetupFailure, SetupStep, SpawnRequest, Stdio};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
-use mounts::RootTemplate;
+use root_template::RootTemplate;
 
 pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
@@ -110,7 +112,7 @@ pub struct Sandboxer {
     /// every one until they are noted.
     signals_to_reset: Vec<i32>,
     /// The roots (and `/dev`) sandboxes attach a copy of, where they could be built.
-    root_templates: Option<mounts::RootTemplates>,
+    root_templates: Option<root_template::RootTemplates>,
     threads: ThreadCounter,
 }
 
@@ -182,7 +184,7 @@ impl Sandboxer {
             dev_null,
             signals_to_reset: sys::signals_with_disposition().collect(),
             threads: ThreadCounter::open()?,
-            root_templates: match mounts::RootTemplates::build(host_ids) {
+            root_templates: match root_template::RootTemplates::build(host_ids) {
                 Ok(template) => Some(template),
                 Err(e) => {
                     tracing::info!(error = %e, "no root template: each sandbox builds its own root and /dev");
