@@ -52,7 +52,7 @@ pub struct SeccompPolicy {
     pub(super) default: Action,
     pub(super) rules: Vec<Rule>,
     /// One of hatchery's own policies, whose rules are known to allow what a warm-pool
-    /// sandbox's init does after installing it (see [`CompiledSeccomp::fits_pooled_init`]).
+    /// sandbox's init does after installing it (see [`CompiledSeccomp::fits_pooled_init`](super::CompiledSeccomp::fits_pooled_init)).
     pub(super) own: bool,
 }
 

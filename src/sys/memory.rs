@@ -12,7 +12,7 @@ use nix::errno::Errno;
 
 use super::{Context, SysError};
 
-/// The stack of a [`spawn_sharing_memory`] child, guard page included: its code only
+/// The stack of a [`spawn_sharing_memory`](super::spawn_sharing_memory) child, guard page included: its code only
 /// makes system calls, so a few pages are plenty.
 const SHARED_CHILD_STACK: usize = 64 * 1024;
 
