@@ -142,6 +142,30 @@ pub enum StartError {
     /// The sandbox could not be placed in its cgroup.
     #[error("placing the sandbox in its cgroup failed")]
     Cgroup(#[source] CgroupError),
+    /// The request names more passed fds than came with it (the daemon checks the count
+    /// when it admits a request, so this is a bug of the daemon's).
+    #[error("the request names more passed fds than came with it")]
+    MissingPassedFd,
+}
+
+/// Why what every sandbox shares could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The sandboxes' ids would map to host root, which no sandbox may ever be.
+    #[error("the sandboxes' host ids are {uid}:{gid}; host root (0) is never a sandbox's")]
+    HostRoot {
+        /// The host uid asked for.
+        uid: u32,
+        /// The host gid asked for.
+        gid: u32,
+    },
+    /// `/proc/sys/kernel/cap_last_cap` does not hold a capability number, so the
+    /// bounding set cannot be emptied up to the kernel's last capability.
+    #[error("/proc/sys/kernel/cap_last_cap holds {0:?}, not a capability number")]
+    LastCapability(String),
+    /// A system call failed.
+    #[error(transparent)]
+    Sys(#[from] SysError),
 }
 
 impl From<SysError> for StartError {
@@ -152,24 +176,19 @@ impl From<SysError> for StartError {
 
 impl Sandboxer {
     /// Prepares what every sandbox shares: the compiled seccomp filter and the host ids.
-    pub fn new(seccomp: CompiledSeccomp, host_ids: HostIds) -> Result<Sandboxer, SysError> {
+    pub fn new(seccomp: CompiledSeccomp, host_ids: HostIds) -> Result<Sandboxer, PrepareError> {
         if host_ids.uid == 0 || host_ids.gid == 0 {
-            return Err(SysError::new(
-                "map sandbox ids to host root",
-                nix::errno::Errno::EPERM,
-            ));
+            return Err(PrepareError::HostRoot {
+                uid: host_ids.uid,
+                gid: host_ids.gid,
+            });
         }
-        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-            .op_path("read", "/proc/sys/kernel/cap_last_cap")?
+        let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .op_path("read", "/proc/sys/kernel/cap_last_cap")?;
+        let last_cap = text
             .trim()
             .parse()
-            .map_err(|_| {
-                SysError::with_path(
-                    "parse",
-                    "/proc/sys/kernel/cap_last_cap",
-                    nix::errno::Errno::EINVAL,
-                )
-            })?;
+            .map_err(|_| PrepareError::LastCapability(text.trim().to_string()))?;
         let dev_null = nix::fcntl::open(
             "/dev/null",
             OFlag::O_RDWR | OFlag::O_CLOEXEC,
@@ -307,15 +326,13 @@ impl Sandboxer {
         &self,
         request: &SpawnRequest,
         mut passed: Vec<OwnedFd>,
-    ) -> Result<([OwnedFd; 3], [Option<OwnedFd>; 4]), SysError> {
+    ) -> Result<([OwnedFd; 3], [Option<OwnedFd>; 4]), StartError> {
         passed.reverse();
         let mut pipes: [Option<OwnedFd>; 4] = [None, None, None, None];
-        let mut workload_end = |slot: usize, stdio: &Stdio| -> Result<OwnedFd, SysError> {
+        let mut workload_end = |slot: usize, stdio: &Stdio| -> Result<OwnedFd, StartError> {
             Ok(match stdio {
                 Stdio::Null => self.dev_null.try_clone().op("dup(/dev/null)")?,
-                Stdio::Fd(_) => passed
-                    .pop()
-                    .ok_or_else(|| SysError::new("take passed fd", nix::errno::Errno::EBADF))?,
+                Stdio::Fd(_) => passed.pop().ok_or(StartError::MissingPassedFd)?,
                 Stdio::Pipe => {
                     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
                     let (ours, theirs) = if slot == 0 {
@@ -399,4 +416,23 @@ fn namespaces(config: &SandboxConfig) -> u64 {
         flags |= libc::CLONE_NEWNET as u64;
     }
     flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_root_is_never_a_sandboxs_id() {
+        for (uid, gid) in [(0, 1000), (1000, 0)] {
+            let seccomp = crate::seccomp::SeccompPolicy::default_policy()
+                .and_then(|policy| policy.compile())
+                .expect("the default policy compiles");
+            let refused = Sandboxer::new(seccomp, HostIds { uid, gid });
+            assert!(
+                matches!(refused, Err(PrepareError::HostRoot { uid: u, gid: g }) if (u, g) == (uid, gid)),
+                "host ids {uid}:{gid} were not refused as host root"
+            );
+        }
+    }
 }

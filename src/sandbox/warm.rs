@@ -119,7 +119,7 @@ impl Sandboxer {
             Ok(stdio) => stdio,
             Err(error) => {
                 idle.kill();
-                return Err(NotTaken::Failed(error.into()));
+                return Err(NotTaken::Failed(error));
             }
         };
         let [stdin, stdout, stderr] = &workload_stdio;

@@ -38,6 +38,7 @@ use std::path::Path;
 
 use crate::limits::{Enforcer, LimitPolicy};
 use crate::network::{Network, NetworkError, NetworkSettings};
+pub use crate::sandbox::PrepareError;
 use crate::sandbox::{HostIds, Sandboxer, SpareNamespaces};
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, SysError};
@@ -103,6 +104,10 @@ pub enum ZygoteError {
     /// A pooled shape cannot be kept warm.
     #[error("warm pool")]
     WarmPool(#[source] PoolError),
+    /// What every sandbox shares (host ids, the last capability, `/dev/null`, the
+    /// thread counter) cannot be prepared.
+    #[error("preparing the sandboxes")]
+    Sandboxes(#[source] PrepareError),
 }
 
 impl From<SysError> for ZygoteError {
@@ -149,7 +154,7 @@ impl Zygote {
     fn with_entries(config: ZygoteConfig, entries: Entries) -> Result<Zygote, ZygoteError> {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
-        let sandboxer = Sandboxer::new(seccomp, config.host_ids)?;
+        let sandboxer = Sandboxer::new(seccomp, config.host_ids).map_err(ZygoteError::Sandboxes)?;
         let pool = WarmPool::new(&config.warm_pool, &config.limits, config.network.is_some())
             .map_err(ZygoteError::WarmPool)?;
         let network = config

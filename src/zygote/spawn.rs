@@ -109,7 +109,9 @@ impl Server {
                     NotLaunched::Failed(e) => {
                         let error = match &e {
                             StartError::Sys(error) => Some(error.clone()),
-                            StartError::NotSingleThreaded(_) | StartError::Cgroup(_) => None,
+                            StartError::NotSingleThreaded(_)
+                            | StartError::Cgroup(_)
+                            | StartError::MissingPassedFd => None,
                         };
                         let mut message = crate::error_chain(&e);
                         if let Some(error) = &error {
