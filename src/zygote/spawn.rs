@@ -91,9 +91,6 @@ impl Server {
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.limits;
         let launched = self.zygote.launch(&request, fds, &enforcement, workload);
-        let Some(conn) = self.conns.get_mut(&key) else {
-            return;
-        };
         let Launched {
             sandbox,
             lease,
