@@ -327,6 +327,13 @@ fn network_and_ipc_namespaces_are_made_ahead_and_the_helper_ends_with_the_daemon
     require_sandbox!();
     let daemon = Daemon::start();
     let helper = daemon.netns_helper().expect("a hatchery-netns helper");
+    // The helper makes its pairs once the daemon runs: a spawn before they arrive makes
+    // its own namespaces, as it should, and would prove nothing here.
+    assert_eq!(
+        daemon.wait_for_spare_namespaces(),
+        common::SPARE_NETNS,
+        "the daemon holds its spare network namespaces"
+    );
     let mut child = daemon
         .client()
         .spawn_child(SpawnRequest::new("/bin/sleep").arg("30"))

@@ -230,6 +230,26 @@ impl Daemon {
             .collect()
     }
 
+    /// Waits (up to 5 s) until the daemon holds its [`SPARE_NETNS`] spare network
+    /// namespaces, which its helper makes after the daemon starts; returns how many it
+    /// holds then.
+    pub fn wait_for_spare_namespaces(&self) -> usize {
+        let own = std::fs::read_link(format!("/proc/{}/ns/net", self.pid())).ok();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let spares = self
+                .fd_targets()
+                .iter()
+                .filter(|target| target.to_string_lossy().starts_with("net:["))
+                .filter(|target| Some(*target) != own.as_ref())
+                .count();
+            if spares >= SPARE_NETNS || Instant::now() >= deadline {
+                return spares;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The daemon's helper that makes network namespaces ahead, if it runs one.
     pub fn netns_helper(&self) -> Option<i32> {
         children_of(self.pid())
