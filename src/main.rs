@@ -15,10 +15,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use hatchery::client::{default_socket_path, ConnectError, ForwardedSignals};
+use hatchery::limits::{LimitFlags, NoPrefix};
 use hatchery::protocol::{
     Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
 };
-use hatchery::zygote::args::{LimitFlags, NoPrefix, ServeArgs};
+use hatchery::zygote::args::ServeArgs;
 use hatchery::zygote::embedded::{self, EmbeddedZygote};
 use hatchery::zygote::Zygote;
 use hatchery::NetworkSettings;

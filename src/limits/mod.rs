@@ -3,6 +3,8 @@
 //! What runs where:
 //! - [`parse`]: the CLI (and the daemon's flags) read `256M`, `10s`, `0.5` into the
 //!   wire's [`Limits`](crate::protocol::Limits). Pure logic.
+//! - [`flags`]: those values as command-line flags (`run --memory`, `serve
+//!   --default-memory`, `serve --max-memory`). Runs in the CLI.
 //! - [`policy`]: the daemon's defaults and ceilings, checked once at start-up; the zygote
 //!   resolves each request's limits against them. Pure logic.
 //! - `enforce`: the zygote's side of a running sandbox's limits: the cgroup made for it
@@ -20,9 +22,11 @@
 
 pub mod cgroup;
 mod enforce;
+pub mod flags;
 pub mod parse;
 pub mod policy;
 
 pub(crate) use enforce::{Enforcement, Enforcer, Refusal};
+pub use flags::{DefaultPrefix, FlagPrefix, LimitFlags, MaxPrefix, NoPrefix};
 pub use parse::{parse_count, parse_cpus, parse_duration_ms, parse_limit, parse_size, ParseError};
 pub use policy::{AboveCeiling, BadPolicy, LimitPolicy};

@@ -8,9 +8,8 @@ use clap::Args;
 
 use super::{Access, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
 use crate::client::default_socket_path;
-use crate::limits::{parse_limit, LimitPolicy};
+use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix};
 use crate::network::{Cidr, NetworkSettings};
-use crate::protocol::{Limit, Limits};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
 
@@ -187,102 +186,5 @@ fn resolve_group(group: &str) -> Result<u32, ServeArgsError> {
     match nix::unistd::Group::from_name(group) {
         Ok(Some(g)) => Ok(g.gid.as_raw()),
         _ => Err(ServeArgsError::NoSuchGroup(group.to_string())),
-    }
-}
-
-/// Where a set of limit flags is used: `run --memory`, `serve --default-memory`,
-/// `serve --max-memory`.
-pub trait FlagPrefix {
-    /// Prepended to each limit's name.
-    const PREFIX: &'static str;
-    /// How the help text describes the flag.
-    const HELP: &'static str;
-}
-
-/// `run --memory 256M` and the like.
-pub struct NoPrefix;
-impl FlagPrefix for NoPrefix {
-    const PREFIX: &'static str = "";
-    const HELP: &'static str = "Limit";
-}
-
-/// `serve --default-memory 256M`.
-pub struct DefaultPrefix;
-impl FlagPrefix for DefaultPrefix {
-    const PREFIX: &'static str = "default-";
-    const HELP: &'static str = "Default, for requests that set none:";
-}
-
-/// `serve --max-memory 1G`.
-pub struct MaxPrefix;
-impl FlagPrefix for MaxPrefix {
-    const PREFIX: &'static str = "max-";
-    const HELP: &'static str = "Most any request may ask for:";
-}
-
-/// One flag per kind of limit, each parsed in its own units (`256M`, `10s`, `0.5`).
-pub struct LimitFlags<P> {
-    /// The limits given on the command line.
-    pub limits: Limits,
-    prefix: std::marker::PhantomData<P>,
-}
-
-fn limit_help(kind: Limit) -> &'static str {
-    match kind {
-        Limit::Memory => {
-            "memory of the whole sandbox, e.g. 256M (swap off; exceeding it kills the sandbox)"
-        }
-        Limit::Pids => "processes and threads at once, e.g. 64",
-        Limit::Cpu => "CPU bandwidth in CPUs, e.g. 0.5",
-        Limit::CpuTime => "CPU time of the whole sandbox, e.g. 10s",
-        Limit::WallTime => "wall-clock time, e.g. 30s",
-        Limit::FileSize => "largest file written, e.g. 16M (SIGXFSZ past it)",
-        Limit::OpenFiles => "open files per process, e.g. 256",
-        Limit::TmpSize => "size of /tmp and /dev/shm, e.g. 64M",
-        Limit::TmpInodes => "inodes of /tmp and /dev/shm, e.g. 1000",
-    }
-}
-
-impl<P: FlagPrefix> clap::FromArgMatches for LimitFlags<P> {
-    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
-        let mut flags = LimitFlags {
-            limits: Limits::default(),
-            prefix: std::marker::PhantomData,
-        };
-        flags.update_from_arg_matches(matches)?;
-        Ok(flags)
-    }
-
-    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
-        for kind in Limit::ALL {
-            if let Some(value) = matches.get_one::<u64>(&format!("{}{}", P::PREFIX, kind.name())) {
-                self.limits.set_limit(kind, Some(*value));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
-    fn augment_args(mut cmd: clap::Command) -> clap::Command {
-        for kind in Limit::ALL {
-            // clap wants 'static names; these few strings live as long as the process.
-            let name: &'static str =
-                Box::leak(format!("{}{}", P::PREFIX, kind.name()).into_boxed_str());
-            let help: &'static str =
-                Box::leak(format!("{} {}", P::HELP, limit_help(kind)).into_boxed_str());
-            cmd = cmd.arg(
-                clap::Arg::new(name)
-                    .long(name)
-                    .value_name("VALUE")
-                    .help(help)
-                    .value_parser(move |text: &str| parse_limit(kind, text)),
-            );
-        }
-        cmd
-    }
-
-    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
-        Self::augment_args(cmd)
     }
 }
