@@ -572,3 +572,36 @@ fn clients_are_told_when_the_daemon_shuts_down() {
         other => panic!("expected a shutdown notice, got {other:?}"),
     }
 }
+
+/// A client's fd becomes a workload's stream only if it is a pipe, a socket, a regular
+/// file or a character device: a directory (which `openat` would walk out of the
+/// sandbox's root from) and an `O_PATH` handle are refused before anything is made, with
+/// the stream named, and the daemon serves on.
+#[test]
+fn a_directory_or_an_o_path_fd_is_refused_as_a_stream() {
+    require_sandbox!();
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let before = daemon.steady_fd_count();
+    for (path, flags, what) in [
+        ("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY, "a directory"),
+        ("/etc", OFlag::O_PATH, "an O_PATH handle"),
+        ("/dev/null", OFlag::O_PATH, "an O_PATH handle"),
+    ] {
+        let fd = open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).expect("open");
+        let request = SpawnRequest::new("/bin/true").stdout(hatchery::Stdio::fd(fd));
+        match client.spawn_child(request) {
+            Err(SpawnError::InvalidRequest(message)) => assert!(
+                message.contains(&format!("the fd passed as stdout is {what}")),
+                "{path}: {message}"
+            ),
+            Ok(_) => panic!("{path} opened with {flags:?} was accepted as stdout"),
+            Err(other) => panic!("{path}: {other}"),
+        }
+    }
+    // Nothing was kept of the refused fds, and the daemon still spawns.
+    assert_eq!(daemon.settled_fd_count(before), before);
+    still_serves(&daemon);
+}

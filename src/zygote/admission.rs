@@ -6,7 +6,7 @@
 //! A refused request costs no process, pipe, subnet or cgroup, and its client gets one
 //! `Error` with the [`Refusal`]'s kind and message.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use super::entries::Entries;
@@ -71,19 +71,32 @@ impl Gate<'_> {
             .entries
             .prepare(&request.command, &request.env)
             .map_err(|(kind, message)| Refusal { kind, message })?;
-        let wanted = request
-            .stdio()
-            .iter()
-            .filter(|s| matches!(s, Stdio::Fd(_)))
-            .count();
-        if fds.len() != wanted {
+        let passed: Vec<&str> = ["stdin", "stdout", "stderr"]
+            .into_iter()
+            .zip(request.stdio())
+            .filter(|(_, stdio)| matches!(stdio, Stdio::Fd(_)))
+            .map(|(name, _)| name)
+            .collect();
+        if fds.len() != passed.len() {
             return Err(refusal(
                 ErrorKind::InvalidRequest,
                 format!(
-                    "the request names {wanted} passed fds but {} came with it",
+                    "the request names {} passed fds but {} came with it",
+                    passed.len(),
                     fds.len()
                 ),
             ));
+        }
+        for (stream, fd) in passed.into_iter().zip(fds) {
+            check_stream(fd.as_fd()).map_err(|what| {
+                refusal(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "the fd passed as {stream} is {what}, which cannot be a stream: pass \
+                         a pipe, a socket, a regular file or a character device"
+                    ),
+                )
+            })?;
         }
         if matches!(request.sandbox.network, NetworkConfig::Veth(_)) && !self.veth_available {
             return Err(refusal(
@@ -100,6 +113,28 @@ impl Gate<'_> {
             workload,
             enforcement,
         })
+    }
+}
+
+/// Whether a client's fd may be a workload's stream: a pipe, a socket, a regular file or
+/// a character device the client opened. A directory would give the workload a handle
+/// to a host directory (`openat` from it reaches outside the sandbox's root), and an
+/// `O_PATH` fd is a handle to a path rather than an open stream; both are refused, and
+/// so is anything else (a block device, a symlink). Returns what the fd is, if refused.
+fn check_stream(fd: BorrowedFd<'_>) -> Result<(), &'static str> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::stat::{fstat, SFlag};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|_| "not an open file")?;
+    if OFlag::from_bits_retain(flags).contains(OFlag::O_PATH) {
+        return Err("an O_PATH handle");
+    }
+    let mode = fstat(fd).map_err(|_| "not an open file")?.st_mode;
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFIFO | SFlag::S_IFSOCK | SFlag::S_IFREG | SFlag::S_IFCHR => Ok(()),
+        SFlag::S_IFDIR => Err("a directory"),
+        SFlag::S_IFBLK => Err("a block device"),
+        SFlag::S_IFLNK => Err("a symbolic link"),
+        _ => Err("of an unknown type"),
     }
 }
 
@@ -227,6 +262,57 @@ mod tests {
             "{}",
             refusal.message
         );
+    }
+
+    /// A request whose stdin is the client's fd `fd`.
+    fn with_stdin(fd: OwnedFd) -> (SpawnRequest, Vec<OwnedFd>) {
+        let request = request().stdin(Stdio::fd(fd.try_clone().unwrap()));
+        (request, vec![fd])
+    }
+
+    #[test]
+    fn a_directory_or_an_o_path_fd_is_no_stream() {
+        use nix::fcntl::{open, OFlag};
+        use nix::sys::stat::Mode;
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let cases = [
+            ("/", OFlag::O_RDONLY | OFlag::O_DIRECTORY, "a directory"),
+            ("/dev/null", OFlag::O_PATH, "an O_PATH handle"),
+            ("/", OFlag::O_PATH, "an O_PATH handle"),
+        ];
+        for (path, flags, what) in cases {
+            let fd = open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).unwrap();
+            let (request, fds) = with_stdin(fd);
+            let refusal = refused(daemon.gate(0).admit(&request, &fds, Instant::now()));
+            assert_eq!(refusal.kind, ErrorKind::InvalidRequest, "{path}");
+            assert!(
+                refusal
+                    .message
+                    .contains(&format!("passed as stdin is {what}")),
+                "{path}: {}",
+                refusal.message
+            );
+        }
+    }
+
+    #[test]
+    fn pipes_files_sockets_and_character_devices_are_streams() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let (socket, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        for fd in [
+            read,
+            OwnedFd::from(socket),
+            OwnedFd::from(file),
+            OwnedFd::from(null),
+        ] {
+            let (request, fds) = with_stdin(fd);
+            if let Err(refusal) = daemon.gate(0).admit(&request, &fds, Instant::now()) {
+                panic!("refused: {}", refusal.message);
+            }
+        }
     }
 
     #[test]
