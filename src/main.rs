@@ -200,11 +200,16 @@ fn hatchery_failure(message: impl Into<String>) -> Failure {
 
 fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let request = build_request(&args)?;
-    // Held from before the spawn, so that no SIGINT/SIGTERM is lost; forwarded to the
-    // sandbox while it runs.
+    // Held from before the connection, so that no SIGINT/SIGTERM is lost: until the
+    // sandbox runs, one ends `run` at once (however long the daemon takes to answer), and
+    // the daemon kills whatever it started for this connection; then each is forwarded
+    // to the sandbox.
     let signals = ForwardedSignals::hold().map_err(|e| hatchery_failure(chain(&e)))?;
-    let (client, embedded) = connect(args.socket.as_deref(), args.net == Net::Veth)?;
-    let mut child = client.spawn_child(request).map_err(|e| spawn_failure(&e))?;
+    let (client, embedded) = connect(args.socket.as_deref(), args.net == Net::Veth, &signals)?;
+    let mut child = signals
+        .unless_interrupted(|| client.spawn_child(request), interrupted)
+        .map_err(|e| hatchery_failure(chain(&e)))?
+        .map_err(|e| spawn_failure(&e))?;
     let verdict = child
         .wait_forwarding(&signals)
         .map_err(|e| hatchery_failure(chain(&e)))?;
@@ -269,11 +274,19 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
 ///
 /// The embedded zygote networks with the embedded pools when `veth` is asked for (see
 /// `NetworkSettings::embedded`).
-fn connect(socket: Option<&Path>, veth: bool) -> Result<(Client, Option<EmbeddedZygote>), Failure> {
+fn connect(
+    socket: Option<&Path>,
+    veth: bool,
+    signals: &ForwardedSignals,
+) -> Result<(Client, Option<EmbeddedZygote>), Failure> {
     let path = socket
         .map(Path::to_path_buf)
         .unwrap_or_else(default_socket_path);
-    match Client::connect(&path) {
+    let connected = signals
+        .unless_interrupted(|| Client::connect(&path), interrupted)
+        .map_err(|e| hatchery_failure(chain(&e)))?;
+    // The thread that connected has ended: an embedded zygote may be forked.
+    match connected {
         Ok(client) => Ok((client, None)),
         Err(ConnectError::Unreachable(_)) => embedded::start(veth.then(NetworkSettings::embedded))
             .map(|(client, zygote)| (client, Some(zygote)))
@@ -284,6 +297,17 @@ fn connect(socket: Option<&Path>, veth: bool) -> Result<(Client, Option<Embedded
             chain(&e)
         ))),
     }
+}
+
+/// Ends `run` when a signal it holds arrives before its sandbox runs: with 128 + the
+/// signal's number (130 for SIGINT, 143 for SIGTERM), as a shell reports a command the
+/// signal ended.
+fn interrupted(signal: i32) -> std::convert::Infallible {
+    let name = nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"));
+    eprintln!("hatchery: {name} before the sandbox started; its start is cancelled");
+    std::process::exit(128 + signal)
 }
 
 fn spawn_failure(error: &SpawnError) -> Failure {

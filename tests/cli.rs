@@ -265,3 +265,81 @@ fn refuses_a_missing_command() {
     );
     assert!(stderr.contains("PROGRAM"), "{stderr}");
 }
+
+/// Whether `pid` holds `signal` blocked (`SigBlk` in its status): `run` holds the signals
+/// it answers from before it connects.
+fn holds(pid: u32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigBlk:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+/// A daemon that does not answer (here: stopped) cannot hold `run` hostage: SIGINT and
+/// SIGTERM end it at once with 130 and 143 and a line that says why, and the daemon, once
+/// it runs again, serves on with nothing left of the cancelled request.
+#[test]
+fn a_signal_before_the_sandbox_starts_ends_run_at_once() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let socket = daemon.socket.to_str().unwrap().to_string();
+    let daemon_pid = nix::unistd::Pid::from_raw(daemon.pid());
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        nix::sys::signal::kill(daemon_pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        let mut cli = Command::new(common::HATCHERY)
+            .args(["run", "--socket", &socket, "--", "/bin/sleep", "30"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !holds(cli.id(), signal as i32) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run never held {signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Let it reach its wait for the stopped daemon's answer.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let sent = std::time::Instant::now();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(cli.id() as i32), signal).unwrap();
+        let status = loop {
+            if let Some(status) = cli.try_wait().unwrap() {
+                break status;
+            }
+            if sent.elapsed() > std::time::Duration::from_secs(2) {
+                let _ = cli.kill();
+                let _ = cli.wait();
+                nix::sys::signal::kill(daemon_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+                panic!("run did not answer {signal} within 2 s");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut cli.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {status:?} {stderr}");
+        assert!(
+            stderr.contains(&format!("{signal} before the sandbox started")),
+            "{stderr}"
+        );
+        nix::sys::signal::kill(daemon_pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        // The daemon serves on, and nothing of the cancelled request is left running.
+        let (code, stdout, stderr) = hatchery(
+            &["run", "--socket", &socket, "--", "/bin/echo", "still"],
+            b"",
+            &[],
+        );
+        assert_eq!((code, stdout.as_str()), (0, "still\n"), "{stderr}");
+        assert_eq!(
+            daemon.wait_childless(std::time::Duration::from_secs(5)),
+            Vec::new(),
+            "the daemon's sandboxes after the cancelled run"
+        );
+    }
+}

@@ -1,8 +1,10 @@
 //! Passing a terminal's signals on to a sandbox: what `hatchery run` does while its child
 //! runs, so that Ctrl-C, `kill PID` of the CLI, a hang-up or a quit reach the workload
-//! (through its init) rather than ending the CLI and leaving the sandbox to its daemon.
-//! Runs in the client.
+//! (through its init) rather than ending the CLI and leaving the sandbox to its daemon;
+//! and, before there is a child to pass them to, answering them at once, however long a
+//! daemon takes to answer ([`ForwardedSignals::unless_interrupted`]). Runs in the client.
 
+use std::convert::Infallible;
 use std::os::fd::AsFd;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -61,6 +63,65 @@ impl ForwardedSignals {
         let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .op("signalfd")?;
         Ok(ForwardedSignals { fd })
+    }
+}
+
+impl ForwardedSignals {
+    /// Runs `work` (a connect, a spawn: a wait on a daemon that may never answer) on a
+    /// thread of its own while this one watches the held signals, and returns what
+    /// `work` returned; if a held signal arrives first, `interrupted` gets it, and must
+    /// end the process (it returns `Infallible`: `work` may be blocked for good and is
+    /// not waited for). Ending
+    /// the process closes the connection, and the daemon kills whatever it started for
+    /// it.
+    ///
+    /// ```no_run
+    /// use hatchery::client::ForwardedSignals;
+    /// use hatchery::{Client, SpawnRequest};
+    /// let signals = ForwardedSignals::hold()?;
+    /// let client = Client::connect("/run/hatchery.sock")?;
+    /// let stop = |signal: i32| -> std::convert::Infallible { std::process::exit(128 + signal) };
+    /// let child = signals.unless_interrupted(|| client.spawn_child(SpawnRequest::new("/bin/true")), stop)??;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn unless_interrupted<T: Send>(
+        &self,
+        work: impl FnOnce() -> T + Send,
+        interrupted: impl FnOnce(i32) -> Infallible,
+    ) -> Result<T, SysError> {
+        let (done, finished) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).op("pipe2")?;
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                let result = work();
+                // Its closing wakes the watch below.
+                drop(finished);
+                result
+            });
+            loop {
+                let mut fds = [
+                    PollFd::new(done.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
+                ];
+                if let Err(e) = poll(&mut fds, PollTimeout::NONE) {
+                    if e != nix::errno::Errno::EINTR {
+                        // Nothing left to watch with: wait for the work alone.
+                        break;
+                    }
+                }
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    if let Ok(Some(info)) = self.fd.read_signal() {
+                        match interrupted(info.ssi_signo as i32) {}
+                    }
+                }
+                if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                    break;
+                }
+            }
+            match worker.join() {
+                Ok(result) => Ok(result),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
     }
 }
 
