@@ -605,3 +605,176 @@ fn a_directory_or_an_o_path_fd_is_refused_as_a_stream() {
     assert_eq!(daemon.settled_fd_count(before), before);
     still_serves(&daemon);
 }
+
+/// Sends `request` as `Spawn { id }` on a raw, greeted connection.
+fn send_spawn(fd: &OwnedFd, id: u64, request: SpawnRequest) {
+    let bytes = protocol::encode(&Request::Spawn {
+        id,
+        request: Box::new(request),
+    })
+    .expect("the request fits a message");
+    send_raw(fd, &bytes);
+}
+
+/// A request whose setup fails on a path of ~120 KB (the most a request can hold) gets
+/// its error, with the path shortened in the middle: the answer, which echoes the path,
+/// would otherwise be larger than any message may be, and the request went unanswered.
+#[test]
+fn an_error_that_echoes_a_huge_path_is_answered_shortened() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    let cwd = format!("/no-such-dir/{}/end", "d".repeat(120_000));
+    send_spawn(&fd, 7, SpawnRequest::new("/bin/true").cwd(&cwd));
+    match next_event(&fd) {
+        Some(Event::Error {
+            id: Some(7),
+            kind,
+            message,
+        }) => {
+            let echoed = match &kind {
+                ErrorKind::Setup { error, .. } => error.sys_error().and_then(|e| e.path.clone()),
+                _ => None,
+            };
+            let echoed = echoed.unwrap_or_else(|| panic!("no path echoed: {kind:?}"));
+            assert!(echoed.len() < 1024, "an echo of {} bytes", echoed.len());
+            assert!(
+                echoed.starts_with("/no-such-dir/ddd") && echoed.ends_with("ddd/end"),
+                "{echoed}"
+            );
+            assert!(echoed.contains('…'), "{echoed}");
+            assert!(
+                message.len() <= 1027,
+                "a message of {} bytes",
+                message.len()
+            );
+        }
+        other => panic!("expected the spawn's error, got {other:?}"),
+    }
+    still_serves(&daemon);
+}
+
+/// A small generator of requests (xorshift, seeded: a failure names its seed and can be
+/// replayed): programs that exist or not, cwds short and huge, environments, binds,
+/// hostnames, limits, passed fds or not.
+struct Requests(u64);
+
+impl Requests {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    fn text(&mut self, max: usize) -> String {
+        let len = (self.next() % (max as u64 + 1)) as usize;
+        (0..len)
+            .map(|_| (b'a' + (self.next() % 26) as u8) as char)
+            .collect()
+    }
+
+    fn request(&mut self) -> SpawnRequest {
+        let program = self.pick(&[
+            "/bin/true",
+            "/bin/false",
+            "/nonexistent",
+            "/etc/passwd",
+            "true",
+        ]);
+        let mut request = SpawnRequest::new(program);
+        request = match self.next() % 4 {
+            // The most a message holds: an error that echoes it whole would not fit one.
+            0 => request.cwd(format!(
+                "/{}",
+                "c".repeat(128_000 + (self.next() % 2_800) as usize)
+            )),
+            1 => request.cwd("/tmp"),
+            2 => request.cwd(format!("/{}", self.text(16))),
+            _ => request,
+        };
+        for _ in 0..self.next() % 4 {
+            let (name, value) = (self.text(8), self.text(2_000));
+            request = request.env(format!("V{name}"), value);
+        }
+        if self.next() % 3 == 0 {
+            let source = self.pick(&["/usr", "/nonexistent", "/etc/hostname", "/proc/self"]);
+            let target = format!("/{}", self.text(40));
+            request
+                .sandbox
+                .binds
+                .push(hatchery::Bind::read_only(source, target));
+        }
+        if self.next() % 4 == 0 {
+            request.sandbox.hostname = self.text(80);
+        }
+        if self.next() % 4 == 0 {
+            request.sandbox.limits.wall_time_ms = Some(self.next() % 5_000 + 1);
+        }
+        request
+    }
+}
+
+/// Whatever a request holds (among those that fit a message), the daemon answers each
+/// with exactly one `Spawned` or `Error`, promptly: a sandbox then runs to its `Exited`.
+#[test]
+fn every_request_gets_exactly_one_answer() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    hello(&fd);
+    let seed = 0x9E37_79B9_7F4A_7C15_u64 ^ u64::from(std::process::id());
+    let mut requests = Requests(seed);
+    let mut sent = Vec::new();
+    for id in 1..=60u64 {
+        let request = requests.request();
+        if protocol::encode(&Request::Spawn {
+            id,
+            request: Box::new(request.clone()),
+        })
+        .is_err()
+        {
+            continue; // Larger than a message: the client library refuses to send it.
+        }
+        send_spawn(&fd, id, request);
+        sent.push(id);
+    }
+    // Each id: one answer (Spawned or Error), and an Exited after a Spawned.
+    let mut answers: std::collections::HashMap<u64, Vec<&'static str>> = Default::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let settled = |answers: &std::collections::HashMap<u64, Vec<&'static str>>| {
+        sent.iter().all(|id| {
+            matches!(
+                answers.get(id).map(Vec::as_slice),
+                Some(["Error"]) | Some(["Spawned", "Exited"])
+            )
+        })
+    };
+    while !settled(&answers) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "seed {seed:#x}: not every request was answered: {answers:?}"
+        );
+        let (id, what) = match next_event(&fd) {
+            Some(Event::Spawned { id, .. }) => (id, "Spawned"),
+            Some(Event::Exited { id, .. }) => (id, "Exited"),
+            Some(Event::Error { id: Some(id), .. }) => (id, "Error"),
+            other => panic!("seed {seed:#x}: unexpected {other:?}"),
+        };
+        answers.entry(id).or_default().push(what);
+        let seen = &answers[&id];
+        assert!(
+            matches!(
+                seen.as_slice(),
+                ["Error"] | ["Spawned"] | ["Spawned", "Exited"]
+            ),
+            "seed {seed:#x}: id {id} got {seen:?}"
+        );
+    }
+    still_serves(&daemon);
+}

@@ -10,6 +10,7 @@
 //! a request id of its choosing.
 
 mod bytes;
+pub mod echo;
 mod entry;
 mod framing;
 mod limits;

@@ -7,15 +7,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use nix::errno::Errno;
 
 use super::listener::Peer;
-use crate::protocol::{self, ErrorKind, Event};
+use crate::protocol::{self, echo, ErrorKind, Event};
 use crate::sys;
 
 /// Messages a connection may have waiting before the daemon gives up on its client.
 const MAX_QUEUED: usize = 4096;
-
-/// The longest error message sent, in bytes: messages quote request fields, and an
-/// event must stay well under the protocol's size limit whatever the request held.
-const MAX_ERROR_MESSAGE: usize = 1024;
 
 /// A message waiting to be sent, with its fds.
 struct Outgoing {
@@ -56,7 +52,10 @@ impl Connection {
         }
     }
 
-    /// Queues `event` (with `fds`) and sends what the socket takes now.
+    /// Queues `event` (with `fds`) and sends what the socket takes now. An event that
+    /// cannot be encoded (no event the daemon makes should be, see [`echo`]) is answered
+    /// all the same: the request it answers gets a short `Internal` error instead, so
+    /// that every request gets exactly one answer.
     pub fn send(&mut self, event: &Event, fds: Vec<OwnedFd>) {
         if self.dead {
             return;
@@ -64,8 +63,26 @@ impl Connection {
         match protocol::encode(event) {
             Ok(bytes) => self.outbox.push_back(Outgoing { bytes, fds }),
             Err(e) => {
-                tracing::error!(error = %crate::error_chain(&e), "cannot encode an event");
-                return;
+                tracing::error!(error = %crate::error_chain(&e), "cannot encode an event; answering with a short error");
+                let id = match event {
+                    Event::Spawned { id, .. } | Event::Exited { id, .. } => Some(*id),
+                    Event::Error { id, .. } => *id,
+                    Event::Welcome { .. } => None,
+                };
+                let stand_in = Event::Error {
+                    id,
+                    kind: ErrorKind::Internal { error: None },
+                    message: format!("the daemon's answer could not be encoded: {e}"),
+                };
+                match protocol::encode(&stand_in) {
+                    Ok(bytes) => self.outbox.push_back(Outgoing { bytes, fds }),
+                    // A few dozen bytes always encode; if not, the client is dropped
+                    // rather than left waiting.
+                    Err(_) => {
+                        self.dead = true;
+                        return;
+                    }
+                }
             }
         }
         if self.outbox.len() > MAX_QUEUED {
@@ -76,18 +93,14 @@ impl Connection {
         self.flush();
     }
 
-    /// Sends an error event.
+    /// Sends an error event, with what it echoes of the request bounded (see [`echo`]).
     pub fn send_error(&mut self, id: Option<u64>, kind: ErrorKind, message: impl Into<String>) {
-        let mut message = message.into();
-        if message.len() > MAX_ERROR_MESSAGE {
-            let mut end = MAX_ERROR_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-            message.push('…');
-        }
-        self.send(&Event::Error { id, kind, message }, Vec::new());
+        let event = Event::Error {
+            id,
+            kind: kind.bounded(),
+            message: echo::shorten_message(message.into()),
+        };
+        self.send(&event, Vec::new());
     }
 
     /// Sends queued messages until the socket would block.
