@@ -778,3 +778,175 @@ fn every_request_gets_exactly_one_answer() {
     }
     still_serves(&daemon);
 }
+
+/// A connection that never says `Hello` is closed after the handshake deadline (2 s),
+/// told why: an idle peer cannot hold one of the daemon's fds for long.
+#[test]
+fn a_connection_without_hello_is_closed_after_the_handshake_deadline() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let fd = raw_connect(&daemon);
+    let opened = std::time::Instant::now();
+    match next_event(&fd) {
+        Some(Event::Error {
+            id: None,
+            kind: ErrorKind::Protocol,
+            message,
+        }) => assert!(message.contains("no Hello within 2 s"), "{message}"),
+        other => panic!("expected the handshake deadline's error, got {other:?}"),
+    }
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    assert!(next_event(&fd).is_none(), "the connection stays open");
+    still_serves(&daemon);
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("comm")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+/// Starts a flood as uid 65534: `count` connections to `daemon`, opened as fast as the
+/// daemon takes them, then held, unused, for `seconds`; returns once they are all open.
+fn flood(daemon: &Daemon, count: u32, seconds: u32) -> std::process::Child {
+    let script = r#"
+import socket, sys, time
+path, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+held, deadline = [], time.time() + 10
+while len(held) < count and time.time() < deadline:
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(path)
+        held.append(s)
+    except OSError:
+        time.sleep(0.001)
+print(len(held), flush=True)
+time.sleep(seconds)
+"#;
+    let mut flooder = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&daemon.socket)
+        .args([count.to_string(), seconds.to_string()])
+        .uid(65534)
+        .gid(65534)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the flood as uid 65534");
+    let mut out = std::io::BufReader::new(flooder.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let opened: u32 = line.trim().parse().expect("the flood's count");
+    assert_eq!(opened, count, "the flood opened only {opened} connections");
+    flooder
+}
+
+/// A uid that floods the daemon with connections it never uses (as another user, past
+/// the daemon's fd limit: the daemon runs with 256 fds, the flood holds 1,100) cannot
+/// stall it: the flood's connections past its share (32 of the 128 the daemon keeps) are
+/// answered `Busy` and closed at once, the daemon idles meanwhile, and an admitted user
+/// gets its `Welcome` within 50 ms.
+#[test]
+fn a_connection_flood_from_another_uid_cannot_stall_an_admitted_client() {
+    require_sandbox!();
+    if !python_runs() {
+        return;
+    }
+    let daemon = Daemon::start_with_open_files(256, &["--allow-uid", "4242"]);
+    let mut flooder = flood(&daemon, 1100, 3);
+    let cpu_before = cpu_time(daemon.pid());
+    let mut handshakes = Vec::new();
+    for _ in 0..7 {
+        let began = std::time::Instant::now();
+        let client = hatchery::Client::connect(&daemon.socket).expect("an admitted client");
+        handshakes.push(began.elapsed());
+        drop(client);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cpu = cpu_time(daemon.pid()) - cpu_before;
+    handshakes.sort();
+    assert!(
+        handshakes[3] < Duration::from_millis(50) && handshakes[6] < Duration::from_millis(250),
+        "handshakes during the flood: {handshakes:?}"
+    );
+    // About 0.8 s went by with 1,100 connections held: a daemon spinning on them would
+    // have used most of it.
+    assert!(
+        cpu < Duration::from_millis(200),
+        "the daemon used {cpu:?} of CPU"
+    );
+    assert!(
+        daemon.fd_count() < 200,
+        "the daemon holds {} fds",
+        daemon.fd_count()
+    );
+    assert!(flooder.wait().unwrap().success());
+    still_serves(&daemon);
+}
+
+/// Past its fds (bounds set above them on purpose), the daemon sheds the connections it
+/// cannot take with the fd it keeps in reserve and pauses: it does not spin on a full
+/// listen queue, and serves again once the flood is gone.
+#[test]
+fn a_daemon_out_of_fds_sheds_connections_without_spinning() {
+    require_sandbox!();
+    if !python_runs() {
+        return;
+    }
+    let daemon = Daemon::start_with_open_files(
+        64,
+        &[
+            "--allow-uid",
+            "4242",
+            "--max-connections",
+            "10000",
+            "--max-connections-per-uid",
+            "10000",
+        ],
+    );
+    let mut flooder = flood(&daemon, 300, 2);
+    let cpu_before = cpu_time(daemon.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu = cpu_time(daemon.pid()) - cpu_before;
+    assert!(
+        cpu < Duration::from_millis(200),
+        "the daemon used {cpu:?} of CPU in 1 s"
+    );
+    assert!(flooder.wait().unwrap().success());
+    // The flood's connections are gone with it: the daemon serves again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while hatchery::Client::connect(&daemon.socket).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never served again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    still_serves(&daemon);
+}
+
+fn python_runs() -> bool {
+    let runs = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        runs || !common::must_run(),
+        "HATCHERY_TESTS_MUST_RUN=1 but python3 does not run"
+    );
+    runs
+}

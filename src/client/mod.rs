@@ -244,10 +244,18 @@ impl Client {
             version: PROTOCOL_VERSION,
             client: format!("hatchery {}", env!("CARGO_PKG_VERSION")),
         };
-        protocol::send(fd.as_fd(), &hello, &[])
-            .map_err(|e| ConnectError::Handshake(ClientError::Protocol(e)))?;
+        // A daemon that turns the connection away (too many connections) answers before
+        // the Hello arrives and may have closed its end already: its answer is read even
+        // when the Hello could not be sent.
+        let sent = protocol::send(fd.as_fd(), &hello, &[]);
         let mut buf = protocol::RecvBuffer::new();
         let reply = protocol::recv::<Event>(fd.as_fd(), &mut buf, false);
+        let reply = match (sent, reply) {
+            (Err(e), Ok(None) | Err(_)) => {
+                return Err(ConnectError::Handshake(ClientError::Protocol(e)))
+            }
+            (_, reply) => reply,
+        };
         match reply {
             Ok(Some((Event::Welcome { version, .. }, _))) if version != PROTOCOL_VERSION => {
                 Err(ConnectError::VersionMismatch {
@@ -280,6 +288,9 @@ impl Client {
                 daemon: supported,
                 client: PROTOCOL_VERSION,
             }),
+            Ok(Some((Event::Error { message, .. }, _))) => {
+                Err(ConnectError::Handshake(ClientError::Closed(message)))
+            }
             Ok(Some((other, _))) => Err(ConnectError::Handshake(ClientError::Unexpected(format!(
                 "{other:?}"
             )))),

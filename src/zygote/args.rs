@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{Access, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN};
+use super::{
+    Access, ConnectionLimits, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN,
+};
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix};
 use crate::network::{Cidr, NetworkSettings};
@@ -77,6 +79,14 @@ pub struct ServeArgs {
     /// The most sandboxes alive at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
     pub max_children: usize,
+    /// The most client connections at once; more are answered Busy and closed
+    /// [default: half the open-files limit, at most 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// The most client connections at once from one uid [default: a quarter of
+    /// --max-connections].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_uid: Option<u32>,
     /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
     /// clone, id maps and root; the rest take the normal path.
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -141,6 +151,14 @@ impl ServeArgs {
             group: self.group.as_deref().map(resolve_group).transpose()?,
         };
         config.max_children = self.max_children;
+        let defaults = ConnectionLimits::for_this_process();
+        let total = self.max_connections.map_or(defaults.total, |n| n as usize);
+        config.connections = ConnectionLimits {
+            total,
+            per_uid: self
+                .max_connections_per_uid
+                .map_or((total / 4).max(1), |n| n as usize),
+        };
         if !self.veth_pools.is_empty() {
             config.network = Some(NetworkSettings {
                 pool: self.veth_pools.clone(),

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
@@ -35,7 +36,12 @@ pub struct Connection {
     pub dead: bool,
     /// The peer is not allowed: its first message is answered with this refusal.
     pub refused: Option<String>,
+    /// When it was accepted: its `Hello` is due within [`HANDSHAKE_DEADLINE`].
+    pub opened: Instant,
 }
+
+/// How long a client has to send its `Hello` before its connection is closed.
+pub const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 
 impl Connection {
     /// Wraps an accepted (non-blocking) connection.
@@ -49,6 +55,7 @@ impl Connection {
             closing: false,
             dead: false,
             refused: None,
+            opened: Instant::now(),
         }
     }
 
@@ -126,6 +133,11 @@ impl Connection {
     /// Whether messages are waiting for the socket to drain.
     pub fn wants_write(&self) -> bool {
         !self.outbox.is_empty()
+    }
+
+    /// When its handshake is due, if it has not completed it and is not closing already.
+    pub fn handshake_due(&self) -> Option<Instant> {
+        (!self.greeted && !self.closing && !self.dead).then(|| self.opened + HANDSHAKE_DEADLINE)
     }
 
     /// Whether the connection should be dropped now.

@@ -60,6 +60,43 @@ impl Access {
 }
 
 /// The listening socket; removes its file when dropped.
+/// How many client connections the daemon keeps at once, in all and from one uid. A
+/// connection past either bound is answered `Busy` and closed at once, so that no local
+/// user can hold the daemon's fds (or its attention) away from the others.
+///
+/// ```
+/// use hatchery::zygote::ConnectionLimits;
+/// let limits = ConnectionLimits::for_open_files(1024);
+/// assert_eq!((limits.total, limits.per_uid), (512, 128));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// The most connections at once.
+    pub total: usize,
+    /// The most connections at once from one uid.
+    pub per_uid: usize,
+}
+
+impl ConnectionLimits {
+    /// The bounds that suit a process allowed `open_files` fds: half of them (at most
+    /// 1024) for connections, the rest for the sandboxes (each holds a few) and the
+    /// daemon itself; a quarter of those per uid.
+    pub fn for_open_files(open_files: u64) -> ConnectionLimits {
+        let total = (open_files / 2).clamp(4, 1024) as usize;
+        ConnectionLimits {
+            total,
+            per_uid: (total / 4).max(1),
+        }
+    }
+
+    /// The bounds for this process's open-files limit (`RLIMIT_NOFILE`, soft).
+    pub fn for_this_process() -> ConnectionLimits {
+        let (soft, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .unwrap_or((1024, 1024));
+        ConnectionLimits::for_open_files(soft)
+    }
+}
+
 #[derive(Debug)]
 pub struct Listener {
     fd: OwnedFd,

@@ -44,7 +44,7 @@ use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, SysError};
 pub use builder::ZygoteBuilder;
 use entries::Entries;
-pub use listener::{Access, Listener};
+pub use listener::{Access, ConnectionLimits, Listener};
 use server::Server;
 use warm_pool::WarmPool;
 pub use warm_pool::{PoolError, WarmPoolConfig};
@@ -69,6 +69,8 @@ pub struct ZygoteConfig {
     pub network: Option<NetworkSettings>,
     /// Sandboxes kept pre-created, per shape (none by default).
     pub warm_pool: WarmPoolConfig,
+    /// The most client connections at once, in all and per uid.
+    pub connections: ConnectionLimits,
 }
 
 impl ZygoteConfig {
@@ -82,6 +84,7 @@ impl ZygoteConfig {
             limits: LimitPolicy::default(),
             network: None,
             warm_pool: WarmPoolConfig::default(),
+            connections: ConnectionLimits::for_this_process(),
         })
     }
 }
@@ -128,6 +131,7 @@ pub struct Zygote {
     sandboxer: Sandboxer,
     entries: Entries,
     access: Access,
+    connections: ConnectionLimits,
     max_children: usize,
     enforcer: Enforcer,
     network: Option<Network>,
@@ -168,6 +172,7 @@ impl Zygote {
             sandboxer,
             entries,
             access: config.access,
+            connections: config.connections,
             max_children: config.max_children,
             enforcer: Enforcer::for_this_host(config.limits),
             network,

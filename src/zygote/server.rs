@@ -16,7 +16,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::child::Child;
-use super::connection::Connection;
+use super::connection::{Connection, HANDSHAKE_DEADLINE};
 use super::listener::{self, Listener};
 use super::{Zygote, ZygoteError};
 use crate::protocol::{self, EndReason, ErrorKind, Event, Request, PROTOCOL_VERSION};
@@ -25,6 +25,39 @@ use crate::sys::{self, Context, SysError};
 
 /// How long after a sandbox's exec the warm pool waits before it refills.
 const REFILL_QUIET: Duration = Duration::from_millis(3);
+
+/// How long the daemon stops accepting after it ran out of fds, so that a flood of
+/// connections costs it a few wake-ups a second rather than a busy loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A warning that may repeat on every turn of the loop (a flood makes it do so): logged
+/// at most once per [`RateLimited::EVERY`], with the count of those suppressed since.
+struct RateLimited {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    const fn new() -> RateLimited {
+        RateLimited {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log now; if so, how many were suppressed before this one.
+    fn allow(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now < last + Self::EVERY) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
 
 /// What a polled fd is.
 #[derive(Clone, Copy)]
@@ -51,6 +84,13 @@ pub(super) struct Server {
     pub(super) shutting_down: bool,
     /// When a sandbox last exec'd its workload (the warm pool waits a moment after).
     pub(super) last_exec: Option<Instant>,
+    /// An fd held in reserve: closed to accept (and close) a connection when the process
+    /// has run out of fds, so that a full listen queue cannot wake the loop forever.
+    reserve: Option<OwnedFd>,
+    /// No accepting until then (after running out of fds).
+    accept_paused_until: Option<Instant>,
+    accept_failed: RateLimited,
+    turned_away: RateLimited,
 }
 
 impl Server {
@@ -80,6 +120,10 @@ impl Server {
             embedded: conn.is_some(),
             shutting_down: false,
             last_exec: None,
+            reserve: Some(reserve_fd()?),
+            accept_paused_until: None,
+            accept_failed: RateLimited::new(),
+            turned_away: RateLimited::new(),
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -140,6 +184,7 @@ impl Server {
                 spares.replenish(quiet);
             }
             self.enforce_limits();
+            self.expire_handshakes();
             self.drop_finished_connections();
         }
     }
@@ -155,7 +200,10 @@ impl Server {
         let mut fds = Vec::with_capacity(sources.capacity());
         sources.push(Source::Signals);
         fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
-        if let Some(listener) = &self.listener {
+        let accepting = self
+            .accept_paused_until
+            .map_or(true, |until| Instant::now() >= until);
+        if let Some(listener) = self.listener.as_ref().filter(|_| accepting) {
             sources.push(Source::Listener);
             fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
         }
@@ -214,6 +262,13 @@ impl Server {
                     .map(|_| crate::network::COLLECT_EVERY),
             )
             .chain(self.next_refill())
+            .chain(
+                self.conns
+                    .values()
+                    .filter_map(Connection::handshake_due)
+                    .chain(self.accept_paused_until)
+                    .map(|at| at.saturating_duration_since(now)),
+            )
             .min()
     }
 
@@ -294,33 +349,127 @@ impl Server {
     }
 
     fn on_listener(&mut self) {
-        loop {
+        // A bounded batch per wake-up: a flood of connections must not keep the loop from
+        // everyone already connected.
+        for _ in 0..64 {
             let Some(listener) = &self.listener else {
                 return;
             };
             let fd = match listener.accept() {
                 Ok(Some(fd)) => fd,
                 Ok(None) => return,
+                Err(e) if matches!(e.errno(), Errno::EMFILE | Errno::ENFILE) => {
+                    self.shed_connections();
+                    return;
+                }
                 Err(e) => {
-                    // EMFILE and the like: keep serving those already connected.
-                    tracing::warn!(error = %e, "cannot accept a connection");
+                    if let Some(suppressed) = self.accept_failed.allow() {
+                        tracing::warn!(error = %e, suppressed, "cannot accept a connection");
+                    }
                     return;
                 }
             };
-            match self.zygote.access.check(fd.as_fd()) {
-                Ok(peer) => {
-                    tracing::debug!(?peer, "client connected");
-                    self.add_connection(fd, Some(peer));
+            self.admit_connection(fd);
+        }
+    }
+
+    /// Out of fds: connections at the head of the listen queue (a bounded batch) are
+    /// accepted with the reserve fd and closed at once (their clients see the connection
+    /// end), the reserve is taken again, and accepting pauses for [`ACCEPT_BACKOFF`].
+    /// Those already connected are served meanwhile.
+    fn shed_connections(&mut self) {
+        for _ in 0..64 {
+            drop(self.reserve.take());
+            let accepted = self.listener.as_ref().map(Listener::accept);
+            self.reserve = reserve_fd().ok();
+            match accepted {
+                Some(Ok(Some(fd))) => drop(fd),
+                _ => break,
+            }
+        }
+        self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+        if let Some(suppressed) = self.accept_failed.allow() {
+            tracing::warn!(
+                connections = self.conns.len(),
+                suppressed,
+                "out of file descriptors: refusing connections for a moment"
+            );
+        }
+    }
+
+    /// Takes a new connection: past the daemon's bounds (in all, or for its uid) it is
+    /// answered `Busy` and closed; a peer that may not use the daemon is kept only until
+    /// its `Hello` (answered with the refusal, so that it is read rather than lost to a
+    /// reset) or the handshake deadline.
+    fn admit_connection(&mut self, fd: OwnedFd) {
+        let checked = self.zygote.access.check(fd.as_fd());
+        let peer = match &checked {
+            Ok(peer) => Some(*peer),
+            Err((peer, _)) => *peer,
+        };
+        let limits = self.zygote.connections;
+        let from_uid = |uid: u32| {
+            self.conns
+                .values()
+                .filter(|c| c.peer.is_some_and(|p| p.uid == uid))
+                .count()
+        };
+        let over = if self.conns.len() >= limits.total {
+            Some(format!(
+                "{} connections are open, the most this daemon keeps",
+                self.conns.len()
+            ))
+        } else {
+            peer.map(|p| p.uid)
+                .filter(|&uid| from_uid(uid) >= limits.per_uid)
+                .map(|uid| {
+                    format!(
+                        "uid {uid} has {} connections open, the most this daemon keeps per uid",
+                        limits.per_uid
+                    )
+                })
+        };
+        if let Some(reason) = over {
+            if let Some(suppressed) = self.turned_away.allow() {
+                tracing::warn!(?peer, %reason, suppressed, "turned a connection away");
+            }
+            let mut conn = Connection::new(fd, peer);
+            conn.send_error(None, ErrorKind::Busy, reason);
+            conn.discard_unread();
+            return;
+        }
+        match checked {
+            Ok(peer) => {
+                tracing::debug!(?peer, "client connected");
+                self.add_connection(fd, Some(peer));
+            }
+            Err((peer, reason)) => {
+                if let Some(suppressed) = self.turned_away.allow() {
+                    tracing::warn!(?peer, %reason, suppressed, "refused a client");
                 }
-                Err((peer, reason)) => {
-                    // Answered when its Hello arrives, so that the refusal is read
-                    // rather than lost to a connection reset.
-                    tracing::warn!(?peer, %reason, "refused a client");
-                    self.next_conn += 1;
-                    let mut conn = Connection::new(fd, peer);
-                    conn.refused = Some(reason);
-                    self.conns.insert(self.next_conn, conn);
+                self.next_conn += 1;
+                let mut conn = Connection::new(fd, peer);
+                conn.refused = Some(reason);
+                self.conns.insert(self.next_conn, conn);
+            }
+        }
+    }
+
+    /// Closes every connection that has not sent its `Hello` within
+    /// [`HANDSHAKE_DEADLINE`], telling it why (a refused peer gets its refusal).
+    fn expire_handshakes(&mut self) {
+        let now = Instant::now();
+        for conn in self.conns.values_mut() {
+            if conn.handshake_due().is_some_and(|due| now >= due) {
+                match conn.refused.take() {
+                    Some(reason) => conn.send_error(None, ErrorKind::PermissionDenied, reason),
+                    None => conn.send_error(
+                        None,
+                        ErrorKind::Protocol,
+                        format!("no Hello within {} s", HANDSHAKE_DEADLINE.as_secs()),
+                    ),
                 }
+                conn.closing = true;
             }
         }
     }
@@ -479,4 +628,14 @@ impl Server {
             }
         }
     }
+}
+
+/// The fd a [`Server`] keeps in reserve: `/dev/null`, close-on-exec.
+fn reserve_fd() -> Result<OwnedFd, SysError> {
+    nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .op_path("open", "/dev/null")
 }

@@ -125,6 +125,16 @@ impl Daemon {
         Daemon::start_command(command, args)
     }
 
+    /// Starts `hatchery serve` with at most `open_files` fds (`RLIMIT_NOFILE`, set by
+    /// util-linux's `prlimit`) and extra `serve` arguments.
+    pub fn start_with_open_files(open_files: u64, args: &[&str]) -> Daemon {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={open_files}"))
+            .args([HATCHERY, "serve"]);
+        Daemon::start_command(command, args)
+    }
+
     fn start_command(mut command: Command, args: &[&str]) -> Daemon {
         let dir = open_tempdir();
         let socket = dir.path().join("hatchery.sock");
