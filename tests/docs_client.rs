@@ -41,22 +41,6 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("bad-entry-args", "BadEntryArgs"),
 ];
 
-/// Whether `python3` runs here; skips the test (returns `false`) when it does not,
-/// or fails it under `HATCHERY_TESTS_MUST_RUN=1`.
-fn python_available() -> bool {
-    match Command::new("python3").arg("--version").output() {
-        Ok(out) if out.status.success() => true,
-        other => {
-            assert!(
-                !common::must_run(),
-                "HATCHERY_TESTS_MUST_RUN=1 but python3 does not run: {other:?}"
-            );
-            eprintln!("skipped: python3 does not run here: {other:?}");
-            false
-        }
-    }
-}
-
 /// Whether this test runs as root, as `what` needs; says so and returns `false` when
 /// not, or fails the test under `HATCHERY_TESTS_MUST_RUN=1`.
 fn root(what: &str) -> bool {
@@ -139,7 +123,7 @@ fn every_error_kind_has_a_scenario() {
 
 #[test]
 fn the_script_passes_its_self_test() {
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     assert_eq!(script(&["--self-test"]), "self-test: ok\n");
@@ -177,7 +161,7 @@ fn every_error_kind() -> Vec<ErrorKind> {
 
 #[test]
 fn the_script_decodes_every_kind_this_crate_encodes() {
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     let kinds = every_error_kind();
@@ -253,7 +237,7 @@ fn the_script_decodes_every_kind_this_crate_encodes() {
 #[test]
 fn the_tour_spawns_and_waits() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     let daemon = Daemon::start();
@@ -281,7 +265,7 @@ fn the_tour_spawns_and_waits() {
 #[test]
 fn a_stock_daemon_answers_with_each_kind() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     // --allow-uid makes the socket 0666, so that uid 65534 reaches the peer check.
@@ -329,7 +313,7 @@ fn a_stock_daemon_answers_with_each_kind() {
 #[test]
 fn a_daemon_with_ceilings_refuses_what_is_above_them() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     let daemon = Daemon::start_with(&["--max-children", "1", "--max-wall-time", "60s"]);
@@ -344,7 +328,7 @@ fn a_daemon_with_ceilings_refuses_what_is_above_them() {
 #[test]
 fn a_daemon_without_cgroups_cannot_enforce_a_memory_limit() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     if !root("a daemon in a mount namespace of its own") {
@@ -377,7 +361,7 @@ fn a_daemon_without_cgroups_cannot_enforce_a_memory_limit() {
 #[test]
 fn a_daemon_with_a_pool_of_one_subnet_runs_out() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     // A prefix and a range of this test's own.
@@ -388,7 +372,7 @@ fn a_daemon_with_a_pool_of_one_subnet_runs_out() {
 #[test]
 fn a_zygote_of_entries_refuses_bad_arguments() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     let daemon = Daemon::start_zygote(TEST_ZYGOTE, &[], &[]);
@@ -403,7 +387,7 @@ fn a_zygote_of_entries_refuses_bad_arguments() {
 #[test]
 fn a_zygote_that_cannot_fork_fails_on_its_side() {
     require_sandbox!();
-    if !python_available() {
+    if !common::python_runs() {
         return;
     }
     let daemon = Daemon::start_zygote(TEST_ZYGOTE, &[], &[("HATCHERY_TEST_ZYGOTE_THREAD", "1")]);

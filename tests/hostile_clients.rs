@@ -863,7 +863,7 @@ time.sleep(seconds)
 #[test]
 fn a_connection_flood_from_another_uid_cannot_stall_an_admitted_client() {
     require_sandbox!();
-    if !python_runs() {
+    if !common::python_runs() {
         return;
     }
     let daemon = Daemon::start_with_open_files(256, &["--allow-uid", "4242"]);
@@ -904,7 +904,7 @@ fn a_connection_flood_from_another_uid_cannot_stall_an_admitted_client() {
 #[test]
 fn a_daemon_out_of_fds_sheds_connections_without_spinning() {
     require_sandbox!();
-    if !python_runs() {
+    if !common::python_runs() {
         return;
     }
     let daemon = Daemon::start_with_open_files(
@@ -937,16 +937,4 @@ fn a_daemon_out_of_fds_sheds_connections_without_spinning() {
         std::thread::sleep(Duration::from_millis(50));
     }
     still_serves(&daemon);
-}
-
-fn python_runs() -> bool {
-    let runs = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        runs || !common::must_run(),
-        "HATCHERY_TESTS_MUST_RUN=1 but python3 does not run"
-    );
-    runs
 }

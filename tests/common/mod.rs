@@ -37,6 +37,22 @@ pub fn must_run() -> bool {
     std::env::var("HATCHERY_TESTS_MUST_RUN").is_ok_and(|v| v == "1")
 }
 
+/// Whether `python3` runs here; skips the test (returns `false`) when it does not,
+/// or fails it under `HATCHERY_TESTS_MUST_RUN=1`.
+pub fn python_runs() -> bool {
+    match Command::new("python3").arg("--version").output() {
+        Ok(out) if out.status.success() => true,
+        other => {
+            assert!(
+                !must_run(),
+                "HATCHERY_TESTS_MUST_RUN=1 but python3 does not run: {other:?}"
+            );
+            eprintln!("skipped: python3 does not run here: {other:?}");
+            false
+        }
+    }
+}
+
 /// Whether sandboxes can be created here: one real spawn through the embedded zygote,
 /// done once per test binary.
 pub fn sandbox_unavailable() -> Option<&'static str> {
