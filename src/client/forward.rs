@@ -69,11 +69,13 @@ impl ForwardedSignals {
 impl ForwardedSignals {
     /// Runs `work` (a connect, a spawn: a wait on a daemon that may never answer) on a
     /// thread of its own while this one watches the held signals, and returns what
-    /// `work` returned; if a held signal arrives first, `interrupted` gets it, and must
-    /// end the process (it returns `Infallible`: `work` may be blocked for good and is
-    /// not waited for). Ending
-    /// the process closes the connection, and the daemon kills whatever it started for
-    /// it.
+    /// `work` returned; if a held signal arrives first and `work` does not finish within
+    /// [`ANSWER_GRACE`] of it, `interrupted` gets it, and must end the process (it
+    /// returns `Infallible`: `work` may be blocked for good and is not waited for).
+    /// Ending the process closes the connection, and the daemon kills whatever it
+    /// started for it. A signal whose answer was already on its way (`work` finishes
+    /// within the grace) is held again, for [`ChildProcess::wait_forwarding`] to pass on:
+    /// a program that already runs (and may have printed) gets it.
     ///
     /// ```no_run
     /// use hatchery::client::ForwardedSignals;
@@ -110,7 +112,16 @@ impl ForwardedSignals {
                 }
                 if fds[1].revents().is_some_and(|r| !r.is_empty()) {
                     if let Ok(Some(info)) = self.fd.read_signal() {
-                        match interrupted(info.ssi_signo as i32) {}
+                        let signo = info.ssi_signo as i32;
+                        if !finishes_within(&done, ANSWER_GRACE) {
+                            match interrupted(signo) {}
+                        }
+                        // Pending again, for whoever waits next; blocked, so it acts on
+                        // nothing meanwhile.
+                        if let Ok(signal) = Signal::try_from(signo) {
+                            let _ = nix::sys::signal::kill(nix::unistd::getpid(), signal);
+                        }
+                        break;
                     }
                 }
                 if fds[0].revents().is_some_and(|r| !r.is_empty()) {
@@ -123,6 +134,18 @@ impl ForwardedSignals {
             }
         })
     }
+}
+
+/// How long a held signal waits for an answer already on its way before it interrupts
+/// the wait for it: a daemon answers in milliseconds, and a program it started may have
+/// run (and printed) before its answer arrived.
+pub const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether `done` becomes readable (its writer closed) within `grace`.
+fn finishes_within(done: &impl AsFd, grace: std::time::Duration) -> bool {
+    let mut fds = [PollFd::new(done.as_fd(), PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(grace).unwrap_or(PollTimeout::MAX);
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
 }
 
 impl ChildProcess {

@@ -21,7 +21,7 @@ use crate::protocol::{
     Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sys::{Context, SysError};
-pub use forward::{ForwardError, ForwardedSignals};
+pub use forward::{ForwardError, ForwardedSignals, ANSWER_GRACE};
 
 /// The environment variable naming the default socket.
 pub const SOCKET_ENV: &str = "HATCHERY_SOCKET";
