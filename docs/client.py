@@ -29,7 +29,7 @@ MAX_FDS_PER_MESSAGE = 16
 def protocol_version():
     """The PROTOCOL_VERSION this client speaks (src/protocol/mod.rs); the daemon accepts
     only its own."""
-    return 4
+    return 5
 
 
 # Variant and field names, in declaration order: the index on the wire is the position.
@@ -76,12 +76,15 @@ def option_u64(value):
     return b"\x00" if value is None else b"\x01" + varint(value)
 
 
-def encode_limits(limits):
-    """Limits: nine Option<u64>, in LIMIT_FIELDS order; a missing key is None."""
+def encode_limits(limits, unlimited=()):
+    """Limits: nine Option<u64>, in LIMIT_FIELDS order (a missing key is None), then
+    `unlimited`, a LimitSet: the LIMIT_KINDS whose daemon default the request lifts."""
     unknown = set(limits) - set(LIMIT_FIELDS)
     if unknown:
         raise ValueError(f"unknown limits {sorted(unknown)}")
-    return b"".join(option_u64(limits.get(field)) for field in LIMIT_FIELDS)
+    kinds = sorted(set(unlimited), key=LIMIT_KINDS.index)
+    return b"".join(option_u64(limits.get(field)) for field in LIMIT_FIELDS) \
+        + varint(len(kinds)) + b"".join(varint(LIMIT_KINDS.index(k)) for k in kinds)
 
 
 def hello(name, version=None):
@@ -254,7 +257,9 @@ def verdict(r):
     v["memory_peak_bytes"] = r.option(r.varint)
     v["tasks_started"] = r.option(r.varint)
     v["limits"] = {field: r.option(r.varint) for field in LIMIT_FIELDS}
+    v["limits"]["unlimited"] = r.seq(lambda: r.variant(LIMIT_KINDS))
     v["skipped_limits"] = r.seq(lambda: r.variant(LIMIT_KINDS))
+    v["limits_reached"] = r.seq(lambda: r.variant(LIMIT_KINDS))
     return v
 
 
@@ -571,7 +576,7 @@ def self_test():
         (spawn(1, exec_command(b"/bin/true"), stdio=(PIPE, PIPE, PIPE)),
          "01 01 00 09 2F 62 69 6E 2F 74 72 75 65 01 09 2F 62 69 6E 2F 74 72 75 65 00 01 2F"
          " 00 00 00 00 00 08 68 61 74 63 68 65 72 79 00 E8 07 E8 07 00 00 00 00 00 00 00 00"
-         " 00 00 00 01"),
+         " 00 00 00 00 01"),
     ]
     # The tour's request: Null streams (offsets 27-29) and a wall-time limit (offset 51).
     tour_request = bytearray(expect[2][0])
@@ -597,13 +602,14 @@ def self_test():
         assert decode_event(bytes.fromhex(golden)) == event, (golden, event)
     exited_event = decode_event(bytes.fromhex(
         "02 07 01 12 06 DC 0B 00 00 80 10 01 80 20 01 03 00 00 00 00 01 E8 07 00 00 00 00"
-        " 01 00"))
+        " 01 01 01 00 01 07"))
     assert exited_event[:2] == ("Exited", 7)
     v = exited_event[2]
     assert v["status"] == ("Signaled", 9) and v["reason"] == "DaemonShutdown", v
     assert (v["wall_time_us"], v["max_rss_kib"], v["memory_peak_bytes"]) == (1500, 2048, 4096)
     assert v["tasks_started"] == 3 and v["limits"]["wall_time_ms"] == 1000, v
-    assert v["skipped_limits"] == ["Memory"], v
+    assert v["limits"]["unlimited"] == ["Pids"], v
+    assert v["skipped_limits"] == ["Memory"] and v["limits_reached"] == ["TmpSize"], v
     for bad in ["03 01 05 63 00", "00 03 01 74 00", "03 01 05 08 02"]:
         try:
             decode_event(bytes.fromhex(bad))

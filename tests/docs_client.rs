@@ -259,7 +259,7 @@ fn the_tour_spawns_and_waits() {
         "{out}"
     );
     assert!(lines[2].contains("'wall_time_ms': 10000,"), "{out}");
-    assert!(lines[2].ends_with("'skipped_limits': []})"), "{out}");
+    assert!(lines[2].ends_with("'limits_reached': []})"), "{out}");
 }
 
 #[test]

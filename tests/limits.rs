@@ -548,3 +548,143 @@ fn a_thousand_limited_sandboxes_leave_nothing_behind() {
         "fds left open in the daemon"
     );
 }
+
+/// Forks up to `wanted` sleepers, stopping at the first fork that fails, and prints how
+/// many it started. (perl, because dash exits at its first failed fork.)
+fn fork_loop(wanted: u32, limits: Limits) -> SpawnRequest {
+    let script = format!(
+        "$| = 1; my $n = 0; for (1..{wanted}) {{ my $pid = fork; last unless defined $pid; \
+         if ($pid == 0) {{ sleep 5; exit }} $n++ }} print \"started=$n\\n\"; kill 9, -$$"
+    );
+    SpawnRequest::new("/usr/bin/perl")
+        .args(["-e", &script])
+        .sandbox(SandboxConfig {
+            limits,
+            ..SandboxConfig::default()
+        })
+}
+
+fn started(out: &common::Output) -> u64 {
+    common::facts(&out.stdout)["started"].parse().unwrap()
+}
+
+#[test]
+fn a_fork_loop_stops_at_the_default_pids_limit() {
+    require_sandbox!();
+    let daemon = limited_daemon();
+    let default = hatchery::limits::SAFE_DEFAULTS.pids.unwrap();
+    // No limit asked for: the daemon's default holds, without a cgroup.
+    let out = run(&daemon.client(), fork_loop(1000, Limits::default()));
+    assert_eq!(out.verdict.limits.pids, Some(default), "{:?}", out.verdict);
+    let n = started(&out);
+    // The init and perl count: at most default - 2 sleepers.
+    assert!(
+        n + 2 <= default && n + 10 >= default,
+        "{n} sleepers under a default of {default}"
+    );
+    // With a cgroup (a memory limit makes one), the verdict also says the limit was hit.
+    let with_cgroup = Limits {
+        memory_bytes: Some(512 << 20),
+        ..Limits::default()
+    };
+    let out = run(&daemon.client(), fork_loop(1000, with_cgroup));
+    assert!(started(&out) + 2 <= default, "{}", out.stdout);
+    if common::must_run() || out.verdict.memory_peak_bytes.is_some() {
+        assert!(
+            out.verdict
+                .limits_reached
+                .contains(hatchery::protocol::Limit::Pids),
+            "{:?}",
+            out.verdict
+        );
+    }
+    // A loop that stays below it reaches nothing.
+    let out = run(&daemon.client(), fork_loop(5, with_cgroup));
+    assert_eq!(started(&out), 5);
+    assert!(out.verdict.limits_reached.is_empty(), "{:?}", out.verdict);
+}
+
+#[test]
+fn tmp_and_shm_are_full_at_their_default_size() {
+    require_sandbox!();
+    let daemon = limited_daemon();
+    let default = hatchery::limits::SAFE_DEFAULTS.tmp_size_bytes.unwrap();
+    for dir in ["/tmp", "/dev/shm"] {
+        let script = format!(
+            "dd if=/dev/zero of={dir}/fill bs=1M count=1024 2>/dev/null; \
+             echo status=$?; echo size=$(stat -c %s {dir}/fill)"
+        );
+        let out = run(&daemon.client(), sh(&script, Limits::default()));
+        let facts = common::facts(&out.stdout);
+        assert_ne!(
+            facts["status"], "0",
+            "dd must fail in {dir}: {}",
+            out.stdout
+        );
+        let size: u64 = facts["size"].parse().unwrap();
+        assert!(
+            size <= default && size >= default / 2,
+            "{size} bytes written to {dir} of {default}"
+        );
+    }
+    // The inode count is bounded too.
+    let inodes = hatchery::limits::SAFE_DEFAULTS.tmp_inodes.unwrap();
+    let out = run(
+        &daemon.client(),
+        sh(
+            "df -i /tmp | tail -1 | awk '{print \"inodes=\" $2}'",
+            Limits::default(),
+        ),
+    );
+    assert_eq!(common::facts(&out.stdout)["inodes"], inodes.to_string());
+}
+
+#[test]
+fn a_default_is_lifted_only_when_asked_and_allowed() {
+    require_sandbox!();
+    let no_pids_limit = Limits {
+        unlimited: [hatchery::protocol::Limit::Pids].into_iter().collect(),
+        ..Limits::default()
+    };
+    // Not allowed by this daemon's operator: refused, naming the flag that would.
+    let strict = limited_daemon();
+    match strict.client().spawn_child(fork_loop(300, no_pids_limit)) {
+        Err(hatchery::SpawnError::InvalidRequest(message)) => {
+            assert!(message.contains("--allow-unlimited pids"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Allowed: the request runs without the default, and the verdict says so.
+    let uid = SHARED_UID.to_string();
+    let lenient = Daemon::start_with(&[
+        "--host-uid",
+        &uid,
+        "--host-gid",
+        &uid,
+        "--allow-unlimited",
+        "pids",
+    ]);
+    let out = run(&lenient.client(), fork_loop(300, no_pids_limit));
+    assert_eq!(started(&out), 300, "{}", out.stdout);
+    assert_eq!(out.verdict.limits.pids, None);
+    assert!(out
+        .verdict
+        .limits
+        .unlimited
+        .contains(hatchery::protocol::Limit::Pids));
+    // Allowed is not imposed: a request that says nothing keeps the default.
+    let out = run(&lenient.client(), fork_loop(300, Limits::default()));
+    assert!(started(&out) < 256, "{}", out.stdout);
+    // An operator may remove a default for everyone.
+    let none = Daemon::start_with(&[
+        "--host-uid",
+        &uid,
+        "--host-gid",
+        &uid,
+        "--default-pids",
+        "unlimited",
+    ]);
+    let out = run(&none.client(), fork_loop(300, Limits::default()));
+    assert_eq!(started(&out), 300, "{}", out.stdout);
+    assert_eq!(out.verdict.limits.pids, None);
+}

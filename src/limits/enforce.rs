@@ -16,8 +16,10 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(10);
 /// How often the removal of a cgroup whose last tasks are still exiting is retried.
 const REMOVAL_RETRY: Duration = Duration::from_millis(50);
 
-/// Limits that need a cgroup: they hold for the whole tree of the sandbox.
-const CGROUP_LIMITS: [Limit; 4] = [Limit::Memory, Limit::Pids, Limit::Cpu, Limit::CpuTime];
+/// Limits that need a cgroup: they hold for the whole tree of the sandbox. The pids
+/// limit is not one: `RLIMIT_NPROC` in the sandbox's own user namespace bounds its
+/// processes without one (and its cgroup does too, when it has one for these).
+pub(crate) const CGROUP_LIMITS: [Limit; 3] = [Limit::Memory, Limit::Cpu, Limit::CpuTime];
 
 /// The limits' names for a message, e.g. `memory, pids`.
 fn names(kinds: &[Limit]) -> String {
@@ -71,6 +73,7 @@ pub struct Enforcement {
     deadline: Option<Instant>,
     cpu_limit_ns: Option<u64>,
     watch_memory: bool,
+    cgroup_counts_pids: bool,
 }
 
 impl Enforcer {
@@ -99,7 +102,6 @@ impl Enforcer {
             .filter(|&kind| match (&supported, kind) {
                 (None, _) => true,
                 (Some(s), Limit::Memory) => !s.memory,
-                (Some(s), Limit::Pids) => !s.pids,
                 (Some(s), Limit::Cpu) => !s.cpu,
                 (Some(s), _) => !s.cpu_usage,
             })
@@ -139,17 +141,22 @@ impl Enforcer {
             }
         }
         let needs_cgroup = CGROUP_LIMITS.iter().any(|&k| limits.get(k).is_some());
+        let mut cgroup_counts_pids = false;
         let cgroup = match (&self.cgroups, needs_cgroup) {
             (Some(cgroups), true) => {
                 self.next_name += 1;
                 let name = format!("sandbox-{}-{}", std::process::id(), self.next_name);
                 let wanted = CgroupLimits {
                     memory_bytes: limits.memory_bytes,
-                    pids: limits.pids,
+                    // Where the host counts them, so that a refused fork is known.
+                    pids: limits.pids.filter(|_| cgroups.supports().pids),
                     cpu_millicores: limits.cpu_millicores,
                 };
                 match cgroups.create(&name, &wanted) {
-                    Ok(cgroup) => Some(cgroup),
+                    Ok(cgroup) => {
+                        cgroup_counts_pids = wanted.pids.is_some();
+                        Some(cgroup)
+                    }
                     // The hierarchy is there but not ours to write (an unprivileged daemon,
                     // a read-only cgroupfs): these limits cannot be enforced by this daemon.
                     Err(e) => {
@@ -185,6 +192,7 @@ impl Enforcer {
             deadline: limits.wall_time().map(|limit| started + limit),
             cpu_limit_ns: limits.cpu_time_ms.map(|ms| ms.saturating_mul(1_000_000)),
             watch_memory: limits.memory_bytes.is_some(),
+            cgroup_counts_pids,
             limits,
             skipped,
             cgroup,
@@ -231,6 +239,18 @@ impl Enforcer {
 }
 
 impl Enforcement {
+    /// The limits the sandbox applies itself (rlimits, tmpfs options): those in force,
+    /// but where its cgroup counts processes, a pids rlimit one above the cgroup's limit,
+    /// so that the cgroup refuses first and the refusal is counted for the verdict (the
+    /// rlimit stays as a backstop).
+    pub fn sandbox_limits(&self) -> Limits {
+        let mut limits = self.limits;
+        if self.cgroup_counts_pids {
+            limits.pids = limits.pids.map(|pids| pids.saturating_add(1));
+        }
+        limits
+    }
+
     /// Why the sandbox must end now, if it must.
     pub fn overrun(&self, now: Instant) -> Option<EndReason> {
         if self.deadline.is_some_and(|deadline| now >= deadline) {

@@ -5,7 +5,8 @@
 
 use crate::protocol::{Limit, Limits};
 
-use super::parse_limit;
+use super::parse::{format_limit, parse_limit_or_unlimited};
+use super::policy::SAFE_DEFAULTS;
 
 /// Where a set of limit flags is used: `run --memory`, `serve --default-memory`,
 /// `serve --max-memory`.
@@ -14,6 +15,10 @@ pub trait FlagPrefix {
     const PREFIX: &'static str;
     /// How the help text describes the flag.
     const HELP: &'static str;
+    /// What `unlimited` means for the flag.
+    const UNLIMITED: &'static str;
+    /// How the help names the daemon's built-in default, where it states it.
+    const DEFAULT_LABEL: Option<&'static str> = None;
 }
 
 /// `run --memory 256M` and the like.
@@ -21,6 +26,8 @@ pub struct NoPrefix;
 impl FlagPrefix for NoPrefix {
     const PREFIX: &'static str = "";
     const HELP: &'static str = "Limit";
+    const UNLIMITED: &'static str = "`unlimited` lifts the daemon's default, if it allows";
+    const DEFAULT_LABEL: Option<&'static str> = Some("built-in daemon default");
 }
 
 /// `serve --default-memory 256M`.
@@ -28,6 +35,8 @@ pub struct DefaultPrefix;
 impl FlagPrefix for DefaultPrefix {
     const PREFIX: &'static str = "default-";
     const HELP: &'static str = "Default, for requests that set none:";
+    const UNLIMITED: &'static str = "`unlimited` for none";
+    const DEFAULT_LABEL: Option<&'static str> = Some("default");
 }
 
 /// `serve --max-memory 1G`.
@@ -35,11 +44,15 @@ pub struct MaxPrefix;
 impl FlagPrefix for MaxPrefix {
     const PREFIX: &'static str = "max-";
     const HELP: &'static str = "Most any request may ask for:";
+    const UNLIMITED: &'static str = "`unlimited` for no maximum, as without the flag";
 }
 
-/// One flag per kind of limit, each parsed in its own units (`256M`, `10s`, `0.5`).
+/// One flag per kind of limit, each parsed in its own units (`256M`, `10s`, `0.5`), or
+/// `unlimited`.
 pub struct LimitFlags<P> {
-    /// The limits given on the command line.
+    /// The limits given on the command line; those given as `unlimited` are in its
+    /// `unlimited` set (`run`: the request lifts the daemon's default; `serve
+    /// --default-*`: no default; `serve --max-*`: no ceiling, as without the flag).
     pub limits: Limits,
     prefix: std::marker::PhantomData<P>,
 }
@@ -72,8 +85,11 @@ impl<P: FlagPrefix> clap::FromArgMatches for LimitFlags<P> {
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
         for kind in Limit::ALL {
-            if let Some(value) = matches.get_one::<u64>(&format!("{}{}", P::PREFIX, kind.name())) {
-                self.limits.set_limit(kind, Some(*value));
+            let name = format!("{}{}", P::PREFIX, kind.name());
+            match matches.get_one::<Option<u64>>(&name) {
+                Some(Some(value)) => self.limits.set_limit(kind, Some(*value)),
+                Some(None) => self.limits.unlimited.insert(kind),
+                None => {}
             }
         }
         Ok(())
@@ -86,14 +102,25 @@ impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
             // clap wants 'static names; these few strings live as long as the process.
             let name: &'static str =
                 Box::leak(format!("{}{}", P::PREFIX, kind.name()).into_boxed_str());
-            let help: &'static str =
-                Box::leak(format!("{} {}", P::HELP, limit_help(kind)).into_boxed_str());
+            let default = match (SAFE_DEFAULTS.get(kind), P::DEFAULT_LABEL) {
+                (Some(value), Some(label)) => format!(" [{label}: {}]", format_limit(kind, value)),
+                _ => String::new(),
+            };
+            let help: &'static str = Box::leak(
+                format!(
+                    "{} {}; {}{default}",
+                    P::HELP,
+                    limit_help(kind),
+                    P::UNLIMITED
+                )
+                .into_boxed_str(),
+            );
             cmd = cmd.arg(
                 clap::Arg::new(name)
                     .long(name)
                     .value_name("VALUE")
                     .help(help)
-                    .value_parser(move |text: &str| parse_limit(kind, text)),
+                    .value_parser(move |text: &str| parse_limit_or_unlimited(kind, text)),
             );
         }
         cmd

@@ -26,7 +26,10 @@ pub mod flags;
 pub mod parse;
 pub mod policy;
 
-pub(crate) use enforce::{Enforcement, Enforcer, Refusal};
+pub(crate) use enforce::{Enforcement, Enforcer, Refusal, CGROUP_LIMITS};
 pub use flags::{DefaultPrefix, FlagPrefix, LimitFlags, MaxPrefix, NoPrefix};
-pub use parse::{parse_count, parse_cpus, parse_duration_ms, parse_limit, parse_size, ParseError};
-pub use policy::{AboveCeiling, BadPolicy, LimitPolicy};
+pub use parse::{
+    format_limit, parse_count, parse_cpus, parse_duration_ms, parse_limit,
+    parse_limit_or_unlimited, parse_size, ParseError,
+};
+pub use policy::{BadPolicy, LimitPolicy, NotAllowed, SAFE_DEFAULTS};

@@ -112,6 +112,44 @@ pub fn parse_limit(kind: Limit, text: &str) -> Result<u64, ParseError> {
     }
 }
 
+/// Parses a limit as a flag takes it: a value in its unit, or `unlimited` (`None`): no
+/// limit, where a request must say so to lift the daemon's default.
+pub fn parse_limit_or_unlimited(kind: Limit, text: &str) -> Result<Option<u64>, ParseError> {
+    if text.trim() == "unlimited" {
+        return Ok(None);
+    }
+    parse_limit(kind, text).map(Some)
+}
+
+/// A limit's value as a person would type it: `64M`, `1.5s`, `0.5` CPUs, `256`.
+///
+/// ```
+/// use hatchery::limits::{format_limit, parse_limit};
+/// use hatchery::protocol::Limit;
+/// assert_eq!(format_limit(Limit::TmpSize, 64 << 20), "64M");
+/// assert_eq!(format_limit(Limit::WallTime, 1500), "1.5s");
+/// for (kind, value) in [(Limit::Memory, 3 << 30), (Limit::Cpu, 250), (Limit::Pids, 256)] {
+///     assert_eq!(parse_limit(kind, &format_limit(kind, value)), Ok(value));
+/// }
+/// ```
+pub fn format_limit(kind: Limit, value: u64) -> String {
+    match kind {
+        Limit::Memory | Limit::FileSize | Limit::TmpSize => {
+            let unit = ["T", "G", "M", "K"]
+                .into_iter()
+                .zip([40, 30, 20, 10])
+                .find(|&(_, shift)| value >= 1 << shift && value % (1 << shift) == 0);
+            match unit {
+                Some((suffix, shift)) => format!("{}{suffix}", value >> shift),
+                None => value.to_string(),
+            }
+        }
+        Limit::CpuTime | Limit::WallTime => format!("{}s", value as f64 / 1000.0),
+        Limit::Cpu => format!("{}", value as f64 / 1000.0),
+        Limit::Pids | Limit::OpenFiles | Limit::TmpInodes => value.to_string(),
+    }
+}
+
 /// `number × unit`, rounded, if `number` is a non-negative decimal that fits in a u64.
 fn scaled(number: &str, unit: f64) -> Option<u64> {
     if number.is_empty() || number.matches('.').count() > 1 {
@@ -161,5 +199,8 @@ mod tests {
         assert!(parse_count("64k").is_err());
         assert_eq!(parse_limit(Limit::WallTime, "2s"), Ok(2000));
         assert_eq!(parse_limit(Limit::TmpSize, "64M"), Ok(64 << 20));
+        assert_eq!(parse_limit_or_unlimited(Limit::Pids, "unlimited"), Ok(None));
+        assert_eq!(parse_limit_or_unlimited(Limit::Pids, "8"), Ok(Some(8)));
+        assert!(parse_limit_or_unlimited(Limit::Pids, "infinite").is_err());
     }
 }

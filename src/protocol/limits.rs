@@ -5,13 +5,18 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Limits that hold for the whole process tree of a sandbox. `None` means no limit (or
-/// the daemon's default, see `hatchery serve --default-*`).
+/// Limits that hold for the whole process tree of a sandbox. `None` means the daemon's
+/// default (see `hatchery serve --default-*`; a daemon has defaults for pids and the
+/// `/tmp` size and inodes unless its operator removed them), or no limit where the daemon
+/// has no default. A request that wants no limit where a default exists says so in
+/// [`Limits::unlimited`], and the daemon must allow it.
 ///
-/// Memory, processes and CPU bandwidth go through a cgroup per sandbox; CPU time and wall
-/// time are enforced by the daemon (CPU time read from the sandbox's cgroup); file size
-/// and open files are rlimits of every process; the `/tmp` size and inode count are
-/// options of its tmpfs (`/dev/shm` gets the same). Core dumps are always off.
+/// Memory and CPU bandwidth go through a cgroup per sandbox; processes are bounded by
+/// `RLIMIT_NPROC` in the sandbox's own user namespace (and by its cgroup too, when it has
+/// one); CPU time and wall time are enforced by the daemon (CPU time read from the
+/// sandbox's cgroup); file size and open files are rlimits of every process; the `/tmp`
+/// size and inode count are options of its tmpfs (`/dev/shm` gets the same). Core dumps
+/// are always off.
 ///
 /// ```
 /// use std::time::Duration;
@@ -45,6 +50,13 @@ pub struct Limits {
     pub tmp_size_bytes: Option<u64>,
     /// Inodes of the sandbox's `/tmp` (and `/dev/shm`) tmpfs.
     pub tmp_inodes: Option<u64>,
+    /// Limits this request asks to run without, although the daemon has a default for
+    /// them (`hatchery run --pids unlimited`). The daemon refuses the request unless its
+    /// operator allowed that (`hatchery serve --allow-unlimited pids`) and no maximum
+    /// applies. A kind listed here must not also have a value. In a verdict, the
+    /// defaults that were lifted.
+    #[serde(default)]
+    pub unlimited: LimitSet,
 }
 
 impl Limits {
@@ -95,6 +107,111 @@ impl Limits {
             Limit::TmpInodes => &mut self.tmp_inodes,
         };
         *slot = value;
+    }
+}
+
+/// A set of kinds of limit, e.g. those a request asks to run without. On the wire and in
+/// JSON, a list of [`Limit`]s.
+///
+/// ```
+/// use hatchery::protocol::{Limit, LimitSet};
+/// let set: LimitSet = [Limit::Pids, Limit::TmpSize].into_iter().collect();
+/// assert!(set.contains(Limit::Pids) && !set.contains(Limit::Memory));
+/// assert_eq!(set.iter().collect::<Vec<_>>(), [Limit::Pids, Limit::TmpSize]);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LimitSet(u16);
+
+impl LimitSet {
+    /// The empty set.
+    pub const EMPTY: LimitSet = LimitSet(0);
+
+    /// Every kind of limit.
+    pub fn all() -> LimitSet {
+        Limit::ALL.into_iter().collect()
+    }
+
+    fn bit(kind: Limit) -> u16 {
+        1 << (kind as u16)
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: Limit) -> bool {
+        self.0 & LimitSet::bit(kind) != 0
+    }
+
+    /// Adds `kind` to the set.
+    pub fn insert(&mut self, kind: Limit) {
+        self.0 |= LimitSet::bit(kind);
+    }
+
+    /// Removes `kind` from the set.
+    pub fn remove(&mut self, kind: Limit) {
+        self.0 &= !LimitSet::bit(kind);
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The kinds in the set, in [`Limit::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Limit> {
+        Limit::ALL
+            .into_iter()
+            .filter(move |&kind| self.contains(kind))
+    }
+}
+
+impl FromIterator<Limit> for LimitSet {
+    fn from_iter<I: IntoIterator<Item = Limit>>(kinds: I) -> LimitSet {
+        let mut set = LimitSet::EMPTY;
+        for kind in kinds {
+            set.insert(kind);
+        }
+        set
+    }
+}
+
+impl Serialize for LimitSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        // The length first: postcard writes it before the items.
+        let mut seq = serializer.serialize_seq(Some(self.0.count_ones() as usize))?;
+        for kind in self.iter() {
+            seq.serialize_element(&kind)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LimitSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<LimitSet, D::Error> {
+        struct Kinds;
+        impl<'de> serde::de::Visitor<'de> for Kinds {
+            type Value = LimitSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of limit kinds")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<LimitSet, A::Error> {
+                let mut set = LimitSet::EMPTY;
+                // At most one of each kind: a longer list is refused before it is read.
+                for _ in 0..=Limit::ALL.len() {
+                    match seq.next_element::<Limit>()? {
+                        Some(kind) => set.insert(kind),
+                        None => return Ok(set),
+                    }
+                }
+                Err(serde::de::Error::invalid_length(
+                    Limit::ALL.len() + 1,
+                    &self,
+                ))
+            }
+        }
+        deserializer.deserialize_seq(Kinds)
     }
 }
 

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use bytes::OsBytes;
 pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
-pub use limits::{EndReason, Limit, Limits};
+pub use limits::{EndReason, Limit, LimitSet, Limits};
 pub use setup::{SetupFailure, SetupStep};
 pub use validate::{MAX_MTU, MIN_MTU};
 
@@ -41,7 +41,8 @@ use crate::sys::SysError;
 /// (`Command::Entry`, `FdRole::Result`, two `ErrorKind`s); version-2 messages keep their
 /// bytes. Version 4 made the step of [`ErrorKind::Setup`] a [`SetupStep`] (it was a
 /// string) and its error a [`SetupFailure`] (it was a system call's error only).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// Version 5 appended `unlimited` to [`Limits`] and `limits_reached` to [`Verdict`].
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +219,11 @@ pub struct Verdict {
     /// Limits the request asked for that could not be enforced here (only ever non-empty
     /// when the request allowed that with `allow_unenforced_limits`).
     pub skipped_limits: Vec<Limit>,
+    /// Limits the sandbox ran into without being ended by them, where the host can tell:
+    /// `pids` when a fork was refused at the pids limit and the sandbox had a cgroup
+    /// (it has one when a memory, CPU or CPU-time limit applies; without one, a refused
+    /// fork fails in the sandbox with `EAGAIN` and is not counted).
+    pub limits_reached: LimitSet,
 }
 
 impl Verdict {
@@ -239,11 +245,12 @@ impl Verdict {
     /// The verdict as the JSON object `hatchery run --verdict-json` writes (see
     /// `docs/protocol.md`): `exit_code` or `signal` (the other is `null`), times in
     /// milliseconds, the largest process's RSS in KiB, the sandbox's peak memory in bytes,
-    /// the limits in force under their field names (`memory_bytes`, `wall_time_ms`, ...),
-    /// and the kinds of any skipped limits by their command-line names.
+    /// the limits in force under their field names (`memory_bytes`, `wall_time_ms`, ...)
+    /// and the defaults lifted (`unlimited`, when any were), and the kinds of any skipped
+    /// and reached limits by their command-line names.
     ///
     /// ```
-    /// use hatchery::protocol::{EndReason, ExitStatus, Limits, Verdict};
+    /// use hatchery::protocol::{EndReason, ExitStatus, LimitSet, Limits, Verdict};
     /// let verdict = Verdict {
     ///     status: ExitStatus::Exited(3),
     ///     reason: EndReason::Exited,
@@ -255,6 +262,7 @@ impl Verdict {
     ///     tasks_started: Some(2),
     ///     limits: Limits { memory_bytes: Some(1 << 20), ..Limits::default() },
     ///     skipped_limits: vec![],
+    ///     limits_reached: LimitSet::EMPTY,
     /// };
     /// let json = verdict.to_json();
     /// assert_eq!(json["exit_code"], 3);
@@ -269,14 +277,20 @@ impl Verdict {
             ExitStatus::Signaled(signal) => (None, Some(signal)),
         };
         let ms = |us: u64| us as f64 / 1000.0;
-        // The limits in force, under their field names, which carry their units.
-        let limits: serde_json::Map<String, serde_json::Value> =
+        let names = |set: LimitSet| set.iter().map(Limit::name).collect::<Vec<_>>();
+        // The limits in force, under their field names, which carry their units; the
+        // defaults lifted, by their command-line names, when there are any.
+        let mut limits: serde_json::Map<String, serde_json::Value> =
             match serde_json::to_value(self.limits) {
                 Ok(serde_json::Value::Object(all)) => {
                     all.into_iter().filter(|(_, v)| !v.is_null()).collect()
                 }
                 _ => serde_json::Map::new(),
             };
+        limits.remove("unlimited");
+        if !self.limits.unlimited.is_empty() {
+            limits.insert("unlimited".into(), names(self.limits.unlimited).into());
+        }
         serde_json::json!({
             "exit_code": exit_code,
             "signal": signal,
@@ -289,6 +303,7 @@ impl Verdict {
             "tasks_started": self.tasks_started,
             "limits": limits,
             "skipped_limits": self.skipped_limits.iter().map(|kind| kind.name()).collect::<Vec<_>>(),
+            "limits_reached": names(self.limits_reached),
         })
     }
 }

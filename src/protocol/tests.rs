@@ -65,9 +65,11 @@ fn golden_exited() -> Event {
             tasks_started: Some(3),
             limits: Limits {
                 wall_time_ms: Some(1000),
+                unlimited: [Limit::Pids].into_iter().collect(),
                 ..Limits::default()
             },
             skipped_limits: vec![Limit::Memory],
+            limits_reached: [Limit::TmpSize].into_iter().collect(),
         },
     }
 }
@@ -128,6 +130,7 @@ fn spawn_is_pinned() {
     golden.extend_from_slice(&[0xE8, 0x07, 0xE8, 0x07]); // uid, gid 1000
     golden.push(0); // opt_out: empty
     golden.extend_from_slice(&[0; 9]); // limits: nine None
+    golden.push(0); // limits.unlimited: empty
     golden.push(0); // allow_unenforced_limits: false
     golden.push(1); // kill_on_disconnect: true
     round_trip(&spawn, &golden);
@@ -157,7 +160,9 @@ fn spawned_and_exited_are_pinned() {
     golden.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]); // memory, pids, cpus, cpu time
     golden.extend_from_slice(&[0x01, 0xE8, 0x07]); // wall_time_ms: Some(1000)
     golden.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]); // file size, nofile, tmp size, inodes
+    golden.extend_from_slice(&[0x01, 0x01]); // unlimited: [Pids]
     golden.extend_from_slice(&[0x01, 0x00]); // skipped_limits: [Memory]
+    golden.extend_from_slice(&[0x01, 0x07]); // limits_reached: [TmpSize]
     round_trip(&exited, &golden);
 }
 
@@ -442,6 +447,7 @@ fn the_other_enum_tables_are_the_enums() {
         tasks_started: None,
         limits: Limits::default(),
         skipped_limits: vec![],
+        limits_reached: LimitSet::EMPTY,
     };
     let events = [
         Event::Welcome {

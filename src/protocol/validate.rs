@@ -48,6 +48,9 @@ pub enum InvalidRequest {
     /// A limit of zero (only a file size may be 0).
     #[error("the {0} limit must be above zero")]
     ZeroLimit(crate::protocol::Limit),
+    /// A limit both given a value and asked to be lifted.
+    #[error("the {0} limit is both set and asked to be unlimited")]
+    LimitAndUnlimited(crate::protocol::Limit),
     /// Fewer open files than the workload's stdio needs.
     #[error("the nofile limit must be at least 3 (stdin, stdout and stderr)")]
     TooFewOpenFiles,
@@ -154,11 +157,15 @@ fn check_network(sandbox: &crate::protocol::SandboxConfig) -> Result<(), Invalid
     Ok(())
 }
 
-/// Checks limit values: none zero (but a file size), at least 3 open files.
+/// Checks limit values: none zero (but a file size), at least 3 open files, none both
+/// set and unlimited.
 pub fn check_limits(limits: &Limits) -> Result<(), InvalidRequest> {
     for kind in limits.set() {
         if limits.get(kind) == Some(0) && kind != Limit::FileSize {
             return Err(InvalidRequest::ZeroLimit(kind));
+        }
+        if limits.unlimited.contains(kind) {
+            return Err(InvalidRequest::LimitAndUnlimited(kind));
         }
     }
     if limits.open_files.is_some_and(|files| files < 3) {
@@ -316,6 +323,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(validate(&with_sandbox(zero_fsize)), Ok(()));
+        let both = SandboxConfig {
+            limits: Limits {
+                pids: Some(8),
+                unlimited: [Limit::Pids].into_iter().collect(),
+                ..Limits::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&with_sandbox(both)),
+            Err(InvalidRequest::LimitAndUnlimited(Limit::Pids))
+        );
     }
 
     #[test]

@@ -57,7 +57,8 @@
 //! 23. `WorkingDirectory`: the request's directory, inside the new root.
 //! 24. `Session`: a new session, no controlling terminal (`TIOCSTI` has nothing to
 //!     inject into).
-//! 25. `ResourceLimits`: no core dumps, the file-size limit; inherited by every process.
+//! 25. `ResourceLimits`: no core dumps, the file-size and pids limits; inherited by every
+//!     process.
 //! 26. `Network`: wait for the zygote's veth — last, so that the zygote configures it
 //!     in parallel with the steps above.
 //! 27. `StartWorkload`: the workload started (cloned sharing the init's memory; forked
@@ -420,11 +421,19 @@ fn enter(cwd: &OsBytes) -> Result<(), SysError> {
 /// Per-process limits, inherited by every process of the sandbox (the open-files limit
 /// is set in the workload, see `workload::limit_and_filter`). Core dumps are always off:
 /// a dump of the workload would land outside the sandbox's control.
+///
+/// The pids limit is `RLIMIT_NPROC`: the kernel counts it per user in each user
+/// namespace (since Linux 5.14), and every process of this sandbox is its one user in
+/// its own namespace, so it bounds this sandbox's processes and threads, the init
+/// included, cgroup or not. Lowering it needs no privilege; raising it back would.
 fn set_rlimits(limits: &Limits) -> Result<(), SysError> {
     use nix::sys::resource::{setrlimit, Resource};
     setrlimit(Resource::RLIMIT_CORE, 0, 0).op("setrlimit(RLIMIT_CORE)")?;
     if let Some(bytes) = limits.file_size_bytes {
         setrlimit(Resource::RLIMIT_FSIZE, bytes, bytes).op("setrlimit(RLIMIT_FSIZE)")?;
+    }
+    if let Some(pids) = limits.pids {
+        setrlimit(Resource::RLIMIT_NPROC, pids, pids).op("setrlimit(RLIMIT_NPROC)")?;
     }
     Ok(())
 }

@@ -10,8 +10,9 @@ use super::{
     Access, ConnectionLimits, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN,
 };
 use crate::client::default_socket_path;
-use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix};
+use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
 use crate::network::{Cidr, NetworkSettings};
+use crate::protocol::{Limit, LimitSet};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
 
@@ -99,6 +100,10 @@ pub struct ServeArgs {
     pub default_limits: LimitFlags<DefaultPrefix>,
     #[command(flatten)]
     pub max_limits: LimitFlags<MaxPrefix>,
+    /// Let requests lift these defaults (`run --pids unlimited`): comma-separated limit
+    /// names, or `all` [default: none; a request asking to is refused].
+    #[arg(long, value_name = "LIMIT[,LIMIT]", value_delimiter = ',', value_parser = parse_limit_kind)]
+    pub allow_unlimited: Vec<LimitSet>,
     /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
     /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
     /// Without it, requests for a veth network are refused.
@@ -114,7 +119,58 @@ pub struct ServeArgs {
     pub veth_forwarding: bool,
 }
 
+/// A limit's command-line name (`pids`, `tmp-size`), or `all`.
+fn parse_limit_kind(text: &str) -> Result<LimitSet, String> {
+    if text == "all" {
+        return Ok(LimitSet::all());
+    }
+    Limit::ALL
+        .into_iter()
+        .find(|kind| kind.name() == text)
+        .map(|kind| [kind].into_iter().collect())
+        .ok_or_else(|| {
+            let names: Vec<&str> = Limit::ALL.iter().map(|kind| kind.name()).collect();
+            format!(
+                "no limit is called {text:?}; the limits are {}, or all",
+                names.join(", ")
+            )
+        })
+}
+
 impl ServeArgs {
+    /// The limit policy these flags ask for: the safe defaults, with those given by
+    /// `--default-*` replaced (`unlimited` removes one), the `--max-*` ceilings, and a
+    /// built-in default above a ceiling lowered to it (a default the operator typed
+    /// above it stays, and the zygote refuses to start).
+    pub fn limit_policy(&self) -> LimitPolicy {
+        let given = self.default_limits.limits;
+        let mut ceilings = self.max_limits.limits;
+        ceilings.unlimited = LimitSet::EMPTY;
+        let mut defaults = SAFE_DEFAULTS;
+        for kind in Limit::ALL {
+            let value = if given.unlimited.contains(kind) {
+                None
+            } else if let Some(value) = given.get(kind) {
+                Some(value)
+            } else {
+                match (defaults.get(kind), ceilings.get(kind)) {
+                    (Some(builtin), Some(ceiling)) => Some(builtin.min(ceiling)),
+                    (builtin, _) => builtin,
+                }
+            };
+            defaults.set_limit(kind, value);
+        }
+        LimitPolicy {
+            defaults,
+            ceilings,
+            allow_unlimited: self
+                .allow_unlimited
+                .iter()
+                .flat_map(|set| set.iter())
+                .collect(),
+        }
+    }
+
     /// The socket to listen on: `--socket`, else the default path.
     pub fn socket_path(&self) -> PathBuf {
         self.socket.clone().unwrap_or_else(default_socket_path)
@@ -167,10 +223,7 @@ impl ServeArgs {
                 first_slot: 0,
             });
         }
-        config.limits = LimitPolicy {
-            defaults: self.default_limits.limits,
-            ceilings: self.max_limits.limits,
-        };
+        config.limits = self.limit_policy();
         config.warm_pool.shapes = if self.warm_pool_shape.is_empty() {
             vec![crate::protocol::SandboxConfig::default()]
         } else {

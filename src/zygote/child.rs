@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::connection::Connection;
 use crate::limits::Enforcement;
 use crate::network::Lease;
-use crate::protocol::{EndReason, Event, ExitStatus, Verdict};
+use crate::protocol::{EndReason, Event, ExitStatus, Limit, LimitSet, Verdict};
 use crate::sandbox::{Started, WorkloadUsage, ZygoteEnd};
 use crate::sys;
 
@@ -122,6 +122,10 @@ pub(super) fn verdict(child: &mut Child, status: ExitStatus, usage: WorkloadUsag
         tasks_started: child.tasks_started,
         limits: child.enforcement.limits,
         skipped_limits: std::mem::take(&mut child.enforcement.skipped),
+        limits_reached: match cgroup {
+            Some(usage) if usage.pids_refused > 0 => [Limit::Pids].into_iter().collect(),
+            _ => LimitSet::EMPTY,
+        },
     }
 }
 

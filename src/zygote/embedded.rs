@@ -1,7 +1,9 @@
 //! The embedded zygote of `hatchery run`: when no daemon is reachable, the CLI forks a
 //! zygote of its own that serves exactly one connection (the CLI's) and exits once the
 //! CLI hangs up and its sandbox is reaped, so that one command works on a fresh machine.
-//! [`start`] runs in the CLI; `serve_one` in the forked zygote.
+//! [`start`] runs in the CLI; `serve_one` in the forked zygote. It has the daemon's safe
+//! default limits, and lets its one client lift them (`run --pids unlimited`): the person
+//! at the command line is its operator.
 
 use std::os::fd::OwnedFd;
 
@@ -12,6 +14,7 @@ use nix::unistd::Pid;
 use super::{Zygote, ZygoteConfig};
 use crate::client::{Client, ConnectError};
 use crate::network::NetworkSettings;
+use crate::protocol::LimitSet;
 use crate::sys::{self, Context, SysError};
 
 /// The embedded zygote's exit code when it cannot serve (hatchery's own failure).
@@ -99,6 +102,9 @@ fn serve_one(conn: OwnedFd, network: Option<NetworkSettings>) -> i32 {
     let result = ZygoteConfig::new()
         .map(|mut config| {
             config.network = network;
+            // The person running the command is this zygote's operator: the safe
+            // defaults hold unless they ask, on its command line, to lift one.
+            config.limits.allow_unlimited = LimitSet::all();
             config
         })
         .and_then(Zygote::new)

@@ -89,7 +89,7 @@ impl Server {
             tracing::warn!(id, skipped = ?enforcement.skipped, "running without limits this host cannot enforce");
         }
         // The init applies the limits in force (rlimits, the /tmp size) itself.
-        request.sandbox.limits = enforcement.limits;
+        request.sandbox.limits = enforcement.sandbox_limits();
         let launched = self.zygote.launch(&request, fds, &enforcement, workload);
         let Launched {
             sandbox,

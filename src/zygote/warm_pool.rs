@@ -6,14 +6,16 @@
 //! with its limits resolved, equals a pooled shape in everything that is set up before
 //! the request arrives. What the sandbox applies per request (rlimits) or the daemon
 //! enforces from outside (wall time, disconnect policy) may differ; a request that needs
-//! a cgroup (memory, pids, CPU limits) never matches.
+//! a cgroup (memory, CPU, CPU-time limits) never matches.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::limits::LimitPolicy;
+use crate::limits::{LimitPolicy, CGROUP_LIMITS};
 use crate::network::{Lease, Network};
-use crate::protocol::{validate, Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
+use crate::protocol::{
+    validate, Limit, LimitSet, Limits, NetworkConfig, SandboxConfig, SpawnRequest,
+};
 use crate::sandbox::warm::Idle;
 use crate::sandbox::{FromSandbox, Pending, Sandboxer, SpareNamespaces};
 
@@ -127,9 +129,6 @@ pub enum PoolError {
     },
 }
 
-/// Limits that need a cgroup made for the request: a sandbox that has them is not pooled.
-const CGROUP_LIMITS: [Limit; 4] = [Limit::Memory, Limit::Pids, Limit::Cpu, Limit::CpuTime];
-
 /// The part of a sandbox config that is set up before the request arrives; what is left
 /// out is applied per request or by the daemon.
 fn shape_of(config: &SandboxConfig) -> SandboxConfig {
@@ -138,6 +137,8 @@ fn shape_of(config: &SandboxConfig) -> SandboxConfig {
             wall_time_ms: None,
             file_size_bytes: None,
             open_files: None,
+            pids: None,
+            unlimited: LimitSet::EMPTY,
             ..config.limits
         },
         allow_unenforced_limits: false,
@@ -391,18 +392,21 @@ mod tests {
 
     #[test]
     fn per_request_limits_and_the_disconnect_policy_do_not_change_the_shape() {
-        let pool = pool_of(vec![SandboxConfig::default()], &LimitPolicy::default()).unwrap();
-        let request = SandboxConfig {
+        let policy = LimitPolicy::default();
+        let pool = pool_of(vec![SandboxConfig::default()], &policy).unwrap();
+        let mut request = SandboxConfig {
             limits: Limits {
                 wall_time_ms: Some(1000),
                 open_files: Some(64),
                 file_size_bytes: Some(1 << 20),
+                pids: Some(1000),
                 ..Limits::default()
             },
             kill_on_disconnect: false,
             allow_unenforced_limits: true,
             ..SandboxConfig::default()
         };
+        request.limits = policy.resolve(&request.limits).unwrap();
         assert!(shape_matches(&pool, &request));
     }
 
@@ -462,7 +466,7 @@ mod tests {
     fn a_shape_that_needs_a_cgroup_is_refused() {
         let shape = SandboxConfig {
             limits: Limits {
-                pids: Some(10),
+                cpu_millicores: Some(500),
                 ..Limits::default()
             },
             ..SandboxConfig::default()

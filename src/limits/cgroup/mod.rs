@@ -183,6 +183,8 @@ pub struct Usage {
     pub oom_kills: u64,
     /// Peak number of tasks (`pids.peak`, kernel 6.13 and later).
     pub pids_peak: Option<u64>,
+    /// Forks refused at its pids limit (`pids.events` `max`).
+    pub pids_refused: u64,
 }
 
 /// Why a cgroup operation failed.

@@ -14,7 +14,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use super::discover::parse_proc_cgroup;
-use super::files::{read_u64, remove_tree, write_value, DirOps};
+use super::files::{read_keyed, read_u64, remove_tree, write_value, DirOps};
 #[cfg(doc)]
 use super::Cgroups;
 use super::{
@@ -73,6 +73,7 @@ impl SandboxCgroup {
             }
             if dir.controllers.has(Controller::Pids) {
                 usage.pids_peak = read_u64(&dir.path.join("pids.peak"));
+                usage.pids_refused = read_keyed(&dir.path.join("pids.events"), "max").unwrap_or(0);
             }
         }
         usage

@@ -338,6 +338,7 @@ mod tests {
         std::fs::write(memory.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
         let pids = fake.hierarchy("pids").join(SANDBOXES_DIR).join("sandbox-1");
         std::fs::write(pids.join("pids.peak"), "5\n").unwrap();
+        std::fs::write(pids.join("pids.events"), "max 2\n").unwrap();
         assert_eq!(
             cgroup.usage(),
             Usage {
@@ -347,6 +348,7 @@ mod tests {
                 memory_peak_bytes: Some(4096),
                 oom_kills: 3,
                 pids_peak: Some(5),
+                pids_refused: 2,
             }
         );
         // Without a cpu limit the co-mounted directory is still made, for cpuacct.

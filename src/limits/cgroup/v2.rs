@@ -362,6 +362,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("pids.peak"), "7\n").unwrap();
+        std::fs::write(dir.join("pids.events"), "max 2\n").unwrap();
         assert_eq!(
             cgroup.usage(),
             Usage {
@@ -371,6 +372,7 @@ mod tests {
                 memory_peak_bytes: Some(123_456_789),
                 oom_kills: 3,
                 pids_peak: Some(7),
+                pids_refused: 2,
             }
         );
         // A group kill counts even where the kernel reports only that line.
