@@ -343,3 +343,54 @@ fn a_signal_before_the_sandbox_starts_ends_run_at_once() {
         );
     }
 }
+
+#[test]
+fn a_host_uid_range_that_holds_someone_elses_ids_is_refused_at_start() {
+    // Ids no sandbox may have, refused as the flag is read.
+    for (range, expected) in [("65000:1000", "65534"), ("0:10", "root")] {
+        let (code, _, stderr) = hatchery(
+            &[
+                "serve",
+                "--socket",
+                "/nonexistent/x.sock",
+                "--host-uid-range",
+                range,
+            ],
+            b"",
+            &[],
+        );
+        assert_ne!(code, 0, "{range}: {stderr}");
+        assert!(stderr.contains(expected), "{range}: {stderr}");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!common::must_run(), "the user check needs a root daemon");
+        return;
+    }
+    // A range holding a user's uid, refused at start-up, naming the user.
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let (name, uid) = passwd
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            Some((fields[0].to_string(), fields.get(2)?.parse::<u32>().ok()?))
+        })
+        .find(|&(_, uid)| uid > 0 && uid < 65534)
+        .expect("a user other than root and nobody");
+    let range = format!("{uid}:1");
+    let (code, _, stderr) = hatchery(
+        &[
+            "serve",
+            "--socket",
+            "/nonexistent/x.sock",
+            "--host-uid-range",
+            &range,
+        ],
+        b"",
+        &[],
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("uid {uid} of the user {name}")),
+        "{stderr}"
+    );
+}

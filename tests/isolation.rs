@@ -349,3 +349,126 @@ fresh_and_pooled!(
     runs_threads_and_subprocesses,
     writable_bind_is_writable_and_read_only_bind_is_not,
 );
+
+// ---- Host ids: a uid of its own per sandbox ----------------------------------------
+
+/// Whether this test can check per-sandbox host ids: they need a root daemon.
+fn root_or_skip() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !common::must_run(),
+        "HATCHERY_TESTS_MUST_RUN=1 but host ids per sandbox need root"
+    );
+    eprintln!("skipped: host ids per sandbox need a root daemon");
+    false
+}
+
+/// The real host uid and gid of process `pid`.
+fn host_ids_of(pid: i32) -> (u32, u32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let id = |key: &str| -> u32 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (id("Uid:"), id("Gid:"))
+}
+
+fn sleeper() -> SpawnRequest {
+    SpawnRequest::new("/bin/sleep").arg("30")
+}
+
+#[test]
+fn each_sandbox_runs_as_a_host_uid_of_its_own() {
+    require_sandbox!();
+    if !root_or_skip() {
+        return;
+    }
+    let range = hatchery::zygote::DEFAULT_RANGE;
+    let in_range = |id: u32| (range.start..range.start + range.count).contains(&id);
+    for args in [&[][..], &["--warm-pool", "2"][..]] {
+        let daemon = common::Daemon::start_with(args);
+        let client = daemon.client();
+        let mut a = client.spawn_child(sleeper()).expect("spawn");
+        let mut b = client.spawn_child(sleeper()).expect("spawn");
+        let (ua, ga) = host_ids_of(a.pid);
+        let (ub, gb) = host_ids_of(b.pid);
+        assert_ne!(ua, ub, "two live sandboxes share host uid {ua} ({args:?})");
+        assert_eq!((ua, ub), (ga, gb), "each gid is its uid's number");
+        assert!(in_range(ua) && in_range(ub), "{ua}, {ub} outside {range}");
+        for child in [&mut a, &mut b] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_host_process_running_as_nobody_cannot_signal_a_sandbox() {
+    require_sandbox!();
+    if !root_or_skip() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    // `kill -0 PID` as uid and gid 65534: whether it may signal the sandbox.
+    let nobody_may_signal = |pid: i32| {
+        std::process::Command::new("/bin/kill")
+            .args(["-0", &pid.to_string()])
+            .uid(65534)
+            .gid(65534)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let daemon = common::Daemon::start();
+    let mut child = daemon.client().spawn_child(sleeper()).expect("spawn");
+    assert!(!nobody_may_signal(child.pid), "nobody signalled a sandbox");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The probe can tell: with every sandbox on nobody's uid (the old default, now
+    // `--host-uid 65534`), nobody may.
+    let shared = common::Daemon::start_with(&["--host-uid", "65534", "--host-gid", "65534"]);
+    let mut child = shared.client().spawn_child(sleeper()).expect("spawn");
+    assert!(nobody_may_signal(child.pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_host_uid_comes_back_only_when_its_sandbox_is_gone() {
+    require_sandbox!();
+    if !root_or_skip() {
+        return;
+    }
+    // Two ids: two sandboxes at once, and a third must wait for one to be reaped.
+    let start = 0x7100_0000_u32;
+    let range = format!("{start}:2");
+    let daemon = common::Daemon::start_with(&["--host-uid-range", &range]);
+    let client = daemon.client();
+    let mut a = client.spawn_child(sleeper()).expect("spawn");
+    let mut b = client.spawn_child(sleeper()).expect("spawn");
+    let held = [host_ids_of(a.pid).0, host_ids_of(b.pid).0];
+    assert!(
+        held.contains(&start) && held.contains(&(start + 1)),
+        "{held:?}"
+    );
+    match client.spawn_child(sleeper()) {
+        Err(hatchery::SpawnError::Busy(message)) => {
+            assert!(message.contains("host uid"), "{message}")
+        }
+        other => panic!("a third sandbox got an id held by a live one: {other:?}"),
+    }
+    let a_uid = host_ids_of(a.pid).0;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let mut c = client
+        .spawn_child(sleeper())
+        .expect("spawn once an id is free");
+    assert_eq!(host_ids_of(c.pid).0, a_uid);
+    for child in [&mut b, &mut c] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}

@@ -81,29 +81,10 @@ pub struct HostIds {
     pub gid: u32,
 }
 
-impl HostIds {
-    /// `nobody`/`nogroup` (65534) for a root daemon; the daemon's own ids otherwise (an
-    /// unprivileged user may map only its own ids).
-    pub fn default_for_daemon() -> HostIds {
-        if nix::unistd::geteuid().is_root() {
-            HostIds {
-                uid: 65534,
-                gid: 65534,
-            }
-        } else {
-            HostIds {
-                uid: nix::unistd::geteuid().as_raw(),
-                gid: nix::unistd::getegid().as_raw(),
-            }
-        }
-    }
-}
-
 /// Everything the zygote prepares once and every sandbox uses.
 #[derive(Debug)]
 pub struct Sandboxer {
     seccomp: CompiledSeccomp,
-    host_ids: HostIds,
     privileged: bool,
     last_cap: u32,
     dev_null: OwnedFd,
@@ -151,14 +132,6 @@ pub enum StartError {
 /// Why what every sandbox shares could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
-    /// The sandboxes' ids would map to host root, which no sandbox may ever be.
-    #[error("the sandboxes' host ids are {uid}:{gid}; host root (0) is never a sandbox's")]
-    HostRoot {
-        /// The host uid asked for.
-        uid: u32,
-        /// The host gid asked for.
-        gid: u32,
-    },
     /// `/proc/sys/kernel/cap_last_cap` does not hold a capability number, so the
     /// bounding set cannot be emptied up to the kernel's last capability.
     #[error("/proc/sys/kernel/cap_last_cap holds {0:?}, not a capability number")]
@@ -175,14 +148,9 @@ impl From<SysError> for StartError {
 }
 
 impl Sandboxer {
-    /// Prepares what every sandbox shares: the compiled seccomp filter and the host ids.
-    pub fn new(seccomp: CompiledSeccomp, host_ids: HostIds) -> Result<Sandboxer, PrepareError> {
-        if host_ids.uid == 0 || host_ids.gid == 0 {
-            return Err(PrepareError::HostRoot {
-                uid: host_ids.uid,
-                gid: host_ids.gid,
-            });
-        }
+    /// Prepares what every sandbox shares: the compiled seccomp filter and the root
+    /// templates, whose directories belong to `owner` on the host.
+    pub fn new(seccomp: CompiledSeccomp, owner: HostIds) -> Result<Sandboxer, PrepareError> {
         let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .op_path("read", "/proc/sys/kernel/cap_last_cap")?;
         let last_cap = text
@@ -197,13 +165,12 @@ impl Sandboxer {
         .op_path("open", "/dev/null")?;
         Ok(Sandboxer {
             seccomp,
-            host_ids,
             privileged: nix::unistd::geteuid().is_root(),
             last_cap,
             dev_null,
             signals_to_reset: sys::signals_with_disposition().collect(),
             threads: ThreadCounter::open()?,
-            root_templates: match root_template::RootTemplates::build(host_ids) {
+            root_templates: match root_template::RootTemplates::build(owner) {
                 Ok(template) => Some(template),
                 Err(e) => {
                     tracing::info!(error = %e, "no root template: each sandbox builds its own root and /dev");
@@ -245,6 +212,7 @@ impl Sandboxer {
         cgroup: Option<&SandboxCgroup>,
         workload: Workload,
         spares: Option<&mut SpareNamespaces>,
+        host: HostIds,
     ) -> Result<Started, StartError> {
         let single = self.check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
@@ -300,7 +268,7 @@ impl Sandboxer {
                         return Err(StartError::Cgroup(e));
                     }
                 }
-                self.release(&started, &request.sandbox)?;
+                self.release(&started, &request.sandbox, host)?;
                 Ok(started)
             }
         }
@@ -354,16 +322,17 @@ impl Sandboxer {
         Ok((workload, pipes))
     }
 
-    /// Writes a cloned sandbox's id maps and lets it start its setup; a sandbox that
-    /// cannot get its maps is killed (it would wait for them forever).
-    fn release(&self, started: &Started, config: &SandboxConfig) -> Result<(), StartError> {
-        if let Err(e) = ids::write_maps(
-            started.pid,
-            config.uid,
-            config.gid,
-            self.host_ids,
-            self.privileged,
-        ) {
+    /// Writes a cloned sandbox's id maps (its ids to `host`) and lets it start its
+    /// setup; a sandbox that cannot get its maps is killed (it would wait for them
+    /// forever).
+    fn release(
+        &self,
+        started: &Started,
+        config: &SandboxConfig,
+        host: HostIds,
+    ) -> Result<(), StartError> {
+        if let Err(e) = ids::write_maps(started.pid, config.uid, config.gid, host, self.privileged)
+        {
             let _ = sys::pidfd_send_signal(started.pidfd.as_fd(), libc::SIGKILL);
             return Err(e.into());
         }
@@ -416,23 +385,4 @@ fn namespaces(config: &SandboxConfig) -> u64 {
         flags |= libc::CLONE_NEWNET as u64;
     }
     flags
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_root_is_never_a_sandboxs_id() {
-        for (uid, gid) in [(0, 1000), (1000, 0)] {
-            let seccomp = crate::seccomp::SeccompPolicy::default_policy()
-                .and_then(|policy| policy.compile())
-                .expect("the default policy compiles");
-            let refused = Sandboxer::new(seccomp, HostIds { uid, gid });
-            assert!(
-                matches!(refused, Err(PrepareError::HostRoot { uid: u, gid: g }) if (u, g) == (uid, gid)),
-                "host ids {uid}:{gid} were not refused as host root"
-            );
-        }
-    }
 }

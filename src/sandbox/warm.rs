@@ -15,7 +15,8 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::{
-    channel, init, RootTemplate, Sandboxer, SpareNamespaces, StartError, Started, ZygoteEnd,
+    channel, init, HostIds, RootTemplate, Sandboxer, SpareNamespaces, StartError, Started,
+    ZygoteEnd,
 };
 use crate::protocol::{ProtocolError, SandboxConfig, SpawnRequest, Stdio};
 use crate::sys::{self, Context};
@@ -70,6 +71,7 @@ impl Sandboxer {
         &self,
         shape: &SandboxConfig,
         spares: Option<&mut SpareNamespaces>,
+        host: HostIds,
     ) -> Result<Idle, StartError> {
         let single = self.check_single_threaded()?;
         // Its stdio until it has a request: /dev/null, never a zygote fd.
@@ -95,7 +97,7 @@ impl Sandboxer {
                     channel: zygote_end,
                     pipes: [None, None, None, None],
                 };
-                self.release(&started, shape)?;
+                self.release(&started, shape, host)?;
                 Ok(Idle {
                     pid: started.pid,
                     pidfd: started.pidfd,

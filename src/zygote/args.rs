@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{
-    Access, ConnectionLimits, WarmPoolConfig, ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN,
+    Access, ConnectionLimits, HostIdPolicy, HostIdRange, WarmPoolConfig, ZygoteConfig, ZygoteError,
+    DEFAULT_MAX_CHILDREN,
 };
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
@@ -67,10 +68,16 @@ pub struct ServeArgs {
     /// Also allow this uid (repeatable). Root and the daemon's own uid are always allowed.
     #[arg(long = "allow-uid", value_name = "UID")]
     pub allow_uids: Vec<u32>,
-    /// Host uid the sandboxes' uid maps to [default: 65534 as root, else your own].
+    /// Give each live sandbox its own host uid and gid (the same number) from COUNT ids
+    /// at START; checked against the host's users, groups and /etc/subuid and
+    /// /etc/subgid [default, as root: 1879048192:65536].
+    #[arg(long, value_name = "START:COUNT", conflicts_with_all = ["host_uid", "host_gid"])]
+    pub host_uid_range: Option<HostIdRange>,
+    /// Run every sandbox as this one host uid instead (files a job writes into a bind
+    /// then belong to it) [default: a uid of its own per sandbox as root, else your own].
     #[arg(long)]
     pub host_uid: Option<u32>,
-    /// Host gid the sandboxes' gid maps to [default: 65534 as root, else your own].
+    /// The host gid to go with --host-uid [default: 65534 as root, else your own].
     #[arg(long)]
     pub host_gid: Option<u32>,
     /// The sandboxes' seccomp policy: `default` (built in, a denylist), `strict` (built in,
@@ -138,6 +145,30 @@ fn parse_limit_kind(text: &str) -> Result<LimitSet, String> {
 }
 
 impl ServeArgs {
+    /// The host ids these flags ask for: a range, fixed ids, or the default.
+    pub fn host_id_policy(&self) -> HostIdPolicy {
+        if let Some(range) = self.host_uid_range {
+            return HostIdPolicy::Range(range);
+        }
+        if self.host_uid.is_none() && self.host_gid.is_none() {
+            return HostIdPolicy::default_for_daemon();
+        }
+        // One given: the other is nobody's as root (it was the fixed default), else
+        // the daemon's own (the only one it may map).
+        let (uid, gid) = if nix::unistd::geteuid().is_root() {
+            (65534, 65534)
+        } else {
+            (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            )
+        };
+        HostIdPolicy::Fixed(HostIds {
+            uid: self.host_uid.unwrap_or(uid),
+            gid: self.host_gid.unwrap_or(gid),
+        })
+    }
+
     /// The limit policy these flags ask for: the safe defaults, with those given by
     /// `--default-*` replaced (`unlimited` removes one), the `--max-*` ceilings, and a
     /// built-in default above a ceiling lowered to it (a default the operator typed
@@ -197,11 +228,7 @@ impl ServeArgs {
                 source,
             })?;
         }
-        let defaults = HostIds::default_for_daemon();
-        config.host_ids = HostIds {
-            uid: self.host_uid.unwrap_or(defaults.uid),
-            gid: self.host_gid.unwrap_or(defaults.gid),
-        };
+        config.host_ids = self.host_id_policy();
         config.access = Access {
             extra_uids: self.allow_uids.clone(),
             group: self.group.as_deref().map(resolve_group).transpose()?,

@@ -27,6 +27,7 @@ mod connection;
 pub mod diagnose;
 pub mod embedded;
 mod entries;
+mod host_ids;
 pub mod listener;
 mod reports;
 mod server;
@@ -39,11 +40,13 @@ use std::path::Path;
 use crate::limits::{Enforcer, LimitPolicy};
 use crate::network::{Network, NetworkError, NetworkSettings};
 pub use crate::sandbox::PrepareError;
-use crate::sandbox::{HostIds, Sandboxer, SpareNamespaces};
+use crate::sandbox::{Sandboxer, SpareNamespaces};
 use crate::seccomp::{SeccompError, SeccompPolicy};
 use crate::sys::{self, SysError};
 pub use builder::ZygoteBuilder;
 use entries::Entries;
+use host_ids::HostIdPool;
+pub use host_ids::{HostIdError, HostIdPolicy, HostIdRange, DEFAULT_RANGE, LOCK_DIR};
 pub use listener::{Access, ConnectionLimits, Listener};
 use server::Server;
 use warm_pool::WarmPool;
@@ -55,8 +58,9 @@ pub const DEFAULT_MAX_CHILDREN: usize = 1024;
 /// How the daemon is set up.
 #[derive(Debug, Clone)]
 pub struct ZygoteConfig {
-    /// Host ids the sandboxes' ids map to.
-    pub host_ids: HostIds,
+    /// Host ids the sandboxes' ids map to: each its own from a range (a root daemon's
+    /// default), or fixed.
+    pub host_ids: HostIdPolicy,
     /// The seccomp policy every sandbox gets.
     pub seccomp: SeccompPolicy,
     /// Who may connect.
@@ -77,7 +81,7 @@ impl ZygoteConfig {
     /// The default policy, ids and limits.
     pub fn new() -> Result<ZygoteConfig, ZygoteError> {
         Ok(ZygoteConfig {
-            host_ids: HostIds::default_for_daemon(),
+            host_ids: HostIdPolicy::default_for_daemon(),
             seccomp: SeccompPolicy::default_policy().map_err(ZygoteError::Seccomp)?,
             access: Access::default(),
             max_children: DEFAULT_MAX_CHILDREN,
@@ -107,10 +111,13 @@ pub enum ZygoteError {
     /// A pooled shape cannot be kept warm.
     #[error("warm pool")]
     WarmPool(#[source] PoolError),
-    /// What every sandbox shares (host ids, the last capability, `/dev/null`, the
-    /// thread counter) cannot be prepared.
+    /// What every sandbox shares (the last capability, `/dev/null`, the thread
+    /// counter) cannot be prepared.
     #[error("preparing the sandboxes")]
     Sandboxes(#[source] PrepareError),
+    /// The sandboxes' host ids cannot be had.
+    #[error("host ids")]
+    HostIds(#[source] HostIdError),
 }
 
 impl From<SysError> for ZygoteError {
@@ -136,13 +143,15 @@ pub struct Zygote {
     enforcer: Enforcer,
     network: Option<Network>,
     pool: WarmPool,
+    /// The host ids of the sandboxes, live and to come.
+    host_ids: HostIdPool,
     /// Network namespaces made ahead; `None` before serving, in an embedded zygote,
     /// and where they cannot be made.
     spare_namespaces: Option<SpareNamespaces>,
 }
 
 impl Zygote {
-    /// Prepares a daemon: compiles the seccomp policy and checks the host ids, once.
+    /// Prepares a daemon: compiles the seccomp policy and claims the host ids, once.
     /// It runs programs and has no entries, as `hatchery serve` does; see
     /// [`Zygote::builder`] for one with entries.
     pub fn new(config: ZygoteConfig) -> Result<Zygote, ZygoteError> {
@@ -158,7 +167,13 @@ impl Zygote {
     fn with_entries(config: ZygoteConfig, entries: Entries) -> Result<Zygote, ZygoteError> {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
-        let sandboxer = Sandboxer::new(seccomp, config.host_ids).map_err(ZygoteError::Sandboxes)?;
+        // Enough ids for every sandbox the daemon may run at once, warm ones included.
+        let most_alive =
+            config.max_children + config.warm_pool.size * config.warm_pool.shapes.len().max(1);
+        let host_ids =
+            HostIdPool::claim(config.host_ids, most_alive).map_err(ZygoteError::HostIds)?;
+        let sandboxer =
+            Sandboxer::new(seccomp, host_ids.shared_owner()).map_err(ZygoteError::Sandboxes)?;
         let pool = WarmPool::new(&config.warm_pool, &config.limits, config.network.is_some())
             .map_err(ZygoteError::WarmPool)?;
         let network = config
@@ -169,6 +184,7 @@ impl Zygote {
         Ok(Zygote {
             spare_namespaces: None,
             pool,
+            host_ids,
             sandboxer,
             entries,
             access: config.access,

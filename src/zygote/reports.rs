@@ -154,6 +154,8 @@ impl Server {
                     return;
                 }
             };
+            // Every process of a sandbox is gone with its init: its host ids are free.
+            self.zygote.host_ids.reaped(reaped.pid);
             if self
                 .zygote
                 .pool

@@ -168,6 +168,7 @@ impl Server {
                     &self.zygote.sandboxer,
                     self.zygote.network.as_mut(),
                     self.zygote.spare_namespaces.as_mut(),
+                    &mut self.zygote.host_ids,
                 );
             }
             for (source, flags) in ready {

@@ -235,15 +235,31 @@ impl Zygote {
             }
             _ => None,
         };
+        let Some(host) = self.host_ids.take() else {
+            if let (Some(subnet), Some(network)) = (subnet, &mut self.network) {
+                network.unreserve(subnet);
+            }
+            return Err(NotLaunched::Refused(Refusal {
+                kind: ErrorKind::Busy,
+                message: "every host uid of this daemon is held by a live sandbox".into(),
+            }));
+        };
         let cgroup = enforcement.cgroup.as_ref();
         let spares = self.spare_namespaces.as_mut();
-        match self.sandboxer.start(request, fds, cgroup, workload, spares) {
-            Ok(sandbox) => Ok(Launched {
-                sandbox,
-                lease: None,
-                subnet,
-            }),
+        match self
+            .sandboxer
+            .start(request, fds, cgroup, workload, spares, host)
+        {
+            Ok(sandbox) => {
+                self.host_ids.bind(sandbox.pid, host);
+                Ok(Launched {
+                    sandbox,
+                    lease: None,
+                    subnet,
+                })
+            }
             Err(e) => {
+                self.host_ids.give_back(host);
                 if let (Some(subnet), Some(network)) = (subnet, &mut self.network) {
                     network.unreserve(subnet);
                 }

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::host_ids::HostIdPool;
 use crate::limits::{LimitPolicy, CGROUP_LIMITS};
 use crate::network::{Lease, Network};
 use crate::protocol::{
@@ -266,6 +267,7 @@ impl WarmPool {
         sandboxer: &Sandboxer,
         network: Option<&mut Network>,
         spares: Option<&mut SpareNamespaces>,
+        host_ids: &mut HostIdPool,
     ) {
         let now = Instant::now();
         let Some(index) = self.next_to_fill(now) else {
@@ -285,9 +287,20 @@ impl WarmPool {
             // Refused when the pool was made.
             (NetworkConfig::Veth(_), None) => return,
         };
-        let idle = match sandboxer.start_idle(&shape.shape, spares) {
-            Ok(idle) => idle,
+        let Some(host) = host_ids.take() else {
+            if let (Some(subnet), Some(network)) = (subnet, network) {
+                network.unreserve(subnet);
+            }
+            shape.paused_until = Some(now + PAUSE_WITHOUT_SUBNET);
+            return;
+        };
+        let idle = match sandboxer.start_idle(&shape.shape, spares, host) {
+            Ok(idle) => {
+                host_ids.bind(idle.pid, host);
+                idle
+            }
             Err(e) => {
+                host_ids.give_back(host);
                 if let (Some(subnet), Some(network)) = (subnet, network) {
                     network.unreserve(subnet);
                 }
