@@ -107,5 +107,10 @@ fn make_socket_dir(dir: &Path) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(dir)
-        .map_err(|e| format!("cannot create the socket's directory {}: {e}", dir.display()))
+        .map_err(|e| {
+            format!(
+                "cannot create the socket's directory {}: {e}",
+                dir.display()
+            )
+        })
 }

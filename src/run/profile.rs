@@ -181,7 +181,8 @@ impl Options {
         }
         self.binds
             .extend(args.ro_binds.iter().map(|b| (b.clone(), false)));
-        self.binds.extend(args.binds.iter().map(|b| (b.clone(), true)));
+        self.binds
+            .extend(args.binds.iter().map(|b| (b.clone(), true)));
         for entry in &args.env {
             let key = entry.split_once('=').map_or(entry.as_str(), |(key, _)| key);
             self.env
@@ -244,6 +245,40 @@ mod tests {
         assert_eq!(options.net_mtu, Some(1400));
         assert_eq!(options.disable, [Layer::Seccomp]);
         assert!(options.allow_unenforced_limits);
+    }
+
+    /// Every profile shipped in docs/profiles/ loads and makes a request the daemon's
+    /// checks accept (tests/cli.rs runs those that need no veth pool).
+    #[test]
+    fn the_shipped_profiles_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/profiles");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .extension()
+                .is_some_and(|ext| ext == "toml" || ext == "json")
+            {
+                continue;
+            }
+            let options = match load(&path) {
+                Ok(options) => options,
+                Err(failure) => panic!("{}", failure.message),
+            };
+            let request = match request::build(&options, &["/bin/true".into()]) {
+                Ok(request) => request,
+                Err(failure) => panic!("{}", failure.message),
+            };
+            hatchery::protocol::validate::validate(&request)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if name == "network-client" {
+                assert_eq!(options.net, Net::Veth);
+            }
+            names.push(name);
+        }
+        names.sort();
+        assert_eq!(names, ["network-client", "python-judge", "shell"]);
     }
 
     #[test]

@@ -93,7 +93,10 @@ pub fn spawn_failure(error: &SpawnError, program: &OsString) -> Failure {
     match error {
         SpawnError::NotFound { .. } => Failure {
             code: EXIT_NOT_FOUND,
-            message: format!("{shown}: not found in the sandbox{}", not_found_hint(program)),
+            message: format!(
+                "{shown}: not found in the sandbox{}",
+                not_found_hint(program)
+            ),
         },
         SpawnError::CannotExecute { errno, .. } => Failure {
             code: EXIT_CANNOT_EXECUTE,
@@ -110,10 +113,9 @@ pub fn spawn_failure(error: &SpawnError, program: &OsString) -> Failure {
                 flags.join(", ")
             ))
         }
-        SpawnError::InvalidRequest(message) => Failure::hatchery(format!(
-            "invalid request: {}",
-            in_flag_words(message)
-        )),
+        SpawnError::InvalidRequest(message) => {
+            Failure::hatchery(format!("invalid request: {}", in_flag_words(message)))
+        }
         other => Failure {
             code: EXIT_HATCHERY,
             message: chain(other),

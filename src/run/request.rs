@@ -60,9 +60,7 @@ pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Fa
         Some(dir) => inside("--cwd", dir, dir)?,
         None => PathBuf::from("/"),
     };
-    let mut request = SpawnRequest::new(&command[0])
-        .args(&command[1..])
-        .cwd(cwd);
+    let mut request = SpawnRequest::new(&command[0]).args(&command[1..]).cwd(cwd);
     for entry in &options.env {
         let (key, value) = entry
             .split_once('=')
