@@ -629,17 +629,24 @@ fn the_shipped_profiles_run_and_flags_override_them() {
         (137, "/\n", "hatchery: killed: wall-time limit 1s reached\n")
     );
     if common::python_runs() {
+        // docs/profiles/README.md's example, as written there.
+        let dir = common::open_tempdir();
+        std::fs::create_dir(dir.path().join("submission")).unwrap();
+        std::fs::write(dir.path().join("submission/main.py"), "print(6 * 7)\n").unwrap();
         let judge = profiles.join("python-judge.toml");
-        let (code, stdout, stderr) = run_embedded(
+        let (code, stdout, stderr) = hatchery_in(
+            dir.path(),
             &[
+                "run",
+                "--embedded",
                 "--profile",
                 judge.to_str().unwrap(),
+                "--ro-bind",
+                "./submission:/job",
                 "--",
                 "python3",
-                "-c",
-                "print(6 * 7)",
+                "/job/main.py",
             ],
-            b"",
         );
         assert_eq!((code, stdout.as_str()), (0, "42\n"), "{stderr}");
     }
