@@ -1,9 +1,9 @@
 //! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command.
 //!
-//! Parses the command line, calls the library, prints. Exit codes of `run` follow the
-//! docker/podman convention: the child's code, 128+N when killed by signal N, 125 for
-//! hatchery's own failures, 126 when the program cannot be executed, 127 when it is not
-//! found.
+//! Parses the command line, calls the library, prints. `run` lives in `src/run/`, with
+//! its exit codes: the docker/podman convention (the child's code, 128+N when killed by
+//! signal N, 125 for hatchery's own failures, 126 when the program cannot be executed,
+//! 127 when it is not found), and 69 when a named socket cannot be used.
 
 #![deny(unsafe_code)]
 

@@ -272,6 +272,9 @@ fn forwards_sigterm_to_the_child() {
         .unwrap();
     let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // The probe runs; let the daemon's `Spawned` reach `run`: a signal before that
+    // cancels the start instead (a_signal_before_the_sandbox_starts_ends_run_at_once).
+    std::thread::sleep(std::time::Duration::from_millis(300));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(cli.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -579,12 +582,49 @@ fn the_daemons_shutdown_is_named_on_stderr() {
     // The job runs once it prints.
     let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "started");
+    // The job has exec'd; let the daemon's `Spawned` reach `run` (a sandbox killed
+    // before that is a spawn that failed, not a job that was ended).
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(daemon.stop().success());
     let out = cli.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         (out.status.code(), stderr.as_ref()),
         (Some(137), "hatchery: killed: the daemon shut down\n")
+    );
+}
+
+/// A daemon that dies under a job (its sandboxes die with it): `run` says the daemon went
+/// away, and fails as hatchery (125), since no verdict came.
+#[test]
+fn a_lost_daemon_is_named_on_stderr() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut cli = Command::new(common::HATCHERY)
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/sh", "-c", "echo started; exec sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    // The job has exec'd; let the daemon's `Spawned` reach `run` (a sandbox killed
+    // before that is a spawn that failed, not a job that was ended).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.starts_with("hatchery: killed: the daemon went away while the job ran"),
+        "{stderr}"
     );
 }
 
@@ -845,4 +885,72 @@ fn hatchery_alone_prints_help_to_stdout() {
         stdout.contains("69 the socket named by --socket"),
         "{stdout}"
     );
+}
+
+/// A limit the daemon cannot enforce is named by its flag, with the flag that allows
+/// running without it (not the wire's `allow_unenforced_limits`).
+#[test]
+fn an_unenforceable_limit_is_named_by_its_flag() {
+    require_sandbox!();
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but not root"
+        );
+        eprintln!("skipped: a daemon without cgroups is made with unshare, as root");
+        return;
+    }
+    // The daemon in a mount namespace of its own where no cgroup hierarchy is mounted
+    // (as tests/docs_client.rs makes it).
+    let dir = common::open_tempdir();
+    let wrapper = dir.path().join("serve-without-cgroups");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
+             'umount -l /sys/fs/cgroup && exec \"$0\" serve \"$@\"' {} \"$@\"\n",
+            common::HATCHERY
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start_zygote(wrapper.to_str().unwrap(), &[], &[]);
+    let socket = daemon.socket.to_str().unwrap();
+    let (code, _, stderr) = hatchery(
+        &[
+            "run",
+            "--socket",
+            socket,
+            "--memory",
+            "64M",
+            "--",
+            "/bin/true",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            125,
+            "hatchery: this host cannot enforce --memory (no cgroup controller for it); leave \
+             it out, or add --allow-unenforced-limits to run without it\n"
+        )
+    );
+    let (code, _, stderr) = hatchery(
+        &[
+            "run",
+            "--socket",
+            socket,
+            "--memory",
+            "64M",
+            "--allow-unenforced-limits",
+            "--",
+            "/bin/true",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
 }

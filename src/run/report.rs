@@ -116,6 +116,12 @@ pub fn spawn_failure(error: &SpawnError, program: &OsString) -> Failure {
         SpawnError::InvalidRequest(message) => {
             Failure::hatchery(format!("invalid request: {}", in_flag_words(message)))
         }
+        SpawnError::Connection(ClientError::Disconnected | ClientError::Closed(_)) => {
+            Failure::hatchery(format!(
+                "the daemon went away before the job started ({})",
+                chain(error)
+            ))
+        }
         other => Failure {
             code: EXIT_HATCHERY,
             message: chain(other),
