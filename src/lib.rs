@@ -15,7 +15,7 @@
 //! use std::io::Read;
 //! use hatchery::{Client, SpawnRequest};
 //!
-//! let client = Client::connect("/run/hatchery.sock")?;
+//! let client = Client::connect("/run/hatchery/hatchery.sock")?;
 //! let mut child = client.spawn_child(SpawnRequest::new("/bin/echo").arg("hi"))?;
 //! let mut out = String::new();
 //! child.stdout.take().unwrap().read_to_string(&mut out)?;

@@ -1,5 +1,6 @@
 //! `hatchery run`: exit-code mapping, stdio pass-through, signal forwarding, the verdict
-//! file, and the embedded zygote when no daemon runs.
+//! file, the embedded zygote when no daemon runs (and never in place of a named socket),
+//! the reasons printed for a limit's kill, profiles, and messages in the flags' words.
 
 mod common;
 
@@ -8,11 +9,14 @@ use std::process::{Command, Stdio};
 
 use common::{hatchery, Daemon};
 
-/// A socket path where no daemon listens: `run` must start its embedded zygote.
+/// A socket path where no daemon listens: `run` must refuse it, not fall back.
 const NO_DAEMON: &str = "/nonexistent/hatchery.sock";
 
+/// `run` fails this way when a named socket cannot be used.
+const EXIT_NO_DAEMON: i32 = 69;
+
 fn run_embedded(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-    let mut full = vec!["run", "--socket", NO_DAEMON];
+    let mut full = vec!["run", "--embedded"];
     full.extend_from_slice(args);
     hatchery(&full, stdin, &[])
 }
@@ -24,7 +28,7 @@ fn run_embedded(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
 fn the_setup_of_each_sandbox_is_timed_part_by_part_in_the_debug_log() {
     require_sandbox!();
     let (code, _, stderr) = hatchery(
-        &["run", "--socket", NO_DAEMON, "--", "/bin/true"],
+        &["run", "--embedded", "--", "/bin/true"],
         b"",
         &[("RUST_LOG", "hatchery=debug"), ("NO_COLOR", "1")],
     );
@@ -82,15 +86,37 @@ fn the_setup_of_each_sandbox_is_timed_part_by_part_in_the_debug_log() {
     );
 }
 
+/// Without a socket named and nothing at the default path, `run` starts an embedded
+/// zygote and says so once; `--quiet` silences that, and `--embedded` (which asks for
+/// it) needs no notice.
 #[test]
-fn runs_a_command_without_a_daemon() {
+fn runs_a_command_without_a_daemon_and_says_so() {
     require_sandbox!();
-    let (code, stdout, stderr) = hatchery(
-        &["run", "--", "/bin/echo", "hello"],
-        b"",
-        &[("HATCHERY_SOCKET", NO_DAEMON)],
+    let default = hatchery::client::default_socket_path();
+    // As root the default is the system socket: a daemon of this machine's there would
+    // be used, which this test cannot tell from the embedded zygote.
+    assert!(
+        !default.exists(),
+        "this test needs nothing at the default socket {}",
+        default.display()
     );
+    let unset = [("HATCHERY_SOCKET", "")];
+    let (code, stdout, stderr) = hatchery(&["run", "--", "/bin/echo", "hello"], b"", &unset);
     assert_eq!((code, stdout.as_str()), (0, "hello\n"), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "hatchery: no daemon at {}; running in an embedded zygote, under no daemon's \
+             policy (--embedded asks for this, --quiet silences this line)\n",
+            default.display()
+        )
+    );
+    let (code, stdout, stderr) =
+        hatchery(&["run", "--quiet", "--", "/bin/echo", "hi"], b"", &unset);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "hi\n", ""));
+    let (code, stdout, stderr) =
+        hatchery(&["run", "--embedded", "--", "/bin/echo", "hi"], b"", &unset);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "hi\n", ""));
 }
 
 #[test]
@@ -233,8 +259,7 @@ fn forwards_sigterm_to_the_child() {
     let mut cli = Command::new(common::HATCHERY)
         .args([
             "run",
-            "--socket",
-            NO_DAEMON,
+            "--embedded",
             "--ro-bind",
             &bind,
             "--",
@@ -247,6 +272,9 @@ fn forwards_sigterm_to_the_child() {
         .unwrap();
     let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // The probe runs; let the daemon's `Spawned` reach `run`: a signal before that
+    // cancels the start instead (a_signal_before_the_sandbox_starts_ends_run_at_once).
+    std::thread::sleep(std::time::Duration::from_millis(300));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(cli.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -258,7 +286,7 @@ fn forwards_sigterm_to_the_child() {
 
 #[test]
 fn refuses_a_missing_command() {
-    let (code, _, stderr) = hatchery(&["run", "--socket", NO_DAEMON], b"", &[]);
+    let (code, _, stderr) = hatchery(&["run", "--embedded"], b"", &[]);
     assert_eq!(
         code, 125,
         "a usage error is hatchery's own failure: {stderr}"
@@ -342,6 +370,589 @@ fn a_signal_before_the_sandbox_starts_ends_run_at_once() {
             "the daemon's sandboxes after the cancelled run"
         );
     }
+}
+
+/// Runs `hatchery` in `dir` (the current directory of relative paths).
+fn hatchery_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(common::HATCHERY)
+        .args(args)
+        .current_dir(dir)
+        .env("HATCHERY_SOCKET", "")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hatchery");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// Asserts that `run` refused the socket named as `named` with `EXIT_NO_DAEMON`, one line
+/// that names it and says what is there, and ran nothing.
+fn assert_refused(out: (i32, String, String), named: &str, what: &str) {
+    let (code, stdout, stderr) = out;
+    assert_eq!(code, EXIT_NO_DAEMON, "{named}: {stderr}");
+    assert_eq!(stdout, "", "nothing ran");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("hatchery: {named}: {what}")),
+        "{named}: {stderr}"
+    );
+    assert!(stderr.contains("nothing ran"), "{stderr}");
+}
+
+/// A socket named by `--socket` or `HATCHERY_SOCKET` is used or nothing runs: no
+/// embedded zygote takes over from a path that is missing, a regular file, a directory
+/// or a stale socket.
+#[test]
+fn a_named_socket_that_cannot_be_used_is_refused() {
+    let dir = common::open_tempdir();
+    let file = dir.path().join("file");
+    std::fs::write(&file, "not a socket").unwrap();
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists(), "a closed listener leaves its socket file");
+    let dir_path = dir.path().to_str().unwrap();
+    for (path, what) in [
+        (NO_DAEMON, "no such file: no daemon listens there"),
+        (
+            file.to_str().unwrap(),
+            "is a regular file, not a daemon's socket",
+        ),
+        (dir_path, "is a directory, not a daemon's socket"),
+        (
+            stale.to_str().unwrap(),
+            "no daemon is listening on this socket (a stale one",
+        ),
+    ] {
+        let command = ["run", "--socket", path, "--", "/bin/echo", "ran"];
+        assert_refused(
+            hatchery(&command, b"", &[]),
+            &format!("--socket {path}"),
+            what,
+        );
+        assert_refused(
+            hatchery(
+                &["run", "--", "/bin/echo", "ran"],
+                b"",
+                &[("HATCHERY_SOCKET", path)],
+            ),
+            &format!("HATCHERY_SOCKET={path}"),
+            what,
+        );
+    }
+    // --embedded asks for the embedded zygote, which a named socket rules out.
+    let (code, _, stderr) = hatchery(
+        &[
+            "run",
+            "--embedded",
+            "--socket",
+            NO_DAEMON,
+            "--",
+            "/bin/true",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 125, "{stderr}");
+    assert!(
+        stderr.contains("'--embedded' cannot be used with '--socket"),
+        "{stderr}"
+    );
+}
+
+/// A root daemon's 0600 socket refuses uid 65534 at the file: `run` says so and runs
+/// nothing (before, it ran the command in an embedded zygote, outside the daemon's
+/// policy).
+#[test]
+fn a_socket_the_user_may_not_open_is_refused() {
+    require_sandbox!();
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but not root"
+        );
+        eprintln!("skipped: switching to uid 65534 needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let daemon = Daemon::start();
+    let mode = std::fs::metadata(&daemon.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let out = Command::new(common::hatchery_for_others())
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/echo", "ran"])
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    assert_refused(
+        (
+            out.status.code().unwrap_or(-1),
+            text(&out.stdout),
+            text(&out.stderr),
+        ),
+        &format!("--socket {}", daemon.socket.display()),
+        "permission denied: uid 65534 may not open it",
+    );
+}
+
+/// Runs `args` in the embedded zygote and returns (code, stderr); skips (returns `None`)
+/// when this host cannot enforce the limit, unless `HATCHERY_TESTS_MUST_RUN=1`.
+fn limited(args: &[&str]) -> Option<(i32, String)> {
+    let (code, _, stderr) = run_embedded(args, b"");
+    if stderr.contains("cannot enforce") {
+        assert!(!common::must_run(), "{stderr}");
+        eprintln!("skipped: {stderr}");
+        return None;
+    }
+    Some((code, stderr))
+}
+
+/// A job a limit ended says which, in the units a user types, and keeps its 137.
+#[test]
+fn a_limit_that_ends_the_job_is_named_on_stderr() {
+    require_sandbox!();
+    let (code, _, stderr) = run_embedded(&["--wall-time", "1s", "--", "/bin/sleep", "5"], b"");
+    assert_eq!(
+        (code, stderr.as_str()),
+        (137, "hatchery: killed: wall-time limit 1s reached\n")
+    );
+    let memory = [
+        "--memory",
+        "32M",
+        "--",
+        "/bin/sh",
+        "-c",
+        "exec tail /dev/zero",
+    ];
+    if let Some((code, stderr)) = limited(&memory) {
+        assert_eq!(
+            (code, stderr.as_str()),
+            (137, "hatchery: killed: memory limit 32 MiB reached\n")
+        );
+    }
+    let busy = [
+        "--cpu-time",
+        "300ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do :; done",
+    ];
+    if let Some((code, stderr)) = limited(&busy) {
+        assert_eq!(
+            (code, stderr.as_str()),
+            (137, "hatchery: killed: cpu-time limit 300ms reached\n")
+        );
+    }
+    // --quiet keeps the code and drops the line; a job that kills itself gets none.
+    let (code, _, stderr) = run_embedded(
+        &["--quiet", "--wall-time", "1s", "--", "/bin/sleep", "5"],
+        b"",
+    );
+    assert_eq!((code, stderr.as_str()), (137, ""));
+    let (code, _, stderr) = run_embedded(&["--", "/bin/sh", "-c", "kill -9 $$"], b"");
+    assert_eq!((code, stderr.as_str()), (137, ""));
+}
+
+/// A daemon that shuts down under a job: `run` says that is what ended it.
+#[test]
+fn the_daemons_shutdown_is_named_on_stderr() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut cli = Command::new(common::HATCHERY)
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/sh", "-c", "echo started; exec sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The job runs once it prints.
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    // The job has exec'd; let the daemon's `Spawned` reach `run` (a sandbox killed
+    // before that is a spawn that failed, not a job that was ended).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(daemon.stop().success());
+    let out = cli.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        (out.status.code(), stderr.as_ref()),
+        (Some(137), "hatchery: killed: the daemon shut down\n")
+    );
+}
+
+/// A daemon that dies under a job (its sandboxes die with it): `run` says the daemon went
+/// away, and fails as hatchery (125), since no verdict came.
+#[test]
+fn a_lost_daemon_is_named_on_stderr() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut cli = Command::new(common::HATCHERY)
+        .args(["run", "--socket"])
+        .arg(&daemon.socket)
+        .args(["--", "/bin/sh", "-c", "echo started; exec sleep 30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    // The job has exec'd; let the daemon's `Spawned` reach `run` (a sandbox killed
+    // before that is a spawn that failed, not a job that was ended).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert!(
+        stderr.starts_with("hatchery: killed: the daemon went away while the job ran"),
+        "{stderr}"
+    );
+}
+
+/// The profiles shipped in docs/profiles/ run (network-client needs a veth pool: the
+/// bin's unit tests parse it), and a flag overrides a profile's value.
+#[test]
+fn the_shipped_profiles_run_and_flags_override_them() {
+    require_sandbox!();
+    let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/profiles");
+    let shell = profiles.join("shell.toml");
+    let shell = shell.to_str().unwrap();
+    let (code, stdout, stderr) = run_embedded(
+        &[
+            "--profile",
+            shell,
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo $HOME; hostname",
+        ],
+        b"",
+    );
+    assert_eq!((code, stdout.as_str()), (0, "/tmp\nshell\n"), "{stderr}");
+    // The flag's wall time wins over the profile's, and the flag's HOME over its HOME.
+    let (code, stdout, stderr) = run_embedded(
+        &[
+            "--profile",
+            shell,
+            "--wall-time",
+            "1s",
+            "--env",
+            "HOME=/",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo $HOME; sleep 5",
+        ],
+        b"",
+    );
+    assert_eq!(
+        (code, stdout.as_str(), stderr.as_str()),
+        (137, "/\n", "hatchery: killed: wall-time limit 1s reached\n")
+    );
+    if common::python_runs() {
+        // docs/profiles/README.md's example, as written there.
+        let dir = common::open_tempdir();
+        std::fs::create_dir(dir.path().join("submission")).unwrap();
+        std::fs::write(dir.path().join("submission/main.py"), "print(6 * 7)\n").unwrap();
+        let judge = profiles.join("python-judge.toml");
+        let (code, stdout, stderr) = hatchery_in(
+            dir.path(),
+            &[
+                "run",
+                "--embedded",
+                "--profile",
+                judge.to_str().unwrap(),
+                "--ro-bind",
+                "./submission:/job",
+                "--",
+                "python3",
+                "/job/main.py",
+            ],
+        );
+        assert_eq!((code, stdout.as_str()), (0, "42\n"), "{stderr}");
+    }
+}
+
+/// A profile's unknown key is an error naming the key and the file, in TOML and JSON.
+#[test]
+fn a_profile_with_an_unknown_key_is_refused() {
+    let dir = common::open_tempdir();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "memory = \"64M\"\nmemroy = \"1G\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.json"),
+        r#"{"wall-time": "1s", "walltime": 2}"#,
+    )
+    .unwrap();
+    for (file, key) in [("p.toml", "memroy"), ("p.json", "walltime")] {
+        let (code, _, stderr) = hatchery_in(
+            dir.path(),
+            &["run", "--embedded", "--profile", file, "--", "/bin/true"],
+        );
+        assert_eq!(code, 125, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "hatchery: --profile {file}: unknown field `{key}`"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+/// Values a user mistypes get a message naming the flag and the value as typed.
+#[test]
+fn mistyped_values_are_named_with_their_flag() {
+    for (args, expected) in [
+        (
+            &["--memory", "64"][..],
+            "invalid value '64' for '--memory <VALUE>': invalid size \"64\": a size without a \
+             unit is in bytes, and 64 bytes is too small; did you mean 64M?",
+        ),
+        (
+            &["--wall-time", "-1"][..],
+            "invalid value '-1' for '--wall-time <VALUE>': invalid duration \"-1\": a \
+             duration cannot be negative",
+        ),
+        (
+            &["--uid", "-1"][..],
+            "invalid value '-1' for '--uid <N>': expected a whole number from 1 to",
+        ),
+        (
+            &["--cwd", "job"][..],
+            "hatchery: --cwd: job is a path inside the sandbox and must be absolute, without \
+             \"..\" (e.g. /job)",
+        ),
+        (
+            &["--bind", "/tmp:out"][..],
+            "hatchery: --bind /tmp:out: out is a path inside the sandbox and must be \
+             absolute",
+        ),
+    ] {
+        let mut full = vec!["run", "--embedded"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--", "/bin/true"]);
+        let (code, _, stderr) = hatchery(&full, b"", &[]);
+        assert_eq!(code, 125, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("-- -1"),
+            "no tip to write `-- -1`: {stderr}"
+        );
+    }
+}
+
+/// Relative host paths are from the current directory: `--ro-bind .:/job`, a relative
+/// `--chroot` (named as typed when it is missing), a relative `--verdict-json`.
+#[test]
+fn relative_paths_are_from_the_current_directory() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    std::fs::write(dir.path().join("input.txt"), "from the current directory\n").unwrap();
+    let (code, stdout, stderr) = hatchery_in(
+        dir.path(),
+        &[
+            "run",
+            "--embedded",
+            "--ro-bind",
+            ".:/job",
+            "--cwd",
+            "/job",
+            "--verdict-json",
+            "verdict.json",
+            "--",
+            "/bin/cat",
+            "input.txt",
+        ],
+    );
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "from the current directory\n"),
+        "{stderr}"
+    );
+    assert!(dir.path().join("verdict.json").exists());
+    let (code, _, stderr) = hatchery_in(
+        dir.path(),
+        &["run", "--embedded", "--chroot", "root", "--", "/bin/true"],
+    );
+    assert_eq!(code, 125, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "hatchery: --chroot: root (from {}): No such file or directory",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+}
+
+/// A program not found says which, and that the sandbox does not see the current
+/// directory, when that is the likely cause.
+#[test]
+fn a_program_not_found_is_named_with_a_hint() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let script = dir.path().join("job.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let (code, _, stderr) = hatchery_in(dir.path(), &["run", "--embedded", "--", "./job.sh"]);
+    assert_eq!(code, 127, "{stderr}");
+    assert_eq!(
+        stderr,
+        "hatchery: ./job.sh: not found in the sandbox; the sandbox does not see the current \
+         directory; bind it with `--bind .:/job --cwd /job`\n"
+    );
+}
+
+/// `--verdict-json` is opened before the job runs (a bad path costs nothing and loses no
+/// exit status), and `-` is stdout.
+#[test]
+fn the_verdict_file_is_checked_first_and_dash_is_stdout() {
+    require_sandbox!();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = common::open_tempdir();
+    // Writable by the sandbox's host uid, so that a job that ran would leave its mark.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let marker = dir.path().join("ran");
+    let bind = format!("{}:/out", dir.path().display());
+    let (code, _, stderr) = run_embedded(
+        &[
+            "--verdict-json",
+            "/nonexistent/dir/v.json",
+            "--bind",
+            &bind,
+            "--",
+            "/bin/touch",
+            "/out/ran",
+        ],
+        b"",
+    );
+    assert_eq!(code, 125, "{stderr}");
+    assert_eq!(
+        stderr,
+        "hatchery: --verdict-json /nonexistent/dir/v.json: cannot create it: No such file or \
+         directory\n"
+    );
+    assert!(
+        !marker.exists(),
+        "the job ran though its verdict could not be written"
+    );
+    // The control: with a verdict file that can be written, the job leaves its mark.
+    let (code, _, stderr) = run_embedded(&["--bind", &bind, "--", "/bin/touch", "/out/ran"], b"");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(marker.exists(), "the control job left no mark");
+    let (code, stdout, stderr) = run_embedded(
+        &["--verdict-json", "-", "--", "/bin/sh", "-c", "exit 3"],
+        b"",
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let verdict: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict["exit_code"], 3);
+    assert!(!std::path::Path::new("-").exists());
+}
+
+/// `hatchery` alone prints its help to stdout and exits 2; `hatchery help` exits 0.
+#[test]
+fn hatchery_alone_prints_help_to_stdout() {
+    let (code, stdout, stderr) = hatchery(&[], b"", &[]);
+    assert_eq!((code, stderr.as_str()), (2, ""));
+    assert!(stdout.contains("Usage: hatchery <COMMAND>"), "{stdout}");
+    let (code, stdout, _) = hatchery(&["help"], b"", &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Usage: hatchery <COMMAND>"), "{stdout}");
+    let (code, stdout, _) = hatchery(&["run", "--help"], b"", &[]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("69 the socket named by --socket"),
+        "{stdout}"
+    );
+}
+
+/// A limit the daemon cannot enforce is named by its flag, with the flag that allows
+/// running without it (not the wire's `allow_unenforced_limits`).
+#[test]
+fn an_unenforceable_limit_is_named_by_its_flag() {
+    require_sandbox!();
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but not root"
+        );
+        eprintln!("skipped: a daemon without cgroups is made with unshare, as root");
+        return;
+    }
+    // The daemon in a mount namespace of its own where no cgroup hierarchy is mounted
+    // (as tests/docs_client.rs makes it).
+    let dir = common::open_tempdir();
+    let wrapper = dir.path().join("serve-without-cgroups");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
+             'umount -l /sys/fs/cgroup && exec \"$0\" serve \"$@\"' {} \"$@\"\n",
+            common::HATCHERY
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start_zygote(wrapper.to_str().unwrap(), &[], &[]);
+    let socket = daemon.socket.to_str().unwrap();
+    let (code, _, stderr) = hatchery(
+        &[
+            "run",
+            "--socket",
+            socket,
+            "--memory",
+            "64M",
+            "--",
+            "/bin/true",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(
+        (code, stderr.as_str()),
+        (
+            125,
+            "hatchery: this host cannot enforce --memory (no cgroup controller for it); leave \
+             it out, or add --allow-unenforced-limits to run without it\n"
+        )
+    );
+    let (code, _, stderr) = hatchery(
+        &[
+            "run",
+            "--socket",
+            socket,
+            "--memory",
+            "64M",
+            "--allow-unenforced-limits",
+            "--",
+            "/bin/true",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]

@@ -614,12 +614,11 @@ fn a_restarted_daemon_removes_stale_pairs_of_its_prefix_only() {
 fn the_cli_runs_a_networked_command() {
     require_sandbox!();
     let _serial = one_at_a_time();
-    // No daemon at this socket: `run` starts an embedded zygote with the default pool.
+    // No daemon: `run` starts an embedded zygote with the default pool.
     let (code, stdout, stderr) = common::hatchery(
         &[
             "run",
-            "--socket",
-            "/nonexistent/hatchery-net.sock",
+            "--embedded",
             "--net",
             "veth",
             "--net-interface",

@@ -41,7 +41,7 @@ pub enum ForwardError {
 /// use hatchery::client::ForwardedSignals;
 /// use hatchery::{Client, SpawnRequest};
 /// let signals = ForwardedSignals::hold()?; // before the spawn
-/// let client = Client::connect("/run/hatchery.sock")?;
+/// let client = Client::connect("/run/hatchery/hatchery.sock")?;
 /// let mut child = client.spawn_child(SpawnRequest::new("/bin/sleep").arg("10"))?;
 /// let verdict = child.wait_forwarding(&signals)?; // a Ctrl-C now reaches the sleep
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -81,7 +81,7 @@ impl ForwardedSignals {
     /// use hatchery::client::ForwardedSignals;
     /// use hatchery::{Client, SpawnRequest};
     /// let signals = ForwardedSignals::hold()?;
-    /// let client = Client::connect("/run/hatchery.sock")?;
+    /// let client = Client::connect("/run/hatchery/hatchery.sock")?;
     /// let stop = |signal: i32| -> std::convert::Infallible { std::process::exit(128 + signal) };
     /// let child = signals.unless_interrupted(|| client.spawn_child(SpawnRequest::new("/bin/true")), stop)??;
     /// # Ok::<(), Box<dyn std::error::Error>>(())

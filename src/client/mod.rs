@@ -26,14 +26,20 @@ pub use forward::{ForwardError, ForwardedSignals, ANSWER_GRACE};
 /// The environment variable naming the default socket.
 pub const SOCKET_ENV: &str = "HATCHERY_SOCKET";
 
+/// The socket of a daemon run by root, e.g. as the systemd service of docs/deploy.md
+/// (`RuntimeDirectory=hatchery`): root's default, and where `hatchery run` looks when
+/// nothing is at a user's own default.
+pub const SYSTEM_SOCKET: &str = "/run/hatchery/hatchery.sock";
+
 /// The socket a client uses when none is named: `$HATCHERY_SOCKET`, else
-/// `/run/hatchery.sock` for root, else `$XDG_RUNTIME_DIR/hatchery.sock`.
+/// `/run/hatchery/hatchery.sock` for root (where docs/deploy.md's systemd unit listens),
+/// else `$XDG_RUNTIME_DIR/hatchery.sock`, else `/tmp/hatchery-<euid>.sock`.
 pub fn default_socket_path() -> PathBuf {
     if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/run/hatchery.sock");
+        return PathBuf::from(SYSTEM_SOCKET);
     }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         Some(dir) => Path::new(&dir).join("hatchery.sock"),
@@ -191,7 +197,7 @@ pub enum SpawnError {
 /// use std::io::Read;
 /// use hatchery::{Client, SpawnRequest};
 ///
-/// let client = Client::connect("/run/hatchery.sock")?;
+/// let client = Client::connect("/run/hatchery/hatchery.sock")?;
 /// let mut child = client.spawn_child(SpawnRequest::new("/bin/echo").arg("hello"))?;
 /// let mut out = String::new();
 /// child.stdout.take().unwrap().read_to_string(&mut out)?;

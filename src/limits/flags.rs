@@ -119,6 +119,9 @@ impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
                 clap::Arg::new(name)
                     .long(name)
                     .value_name("VALUE")
+                    // `--wall-time -1` reaches the parser, which says plainly that no
+                    // limit is negative (not clap's tip to write `-- -1`).
+                    .allow_negative_numbers(true)
                     .help(help)
                     .value_parser(move |text: &str| parse_limit_or_unlimited(kind, text)),
             );

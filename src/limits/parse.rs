@@ -14,29 +14,50 @@ use crate::protocol::Limit;
 pub struct ParseError {
     what: &'static str,
     text: String,
-    expected: &'static str,
+    expected: std::borrow::Cow<'static, str>,
 }
 
-fn invalid(what: &'static str, text: &str, expected: &'static str) -> ParseError {
+fn invalid(
+    what: &'static str,
+    text: &str,
+    expected: impl Into<std::borrow::Cow<'static, str>>,
+) -> ParseError {
     ParseError {
         what,
         text: text.to_string(),
-        expected,
+        expected: expected.into(),
     }
 }
 
+/// The smallest size written without a unit: a bare number is bytes, and fewer than
+/// 4 KiB (a page) is almost always a forgotten `M`.
+pub const SMALLEST_BARE_SIZE: u64 = 4096;
+
+/// A number written with a minus sign: no limit is negative.
+fn negative(what: &'static str, text: &str) -> Option<ParseError> {
+    text.trim()
+        .starts_with('-')
+        .then(|| invalid(what, text, format!("a {what} cannot be negative")))
+}
+
 /// Parses a size in bytes: a number with an optional binary suffix `K`, `M`, `G`, `T`
-/// (or `KiB`, `MiB`, ...; `KB` is read as KiB too).
+/// (or `KiB`, `MiB`, ...; `KB` is read as KiB too). A number without a unit is bytes, and
+/// is refused below [`SMALLEST_BARE_SIZE`] (but for 0): `--memory 64` means 64M.
 ///
 /// ```
 /// use hatchery::limits::parse_size;
 /// assert_eq!(parse_size("256M"), Ok(256 << 20));
 /// assert_eq!(parse_size("1.5G"), Ok(3 << 29));
 /// assert_eq!(parse_size("4096"), Ok(4096));
+/// assert_eq!(parse_size("64B"), Ok(64));
+/// assert!(parse_size("64").unwrap_err().to_string().contains("did you mean 64M?"));
 /// assert!(parse_size("12 apples").is_err());
 /// ```
 pub fn parse_size(text: &str) -> Result<u64, ParseError> {
     const EXPECTED: &str = "expected a number of bytes with an optional K, M, G or T suffix";
+    if let Some(error) = negative("size", text) {
+        return Err(error);
+    }
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -50,7 +71,19 @@ pub fn parse_size(text: &str) -> Result<u64, ParseError> {
         "T" | "TB" | "TIB" => 40,
         _ => return Err(invalid("size", text, EXPECTED)),
     };
-    scaled(number, (1u64 << shift) as f64).ok_or_else(|| invalid("size", text, EXPECTED))
+    let bytes =
+        scaled(number, (1u64 << shift) as f64).ok_or_else(|| invalid("size", text, EXPECTED))?;
+    if suffix.is_empty() && bytes != 0 && bytes < SMALLEST_BARE_SIZE {
+        return Err(invalid(
+            "size",
+            text,
+            format!(
+                "a size without a unit is in bytes, and {bytes} bytes is too small; \
+                 did you mean {number}M? (write {number}B for bytes)"
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Parses a duration into milliseconds: a number with a suffix `ms`, `s`, `m` or `h`
@@ -65,6 +98,9 @@ pub fn parse_size(text: &str) -> Result<u64, ParseError> {
 /// ```
 pub fn parse_duration_ms(text: &str) -> Result<u64, ParseError> {
     const EXPECTED: &str = "expected a number with an optional ms, s, m or h suffix";
+    if let Some(error) = negative("duration", text) {
+        return Err(error);
+    }
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -89,6 +125,9 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, ParseError> {
 /// ```
 pub fn parse_cpus(text: &str) -> Result<u64, ParseError> {
     const EXPECTED: &str = "expected a number of CPUs such as 0.5 or 2";
+    if let Some(error) = negative("CPU share", text) {
+        return Err(error);
+    }
     match scaled(text.trim(), 1000.0) {
         Some(millicores) if millicores > 0 => Ok(millicores),
         _ => Err(invalid("CPU share", text, EXPECTED)),
@@ -97,6 +136,9 @@ pub fn parse_cpus(text: &str) -> Result<u64, ParseError> {
 
 /// Parses a plain count (processes, open files, inodes).
 pub fn parse_count(text: &str) -> Result<u64, ParseError> {
+    if let Some(error) = negative("count", text) {
+        return Err(error);
+    }
     text.trim()
         .parse()
         .map_err(|_| invalid("count", text, "expected a whole number"))
@@ -178,6 +220,32 @@ mod tests {
             parse_size("1X").unwrap_err().to_string(),
             "invalid size \"1X\": expected a number of bytes with an optional K, M, G or T suffix"
         );
+    }
+
+    #[test]
+    fn a_bare_size_below_a_page_is_refused_with_a_hint() {
+        assert_eq!(
+            parse_size("64").unwrap_err().to_string(),
+            "invalid size \"64\": a size without a unit is in bytes, and 64 bytes is too \
+             small; did you mean 64M? (write 64B for bytes)"
+        );
+        assert!(parse_size("4095").is_err());
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64B"), Ok(64));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+    }
+
+    #[test]
+    fn negative_values_are_named_plainly() {
+        for (kind, text, what) in [
+            (Limit::WallTime, "-1", "a duration cannot be negative"),
+            (Limit::Memory, "-1M", "a size cannot be negative"),
+            (Limit::Cpu, "-0.5", "a CPU share cannot be negative"),
+            (Limit::Pids, "-3", "a count cannot be negative"),
+        ] {
+            let message = parse_limit(kind, text).unwrap_err().to_string();
+            assert!(message.ends_with(what), "{kind}: {message}");
+        }
     }
 
     #[test]

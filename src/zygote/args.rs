@@ -58,7 +58,7 @@ pub enum ServeArgsError {
 /// The flags of `hatchery serve`, shared by every zygote ([`crate::ZygoteBuilder::serve_from_args`]).
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery.sock as root,
+    /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery/hatchery.sock as root,
     /// else $XDG_RUNTIME_DIR/hatchery.sock, else /tmp/hatchery-UID.sock]
     #[arg(long)]
     pub socket: Option<PathBuf>,

@@ -131,7 +131,7 @@ impl From<SysError> for ZygoteError {
 /// ```no_run
 /// use hatchery::zygote::{Zygote, ZygoteConfig};
 /// let zygote = Zygote::new(ZygoteConfig::new()?)?;
-/// zygote.serve(std::path::Path::new("/run/hatchery.sock"))?;
+/// zygote.serve(std::path::Path::new("/run/hatchery/hatchery.sock"))?;
 /// # Ok::<(), hatchery::zygote::ZygoteError>(())
 /// ```
 pub struct Zygote {

@@ -60,13 +60,7 @@ pub fn sandbox_unavailable() -> Option<&'static str> {
     REASON
         .get_or_init(|| {
             let out = Command::new(HATCHERY)
-                .args([
-                    "run",
-                    "--socket",
-                    "/nonexistent/hatchery-probe.sock",
-                    "--",
-                    "/bin/true",
-                ])
+                .args(["run", "--embedded", "--", "/bin/true"])
                 .stdin(Stdio::null())
                 .output();
             match out {

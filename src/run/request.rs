@@ -1,0 +1,226 @@
+//! The spawn request of `hatchery run`, made from its options: host paths as typed,
+//! resolved against the current directory; paths inside the sandbox checked to be
+//! absolute; every refusal naming the flag and the value as typed.
+
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::path::{Component, Path, PathBuf};
+
+use hatchery::protocol::{
+    Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
+};
+
+use super::profile::Options;
+use super::report::io_reason;
+use super::Failure;
+
+/// What `run --net` asks for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Net {
+    #[default]
+    None,
+    Veth,
+}
+
+pub fn parse_net(text: &str) -> Result<Net, String> {
+    match text {
+        "none" => Ok(Net::None),
+        "veth" => Ok(Net::Veth),
+        _ => Err("expected one of: none, veth".into()),
+    }
+}
+
+pub fn parse_layer(text: &str) -> Result<Layer, String> {
+    match text {
+        "seccomp" => Ok(Layer::Seccomp),
+        "network-namespace" => Ok(Layer::NetworkNamespace),
+        _ => Err("expected one of: seccomp, network-namespace".into()),
+    }
+}
+
+/// A uid or gid inside the sandbox.
+pub fn parse_id(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|&id| id != 0 && id != u32::MAX)
+        .ok_or_else(|| format!("expected a whole number from 1 to {}", u32::MAX - 1))
+}
+
+/// The MTU of a veth pair.
+pub fn parse_mtu(text: &str) -> Result<u32, String> {
+    text.trim().parse::<u32>().map_err(|_| {
+        "expected a whole number of bytes, from 1280 (IPv6's minimum) to 65535".to_string()
+    })
+}
+
+/// The request for `command` under `options`, with this process's stdio.
+pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Failure> {
+    let cwd = match &options.cwd {
+        Some(dir) => inside("--cwd", dir, dir)?,
+        None => PathBuf::from("/"),
+    };
+    let mut request = SpawnRequest::new(&command[0]).args(&command[1..]).cwd(cwd);
+    for entry in &options.env {
+        let (key, value) = entry
+            .split_once('=')
+            .filter(|(key, _)| !key.is_empty())
+            .ok_or_else(|| Failure::hatchery(format!("--env {entry}: expected KEY=VALUE")))?;
+        request = request.env(key, value);
+    }
+    let binds = options
+        .binds
+        .iter()
+        .map(|(spec, writable)| bind(spec, *writable))
+        .collect::<Result<Vec<_>, _>>()?;
+    let chroot_dir = options
+        .chroot
+        .as_deref()
+        .map(|dir| on_host("--chroot", dir))
+        .transpose()?;
+    request.sandbox = SandboxConfig {
+        chroot_dir: chroot_dir.map(|dir| dir.as_os_str().into()),
+        binds,
+        hostname: options
+            .hostname
+            .clone()
+            .unwrap_or_else(|| "hatchery".into()),
+        uid: options.uid.unwrap_or(DEFAULT_SANDBOX_ID),
+        gid: options.gid.unwrap_or(DEFAULT_SANDBOX_ID),
+        opt_out: options.disable.clone(),
+        limits: options.limits,
+        allow_unenforced_limits: options.allow_unenforced_limits,
+        kill_on_disconnect: true,
+        network: match options.net {
+            Net::None => NetworkConfig::None,
+            Net::Veth => NetworkConfig::Veth(VethConfig {
+                interface: options.net_interface.clone(),
+                mtu: options.net_mtu,
+            }),
+        },
+    };
+    // Our own stdin, stdout and stderr, passed through.
+    let stdio: Vec<Stdio> = [
+        std::io::stdin().as_fd(),
+        std::io::stdout().as_fd(),
+        std::io::stderr().as_fd(),
+    ]
+    .into_iter()
+    .map(|fd| fd.try_clone_to_owned().map(Stdio::fd))
+    .collect::<Result<_, _>>()
+    .map_err(|e| Failure::hatchery(format!("cannot pass stdio: {e}")))?;
+    let [stdin, stdout, stderr]: [Stdio; 3] = stdio
+        .try_into()
+        .map_err(|_| Failure::hatchery("cannot pass stdio"))?;
+    Ok(request.stdin(stdin).stdout(stdout).stderr(stderr))
+}
+
+/// `--bind SRC[:DST]`: SRC on the host (relative: from the current directory), DST
+/// inside the sandbox (absolute), the resolved SRC when left out.
+fn bind(spec: &str, writable: bool) -> Result<Bind, Failure> {
+    let flag = if writable { "--bind" } else { "--ro-bind" };
+    let shown = format!("{flag} {spec}");
+    let (source, target) = match spec.split_once(':') {
+        Some((source, target)) => (source, Some(target)),
+        None => (spec, None),
+    };
+    if source.is_empty() {
+        return Err(Failure::hatchery(format!(
+            "{shown}: the source is empty; expected SRC[:DST]"
+        )));
+    }
+    let source = on_host(&shown, Path::new(source))?;
+    let target = match target {
+        Some(target) => inside(&shown, Path::new(target), Path::new(target))?,
+        None => source.clone(),
+    };
+    Ok(if writable {
+        Bind::writable(source, target)
+    } else {
+        Bind::read_only(source, target)
+    })
+}
+
+/// A host path as typed: an absolute one without `..` as it is (the daemon reads it with
+/// the sandbox's credentials); anything else resolved against the current directory.
+fn on_host(flag: &str, path: &Path) -> Result<PathBuf, Failure> {
+    if path.is_absolute() && plain(path) {
+        return Ok(path.to_path_buf());
+    }
+    std::fs::canonicalize(path).map_err(|e| {
+        let cwd = std::env::current_dir()
+            .map(|dir| format!(" (from {})", dir.display()))
+            .unwrap_or_default();
+        Failure::hatchery(format!(
+            "{flag}: {}{cwd}: {}",
+            path.display(),
+            io_reason(&e)
+        ))
+    })
+}
+
+/// A path inside the sandbox: absolute, without `..`.
+fn inside(flag: &str, path: &Path, typed: &Path) -> Result<PathBuf, Failure> {
+    if path.is_absolute() && plain(path) {
+        return Ok(path.to_path_buf());
+    }
+    let example = Path::new("/").join(
+        path.components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect::<PathBuf>(),
+    );
+    Err(Failure::hatchery(format!(
+        "{flag}: {} is a path inside the sandbox and must be absolute, without \"..\" \
+         (e.g. {})",
+        typed.display(),
+        example.display()
+    )))
+}
+
+/// No `.` or `..` components.
+fn plain(path: &Path) -> bool {
+    !path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message<T>(result: Result<T, Failure>) -> String {
+        match result {
+            Ok(_) => panic!("accepted"),
+            Err(failure) => failure.message,
+        }
+    }
+
+    #[test]
+    fn relative_sources_resolve_and_targets_must_be_absolute() {
+        let here = std::env::current_dir().unwrap();
+        let bound = bind(".:/job", true).ok().unwrap();
+        assert_eq!(bound.source.as_path(), here.as_path());
+        assert_eq!(bound.target.as_path(), Path::new("/job"));
+        let same = bind(".", false).ok().unwrap();
+        assert_eq!(same.target.as_path(), here.as_path());
+        assert_eq!(
+            message(bind(".:job", true)),
+            "--bind .:job: job is a path inside the sandbox and must be absolute, \
+             without \"..\" (e.g. /job)"
+        );
+        let missing = message(bind("no-such-dir:/x", false));
+        assert!(
+            missing.starts_with("--ro-bind no-such-dir:/x: no-such-dir (from "),
+            "{missing}"
+        );
+        assert!(missing.ends_with("No such file or directory"), "{missing}");
+    }
+
+    #[test]
+    fn ids_and_mtus_say_what_they_take() {
+        assert_eq!(parse_id("1000"), Ok(1000));
+        assert!(parse_id("-1").unwrap_err().contains("from 1 to"));
+        assert!(parse_id("0").is_err());
+        assert!(parse_mtu("-5").unwrap_err().contains("1280"));
+    }
+}
