@@ -17,7 +17,8 @@ use clap::{Args, Parser, Subcommand};
 use hatchery::client::{default_socket_path, ConnectError, ForwardedSignals};
 use hatchery::limits::{LimitFlags, NoPrefix};
 use hatchery::protocol::{
-    Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
+    Bind, Layer, Mount, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig,
+    DEFAULT_SANDBOX_ID,
 };
 use hatchery::zygote::args::ServeArgs;
 use hatchery::zygote::embedded::{self, EmbeddedZygote};
@@ -102,6 +103,36 @@ struct RunArgs {
     /// Debugging only: switch off a sandbox layer (seccomp, network-namespace).
     #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = parse_layer)]
     disable: Vec<Layer>,
+    /// Like --ro-bind, but skipped if SRC does not exist.
+    #[arg(long = "ro-bind-try", value_name = "SRC[:DST]")]
+    ro_bind_tries: Vec<String>,
+    /// Like --bind, but skipped if SRC does not exist.
+    #[arg(long = "bind-try", value_name = "SRC[:DST]")]
+    bind_tries: Vec<String>,
+    /// Bind SRC writable at DST with its device nodes usable (a daemon allows it only
+    /// when started with --allow-dev-bind).
+    #[arg(long = "dev-bind", value_name = "SRC[:DST]")]
+    dev_binds: Vec<String>,
+    /// Mount a new empty tmpfs at DIR (sized as /tmp).
+    #[arg(long = "tmpfs", value_name = "DIR")]
+    tmpfs: Vec<PathBuf>,
+    /// Make the directory DIR (and its parents) inside the sandbox.
+    #[arg(long = "dir", value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Make a symlink at DST pointing to SRC inside the sandbox.
+    #[arg(long = "symlink", num_args = 2, value_names = ["SRC", "DST"])]
+    symlinks: Vec<OsString>,
+    /// Put what this process reads from its fd FD at DST, read-only (at most 64 KiB in
+    /// all files).
+    #[arg(long = "file", num_args = 2, value_names = ["FD", "DST"])]
+    files: Vec<OsString>,
+    /// Put a copy of the host file PATH at DST, read-only (at most 64 KiB in all files).
+    #[arg(long = "file-from", num_args = 2, value_names = ["PATH", "DST"])]
+    files_from: Vec<OsString>,
+    /// The seccomp policy, by a name the daemon loaded (`default`, `strict` unless its
+    /// operator chose others) [default: the daemon's first].
+    #[arg(long, value_name = "NAME")]
+    seccomp_policy: Option<String>,
     /// The program and its arguments.
     #[arg(required = true, last = true, value_name = "PROGRAM [ARGS]...")]
     command: Vec<OsString>,
@@ -253,6 +284,8 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
                 mtu: args.net_mtu,
             }),
         },
+        mounts: mounts(args)?,
+        seccomp_policy: args.seccomp_policy.clone(),
     };
     // Our own stdin, stdout and stderr, passed through.
     let stdio: Vec<Stdio> = [
@@ -267,6 +300,75 @@ fn build_request(args: &RunArgs) -> Result<SpawnRequest, Failure> {
     let [stdin, stdout, stderr]: [Stdio; 3] =
         stdio.try_into().map_err(|_| hatchery_failure("stdio"))?;
     Ok(request.stdin(stdin).stdout(stdout).stderr(stderr))
+}
+
+/// The mounts of `--ro-bind-try`, `--bind-try`, `--dev-bind`, `--tmpfs`, `--dir`,
+/// `--file`, `--file-from` and `--symlink`, in that order.
+fn mounts(args: &RunArgs) -> Result<Vec<Mount>, Failure> {
+    let mut mounts: Vec<Mount> = args
+        .ro_bind_tries
+        .iter()
+        .map(|b| Mount::BindIfExists(parse_bind(b, false)))
+        .chain(
+            args.bind_tries
+                .iter()
+                .map(|b| Mount::BindIfExists(parse_bind(b, true))),
+        )
+        .collect();
+    mounts.extend(args.dev_binds.iter().map(|spec| {
+        let (source, target) = spec.split_once(':').unwrap_or((spec, spec));
+        Mount::DevBind {
+            source: source.into(),
+            target: target.into(),
+        }
+    }));
+    mounts.extend(args.tmpfs.iter().map(|dir| Mount::Tmpfs {
+        target: dir.as_os_str().into(),
+    }));
+    mounts.extend(args.dirs.iter().map(|dir| Mount::Dir {
+        target: dir.as_os_str().into(),
+    }));
+    for pair in args.files.chunks(2) {
+        let fd = pair[0].to_str().and_then(|fd| fd.parse::<u32>().ok());
+        let fd = fd.ok_or_else(|| {
+            hatchery_failure(format!("--file {:?}: FD must be a number", pair[0]))
+        })?;
+        let source = PathBuf::from(format!("/proc/self/fd/{fd}"));
+        let contents = read_small(&source)
+            .map_err(|e| hatchery_failure(format!("--file {fd}: {e}")))?;
+        mounts.push(Mount::File {
+            contents,
+            target: pair[1].as_os_str().into(),
+        });
+    }
+    for pair in args.files_from.chunks(2) {
+        let path = Path::new(&pair[0]);
+        let contents = read_small(path)
+            .map_err(|e| hatchery_failure(format!("--file-from {}: {e}", path.display())))?;
+        mounts.push(Mount::File {
+            contents,
+            target: pair[1].as_os_str().into(),
+        });
+    }
+    mounts.extend(args.symlinks.chunks(2).map(|pair| Mount::Symlink {
+        points_to: pair[0].as_os_str().into(),
+        target: pair[1].as_os_str().into(),
+    }));
+    Ok(mounts)
+}
+
+/// Reads a file for `--file`/`--file-from`, refusing one larger than a request may carry.
+fn read_small(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = hatchery::protocol::validate::MAX_FILE_BYTES;
+    let mut contents = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut contents))
+        .map_err(|e| e.to_string())?;
+    if contents.len() > limit {
+        return Err(format!("larger than the {} KiB a request may carry", limit / 1024));
+    }
+    Ok(contents)
 }
 
 /// Connects to the daemon, or starts an embedded zygote when none is reachable. Returns

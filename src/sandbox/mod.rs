@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::cgroup::{CgroupError, SandboxCgroup};
 use crate::protocol::{Layer, SandboxConfig, SetupFailure, SetupStep, SpawnRequest, Stdio};
-use crate::seccomp::CompiledSeccomp;
+use crate::seccomp::CompiledPolicies;
 use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
 use root_template::RootTemplate;
 
@@ -102,7 +102,7 @@ impl HostIds {
 /// Everything the zygote prepares once and every sandbox uses.
 #[derive(Debug)]
 pub struct Sandboxer {
-    seccomp: CompiledSeccomp,
+    seccomp: CompiledPolicies,
     host_ids: HostIds,
     privileged: bool,
     last_cap: u32,
@@ -175,8 +175,8 @@ impl From<SysError> for StartError {
 }
 
 impl Sandboxer {
-    /// Prepares what every sandbox shares: the compiled seccomp filter and the host ids.
-    pub fn new(seccomp: CompiledSeccomp, host_ids: HostIds) -> Result<Sandboxer, PrepareError> {
+    /// Prepares what every sandbox shares: the compiled seccomp filters and the host ids.
+    pub fn new(seccomp: CompiledPolicies, host_ids: HostIds) -> Result<Sandboxer, PrepareError> {
         if host_ids.uid == 0 || host_ids.gid == 0 {
             return Err(PrepareError::HostRoot {
                 uid: host_ids.uid,
@@ -211,6 +211,11 @@ impl Sandboxer {
                 }
             },
         })
+    }
+
+    /// The seccomp policies a request may pick from.
+    pub fn seccomp_policies(&self) -> &CompiledPolicies {
+        &self.seccomp
     }
 
     /// Notes which signals this process does not leave at their default disposition
@@ -248,7 +253,7 @@ impl Sandboxer {
     ) -> Result<Started, StartError> {
         let single = self.check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
-            tracing::warn!(?layer, "request switches off a sandbox layer");
+            tracing::warn!(layer = layer.name(), "request switches off a sandbox layer");
         }
 
         let (workload_stdio, mut pipes) = self.stdio(request, passed)?;
@@ -428,6 +433,8 @@ mod tests {
             let seccomp = crate::seccomp::SeccompPolicy::default_policy()
                 .and_then(|policy| policy.compile())
                 .expect("the default policy compiles");
+            let seccomp = CompiledPolicies::new(vec![("default".into(), seccomp)])
+                .expect("one policy, named once");
             let refused = Sandboxer::new(seccomp, HostIds { uid, gid });
             assert!(
                 matches!(refused, Err(PrepareError::HostRoot { uid: u, gid: g }) if (u, g) == (uid, gid)),

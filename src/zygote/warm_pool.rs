@@ -11,11 +11,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::admission::pick_seccomp_policy;
 use crate::limits::LimitPolicy;
 use crate::network::{Lease, Network};
 use crate::protocol::{validate, Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest};
 use crate::sandbox::warm::Idle;
 use crate::sandbox::{FromSandbox, Pending, Sandboxer, SpareNamespaces};
+use crate::seccomp::CompiledPolicies;
 
 /// How long a shape's refill pauses after one of its sandboxes died while idle (a bind
 /// source removed, say), so that a broken shape does not keep the loop cloning.
@@ -168,11 +170,13 @@ pub struct WarmPool {
 
 impl WarmPool {
     /// The pool of `config`, its shapes' limits resolved against the daemon's `policy`
-    /// as a request's are. `networked`: whether the daemon has a veth pool.
+    /// and their seccomp policy's name against the daemon's `seccomp` as a request's
+    /// are. `networked`: whether the daemon has a veth pool.
     pub fn new(
         config: &WarmPoolConfig,
         policy: &LimitPolicy,
         networked: bool,
+        seccomp: &CompiledPolicies,
     ) -> Result<WarmPool, PoolError> {
         let mut shapes = Vec::new();
         if config.size > 0 {
@@ -189,6 +193,8 @@ impl WarmPool {
                 if shape.network != NetworkConfig::None && !networked {
                     return Err(PoolError::NoVethPool { index });
                 }
+                shape.seccomp_policy = pick_seccomp_policy(&shape, seccomp)
+                    .map_err(|message| PoolError::Limits { index, message })?;
                 let needs_cgroup: Vec<&str> = CGROUP_LIMITS
                     .into_iter()
                     .filter(|&kind| shape.limits.get(kind).is_some())
@@ -370,9 +376,45 @@ impl WarmPool {
 mod tests {
     use super::*;
     use crate::protocol::{Bind, Layer};
+    use crate::seccomp::SeccompPolicy;
 
     fn pool_of(shapes: Vec<SandboxConfig>, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
-        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy, true)
+        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy, true, &policies())
+    }
+
+    /// The built-in policies, `default` first.
+    fn policies() -> CompiledPolicies {
+        let compiled = |policy: Result<SeccompPolicy, _>| policy.unwrap().compile().unwrap();
+        CompiledPolicies::new(vec![
+            ("default".into(), compiled(SeccompPolicy::default_policy())),
+            ("strict".into(), compiled(SeccompPolicy::strict_policy())),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_shape_keeps_its_seccomp_policy_and_names_only_loaded_ones() {
+        let strict = SandboxConfig {
+            seccomp_policy: Some("strict".into()),
+            ..SandboxConfig::default()
+        };
+        let named_default = SandboxConfig {
+            seccomp_policy: Some("default".into()),
+            ..SandboxConfig::default()
+        };
+        let pool = pool_of(vec![strict.clone()], &LimitPolicy::default()).unwrap();
+        assert!(shape_matches(&pool, &strict));
+        // A request of the default policy is not served by a strict sandbox.
+        assert!(!shape_matches(&pool, &SandboxConfig::default()));
+        // The default named is the default: one shape, normalised.
+        let pool = pool_of(vec![named_default], &LimitPolicy::default()).unwrap();
+        assert!(shape_matches(&pool, &SandboxConfig::default()));
+        let unknown = SandboxConfig {
+            seccomp_policy: Some("lax".into()),
+            ..SandboxConfig::default()
+        };
+        let err = pool_of(vec![unknown], &LimitPolicy::default()).err().unwrap();
+        assert!(err.to_string().contains("default, strict"), "{err}");
     }
 
     fn shape_matches(pool: &WarmPool, config: &SandboxConfig) -> bool {
@@ -493,12 +535,12 @@ mod tests {
             size: 2,
             shapes: vec![shape.clone()],
         };
-        let err = WarmPool::new(&config, &LimitPolicy::default(), false)
+        let err = WarmPool::new(&config, &LimitPolicy::default(), false, &policies())
             .err()
             .unwrap();
         assert!(matches!(err, PoolError::NoVethPool { index: 0 }), "{err}");
         assert!(err.to_string().contains("--veth-pool"), "{err}");
-        assert!(WarmPool::new(&config, &LimitPolicy::default(), true).is_ok());
+        assert!(WarmPool::new(&config, &LimitPolicy::default(), true, &policies()).is_ok());
     }
 
     #[test]
