@@ -29,7 +29,7 @@ MAX_FDS_PER_MESSAGE = 16
 def protocol_version():
     """The PROTOCOL_VERSION this client speaks (src/protocol/mod.rs); the daemon accepts
     only its own."""
-    return 4
+    return 5
 
 
 # Variant and field names, in declaration order: the index on the wire is the position.
@@ -125,6 +125,8 @@ def spawn(request_id, command, stdio=(NULL, NULL, NULL), chroot_dir=None,
         encode_limits(limits or {}),               # sandbox.limits
         b"\x01" if allow_unenforced_limits else b"\x00",
         b"\x01" if kill_on_disconnect else b"\x00",
+        varint(0),                                 # sandbox.mounts: none
+        b"\x00",                                   # sandbox.seccomp_policy: None
     ])
     return varint(1) + varint(request_id) + request
 

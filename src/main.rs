@@ -334,8 +334,8 @@ fn mounts(args: &RunArgs) -> Result<Vec<Mount>, Failure> {
             hatchery_failure(format!("--file {:?}: FD must be a number", pair[0]))
         })?;
         let source = PathBuf::from(format!("/proc/self/fd/{fd}"));
-        let contents = read_small(&source)
-            .map_err(|e| hatchery_failure(format!("--file {fd}: {e}")))?;
+        let contents =
+            read_small(&source).map_err(|e| hatchery_failure(format!("--file {fd}: {e}")))?;
         mounts.push(Mount::File {
             contents,
             target: pair[1].as_os_str().into(),
@@ -366,7 +366,10 @@ fn read_small(path: &Path) -> Result<Vec<u8>, String> {
         .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut contents))
         .map_err(|e| e.to_string())?;
     if contents.len() > limit {
-        return Err(format!("larger than the {} KiB a request may carry", limit / 1024));
+        return Err(format!(
+            "larger than the {} KiB a request may carry",
+            limit / 1024
+        ));
     }
     Ok(contents)
 }

@@ -61,8 +61,7 @@ fn chroot_with_one_static_binary() -> Option<(tempfile::TempDir, PathBuf)> {
     std::fs::write(&source, LOOK_C).unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let built = Command::new("cc")
         .args(["-static", "-O1", "-o"])
         .arg(root.join("look"))
@@ -97,7 +96,14 @@ fn a_chroot_holding_one_static_binary_runs_it() {
     let chroot = root.to_str().unwrap();
     let (code, stdout, stderr) = run_embedded(
         &[
-            "--chroot", chroot, "--", "/look", "/etc", "/proc/1", "/dev/null", "/look",
+            "--chroot",
+            chroot,
+            "--",
+            "/look",
+            "/etc",
+            "/proc/1",
+            "/dev/null",
+            "/look",
         ],
         b"",
     );
@@ -224,8 +230,11 @@ fn a_try_bind_of_a_missing_source_is_skipped() {
     require_sandbox!();
     let dir = open_tempdir();
     // Writable by the sandbox's host uid.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777))
-        .unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let present = dir.path().to_str().unwrap();
     let (code, stdout, stderr) = run_embedded(
         &[
@@ -240,11 +249,20 @@ fn a_try_bind_of_a_missing_source_is_skipped() {
         ],
         b"",
     );
-    assert_eq!((code, stdout.as_str()), (0, "skipped\nwritten\n"), "{stderr}");
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, "skipped\nwritten\n"),
+        "{stderr}"
+    );
     assert!(dir.path().join("w").exists());
     // Without -try, the missing source fails the spawn.
     let (code, _, _) = run_embedded(
-        &["--ro-bind", "/nonexistent-source:/absent", "--", "/bin/true"],
+        &[
+            "--ro-bind",
+            "/nonexistent-source:/absent",
+            "--",
+            "/bin/true",
+        ],
         b"",
     );
     assert_eq!(code, 125);
@@ -348,12 +366,17 @@ fn a_job_picks_a_seccomp_policy_among_those_the_daemon_loaded() {
     // An unknown name is refused, naming those there are.
     let (code, _, stderr) = run_through(&daemon, &["--seccomp-policy", "lax", "--", "/bin/true"]);
     assert_eq!(code, 125, "{stderr}");
-    assert!(stderr.contains("\"lax\"") && stderr.contains("default, strict"), "{stderr}");
+    assert!(
+        stderr.contains("\"lax\"") && stderr.contains("default, strict"),
+        "{stderr}"
+    );
     // The first policy a daemon loads is its default.
     let strict_first = Daemon::start_with(&["--seccomp-policy", "strict"]);
     assert_eq!(kcmp_through(&strict_first, None), "kcmp=ENOSYS");
-    let (code, _, stderr) =
-        run_through(&strict_first, &["--seccomp-policy", "default", "--", "/bin/true"]);
+    let (code, _, stderr) = run_through(
+        &strict_first,
+        &["--seccomp-policy", "default", "--", "/bin/true"],
+    );
     assert_eq!(code, 125, "only strict was loaded: {stderr}");
 }
 

@@ -247,9 +247,13 @@ fn compile_policies(config: &ZygoteConfig) -> Result<CompiledPolicies, ZygoteErr
         if named.iter().any(|(own, _)| own == name) {
             return Err(ZygoteError::SeccompName(name.clone()));
         }
-        named.push((name.clone(), policy.compile().map_err(ZygoteError::Seccomp)?));
+        named.push((
+            name.clone(),
+            policy.compile().map_err(ZygoteError::Seccomp)?,
+        ));
     }
-    CompiledPolicies::new(named).ok_or_else(|| ZygoteError::SeccompName(config.seccomp_name.clone()))
+    CompiledPolicies::new(named)
+        .ok_or_else(|| ZygoteError::SeccompName(config.seccomp_name.clone()))
 }
 
 /// Set to `0`, [`Zygote::serve`] leaves its code file-mapped (for a profiler that finds

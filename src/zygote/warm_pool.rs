@@ -379,7 +379,12 @@ mod tests {
     use crate::seccomp::SeccompPolicy;
 
     fn pool_of(shapes: Vec<SandboxConfig>, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
-        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy, true, &policies())
+        WarmPool::new(
+            &WarmPoolConfig { size: 2, shapes },
+            policy,
+            true,
+            &policies(),
+        )
     }
 
     /// The built-in policies, `default` first.
@@ -413,7 +418,9 @@ mod tests {
             seccomp_policy: Some("lax".into()),
             ..SandboxConfig::default()
         };
-        let err = pool_of(vec![unknown], &LimitPolicy::default()).err().unwrap();
+        let err = pool_of(vec![unknown], &LimitPolicy::default())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("default, strict"), "{err}");
     }
 
