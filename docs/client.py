@@ -573,7 +573,7 @@ def self_test():
         (spawn(1, exec_command(b"/bin/true"), stdio=(PIPE, PIPE, PIPE)),
          "01 01 00 09 2F 62 69 6E 2F 74 72 75 65 01 09 2F 62 69 6E 2F 74 72 75 65 00 01 2F"
          " 00 00 00 00 00 08 68 61 74 63 68 65 72 79 00 E8 07 E8 07 00 00 00 00 00 00 00 00"
-         " 00 00 00 01"),
+         " 00 00 00 01 00 00"),
     ]
     # The tour's request: Null streams (offsets 27-29) and a wall-time limit (offset 51).
     tour_request = bytearray(expect[2][0])
