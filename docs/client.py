@@ -128,6 +128,8 @@ def spawn(request_id, command, stdio=(NULL, NULL, NULL), chroot_dir=None,
         encode_limits(limits or {}),               # sandbox.limits
         b"\x01" if allow_unenforced_limits else b"\x00",
         b"\x01" if kill_on_disconnect else b"\x00",
+        varint(0),                                 # sandbox.mounts: none
+        b"\x00",                                   # sandbox.seccomp_policy: None
     ])
     return varint(1) + varint(request_id) + request
 
@@ -576,7 +578,7 @@ def self_test():
         (spawn(1, exec_command(b"/bin/true"), stdio=(PIPE, PIPE, PIPE)),
          "01 01 00 09 2F 62 69 6E 2F 74 72 75 65 01 09 2F 62 69 6E 2F 74 72 75 65 00 01 2F"
          " 00 00 00 00 00 08 68 61 74 63 68 65 72 79 00 E8 07 E8 07 00 00 00 00 00 00 00 00"
-         " 00 00 00 00 01"),
+         " 00 00 00 00 01 00 00"),
     ]
     # The tour's request: Null streams (offsets 27-29) and a wall-time limit (offset 51).
     tour_request = bytearray(expect[2][0])

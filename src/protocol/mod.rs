@@ -41,7 +41,8 @@ use crate::sys::SysError;
 /// (`Command::Entry`, `FdRole::Result`, two `ErrorKind`s); version-2 messages keep their
 /// bytes. Version 4 made the step of [`ErrorKind::Setup`] a [`SetupStep`] (it was a
 /// string) and its error a [`SetupFailure`] (it was a system call's error only).
-/// Version 5 appended `unlimited` to [`Limits`] and `limits_reached` to [`Verdict`].
+/// Version 5 appended `unlimited` to [`Limits`], `limits_reached` to [`Verdict`], and
+/// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`].
 pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A message from a client to the zygote.
@@ -571,9 +572,11 @@ impl PartialEq for PassedFd {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxConfig {
-    /// A directory to use as the root, read-only, instead of one built from the host's
-    /// `/usr`, `/bin`, `/sbin`, `/lib*` and `/etc`. It must hold `/proc`, `/dev` and
-    /// `/tmp` directories.
+    /// A directory to use as the root instead of one built from the host's `/usr`,
+    /// `/bin`, `/sbin`, `/lib*` and `/etc`: the root is a tmpfs of the sandbox's own
+    /// holding the directory's top-level entries bound read-only (its `proc`, `dev` and
+    /// `tmp` replaced by the sandbox's own), so that the directory needs no mount point
+    /// and nothing is ever created in it.
     pub chroot_dir: Option<OsBytes>,
     /// Extra bind mounts, applied in order after the root is built.
     pub binds: Vec<Bind>,
@@ -595,6 +598,14 @@ pub struct SandboxConfig {
     /// Kill the sandbox when the client's connection closes (the default). Without it the
     /// sandbox runs to its end and its verdict is dropped.
     pub kill_on_disconnect: bool,
+    /// More of the sandbox's file tree, made in order after `binds`: tmpfs mounts,
+    /// directories, symlinks, files, device binds and binds of sources that may be
+    /// missing. A missing mount point is made in a tmpfs of the sandbox's own, never in
+    /// a host directory that is bound read-only.
+    pub mounts: Vec<Mount>,
+    /// The seccomp policy, by one of the names the daemon loaded; `None`: the daemon's
+    /// default (its first).
+    pub seccomp_policy: Option<String>,
 }
 
 /// The uid and gid a workload has inside its sandbox unless the request says otherwise.
@@ -613,6 +624,8 @@ impl Default for SandboxConfig {
             limits: Limits::default(),
             allow_unenforced_limits: false,
             kill_on_disconnect: true,
+            mounts: Vec::new(),
+            seccomp_policy: None,
         }
     }
 }
@@ -647,6 +660,76 @@ impl Bind {
     }
 }
 
+/// One more part of a sandbox's file tree ([`SandboxConfig::mounts`]), as bubblewrap's
+/// `--ro-bind-try`, `--dev-bind`, `--tmpfs`, `--dir`, `--symlink` and `--file` make.
+/// Every target is an absolute path inside the sandbox, not `/`.
+///
+/// ```
+/// use hatchery::protocol::{Mount, SandboxConfig};
+/// let config = SandboxConfig {
+///     mounts: vec![
+///         Mount::Tmpfs { target: "/scratch".into() },
+///         Mount::File { contents: b"nameserver 10.0.0.1\n".to_vec(), target: "/etc/resolv.conf".into() },
+///         Mount::Symlink { points_to: "/scratch".into(), target: "/work".into() },
+///     ],
+///     ..SandboxConfig::default()
+/// };
+/// assert_eq!(config.mounts.len(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Mount {
+    /// A bind as in [`SandboxConfig::binds`], skipped when its source does not exist.
+    BindIfExists(Bind),
+    /// A writable bind through which device nodes work (not `nodev`; still `nosuid`).
+    /// Only where the daemon allows it (`serve --allow-dev-bind`).
+    DevBind {
+        /// Absolute path on the host.
+        source: OsBytes,
+        /// Absolute path inside the sandbox.
+        target: OsBytes,
+    },
+    /// A new empty tmpfs, writable, sized as `/tmp` is (`Limits::tmp_size_bytes`,
+    /// `tmp_inodes`).
+    Tmpfs {
+        /// Where.
+        target: OsBytes,
+    },
+    /// A directory (with its missing parents), if nothing is there.
+    Dir {
+        /// Where.
+        target: OsBytes,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// What it points to (read inside the sandbox; may be relative).
+        points_to: OsBytes,
+        /// Where the link is.
+        target: OsBytes,
+    },
+    /// A read-only file holding `contents` (at most
+    /// [`MAX_FILE_BYTES`](validate::MAX_FILE_BYTES) in all the request's files).
+    File {
+        /// The file's bytes.
+        contents: Vec<u8>,
+        /// Where.
+        target: OsBytes,
+    },
+}
+
+impl Mount {
+    /// Where in the sandbox it goes.
+    pub fn target(&self) -> &OsBytes {
+        match self {
+            Mount::BindIfExists(bind) => &bind.target,
+            Mount::DevBind { target, .. }
+            | Mount::Tmpfs { target }
+            | Mount::Dir { target }
+            | Mount::Symlink { target, .. }
+            | Mount::File { target, .. } => target,
+        }
+    }
+}
+
 /// The network a sandbox gets.
 ///
 /// ```
@@ -677,13 +760,38 @@ pub struct VethConfig {
     pub mtu: Option<u32>,
 }
 
-/// A sandbox layer that a request may switch off for debugging.
+/// A sandbox layer that a request may switch off for debugging, where the daemon allows
+/// it (`serve --allow-unsafe-disable`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layer {
     /// No seccomp filter.
     Seccomp,
     /// Share the daemon's network namespace instead of an empty one.
     NetworkNamespace,
+}
+
+impl Layer {
+    /// Every layer, in wire order.
+    pub const ALL: [Layer; 2] = [Layer::Seccomp, Layer::NetworkNamespace];
+
+    /// Its name on the command line (`--unsafe-disable`, `--allow-unsafe-disable`).
+    ///
+    /// ```
+    /// use hatchery::protocol::Layer;
+    /// assert_eq!(Layer::NetworkNamespace.name(), "network-namespace");
+    /// assert_eq!(Layer::from_name("seccomp"), Some(Layer::Seccomp));
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Seccomp => "seccomp",
+            Layer::NetworkNamespace => "network-namespace",
+        }
+    }
+
+    /// The layer of a command-line name.
+    pub fn from_name(name: &str) -> Option<Layer> {
+        Layer::ALL.into_iter().find(|layer| layer.name() == name)
+    }
 }
 
 /// One example of each [`ErrorKind`], in wire order, for the tests that must cover every

@@ -133,6 +133,8 @@ fn spawn_is_pinned() {
     golden.push(0); // limits.unlimited: empty
     golden.push(0); // allow_unenforced_limits: false
     golden.push(1); // kill_on_disconnect: true
+    golden.push(0); // mounts: empty
+    golden.push(0); // seccomp_policy: None
     round_trip(&spawn, &golden);
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::{Component, Path};
 
-use crate::protocol::{Command, Limit, Limits, OsBytes, SpawnRequest};
+use crate::protocol::{Command, Limit, Limits, Mount, OsBytes, SpawnRequest};
 
 /// The longest hostname the kernel accepts.
 const HOST_NAME_MAX: usize = 64;
@@ -15,6 +15,14 @@ const HOST_NAME_MAX: usize = 64;
 pub const MIN_MTU: u32 = 1280;
 /// The largest MTU a request may ask for (veth's maximum).
 pub const MAX_MTU: u32 = 65535;
+
+/// The most entries of [`SandboxConfig::mounts`](crate::protocol::SandboxConfig::mounts)
+/// a request may have.
+pub const MAX_MOUNTS: usize = 256;
+/// The most bytes a request's [`Mount::File`]s may hold together.
+pub const MAX_FILE_BYTES: usize = 64 * 1024;
+/// The longest symlink target the kernel takes, less its NUL.
+const MAX_SYMLINK_BYTES: usize = 4095;
 
 /// Why a request is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +47,18 @@ pub enum InvalidRequest {
     /// A bind may not cover the whole root.
     #[error("a bind cannot target \"/\"; use chroot_dir for a different root")]
     BindOverRoot,
+    /// Nothing else may be mounted or made at the root either.
+    #[error("{0} cannot target \"/\"")]
+    MountOverRoot(&'static str),
+    /// More mounts than [`MAX_MOUNTS`].
+    #[error("{0} mounts, more than the {MAX_MOUNTS} a request may have")]
+    TooManyMounts(usize),
+    /// The files' contents are larger than [`MAX_FILE_BYTES`] together.
+    #[error("the files hold {0} bytes, more than the {MAX_FILE_BYTES} a request may carry")]
+    FilesTooLarge(usize),
+    /// A symlink must point somewhere.
+    #[error("a symlink's target must be 1 to {MAX_SYMLINK_BYTES} bytes")]
+    BadSymlink,
     /// An environment entry has an empty name or a `=` in its name.
     #[error("invalid environment variable name {0:?}")]
     BadEnvName(OsBytes),
@@ -109,13 +129,16 @@ pub fn validate(request: &SpawnRequest) -> Result<(), InvalidRequest> {
     for bind in &sandbox.binds {
         absolute_path("a bind source", &bind.source)?;
         absolute_path("a bind target", &bind.target)?;
-        if bind
-            .target
-            .as_path()
-            .components()
-            .all(|c| c == Component::RootDir)
-        {
+        if is_root(&bind.target) {
             return Err(InvalidRequest::BindOverRoot);
+        }
+    }
+    check_mounts(&sandbox.mounts)?;
+    if let Some(name) = &sandbox.seccomp_policy {
+        if name.contains('\0') {
+            return Err(InvalidRequest::NulByte {
+                field: "seccomp_policy",
+            });
         }
     }
     if sandbox.hostname.is_empty() || sandbox.hostname.len() > HOST_NAME_MAX {
@@ -131,6 +154,65 @@ pub fn validate(request: &SpawnRequest) -> Result<(), InvalidRequest> {
         }
     }
     check_network(sandbox)
+}
+
+/// The extra mounts: a bounded number, absolute paths without `..`, none at the root,
+/// symlinks that point somewhere, files of bounded size.
+fn check_mounts(mounts: &[Mount]) -> Result<(), InvalidRequest> {
+    if mounts.len() > MAX_MOUNTS {
+        return Err(InvalidRequest::TooManyMounts(mounts.len()));
+    }
+    let mut file_bytes = 0;
+    for mount in mounts {
+        let kind = match mount {
+            Mount::BindIfExists(bind) => {
+                absolute_path("a bind source", &bind.source)?;
+                "a bind"
+            }
+            Mount::DevBind { source, .. } => {
+                absolute_path("a dev-bind source", source)?;
+                "a dev-bind"
+            }
+            Mount::Tmpfs { .. } => "a tmpfs",
+            Mount::Dir { .. } => "a dir",
+            Mount::Symlink { points_to, .. } => {
+                no_nul("a symlink's target", points_to)?;
+                if !(1..=MAX_SYMLINK_BYTES).contains(&points_to.as_bytes().len()) {
+                    return Err(InvalidRequest::BadSymlink);
+                }
+                "a symlink"
+            }
+            Mount::File { contents, .. } => {
+                file_bytes += contents.len();
+                "a file"
+            }
+        };
+        let target = mount.target();
+        absolute_path(target_field(kind), target)?;
+        if is_root(target) {
+            return Err(InvalidRequest::MountOverRoot(kind));
+        }
+    }
+    if file_bytes > MAX_FILE_BYTES {
+        return Err(InvalidRequest::FilesTooLarge(file_bytes));
+    }
+    Ok(())
+}
+
+/// The field name of a mount's target, for [`InvalidRequest::BadPath`].
+fn target_field(kind: &'static str) -> &'static str {
+    match kind {
+        "a bind" => "a bind target",
+        "a dev-bind" => "a dev-bind target",
+        "a tmpfs" => "a tmpfs target",
+        "a dir" => "a dir target",
+        "a symlink" => "a symlink's path",
+        _ => "a file target",
+    }
+}
+
+fn is_root(path: &OsBytes) -> bool {
+    path.as_path().components().all(|c| c == Component::RootDir)
 }
 
 /// A veth network: in the sandbox's own namespace, a name the kernel takes, a sane MTU.
@@ -298,6 +380,92 @@ mod tests {
         assert_eq!(
             validate(&with_sandbox(bind)),
             Err(InvalidRequest::BindOverRoot)
+        );
+    }
+
+    #[test]
+    fn checks_every_kind_of_mount() {
+        use crate::protocol::Mount;
+        let with_mounts = |mounts: Vec<Mount>| {
+            with_sandbox(SandboxConfig {
+                mounts,
+                ..Default::default()
+            })
+        };
+        let good = vec![
+            Mount::BindIfExists(Bind::read_only("/maybe", "/maybe")),
+            Mount::DevBind {
+                source: "/dev/fuse".into(),
+                target: "/dev/fuse".into(),
+            },
+            Mount::Tmpfs {
+                target: "/scratch".into(),
+            },
+            Mount::Dir {
+                target: "/a/b".into(),
+            },
+            Mount::Symlink {
+                points_to: "../relative".into(),
+                target: "/link".into(),
+            },
+            Mount::File {
+                contents: b"x".to_vec(),
+                target: "/etc/x".into(),
+            },
+        ];
+        assert_eq!(validate(&with_mounts(good)), Ok(()));
+        assert!(matches!(
+            validate(&with_mounts(vec![Mount::Tmpfs {
+                target: "scratch".into()
+            }])),
+            Err(InvalidRequest::BadPath {
+                field: "a tmpfs target",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate(&with_mounts(vec![Mount::DevBind {
+                source: "/dev/../etc".into(),
+                target: "/x".into()
+            }])),
+            Err(InvalidRequest::BadPath {
+                field: "a dev-bind source",
+                ..
+            })
+        ));
+        assert_eq!(
+            validate(&with_mounts(vec![Mount::Dir { target: "/".into() }])),
+            Err(InvalidRequest::MountOverRoot("a dir"))
+        );
+        assert_eq!(
+            validate(&with_mounts(vec![Mount::Symlink {
+                points_to: "".into(),
+                target: "/l".into()
+            }])),
+            Err(InvalidRequest::BadSymlink)
+        );
+        let many = (0..=MAX_MOUNTS)
+            .map(|i| Mount::Dir {
+                target: format!("/d{i}").as_str().into(),
+            })
+            .collect();
+        assert_eq!(
+            validate(&with_mounts(many)),
+            Err(InvalidRequest::TooManyMounts(MAX_MOUNTS + 1))
+        );
+        let big = vec![
+            Mount::File {
+                contents: vec![0; MAX_FILE_BYTES],
+                target: "/a".into(),
+            },
+            Mount::File {
+                contents: vec![0; 1],
+                target: "/b".into(),
+            },
+        ];
+        assert_eq!(
+            validate(&with_mounts(big)),
+            Err(InvalidRequest::FilesTooLarge(MAX_FILE_BYTES + 1))
         );
     }
 

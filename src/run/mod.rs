@@ -109,9 +109,40 @@ pub struct RunArgs {
     /// The name of the sandbox's end of a `--net veth` pair [default: eth0].
     #[arg(long, value_name = "NAME")]
     net_interface: Option<String>,
-    /// Debugging only: switch off a sandbox layer (seccomp, network-namespace).
+    /// Debugging only: switch off a sandbox layer (seccomp, network-namespace); a daemon
+    /// allows it only when started with --allow-unsafe-disable.
     #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = request::parse_layer)]
     disable: Vec<hatchery::protocol::Layer>,
+    /// Like --ro-bind, but skipped if SRC does not exist.
+    #[arg(long = "ro-bind-try", value_name = "SRC[:DST]")]
+    ro_bind_tries: Vec<String>,
+    /// Like --bind, but skipped if SRC does not exist.
+    #[arg(long = "bind-try", value_name = "SRC[:DST]")]
+    bind_tries: Vec<String>,
+    /// Bind SRC writable at DST with its device nodes usable (a daemon allows it only
+    /// when started with --allow-dev-bind).
+    #[arg(long = "dev-bind", value_name = "SRC[:DST]")]
+    dev_binds: Vec<String>,
+    /// Mount a new empty tmpfs at DIR (sized as /tmp).
+    #[arg(long = "tmpfs", value_name = "DIR")]
+    tmpfs: Vec<PathBuf>,
+    /// Make the directory DIR (and its parents) inside the sandbox.
+    #[arg(long = "dir", value_name = "DIR")]
+    dirs: Vec<PathBuf>,
+    /// Make a symlink at DST pointing to SRC inside the sandbox.
+    #[arg(long = "symlink", num_args = 2, value_names = ["SRC", "DST"])]
+    symlinks: Vec<OsString>,
+    /// Put what this process reads from its fd FD at DST, read-only (at most 64 KiB in
+    /// all files).
+    #[arg(long = "file", num_args = 2, value_names = ["FD", "DST"])]
+    files: Vec<OsString>,
+    /// Put a copy of the host file PATH at DST, read-only (at most 64 KiB in all files).
+    #[arg(long = "file-from", num_args = 2, value_names = ["PATH", "DST"])]
+    files_from: Vec<OsString>,
+    /// The seccomp policy, by a name the daemon loaded (`default`, `strict` unless its
+    /// operator chose others) [default: the daemon's first].
+    #[arg(long, value_name = "NAME")]
+    seccomp_policy: Option<String>,
     /// The program and its arguments.
     #[arg(required = true, last = true, value_name = "PROGRAM [ARGS]...")]
     command: Vec<OsString>,

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use hatchery::limits::parse_limit;
+use std::ffi::OsString;
+
+use hatchery::limits::parse_limit_or_unlimited;
 use hatchery::protocol::{Layer, Limit, Limits};
 
 use super::request::{self, Net};
@@ -34,6 +36,18 @@ pub struct Options {
     pub disable: Vec<Layer>,
     pub limits: Limits,
     pub allow_unenforced_limits: bool,
+    /// `(SRC[:DST], writable)` of `--ro-bind-try`, `--bind-try`.
+    pub try_binds: Vec<(String, bool)>,
+    pub dev_binds: Vec<String>,
+    pub tmpfs: Vec<PathBuf>,
+    pub dirs: Vec<PathBuf>,
+    /// `(points to, where)`.
+    pub symlinks: Vec<(OsString, OsString)>,
+    /// `(fd, where)` of `--file` (not in a profile: an fd is this process's).
+    pub files: Vec<(OsString, OsString)>,
+    /// `(host path, where)`.
+    pub files_from: Vec<(OsString, OsString)>,
+    pub seccomp_policy: Option<String>,
 }
 
 /// A profile file as written: every key optional, none unknown.
@@ -57,6 +71,23 @@ struct Profile {
     #[serde(default)]
     unsafe_disable: Vec<String>,
     allow_unenforced_limits: Option<bool>,
+    #[serde(default)]
+    ro_bind_try: Vec<String>,
+    #[serde(default)]
+    bind_try: Vec<String>,
+    #[serde(default)]
+    dev_bind: Vec<String>,
+    #[serde(default)]
+    tmpfs: Vec<PathBuf>,
+    #[serde(default)]
+    dir: Vec<PathBuf>,
+    /// `[SRC, DST]` pairs.
+    #[serde(default)]
+    symlink: Vec<[String; 2]>,
+    /// `[PATH, DST]` pairs.
+    #[serde(default)]
+    file_from: Vec<[String; 2]>,
+    seccomp_policy: Option<String>,
     memory: Option<Value>,
     pids: Option<Value>,
     cpus: Option<Value>,
@@ -124,9 +155,12 @@ impl Profile {
         ] {
             if let Some(value) = value {
                 let text = value.text();
-                let parsed =
-                    parse_limit(kind, &text).map_err(|e| format!("{} = {text:?}: {e}", kind))?;
-                limits.set_limit(kind, Some(parsed));
+                match parse_limit_or_unlimited(kind, &text)
+                    .map_err(|e| format!("{} = {text:?}: {e}", kind))?
+                {
+                    Some(parsed) => limits.set_limit(kind, Some(parsed)),
+                    None => limits.unlimited.insert(kind),
+                }
             }
         }
         let net = match &self.net {
@@ -157,8 +191,32 @@ impl Profile {
             disable,
             limits,
             allow_unenforced_limits: self.allow_unenforced_limits.unwrap_or(false),
+            try_binds: (self.ro_bind_try.into_iter().map(|b| (b, false)))
+                .chain(self.bind_try.into_iter().map(|b| (b, true)))
+                .collect(),
+            dev_binds: self.dev_bind,
+            tmpfs: self.tmpfs,
+            dirs: self.dir,
+            symlinks: pairs(self.symlink),
+            files: Vec::new(),
+            files_from: pairs(self.file_from),
+            seccomp_policy: self.seccomp_policy,
         })
     }
+}
+
+fn pairs(pairs: Vec<[String; 2]>) -> Vec<(OsString, OsString)> {
+    pairs
+        .into_iter()
+        .map(|[a, b]| (a.into(), b.into()))
+        .collect()
+}
+
+/// `--symlink SRC DST`-style flags, two values each, as pairs.
+fn flag_pairs(values: &[OsString]) -> impl Iterator<Item = (OsString, OsString)> + '_ {
+    values
+        .chunks(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
 }
 
 impl Options {
@@ -197,9 +255,24 @@ impl Options {
         for kind in Limit::ALL {
             if let Some(value) = args.limits.limits.get(kind) {
                 self.limits.set_limit(kind, Some(value));
+                self.limits.unlimited.remove(kind);
+            } else if args.limits.limits.unlimited.contains(kind) {
+                self.limits.set_limit(kind, None);
+                self.limits.unlimited.insert(kind);
             }
         }
         self.allow_unenforced_limits |= args.allow_unenforced_limits;
+        self.try_binds
+            .extend(args.ro_bind_tries.iter().map(|b| (b.clone(), false)));
+        self.try_binds
+            .extend(args.bind_tries.iter().map(|b| (b.clone(), true)));
+        self.dev_binds.extend(args.dev_binds.iter().cloned());
+        self.tmpfs.extend(args.tmpfs.iter().cloned());
+        self.dirs.extend(args.dirs.iter().cloned());
+        self.symlinks.extend(flag_pairs(&args.symlinks));
+        self.files.extend(flag_pairs(&args.files));
+        self.files_from.extend(flag_pairs(&args.files_from));
+        take(&mut self.seccomp_policy, &args.seccomp_policy);
         self
     }
 }

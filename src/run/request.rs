@@ -7,7 +7,8 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
 use hatchery::protocol::{
-    Bind, Layer, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
+    Bind, Layer, Mount, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig,
+    DEFAULT_SANDBOX_ID,
 };
 
 use super::profile::Options;
@@ -71,7 +72,10 @@ pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Fa
     let binds = options
         .binds
         .iter()
-        .map(|(spec, writable)| bind(spec, *writable))
+        .map(|(spec, writable)| {
+            let flag = if *writable { "--bind" } else { "--ro-bind" };
+            bind(flag, spec, *writable)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let chroot_dir = options
         .chroot
@@ -98,6 +102,8 @@ pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Fa
                 mtu: options.net_mtu,
             }),
         },
+        mounts: mounts(options)?,
+        seccomp_policy: options.seccomp_policy.clone(),
     };
     // Our own stdin, stdout and stderr, passed through.
     let stdio: Vec<Stdio> = [
@@ -117,8 +123,7 @@ pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Fa
 
 /// `--bind SRC[:DST]`: SRC on the host (relative: from the current directory), DST
 /// inside the sandbox (absolute), the resolved SRC when left out.
-fn bind(spec: &str, writable: bool) -> Result<Bind, Failure> {
-    let flag = if writable { "--bind" } else { "--ro-bind" };
+fn bind(flag: &str, spec: &str, writable: bool) -> Result<Bind, Failure> {
     let shown = format!("{flag} {spec}");
     let (source, target) = match spec.split_once(':') {
         Some((source, target)) => (source, Some(target)),
@@ -139,6 +144,111 @@ fn bind(spec: &str, writable: bool) -> Result<Bind, Failure> {
     } else {
         Bind::read_only(source, target)
     })
+}
+
+/// The mounts of `--ro-bind-try`, `--bind-try`, `--dev-bind`, `--tmpfs`, `--dir`,
+/// `--file`, `--file-from` and `--symlink`, in that order.
+fn mounts(options: &Options) -> Result<Vec<Mount>, Failure> {
+    let mut mounts = Vec::new();
+    for (spec, writable) in &options.try_binds {
+        let source = spec
+            .split_once(':')
+            .map_or(spec.as_str(), |(source, _)| source);
+        // A relative source that is not there is skipped here (it cannot be resolved).
+        if !Path::new(source).is_absolute() && !Path::new(source).exists() {
+            continue;
+        }
+        let flag = if *writable {
+            "--bind-try"
+        } else {
+            "--ro-bind-try"
+        };
+        mounts.push(Mount::BindIfExists(bind(flag, spec, *writable)?));
+    }
+    for spec in &options.dev_binds {
+        let shown = format!("--dev-bind {spec}");
+        let (source, target) = spec.split_once(':').unwrap_or((spec, spec));
+        let source = on_host(&shown, Path::new(source))?;
+        let target = inside(&shown, Path::new(target), Path::new(target))?;
+        mounts.push(Mount::DevBind {
+            source: source.as_os_str().into(),
+            target: target.as_os_str().into(),
+        });
+    }
+    for dir in &options.tmpfs {
+        let target = inside(&format!("--tmpfs {}", dir.display()), dir, dir)?;
+        mounts.push(Mount::Tmpfs {
+            target: target.as_os_str().into(),
+        });
+    }
+    for dir in &options.dirs {
+        let target = inside(&format!("--dir {}", dir.display()), dir, dir)?;
+        mounts.push(Mount::Dir {
+            target: target.as_os_str().into(),
+        });
+    }
+    for (fd, target) in &options.files {
+        let shown = format!(
+            "--file {} {}",
+            fd.to_string_lossy(),
+            target.to_string_lossy()
+        );
+        let fd: u32 = fd
+            .to_str()
+            .and_then(|fd| fd.parse().ok())
+            .ok_or_else(|| Failure::hatchery(format!("{shown}: FD must be a number")))?;
+        let contents = read_small(Path::new(&format!("/proc/self/fd/{fd}")))
+            .map_err(|e| Failure::hatchery(format!("{shown}: {e}")))?;
+        let target = inside(&shown, Path::new(target), Path::new(target))?;
+        mounts.push(Mount::File {
+            contents,
+            target: target.as_os_str().into(),
+        });
+    }
+    for (path, target) in &options.files_from {
+        let shown = format!(
+            "--file-from {} {}",
+            path.to_string_lossy(),
+            target.to_string_lossy()
+        );
+        let contents =
+            read_small(Path::new(path)).map_err(|e| Failure::hatchery(format!("{shown}: {e}")))?;
+        let target = inside(&shown, Path::new(target), Path::new(target))?;
+        mounts.push(Mount::File {
+            contents,
+            target: target.as_os_str().into(),
+        });
+    }
+    for (points_to, target) in &options.symlinks {
+        let shown = format!(
+            "--symlink {} {}",
+            points_to.to_string_lossy(),
+            target.to_string_lossy()
+        );
+        let target = inside(&shown, Path::new(target), Path::new(target))?;
+        mounts.push(Mount::Symlink {
+            points_to: points_to.as_os_str().into(),
+            target: target.as_os_str().into(),
+        });
+    }
+    Ok(mounts)
+}
+
+/// Reads a file for `--file`/`--file-from`, refusing one larger than a request may carry.
+fn read_small(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let limit = hatchery::protocol::validate::MAX_FILE_BYTES;
+    let mut contents = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(limit as u64 + 1).read_to_end(&mut contents))
+        .map_err(|e| io_reason(&e))?;
+    if contents.len() > limit {
+        return Err(format!(
+            "larger than the {} KiB a request may carry",
+            limit / 1024
+        ));
+    }
+    Ok(contents)
 }
 
 /// A host path as typed: an absolute one without `..` as it is (the daemon reads it with
@@ -198,17 +308,17 @@ mod tests {
     #[test]
     fn relative_sources_resolve_and_targets_must_be_absolute() {
         let here = std::env::current_dir().unwrap();
-        let bound = bind(".:/job", true).ok().unwrap();
+        let bound = bind("--bind", ".:/job", true).ok().unwrap();
         assert_eq!(bound.source.as_path(), here.as_path());
         assert_eq!(bound.target.as_path(), Path::new("/job"));
-        let same = bind(".", false).ok().unwrap();
+        let same = bind("--ro-bind", ".", false).ok().unwrap();
         assert_eq!(same.target.as_path(), here.as_path());
         assert_eq!(
-            message(bind(".:job", true)),
+            message(bind("--bind", ".:job", true)),
             "--bind .:job: job is a path inside the sandbox and must be absolute, \
              without \"..\" (e.g. /job)"
         );
-        let missing = message(bind("no-such-dir:/x", false));
+        let missing = message(bind("--ro-bind", "no-such-dir:/x", false));
         assert!(
             missing.starts_with("--ro-bind no-such-dir:/x: no-such-dir (from "),
             "{missing}"

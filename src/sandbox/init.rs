@@ -308,12 +308,21 @@ fn take_request(
     Ok((request, ready))
 }
 
-/// The seccomp filter a sandbox of `config` runs its workload under, unless it opted out.
+/// The seccomp filter a sandbox of `config` runs its workload under (the policy it
+/// names, else the daemon's default), unless it opted out. The zygote admits only
+/// requests that name a policy it has; if one got here with another name, the daemon's
+/// default applies, never none.
 fn workload_filter<'a>(
     sandboxer: &'a Sandboxer,
     config: &SandboxConfig,
 ) -> Option<&'a CompiledSeccomp> {
-    (!config.opt_out.contains(&Layer::Seccomp)).then_some(&sandboxer.seccomp)
+    if config.opt_out.contains(&Layer::Seccomp) {
+        return None;
+    }
+    let policies = &sandboxer.seccomp;
+    policies
+        .get(config.seccomp_policy.as_deref())
+        .or_else(|| policies.get(None))
 }
 
 /// The command name (`/proc/PID/comm`) of an idle warm-pool sandbox's init.

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits::cgroup::{CgroupError, SandboxCgroup};
 use crate::protocol::{Layer, SandboxConfig, SetupFailure, SetupStep, SpawnRequest, Stdio};
-use crate::seccomp::CompiledSeccomp;
+use crate::seccomp::CompiledPolicies;
 use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
 use root_template::RootTemplate;
 
@@ -84,7 +84,7 @@ pub struct HostIds {
 /// Everything the zygote prepares once and every sandbox uses.
 #[derive(Debug)]
 pub struct Sandboxer {
-    seccomp: CompiledSeccomp,
+    seccomp: CompiledPolicies,
     privileged: bool,
     last_cap: u32,
     dev_null: OwnedFd,
@@ -148,9 +148,9 @@ impl From<SysError> for StartError {
 }
 
 impl Sandboxer {
-    /// Prepares what every sandbox shares: the compiled seccomp filter and the root
+    /// Prepares what every sandbox shares: the compiled seccomp filters and the root
     /// templates, whose directories belong to `owner` on the host.
-    pub fn new(seccomp: CompiledSeccomp, owner: HostIds) -> Result<Sandboxer, PrepareError> {
+    pub fn new(seccomp: CompiledPolicies, owner: HostIds) -> Result<Sandboxer, PrepareError> {
         let text = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .op_path("read", "/proc/sys/kernel/cap_last_cap")?;
         let last_cap = text
@@ -178,6 +178,11 @@ impl Sandboxer {
                 }
             },
         })
+    }
+
+    /// The seccomp policies a request may pick from.
+    pub fn seccomp_policies(&self) -> &CompiledPolicies {
+        &self.seccomp
     }
 
     /// Notes which signals this process does not leave at their default disposition
@@ -216,7 +221,7 @@ impl Sandboxer {
     ) -> Result<Started, StartError> {
         let single = self.check_single_threaded()?;
         for layer in &request.sandbox.opt_out {
-            tracing::warn!(?layer, "request switches off a sandbox layer");
+            tracing::warn!(layer = layer.name(), "request switches off a sandbox layer");
         }
 
         let (workload_stdio, mut pipes) = self.stdio(request, passed)?;

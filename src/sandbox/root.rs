@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::mounts::{
-    bind_attrs, bound_tree, c_path, host_dir, in_sandbox_scratch, relative, HostDir, DEVICES,
-    DEV_LINKS, HOST_ROOT_DIRS, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, READ_ONLY,
+    bind_attrs, bound_tree, c_path, in_sandbox_scratch, relative, DEVICES, DEV_LINKS,
+    HOST_ROOT_DIRS, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, READ_ONLY,
 };
 use super::{step, timeline, SetupError};
-use crate::protocol::{Bind, Limits, SandboxConfig, SetupStep};
+use crate::protocol::{Bind, Limits, Mount, SandboxConfig, SetupStep};
 use crate::sys::{self, Context, NewProcess, SysError};
 
 /// Where the host's root is while the new root is assembled.
@@ -56,7 +56,9 @@ pub fn build_root(
     })?;
     match template {
         Some(template)
-            if config.chroot_dir.is_none() && has_mount_points(template, &config.binds) =>
+            if config.chroot_dir.is_none()
+                && config.mounts.is_empty()
+                && has_mount_points(template, &config.binds) =>
         {
             copy_root(process, config, template)
         }
@@ -154,9 +156,16 @@ fn copy_root(
 
 /// The root assembled in the sandbox (bubblewrap's double pivot): a scratch tmpfs becomes
 /// the root so that the host's root is reachable under `/oldroot` whatever path a bind
-/// names (even under the host's `/tmp`); the new root is assembled under `/newroot`; a
-/// second pivot makes it `/` and the scratch root with the host's tree beneath it is
-/// detached.
+/// names (even under the host's `/tmp`); the new root, a tmpfs of the sandbox's own, is
+/// assembled under `/newroot` from the chroot directory's top-level entries or the
+/// host's directories, bound read-only; a second pivot makes it `/` and the scratch root
+/// with the host's tree beneath it is detached.
+///
+/// A mount point the request needs where the directory it would be made in is bound
+/// from the host is made in a tmpfs instead: that directory becomes a tmpfs of the
+/// sandbox's own holding its entries bound one by one (see [`expose`]), so that nothing
+/// is ever created in a host directory bound read-only, and a chroot directory needs no
+/// `/proc`, `/dev`, `/tmp` or any mount point of its own.
 fn assemble_root(
     process: &NewProcess,
     config: &SandboxConfig,
@@ -173,21 +182,30 @@ fn assemble_root(
         nix::unistd::chdir("/").op_path("chdir", "/")
     })?;
 
-    step(SetupStep::RootDirectories, || match &config.chroot_dir {
-        Some(dir) => {
-            // The caller's tree, read-only before anything is mounted on top of it: its
-            // mount points must already exist, nothing is created in a host directory.
-            let source = host_path(dir.as_path());
-            bind(&source, Path::new(NEW_ROOT))?;
-            set_attrs(Path::new(NEW_ROOT), READ_ONLY)
-        }
-        None => {
-            mount_tmpfs(
-                NEW_ROOT,
-                "mode=0755",
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            )?;
-            HOST_ROOT_DIRS.into_iter().try_for_each(add_host_dir)
+    let targets = mount_targets(config);
+    step(SetupStep::RootDirectories, || {
+        mount_tmpfs(
+            NEW_ROOT,
+            "mode=0755",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        )?;
+        match &config.chroot_dir {
+            // The caller's tree: each top-level entry, but the sandbox's own /proc,
+            // /dev and /tmp.
+            Some(dir) => {
+                let source = host_path(dir.as_path());
+                for name in entries(&source)? {
+                    if !OWN_DIRS.iter().any(|own| name == *own) {
+                        let below = below(&targets, Path::new(&name));
+                        expose(&source.join(&name), &inside(&name), &below)?;
+                    }
+                }
+                Ok(())
+            }
+            None => HOST_ROOT_DIRS.into_iter().try_for_each(|dir| {
+                let below = below(&targets, &relative(Path::new(dir)));
+                expose(&host_path(Path::new(dir)), &inside(dir), &below)
+            }),
         }
     })?;
 
@@ -197,19 +215,140 @@ fn assemble_root(
         make_dir_if_missing(&new_root.join("tmp"))?;
         mount_proc_and_tmp(new_root, &config.limits)
     })?;
-    step(SetupStep::Dev, || build_dev(&scratch, template))?;
+    // Mount points to make in /dev: it stays writable (and is built here rather than
+    // copied from the template, whose /dev is read-only) until they are made.
+    let in_dev = targets
+        .iter()
+        .any(|t| t.starts_with("dev") && !in_sandbox_scratch(t));
+    step(SetupStep::Dev, || {
+        build_dev(&scratch, template.filter(|_| !in_dev), !in_dev)
+    })?;
     step(SetupStep::Binds, || {
-        config.binds.iter().try_for_each(add_bind)
+        config.binds.iter().try_for_each(add_bind)?;
+        for (index, mount) in config.mounts.iter().enumerate() {
+            add_mount(index, mount, &scratch)?;
+        }
+        if in_dev {
+            set_attrs_one(&inside("/dev"), MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)?;
+        }
+        Ok::<_, SysError>(())
     })?;
     swap_root(process, new_root, template)?;
 
-    step(SetupStep::ReadOnlyRoot, || match config.chroot_dir {
-        // Only now, when every mount point in it exists: the root itself read-only.
-        // Not recursive, so /tmp and /dev/shm stay writable.
-        None => set_attrs_one(Path::new("/"), READ_ONLY),
-        // A chroot directory was made read-only when it was bound.
-        Some(_) => Ok(()),
+    // Only now, when every mount point in it exists: the root itself read-only. Not
+    // recursive, so /tmp and /dev/shm stay writable.
+    step(SetupStep::ReadOnlyRoot, || {
+        set_attrs_one(Path::new("/"), READ_ONLY)
     })
+}
+
+/// The directories of a chroot's top level that the sandbox has its own of: never
+/// bound from the chroot directory.
+const OWN_DIRS: [&str; 3] = ["proc", "dev", "tmp"];
+
+/// The mount points the request names (of its binds and mounts), relative to the root,
+/// but those in the sandbox's own `/tmp` and `/dev/shm`.
+fn mount_targets(config: &SandboxConfig) -> Vec<PathBuf> {
+    config
+        .binds
+        .iter()
+        .map(|b| &b.target)
+        .chain(config.mounts.iter().map(Mount::target))
+        .map(|target| relative(target.as_path()))
+        .filter(|target| !in_sandbox_scratch(target))
+        .collect()
+}
+
+/// The paths of `targets` below `dir`, relative to it.
+fn below(targets: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    targets
+        .iter()
+        .filter_map(|t| t.strip_prefix(dir).ok())
+        .map(Path::to_path_buf)
+        .collect()
+}
+
+/// The names in the host directory `dir`.
+fn entries(dir: &Path) -> Result<Vec<std::ffi::OsString>, SysError> {
+    let error = |e: std::io::Error| SysError::from_io("opendir", Some(&display_host(dir)), &e);
+    std::fs::read_dir(dir)
+        .map_err(error)?
+        .map(|entry| entry.map(|entry| entry.file_name()).map_err(error))
+        .collect()
+}
+
+/// Puts the host's `source` at `target` in the new root, read-only: a symlink as a
+/// symlink, anything else bound (a missing `source` is skipped). A directory in which
+/// one of `needed` (paths relative to it) is missing becomes a directory of the new
+/// root's tmpfs holding each of its entries put there the same way, so that the mount
+/// point can be made in the tmpfs rather than in `source`.
+fn expose(source: &Path, target: &Path, needed: &[PathBuf]) -> Result<(), SysError> {
+    let meta = match std::fs::symlink_metadata(source) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SysError::from_io("lstat", Some(&display_host(source)), &e)),
+    };
+    if meta.file_type().is_symlink() {
+        let link = std::fs::read_link(source).op_path("readlink", display_host(source))?;
+        return symlink(&link, target).op_path("symlink", target);
+    }
+    if !meta.is_dir() {
+        make_file(target)?;
+        bind(source, target)?;
+        return set_attrs(target, READ_ONLY);
+    }
+    make_dir(target)?;
+    let complete = needed
+        .iter()
+        .all(|path| std::fs::symlink_metadata(source.join(path)).is_ok());
+    if complete {
+        bind(source, target)?;
+        return set_attrs(target, READ_ONLY);
+    }
+    for name in entries(source)? {
+        let below = below(needed, Path::new(&name));
+        expose(&source.join(&name), &target.join(&name), &below)?;
+    }
+    Ok(())
+}
+
+/// Makes one of the request's [`Mount`]s; `index` names a file's contents while they
+/// wait in the scratch root, `scratch` is the options of the sandbox's tmpfs mounts.
+fn add_mount(index: usize, mount: &Mount, scratch: &str) -> Result<(), SysError> {
+    let target = inside(mount.target().as_os_str());
+    match mount {
+        Mount::BindIfExists(b) => match std::fs::symlink_metadata(host_path(b.source.as_path())) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            _ => add_bind(b),
+        },
+        Mount::DevBind { source, .. } => {
+            let host = host_path(source.as_path());
+            let meta = std::fs::metadata(&host).op_path("stat", source.as_path())?;
+            make_mount_point(&target, meta.is_dir())?;
+            bind(&host, &target)?;
+            // Writable, device nodes usable; never setuid.
+            set_attrs(&target, MOUNT_ATTR_NOSUID)
+        }
+        Mount::Tmpfs { .. } => {
+            make_mount_point(&target, true)?;
+            mount_tmpfs(&target, scratch, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+        }
+        Mount::Dir { .. } => make_mount_point(&target, true),
+        Mount::Symlink { points_to, .. } => {
+            make_parents(&target)?;
+            symlink(points_to.as_path(), &target).op_path("symlink", &target)
+        }
+        Mount::File { contents, .. } => {
+            // Written in the scratch root (detached with it; the bind keeps the file),
+            // then bound read-only: the workload can read it, never change it.
+            let staged = PathBuf::from(format!("/file-{index}"));
+            make_file(&staged)?;
+            std::fs::write(&staged, contents).op_path("write", &staged)?;
+            make_mount_point(&target, false)?;
+            bind(&staged, &target)?;
+            set_attrs(&target, READ_ONLY)
+        }
+    }
 }
 
 /// Mounts a fresh `/proc` (it shows only this pid namespace) and the sandbox's `/tmp` in
@@ -273,8 +412,13 @@ fn scratch_options(limits: &Limits) -> String {
 
 /// A minimal /dev: a few device nodes bound from the host (a user namespace may not
 /// mknod), a private /dev/shm, and the usual symlinks. A copy of the template's `/dev`
-/// when there is a template and the copy can be attached; else built here.
-fn build_dev(shm_options: &str, template: Option<BorrowedFd<'_>>) -> Result<(), SysError> {
+/// when there is a template and the copy can be attached; else built here, and made
+/// read-only unless `read_only` is false (mount points are still to be made in it).
+fn build_dev(
+    shm_options: &str,
+    template: Option<BorrowedFd<'_>>,
+    read_only: bool,
+) -> Result<(), SysError> {
     let dev = inside("/dev");
     make_dir_if_missing(&dev)?;
     if let Some(template) = template {
@@ -302,7 +446,9 @@ fn build_dev(shm_options: &str, template: Option<BorrowedFd<'_>>) -> Result<(), 
     // Every mount in /dev nosuid (the device nodes' binds, /dev/shm), /dev itself also
     // read-only (not /dev/shm).
     set_attrs(&dev, MOUNT_ATTR_NOSUID)?;
-    set_attrs_one(&dev, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)?;
+    if read_only {
+        set_attrs_one(&dev, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)?;
+    }
     Ok(())
 }
 
@@ -313,21 +459,6 @@ fn mount_shm(path: &Path, options: &str) -> Result<(), SysError> {
         options,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
     )
-}
-
-/// Adds one host directory of the default root, read-only.
-fn add_host_dir(dir: &str) -> Result<(), SysError> {
-    let source = host_path(Path::new(dir));
-    let target = inside(dir);
-    match host_dir(&source)? {
-        HostDir::Missing => Ok(()),
-        HostDir::Symlink(link) => symlink(&link, &target).op_path("symlink", &target),
-        HostDir::Directory => {
-            make_dir(&target)?;
-            bind(&source, &target)?;
-            set_attrs(&target, READ_ONLY)
-        }
-    }
 }
 
 /// Adds one requested bind mount.
@@ -346,13 +477,7 @@ fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SysError> {
     match std::fs::symlink_metadata(target) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = target.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o755)
-                    .create(parent)
-                    .op_path("mkdir", parent)?;
-            }
+            make_parents(target)?;
             if is_dir {
                 make_dir(target)
             } else {
@@ -360,6 +485,18 @@ fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SysError> {
             }
         }
         Err(e) => Err(SysError::from_io("lstat", Some(target), &e)),
+    }
+}
+
+/// Makes the missing parents of `target`.
+fn make_parents(target: &Path) -> Result<(), SysError> {
+    match target.parent() {
+        Some(parent) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .op_path("mkdir", parent),
+        None => Ok(()),
     }
 }
 

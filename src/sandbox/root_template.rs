@@ -134,14 +134,15 @@ impl RootTemplates {
 
     /// The template a sandbox of `config` copies its root from: the default one, or one
     /// with the mount points its binds need at the top of the root, built now if it is
-    /// the first to need them. A chroot, or binds the templates cannot serve (mount
+    /// the first to need them. A chroot, the request's [`Mount`]s, or binds the templates
+    /// cannot serve (mount
     /// points to make inside the host's directories; one more set when
     /// [`Self::MOST_VARIANTS`] are kept), get the default one, whose copy they do not
     /// use (see [`build_root`]).
     ///
     /// [`build_root`]: super::root::build_root
     pub fn for_sandbox(&self, config: &SandboxConfig) -> Arc<RootTemplate> {
-        if config.chroot_dir.is_some() {
+        if config.chroot_dir.is_some() || !config.mounts.is_empty() {
             return Arc::clone(&self.default);
         }
         let needed = self.mount_points_needed(&config.binds);

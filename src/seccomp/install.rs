@@ -214,3 +214,55 @@ mod tests {
         }
     }
 }
+
+/// The filters a daemon loaded, by name: the first is the default, which a request that
+/// names none gets; a request may pick another by its name
+/// (`SandboxConfig::seccomp_policy`). Compiled once in the zygote, like each filter.
+///
+/// ```
+/// use hatchery::seccomp::{CompiledPolicies, SeccompPolicy};
+/// let strict = SeccompPolicy::strict_policy().unwrap().compile().unwrap();
+/// let default = SeccompPolicy::default_policy().unwrap().compile().unwrap();
+/// let policies = CompiledPolicies::new(vec![("strict".into(), strict), ("default".into(), default)]).unwrap();
+/// assert_eq!(policies.default_name(), "strict");
+/// assert!(policies.get(Some("default")).is_some());
+/// assert!(policies.get(Some("other")).is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct CompiledPolicies {
+    named: Vec<(String, CompiledSeccomp)>,
+}
+
+impl CompiledPolicies {
+    /// The policies in `named`, the first the default; `None` when it is empty or names
+    /// one twice.
+    pub fn new(named: Vec<(String, CompiledSeccomp)>) -> Option<CompiledPolicies> {
+        let unique = named
+            .iter()
+            .enumerate()
+            .all(|(i, (name, _))| named[..i].iter().all(|(other, _)| other != name));
+        (!named.is_empty() && unique).then_some(CompiledPolicies { named })
+    }
+
+    /// The filter of `name`, or the default's for `None`.
+    pub fn get(&self, name: Option<&str>) -> Option<&CompiledSeccomp> {
+        match name {
+            None => self.named.first().map(|(_, filter)| filter),
+            Some(name) => self
+                .named
+                .iter()
+                .find(|(own, _)| own == name)
+                .map(|(_, filter)| filter),
+        }
+    }
+
+    /// The default policy's name.
+    pub fn default_name(&self) -> &str {
+        &self.named[0].0
+    }
+
+    /// Every name, the default's first.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.named.iter().map(|(name, _)| name.as_str())
+    }
+}

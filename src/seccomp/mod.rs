@@ -31,7 +31,7 @@ mod install;
 mod policy;
 mod syscalls;
 
-pub use install::CompiledSeccomp;
+pub use install::{CompiledPolicies, CompiledSeccomp};
 pub use policy::{SeccompPolicy, DEFAULT_POLICY, STRICT_POLICY};
 pub use syscalls::syscall_number;
 

@@ -12,8 +12,9 @@ use std::time::Instant;
 use super::entries::Entries;
 use crate::limits::{Enforcement, Enforcer, Refusal};
 use crate::protocol::validate;
-use crate::protocol::{ErrorKind, NetworkConfig, SpawnRequest, Stdio};
+use crate::protocol::{ErrorKind, Layer, Mount, NetworkConfig, SandboxConfig, SpawnRequest, Stdio};
 use crate::sandbox::Workload;
+use crate::seccomp::CompiledPolicies;
 
 /// What the daemon's state and configuration say about a new spawn.
 pub(super) struct Gate<'a> {
@@ -29,6 +30,12 @@ pub(super) struct Gate<'a> {
     pub veth_available: bool,
     /// The limit policy and the cgroups.
     pub enforcer: &'a mut Enforcer,
+    /// The layers a request may switch off (`serve --allow-unsafe-disable`).
+    pub allowed_opt_outs: &'a [Layer],
+    /// Whether a request may bind device nodes usable (`serve --allow-dev-bind`).
+    pub allow_dev_binds: bool,
+    /// The seccomp policies a request may pick from.
+    pub seccomp: &'a CompiledPolicies,
 }
 
 /// A request admitted: what its sandbox runs and how its limits are enforced.
@@ -37,6 +44,9 @@ pub(super) struct Admission {
     pub workload: Workload,
     /// Its limits resolved against the policy, with its cgroup if a limit needs one.
     pub enforcement: Enforcement,
+    /// Its seccomp policy's name, `None` for the daemon's default (however the request
+    /// named it), so that it matches a warm-pool shape as the pool's are matched.
+    pub seccomp_policy: Option<String>,
 }
 
 impl Gate<'_> {
@@ -65,6 +75,42 @@ impl Gate<'_> {
         }
         validate::validate(request)
             .map_err(|e| refusal(ErrorKind::InvalidRequest, e.to_string()))?;
+        // The daemon's policy, not the client's wish: layers and devices only where its
+        // operator allowed them, seccomp policies only among those it loaded.
+        let config = &request.sandbox;
+        if let Some(layer) = config
+            .opt_out
+            .iter()
+            .find(|layer| !self.allowed_opt_outs.contains(layer))
+        {
+            return Err(refusal(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "this daemon does not let a request switch off the {name} layer \
+                     (--unsafe-disable {name}); its operator can allow it with \
+                     `hatchery serve --allow-unsafe-disable {name}`",
+                    name = layer.name()
+                ),
+            ));
+        }
+        if !self.allow_dev_binds {
+            if let Some(Mount::DevBind { source, .. }) = config
+                .mounts
+                .iter()
+                .find(|mount| matches!(mount, Mount::DevBind { .. }))
+            {
+                return Err(refusal(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "this daemon does not allow device binds (--dev-bind {}); its \
+                         operator can allow them with `hatchery serve --allow-dev-bind`",
+                        source.as_path().display()
+                    ),
+                ));
+            }
+        }
+        let seccomp_policy = pick_seccomp_policy(config, self.seccomp)
+            .map_err(|message| refusal(ErrorKind::InvalidRequest, message))?;
         // Unknown entries and arguments that do not decode fail here, before any cgroup,
         // pipe or process exists.
         let workload = self
@@ -105,14 +151,33 @@ impl Gate<'_> {
             ));
         }
         // Last, as it makes the cgroup a limited sandbox is cloned into.
-        let config = &request.sandbox;
         let enforcement =
             self.enforcer
                 .prepare(&config.limits, config.allow_unenforced_limits, started)?;
         Ok(Admission {
             workload,
             enforcement,
+            seccomp_policy,
         })
+    }
+}
+
+/// The seccomp policy `config` picks among the daemon's `policies`: `None` for the
+/// default (named or not), else its name; an unknown name is refused with the names
+/// there are. (The warm pool's shapes are resolved here too, so that a request and a
+/// shape of one policy match.)
+pub(super) fn pick_seccomp_policy(
+    config: &SandboxConfig,
+    policies: &CompiledPolicies,
+) -> Result<Option<String>, String> {
+    match config.seccomp_policy.as_deref() {
+        None => Ok(None),
+        Some(name) if name == policies.default_name() => Ok(None),
+        Some(name) if policies.get(Some(name)).is_some() => Ok(Some(name.to_string())),
+        Some(name) => Err(format!(
+            "this daemon has no seccomp policy named {name:?} (--seccomp-policy); it has: {}",
+            policies.names().collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -155,13 +220,28 @@ mod tests {
     struct Daemon {
         entries: Entries,
         enforcer: Enforcer,
+        seccomp: CompiledPolicies,
     }
 
     impl Daemon {
         fn new(policy: LimitPolicy) -> Daemon {
+            let compiled = |policy: Result<crate::seccomp::SeccompPolicy, _>| {
+                policy.unwrap().compile().unwrap()
+            };
             Daemon {
                 entries: Entries::exec_only(),
                 enforcer: Enforcer::new(policy, None),
+                seccomp: CompiledPolicies::new(vec![
+                    (
+                        "default".into(),
+                        compiled(crate::seccomp::SeccompPolicy::default_policy()),
+                    ),
+                    (
+                        "strict".into(),
+                        compiled(crate::seccomp::SeccompPolicy::strict_policy()),
+                    ),
+                ])
+                .unwrap(),
             }
         }
 
@@ -173,8 +253,87 @@ mod tests {
                 entries: &self.entries,
                 veth_available: false,
                 enforcer: &mut self.enforcer,
+                allowed_opt_outs: &[],
+                allow_dev_binds: false,
+                seccomp: &self.seccomp,
             }
         }
+    }
+
+    #[test]
+    fn a_layer_is_switched_off_only_where_the_operator_allows_it() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut shared = request();
+        shared.sandbox.opt_out = vec![Layer::NetworkNamespace];
+        let refusal = refused(daemon.gate(0).admit(&shared, &[], Instant::now()));
+        assert_eq!(refusal.kind, ErrorKind::PermissionDenied);
+        assert!(
+            refusal
+                .message
+                .contains("--allow-unsafe-disable network-namespace"),
+            "{}",
+            refusal.message
+        );
+        let mut gate = daemon.gate(0);
+        gate.allowed_opt_outs = &[Layer::NetworkNamespace];
+        assert!(gate.admit(&shared, &[], Instant::now()).is_ok());
+        // Allowing one layer does not allow the other.
+        shared.sandbox.opt_out.push(Layer::Seccomp);
+        let mut gate = daemon.gate(0);
+        gate.allowed_opt_outs = &[Layer::NetworkNamespace];
+        let refusal = refused(gate.admit(&shared, &[], Instant::now()));
+        assert!(
+            refusal.message.contains("--allow-unsafe-disable seccomp"),
+            "{}",
+            refusal.message
+        );
+    }
+
+    #[test]
+    fn a_device_bind_needs_the_operators_leave() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut devices = request();
+        devices.sandbox.mounts = vec![Mount::DevBind {
+            source: "/dev/fuse".into(),
+            target: "/dev/fuse".into(),
+        }];
+        let refusal = refused(daemon.gate(0).admit(&devices, &[], Instant::now()));
+        assert_eq!(refusal.kind, ErrorKind::PermissionDenied);
+        assert!(
+            refusal.message.contains("--allow-dev-bind"),
+            "{}",
+            refusal.message
+        );
+        let mut gate = daemon.gate(0);
+        gate.allow_dev_binds = true;
+        assert!(gate.admit(&devices, &[], Instant::now()).is_ok());
+    }
+
+    #[test]
+    fn a_request_picks_a_loaded_seccomp_policy_or_is_told_which_there_are() {
+        let mut daemon = Daemon::new(LimitPolicy::default());
+        let mut strict = request();
+        strict.sandbox.seccomp_policy = Some("strict".into());
+        let admission = daemon
+            .gate(0)
+            .admit(&strict, &[], Instant::now())
+            .unwrap_or_else(|r| panic!("refused: {}", r.message));
+        assert_eq!(admission.seccomp_policy.as_deref(), Some("strict"));
+        // The default, named, is the default.
+        strict.sandbox.seccomp_policy = Some("default".into());
+        let admission = daemon
+            .gate(0)
+            .admit(&strict, &[], Instant::now())
+            .unwrap_or_else(|r| panic!("refused: {}", r.message));
+        assert_eq!(admission.seccomp_policy, None);
+        strict.sandbox.seccomp_policy = Some("lax".into());
+        let refusal = refused(daemon.gate(0).admit(&strict, &[], Instant::now()));
+        assert_eq!(refusal.kind, ErrorKind::InvalidRequest);
+        assert!(
+            refusal.message.contains("\"lax\"") && refusal.message.contains("default, strict"),
+            "{}",
+            refusal.message
+        );
     }
 
     fn refused(result: Result<Admission, Refusal>) -> Refusal {

@@ -2,7 +2,7 @@
 //! custom zygote ([`crate::ZygoteBuilder::serve_from_args`]) share. Runs in the zygote
 //! process, before it serves.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -13,7 +13,7 @@ use super::{
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
 use crate::network::{Cidr, NetworkSettings};
-use crate::protocol::{Limit, LimitSet};
+use crate::protocol::{Layer, Limit, LimitSet};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
 
@@ -28,6 +28,12 @@ pub enum ServeArgsError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A `--seccomp-policy NAME=FILE` with an empty name.
+    #[error("--seccomp-policy {spec:?}: the name before '=' is empty")]
+    PolicyName {
+        /// The flag's value.
+        spec: PathBuf,
     },
     /// The seccomp policy file is not a valid policy.
     #[error("seccomp policy {path:?}")]
@@ -80,10 +86,27 @@ pub struct ServeArgs {
     /// The host gid to go with --host-uid [default: 65534 as root, else your own].
     #[arg(long)]
     pub host_gid: Option<u32>,
-    /// The sandboxes' seccomp policy: `default` (built in, a denylist), `strict` (built in,
-    /// an allowlist) or the path of a policy file (write `./strict` for a file so named).
-    #[arg(long, value_name = "default|strict|FILE")]
-    pub seccomp_policy: Option<PathBuf>,
+    /// A seccomp policy requests may pick by name (`run --seccomp-policy NAME`);
+    /// repeatable, the first is the default: `default` (built in, a denylist), `strict`
+    /// (built in, an allowlist), `NAME=FILE` (a policy file, picked as NAME) or the path
+    /// of a policy file (picked by that path; write `./strict` for a file so named)
+    /// [default: `default`, then `strict`].
+    #[arg(long, value_name = "default|strict|NAME=FILE|FILE")]
+    pub seccomp_policy: Vec<PathBuf>,
+    /// Let requests switch off these layers (`run --unsafe-disable LAYER`): `seccomp`,
+    /// `network-namespace` (comma-separated or repeated). Without it, such a request is
+    /// refused.
+    #[arg(
+        long,
+        value_name = "LAYER[,LAYER]",
+        value_delimiter = ',',
+        value_parser = parse_layer
+    )]
+    pub allow_unsafe_disable: Vec<Layer>,
+    /// Let requests bind host paths with their device nodes usable (`run --dev-bind`).
+    /// Without it, such a request is refused.
+    #[arg(long)]
+    pub allow_dev_bind: bool,
     /// The most sandboxes alive at once.
     #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
     pub max_children: usize,
@@ -210,24 +233,19 @@ impl ServeArgs {
     /// The daemon configuration these flags ask for.
     pub fn zygote_config(&self) -> Result<ZygoteConfig, ServeArgsError> {
         let mut config = ZygoteConfig::new()?;
-        if let Some(path) = &self.seccomp_policy {
-            let policy = match path.to_str() {
-                Some(name @ ("default" | "strict")) => SeccompPolicy::builtin(name),
-                _ => {
-                    let text = std::fs::read_to_string(path).map_err(|source| {
-                        ServeArgsError::ReadPolicy {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
-                    SeccompPolicy::from_json(&text)
-                }
-            };
-            config.seccomp = policy.map_err(|source| ServeArgsError::Policy {
-                path: path.clone(),
-                source,
-            })?;
+        let mut policies = self
+            .seccomp_policy
+            .iter()
+            .map(|spec| load_policy(spec))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
+        if let Some((name, policy)) = policies.next() {
+            config.seccomp = policy;
+            config.seccomp_name = name;
+            config.more_seccomp = policies.collect();
         }
+        config.allowed_opt_outs = self.allow_unsafe_disable.clone();
+        config.allow_dev_binds = self.allow_dev_bind;
         config.host_ids = self.host_id_policy();
         config.access = Access {
             extra_uids: self.allow_uids.clone(),
@@ -275,6 +293,44 @@ impl ServeArgs {
         config.warm_pool.size = self.warm_pool;
         Ok(config)
     }
+}
+
+/// One `--seccomp-policy`: its name and the policy.
+fn load_policy(spec: &Path) -> Result<(String, SeccompPolicy), ServeArgsError> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = spec.as_os_str().as_bytes();
+    let (name, path) = match bytes.iter().position(|&b| b == b'=') {
+        Some(at) => (
+            String::from_utf8_lossy(&bytes[..at]).into_owned(),
+            PathBuf::from(std::ffi::OsStr::from_bytes(&bytes[at + 1..])),
+        ),
+        None => (spec.to_string_lossy().into_owned(), spec.to_path_buf()),
+    };
+    let policy = match (spec.to_str(), name.is_empty()) {
+        (Some(builtin @ ("default" | "strict")), _) => SeccompPolicy::builtin(builtin),
+        (_, true) => {
+            return Err(ServeArgsError::PolicyName {
+                spec: spec.to_path_buf(),
+            })
+        }
+        _ => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ServeArgsError::ReadPolicy {
+                    path: path.clone(),
+                    source,
+                })?;
+            SeccompPolicy::from_json(&text)
+        }
+    };
+    let policy = policy.map_err(|source| ServeArgsError::Policy { path, source })?;
+    Ok((name, policy))
+}
+
+fn parse_layer(text: &str) -> Result<Layer, String> {
+    Layer::from_name(text).ok_or_else(|| {
+        let names: Vec<&str> = Layer::ALL.into_iter().map(Layer::name).collect();
+        format!("expected one of: {}", names.join(", "))
+    })
 }
 
 fn resolve_group(group: &str) -> Result<u32, ServeArgsError> {

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use super::{Zygote, ZygoteConfig};
 use crate::client::{Client, ConnectError};
 use crate::network::NetworkSettings;
+use crate::protocol::Layer;
 use crate::protocol::LimitSet;
 use crate::sys::{self, Context, SysError};
 
@@ -99,12 +100,17 @@ fn serve_one(conn: OwnedFd, network: Option<NetworkSettings>) -> i32 {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     // The CLI holds the signals it forwards blocked; the zygote starts with none.
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // Its one client is the user who started it, its operator: every layer may be
+    // switched off and devices bound, as they ask (a daemon allows neither unless its
+    // operator says so).
     let result = ZygoteConfig::new()
         .map(|mut config| {
             config.network = network;
             // The person running the command is this zygote's operator: the safe
             // defaults hold unless they ask, on its command line, to lift one.
             config.limits.allow_unlimited = LimitSet::all();
+            config.allowed_opt_outs = Layer::ALL.to_vec();
+            config.allow_dev_binds = true;
             config
         })
         .and_then(Zygote::new)

@@ -489,7 +489,7 @@ mod tests {
             "{err}"
         );
         let err =
-            check_against(range, &db("", "", "alice:165536:65536\nbob:199000:1001\n")).unwrap_err();
+            check_against(range, &db("", "", "alice:100000:65536\nbob:199000:1001\n")).unwrap_err();
         assert!(
             err.to_string()
                 .contains("bob's subordinate range 199000:1001"),

@@ -39,9 +39,10 @@ use std::path::Path;
 
 use crate::limits::{Enforcer, LimitPolicy};
 use crate::network::{Network, NetworkError, NetworkSettings};
+use crate::protocol::Layer;
 pub use crate::sandbox::PrepareError;
 use crate::sandbox::{Sandboxer, SpareNamespaces};
-use crate::seccomp::{SeccompError, SeccompPolicy};
+use crate::seccomp::{CompiledPolicies, SeccompError, SeccompPolicy};
 use crate::sys::{self, SysError};
 pub use builder::ZygoteBuilder;
 use entries::Entries;
@@ -61,8 +62,19 @@ pub struct ZygoteConfig {
     /// Host ids the sandboxes' ids map to: each its own from a range (a root daemon's
     /// default), or fixed.
     pub host_ids: HostIdPolicy,
-    /// The seccomp policy every sandbox gets.
+    /// The seccomp policy every sandbox gets unless its request picks another.
     pub seccomp: SeccompPolicy,
+    /// The name a request picks [`ZygoteConfig::seccomp`] by [default: `default`].
+    pub seccomp_name: String,
+    /// The other policies a request may pick by name (`SandboxConfig::seccomp_policy`)
+    /// [default: the built-in `strict`].
+    pub more_seccomp: Vec<(String, SeccompPolicy)>,
+    /// The layers a request may switch off (`SandboxConfig::opt_out`) [default: none:
+    /// such a request is refused].
+    pub allowed_opt_outs: Vec<Layer>,
+    /// Whether a request may bind host paths with their device nodes usable
+    /// (`Mount::DevBind`) [default: no].
+    pub allow_dev_binds: bool,
     /// Who may connect.
     pub access: Access,
     /// The most live sandboxes at once; more spawns get a `Busy` error.
@@ -83,6 +95,13 @@ impl ZygoteConfig {
         Ok(ZygoteConfig {
             host_ids: HostIdPolicy::default_for_daemon(),
             seccomp: SeccompPolicy::default_policy().map_err(ZygoteError::Seccomp)?,
+            seccomp_name: "default".to_string(),
+            more_seccomp: vec![(
+                "strict".to_string(),
+                SeccompPolicy::strict_policy().map_err(ZygoteError::Seccomp)?,
+            )],
+            allowed_opt_outs: Vec::new(),
+            allow_dev_binds: false,
             access: Access::default(),
             max_children: DEFAULT_MAX_CHILDREN,
             limits: LimitPolicy::default(),
@@ -99,6 +118,9 @@ pub enum ZygoteError {
     /// The seccomp policy could not be loaded or compiled.
     #[error("seccomp policy")]
     Seccomp(#[source] SeccompError),
+    /// Two seccomp policies have one name.
+    #[error("two seccomp policies are named {0:?}")]
+    SeccompName(String),
     /// A system call failed.
     #[error("zygote")]
     Sys(#[source] SysError),
@@ -145,6 +167,10 @@ pub struct Zygote {
     pool: WarmPool,
     /// The host ids of the sandboxes, live and to come.
     host_ids: HostIdPool,
+    /// Layers a request may switch off.
+    allowed_opt_outs: Vec<Layer>,
+    /// Whether a request may bind device nodes usable.
+    allow_dev_binds: bool,
     /// Network namespaces made ahead; `None` before serving, in an embedded zygote,
     /// and where they cannot be made.
     spare_namespaces: Option<SpareNamespaces>,
@@ -166,7 +192,14 @@ impl Zygote {
 
     fn with_entries(config: ZygoteConfig, entries: Entries) -> Result<Zygote, ZygoteError> {
         config.limits.check().map_err(ZygoteError::Policy)?;
-        let seccomp = config.seccomp.compile().map_err(ZygoteError::Seccomp)?;
+        let seccomp = compile_policies(&config)?;
+        let pool = WarmPool::new(
+            &config.warm_pool,
+            &config.limits,
+            config.network.is_some(),
+            &seccomp,
+        )
+        .map_err(ZygoteError::WarmPool)?;
         // Enough ids for every sandbox the daemon may run at once, warm ones included.
         let most_alive =
             config.max_children + config.warm_pool.size * config.warm_pool.shapes.len().max(1);
@@ -174,8 +207,6 @@ impl Zygote {
             HostIdPool::claim(config.host_ids, most_alive).map_err(ZygoteError::HostIds)?;
         let sandboxer =
             Sandboxer::new(seccomp, host_ids.shared_owner()).map_err(ZygoteError::Sandboxes)?;
-        let pool = WarmPool::new(&config.warm_pool, &config.limits, config.network.is_some())
-            .map_err(ZygoteError::WarmPool)?;
         let network = config
             .network
             .map(Network::new)
@@ -192,6 +223,8 @@ impl Zygote {
             max_children: config.max_children,
             enforcer: Enforcer::for_this_host(config.limits),
             network,
+            allowed_opt_outs: config.allowed_opt_outs,
+            allow_dev_binds: config.allow_dev_binds,
         })
     }
 
@@ -218,6 +251,25 @@ impl Zygote {
         self.pool.close();
         Server::new(self, None, Some(conn))?.run()
     }
+}
+
+/// Compiles every seccomp policy of `config`, once, the default first.
+fn compile_policies(config: &ZygoteConfig) -> Result<CompiledPolicies, ZygoteError> {
+    let mut named = vec![(
+        config.seccomp_name.clone(),
+        config.seccomp.compile().map_err(ZygoteError::Seccomp)?,
+    )];
+    for (name, policy) in &config.more_seccomp {
+        if named.iter().any(|(own, _)| own == name) {
+            return Err(ZygoteError::SeccompName(name.clone()));
+        }
+        named.push((
+            name.clone(),
+            policy.compile().map_err(ZygoteError::Seccomp)?,
+        ));
+    }
+    CompiledPolicies::new(named)
+        .ok_or_else(|| ZygoteError::SeccompName(config.seccomp_name.clone()))
 }
 
 /// Set to `0`, [`Zygote::serve`] leaves its code file-mapped (for a profiler that finds

@@ -74,10 +74,14 @@ impl Server {
             entries: &self.zygote.entries,
             veth_available: self.zygote.network.is_some(),
             enforcer: &mut self.zygote.enforcer,
+            allowed_opt_outs: &self.zygote.allowed_opt_outs,
+            allow_dev_binds: self.zygote.allow_dev_binds,
+            seccomp: self.zygote.sandboxer.seccomp_policies(),
         };
         let Admission {
             workload,
             enforcement,
+            seccomp_policy,
         } = match gate.admit(&request, &fds, started) {
             Ok(admission) => admission,
             Err(refusal) => {
@@ -90,6 +94,7 @@ impl Server {
         }
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.sandbox_limits();
+        request.sandbox.seccomp_policy = seccomp_policy;
         let launched = self.zygote.launch(&request, fds, &enforcement, workload);
         let Launched {
             sandbox,

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::admission::pick_seccomp_policy;
 use super::host_ids::HostIdPool;
 use crate::limits::{LimitPolicy, CGROUP_LIMITS};
 use crate::network::{Lease, Network};
@@ -19,6 +20,7 @@ use crate::protocol::{
 };
 use crate::sandbox::warm::Idle;
 use crate::sandbox::{FromSandbox, Pending, Sandboxer, SpareNamespaces};
+use crate::seccomp::CompiledPolicies;
 
 /// How long a shape's refill pauses after one of its sandboxes died while idle (a bind
 /// source removed, say), so that a broken shape does not keep the loop cloning.
@@ -170,11 +172,13 @@ pub struct WarmPool {
 
 impl WarmPool {
     /// The pool of `config`, its shapes' limits resolved against the daemon's `policy`
-    /// as a request's are. `networked`: whether the daemon has a veth pool.
+    /// and their seccomp policy's name against the daemon's `seccomp` as a request's
+    /// are. `networked`: whether the daemon has a veth pool.
     pub fn new(
         config: &WarmPoolConfig,
         policy: &LimitPolicy,
         networked: bool,
+        seccomp: &CompiledPolicies,
     ) -> Result<WarmPool, PoolError> {
         let mut shapes = Vec::new();
         if config.size > 0 {
@@ -191,6 +195,8 @@ impl WarmPool {
                 if shape.network != NetworkConfig::None && !networked {
                     return Err(PoolError::NoVethPool { index });
                 }
+                shape.seccomp_policy = pick_seccomp_policy(&shape, seccomp)
+                    .map_err(|message| PoolError::Limits { index, message })?;
                 let needs_cgroup: Vec<&str> = CGROUP_LIMITS
                     .into_iter()
                     .filter(|&kind| shape.limits.get(kind).is_some())
@@ -384,9 +390,59 @@ impl WarmPool {
 mod tests {
     use super::*;
     use crate::protocol::{Bind, Layer};
+    use crate::seccomp::SeccompPolicy;
 
     fn pool_of(shapes: Vec<SandboxConfig>, policy: &LimitPolicy) -> Result<WarmPool, PoolError> {
-        WarmPool::new(&WarmPoolConfig { size: 2, shapes }, policy, true)
+        WarmPool::new(
+            &WarmPoolConfig { size: 2, shapes },
+            policy,
+            true,
+            &policies(),
+        )
+    }
+
+    /// The built-in policies, `default` first.
+    fn policies() -> CompiledPolicies {
+        let compiled = |policy: Result<SeccompPolicy, _>| policy.unwrap().compile().unwrap();
+        CompiledPolicies::new(vec![
+            ("default".into(), compiled(SeccompPolicy::default_policy())),
+            ("strict".into(), compiled(SeccompPolicy::strict_policy())),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_shape_keeps_its_seccomp_policy_and_names_only_loaded_ones() {
+        // Requests are matched with their limits resolved, as the daemon does.
+        let defaults = LimitPolicy::default().defaults;
+        let strict = SandboxConfig {
+            seccomp_policy: Some("strict".into()),
+            limits: defaults,
+            ..SandboxConfig::default()
+        };
+        let named_default = SandboxConfig {
+            seccomp_policy: Some("default".into()),
+            ..SandboxConfig::default()
+        };
+        let plain = SandboxConfig {
+            limits: defaults,
+            ..SandboxConfig::default()
+        };
+        let pool = pool_of(vec![strict.clone()], &LimitPolicy::default()).unwrap();
+        assert!(shape_matches(&pool, &strict));
+        // A request of the default policy is not served by a strict sandbox.
+        assert!(!shape_matches(&pool, &plain));
+        // The default named is the default: one shape, normalised.
+        let pool = pool_of(vec![named_default], &LimitPolicy::default()).unwrap();
+        assert!(shape_matches(&pool, &plain));
+        let unknown = SandboxConfig {
+            seccomp_policy: Some("lax".into()),
+            ..SandboxConfig::default()
+        };
+        let err = pool_of(vec![unknown], &LimitPolicy::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("default, strict"), "{err}");
     }
 
     fn shape_matches(pool: &WarmPool, config: &SandboxConfig) -> bool {
@@ -510,12 +566,12 @@ mod tests {
             size: 2,
             shapes: vec![shape.clone()],
         };
-        let err = WarmPool::new(&config, &LimitPolicy::default(), false)
+        let err = WarmPool::new(&config, &LimitPolicy::default(), false, &policies())
             .err()
             .unwrap();
         assert!(matches!(err, PoolError::NoVethPool { index: 0 }), "{err}");
         assert!(err.to_string().contains("--veth-pool"), "{err}");
-        assert!(WarmPool::new(&config, &LimitPolicy::default(), true).is_ok());
+        assert!(WarmPool::new(&config, &LimitPolicy::default(), true, &policies()).is_ok());
     }
 
     #[test]
