@@ -10,11 +10,8 @@ use std::process::Command;
 
 use common::{hatchery, open_tempdir, Daemon};
 
-/// A socket path where no daemon listens: `run` starts its embedded zygote.
-const NO_DAEMON: &str = "/nonexistent/hatchery.sock";
-
 fn run_embedded(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
-    let mut full = vec!["run", "--socket", NO_DAEMON];
+    let mut full = vec!["run", "--embedded"];
     full.extend_from_slice(args);
     hatchery(&full, stdin, &[])
 }
