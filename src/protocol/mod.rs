@@ -190,6 +190,35 @@ pub enum ErrorKind {
     },
 }
 
+impl ErrorKind {
+    /// The kind's name in logs, e.g. `"invalid_request"`.
+    ///
+    /// ```
+    /// use hatchery::protocol::ErrorKind;
+    /// assert_eq!(ErrorKind::InvalidRequest.name(), "invalid_request");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::VersionMismatch { .. } => "version_mismatch",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Busy => "busy",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::CannotExecute { .. } => "cannot_execute",
+            ErrorKind::Setup { .. } => "setup",
+            ErrorKind::Internal { .. } => "internal",
+            ErrorKind::UnknownId => "unknown_id",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::UnenforceableLimits { .. } => "unenforceable_limits",
+            ErrorKind::NetworkUnavailable => "network_unavailable",
+            ErrorKind::AddressPoolExhausted => "address_pool_exhausted",
+            ErrorKind::UnknownEntry { .. } => "unknown_entry",
+            ErrorKind::BadEntryArgs { .. } => "bad_entry_args",
+        }
+    }
+}
+
 /// How a sandbox ended and what it used: the body of [`Event::Exited`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
