@@ -206,7 +206,7 @@ impl Server {
         fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
         let accepting = self
             .accept_paused_until
-            .map_or(true, |until| Instant::now() >= until);
+            .is_none_or(|until| Instant::now() >= until);
         if let Some(listener) = self.listener.as_ref().filter(|_| accepting) {
             sources.push(Source::Listener);
             fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
