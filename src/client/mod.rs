@@ -499,6 +499,20 @@ impl State {
 /// Its `pid` is the sandbox's init as seen from the daemon. Dropping it does not kill the
 /// child; [`ChildProcess::kill`] does, and the daemon kills every child of a client that
 /// disconnects.
+///
+/// ```no_run
+/// use std::io::{BufRead, BufReader};
+/// use hatchery::{Client, SpawnRequest};
+///
+/// let client = Client::connect("/run/hatchery.sock")?;
+/// let mut child = client.spawn_child(SpawnRequest::new("/bin/sh").args(["-c", "echo ready; sleep 60"]))?;
+/// let mut line = String::new();
+/// BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+/// assert_eq!(line, "ready\n");
+/// child.kill()?; // the whole sandbox, whatever it started
+/// assert_eq!(child.wait()?.status.code(), 137);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ChildProcess {
     /// Host pid of the sandbox (its init), as the daemon sees it.
     pub pid: i32,

@@ -219,7 +219,23 @@ impl ErrorKind {
     }
 }
 
-/// How a sandbox ended and what it used: the body of [`Event::Exited`].
+/// How a sandbox ended and what it used: the body of [`Event::Exited`], returned by
+/// `ChildProcess::wait` and `Client::output`.
+///
+/// ```no_run
+/// use hatchery::{Client, EndReason, Limits, SandboxConfig, SpawnRequest};
+///
+/// let client = Client::connect("/run/hatchery.sock")?;
+/// let request = SpawnRequest::new("/bin/sleep").arg("60").sandbox(SandboxConfig {
+///     limits: Limits { wall_time_ms: Some(1_000), ..Limits::default() },
+///     ..SandboxConfig::default()
+/// });
+/// let verdict = client.spawn_child(request)?.wait()?;
+/// assert_eq!(verdict.reason, EndReason::WallTimeout);
+/// assert_eq!(verdict.status.code(), 137); // SIGKILL, as a shell reports it
+/// println!("ran {:?}, {} µs of CPU", verdict.wall_time(), verdict.user_cpu_us + verdict.system_cpu_us);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The workload's exit code or the signal that killed it.
