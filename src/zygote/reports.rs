@@ -29,7 +29,13 @@ impl Server {
                     return;
                 }
                 Err(e) => {
-                    sandbox_event!(tracing::Level::WARN, &child.origin, pid, error = %crate::error_chain(&e), "unreadable report from a sandbox; killing it");
+                    sandbox_event!(
+                        tracing::Level::WARN,
+                        &child.origin,
+                        pid,
+                        error = %crate::error_chain(&e),
+                        "unreadable report from a sandbox; killing it",
+                    );
                     let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
                     child.enforcement.kill();
                     return;
@@ -46,7 +52,13 @@ impl Server {
         let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
         match report {
             FromSandbox::Execed(setup) if child.setting_up() => {
-                sandbox_event!(tracing::Level::DEBUG, &child.origin, pid, %setup, "sandbox running; its setup, in µs");
+                sandbox_event!(
+                    tracing::Level::DEBUG,
+                    &child.origin,
+                    pid,
+                    %setup,
+                    "sandbox running; its setup, in µs",
+                );
                 child.phase = Phase::Running;
                 self.last_exec = Some(Instant::now());
                 let Some(conn) = conn else { return };
@@ -92,7 +104,15 @@ impl Server {
                         "cannot be executed",
                     ),
                 };
-                sandbox_event!(tracing::Level::INFO, &child.origin, pid, step = %"exec", kind = %kind.name(), errno = ?errno, "spawn failed");
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &child.origin,
+                    pid,
+                    step = %"exec",
+                    kind = %kind.name(),
+                    errno = ?errno,
+                    "spawn failed",
+                );
                 let Some(conn) = conn else { return };
                 // The id is free again at once, though the init is reaped later.
                 forget_child(conn, child.id, pid);
@@ -109,7 +129,14 @@ impl Server {
                     Some(sys) => diagnose::with_hint(plain.clone(), sys),
                     None => plain,
                 };
-                sandbox_event!(tracing::Level::INFO, &child.origin, pid, step = ?error.step.name(), error = ?message, "spawn failed");
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &child.origin,
+                    pid,
+                    step = ?error.step.name(),
+                    error = ?message,
+                    "spawn failed",
+                );
                 let Some(conn) = conn else { return };
                 forget_child(conn, child.id, pid);
                 conn.send_error(
@@ -185,7 +212,13 @@ impl Server {
                 log_end(&child.origin, reaped.pid, verdict);
             }
             if child.setting_up() {
-                sandbox_event!(tracing::Level::INFO, &child.origin, pid = reaped.pid, status = ?init_status, "spawn failed: the sandbox ended during setup");
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &child.origin,
+                    pid = reaped.pid,
+                    status = ?init_status,
+                    "spawn failed: the sandbox ended during setup",
+                );
             }
             if let Some(cgroup) = child.enforcement.cgroup.take() {
                 self.zygote.enforcer.retire(cgroup);

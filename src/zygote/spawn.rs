@@ -71,7 +71,13 @@ impl Server {
         };
         if conn.children.contains_key(&id) {
             let message = format!("id {id} is already in use");
-            sandbox_event!(tracing::Level::INFO, &origin, kind = %"invalid_request", ?message, "refused a spawn request");
+            sandbox_event!(
+                tracing::Level::INFO,
+                &origin,
+                kind = %"invalid_request",
+                ?message,
+                "refused a spawn request",
+            );
             conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
             return;
         }
@@ -89,7 +95,13 @@ impl Server {
         } = match gate.admit(&request, &fds, started) {
             Ok(admission) => admission,
             Err(refusal) => {
-                sandbox_event!(tracing::Level::INFO, &origin, kind = %refusal.kind.name(), message = ?refusal.message, "refused a spawn request");
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &origin,
+                    kind = %refusal.kind.name(),
+                    message = ?refusal.message,
+                    "refused a spawn request",
+                );
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
@@ -100,7 +112,12 @@ impl Server {
                 .iter()
                 .map(|limit| limit.name())
                 .collect();
-            sandbox_event!(tracing::Level::WARN, &origin, skipped = %skipped.join(","), "running without limits this host cannot enforce");
+            sandbox_event!(
+                tracing::Level::WARN,
+                &origin,
+                skipped = %skipped.join(","),
+                "running without limits this host cannot enforce",
+            );
         }
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.limits;
@@ -117,7 +134,13 @@ impl Server {
                 }
                 let (kind, message) = match failure {
                     NotLaunched::Refused(refusal) => {
-                        sandbox_event!(tracing::Level::INFO, &origin, kind = %refusal.kind.name(), message = ?refusal.message, "refused a spawn request");
+                        sandbox_event!(
+                            tracing::Level::INFO,
+                            &origin,
+                            kind = %refusal.kind.name(),
+                            message = ?refusal.message,
+                            "refused a spawn request",
+                        );
                         (refusal.kind, refusal.message)
                     }
                     NotLaunched::Failed(e) => {
@@ -179,7 +202,15 @@ impl Server {
         match network.attach(subnet, pid, child.pidfd.as_fd(), veth) {
             Ok(lease) => {
                 let took_us = began.elapsed().as_micros() as u64;
-                sandbox_event!(tracing::Level::DEBUG, &child.origin, pid, interface = lease.host_name(), subnet = ?lease.subnet(), took_us, "veth up");
+                sandbox_event!(
+                    tracing::Level::DEBUG,
+                    &child.origin,
+                    pid,
+                    interface = lease.host_name(),
+                    subnet = ?lease.subnet(),
+                    took_us,
+                    "veth up",
+                );
                 child.network = Some(lease);
                 if child.channel.network_ready().is_err() {
                     // It died already; its reap reports the failure.
@@ -199,7 +230,14 @@ impl Server {
                     return;
                 }
                 child.phase = Phase::Failed;
-                sandbox_event!(tracing::Level::WARN, &child.origin, pid, step = %"network", error = ?crate::error_chain(&error), "spawn failed");
+                sandbox_event!(
+                    tracing::Level::WARN,
+                    &child.origin,
+                    pid,
+                    step = %"network",
+                    error = ?crate::error_chain(&error),
+                    "spawn failed",
+                );
                 let Some(conn) = child.conn.and_then(|key| self.conns.get_mut(&key)) else {
                     return;
                 };
