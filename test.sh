@@ -7,10 +7,13 @@
 #                              Docker container started as docs/deploy.md says (no
 #                              --privileged); see docker/run-tests.sh
 #
-# Meant for a fresh Debian machine with the Rust toolchain (cargo, rustfmt, clippy), run
-# as root: the sandbox tests create user, pid, mount and network namespaces. As a normal
-# user the privileged tests skip, unless HATCHERY_TESTS_MUST_RUN=1 (CI sets it), where
-# they fail instead.
+# Meant for a fresh Debian machine, run as root: the sandbox tests create user, pid,
+# mount and network namespaces. What is missing is installed first, each step announced:
+# the tools the tests run (iproute2, python3), a C linker (gcc, libc6-dev) and, without
+# cargo, Rust itself through rustup (Debian's own rustc is older than the crate's
+# rust-version). As a normal user nothing is installed (what is missing is named), and
+# the privileged tests skip, unless HATCHERY_TESTS_MUST_RUN=1 (CI sets it), where they
+# fail instead.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,17 +34,44 @@ log() { printf '\n==> %s\n' "$*"; }
 # set, but iproute2 is not. Only install when something is actually missing, so a warm
 # machine pays nothing.
 missing=()
+why=()
 for tool in sh cat id; do
-    command -v "$tool" >/dev/null || missing+=("coreutils")
+    command -v "$tool" >/dev/null || { missing+=("coreutils"); why+=("$tool for the sandboxed commands"); }
 done
 # The network tests make and inspect veths of their own with `ip`.
-command -v ip >/dev/null || missing+=("iproute2")
+command -v ip >/dev/null || { missing+=("iproute2"); why+=("ip for the network tests"); }
 # tests/docs_client.rs runs the protocol doc's Python client, docs/client.py.
-command -v python3 >/dev/null || missing+=("python3")
-if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+command -v python3 >/dev/null || { missing+=("python3"); why+=("python3 for docs/client.py"); }
+# rustc links with the system's C compiler driver; libc6-dev has the C runtime files.
+command -v cc >/dev/null || { missing+=("gcc" "libc6-dev"); why+=("a C linker (cc) for rustc"); }
+# rustup is fetched with curl.
+command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || command -v curl >/dev/null ||
+    { missing+=("curl" "ca-certificates"); why+=("curl to fetch rustup"); }
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "test.sh: missing: ${why[*]}; as root: apt-get install ${missing[*]}" >&2
+    else
+        log "installing ${missing[*]} with apt-get, for: $(printf '%s; ' "${why[@]}")"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    fi
 fi
+
+# Rust: Debian's packaged rustc is older than the rust-version of Cargo.toml, so it comes
+# from rustup, into ~/.cargo, with the components the suite runs.
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v cargo >/dev/null; then
+    log "no cargo: installing Rust with rustup (https://rustup.rs) into $HOME/.cargo"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+        sh -s -- -y --profile minimal -c rustfmt,clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+need=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
+    echo "test.sh: rustc $have is older than the crate's rust-version $need (rustup update stable)" >&2
+    exit 1
+fi
+log "using $(rustc --version) and $(cargo --version)"
 for component in fmt clippy; do
     cargo "$component" --version >/dev/null 2>&1 || {
         echo "test.sh: cargo $component is missing (rustup component add ${component/fmt/rustfmt})" >&2
@@ -63,6 +93,14 @@ cargo fmt --check
 
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+
+# The client alone (`default-features = false`): it must build, lint and document
+# cleanly without the daemon's side, and its doc examples must compile. (The harness
+# test checks that it pulls in none of the daemon's dependencies.)
+log "the client alone: cargo clippy and doc tests with --no-default-features"
+cargo clippy --no-default-features --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps --quiet
+cargo test --no-default-features --lib --doc --quiet
 
 log "cargo test"
 test_log=$(mktemp)

@@ -182,7 +182,8 @@ impl Client {
                 .take()
                 .map(|s| File::from(std::os::fd::OwnedFd::from(s))),
         ];
-        let collected = collect(streams, [limit, OUTPUT_LIMIT, OUTPUT_LIMIT]);
+        let collected =
+            collect(streams, [limit, OUTPUT_LIMIT, OUTPUT_LIMIT]).map_err(CallError::Io);
         let too_large = collected.as_ref().map_or(true, |c| c.overflowed[0]);
         if too_large {
             // Past its bound (or unreadable) the child is of no further use.
@@ -224,15 +225,19 @@ impl Client {
 }
 
 /// The bytes read from each stream, and which went past their bound.
-struct Collected {
-    bytes: [Vec<u8>; 3],
-    overflowed: [bool; 3],
+pub(crate) struct Collected {
+    pub(crate) bytes: [Vec<u8>; 3],
+    pub(crate) overflowed: [bool; 3],
 }
 
 /// Reads the three streams to end of file at once (a child blocked on a full stdout pipe
 /// would never finish its result). Keeps at most `limits[i]` bytes of each; the first
 /// stream (the result) is abandoned at once past its bound, the others are drained.
-fn collect(streams: [Option<File>; 3], limits: [usize; 3]) -> Result<Collected, CallError> {
+/// [`crate::ChildProcess::output`] uses it too, without bounds.
+pub(crate) fn collect(
+    streams: [Option<File>; 3],
+    limits: [usize; 3],
+) -> Result<Collected, SysError> {
     let mut streams = streams;
     let mut collected = Collected {
         bytes: Default::default(),
@@ -251,7 +256,7 @@ fn collect(streams: [Option<File>; 3], limits: [usize; 3]) -> Result<Collected, 
             .collect();
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(CallError::Io(SysError::new("poll", e))),
+            Err(e) => return Err(SysError::new("poll", e)),
         }
         let ready: Vec<usize> = open
             .iter()
@@ -268,10 +273,10 @@ fn collect(streams: [Option<File>; 3], limits: [usize; 3]) -> Result<Collected, 
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(CallError::Io(SysError::new(
+                    return Err(SysError::new(
                         "read",
                         Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                    )))
+                    ))
                 }
             };
             if n == 0 {

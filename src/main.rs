@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => {
-            init_logging("info");
+            args.log_format.install("info");
             match serve(args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
@@ -79,12 +79,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    hatchery::zygote::args::LogFormat::Text.install(default);
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {

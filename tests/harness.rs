@@ -113,3 +113,129 @@ fn collect_rust_files(root: &Path, dir: &Path, files: &mut BTreeSet<String>) {
         }
     }
 }
+
+/// Runs `cargo ARGS` in the crate's folder, offline and on the locked versions, and
+/// returns its stdout.
+fn cargo(args: &[&str]) -> String {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(args)
+        .args(["--offline", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("cargo prints UTF-8")
+}
+
+/// The crates `cargo tree` lists for a build of the library, with `features` arguments.
+fn library_dependencies(features: &[&str]) -> BTreeSet<String> {
+    let mut args = vec![
+        "tree", "--edges", "normal", "--prefix", "none", "--format", "{p}",
+    ];
+    args.extend_from_slice(features);
+    cargo(&args)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A program that only spawns children (`default-features = false`) builds no async
+/// runtime, netlink, seccomp compiler or command-line parser; with the default
+/// features, the daemon's crates are there (so the check can tell).
+#[test]
+fn the_client_alone_builds_none_of_the_daemons_dependencies() {
+    let daemon_only = [
+        "tokio",
+        "rtnetlink",
+        "seccompiler",
+        "clap",
+        "futures-util",
+        "tracing-subscriber",
+    ];
+    let client = library_dependencies(&["--no-default-features"]);
+    let full = library_dependencies(&[]);
+    for name in daemon_only {
+        assert!(
+            !client.contains(name),
+            "the client alone depends on {name}: {client:?}"
+        );
+        assert!(full.contains(name), "the daemon no longer needs {name}");
+    }
+    assert!(
+        client.contains("postcard") && client.contains("nix"),
+        "{client:?}"
+    );
+}
+
+/// `rust-version` in Cargo.toml is the newest `rust-version` any locked dependency
+/// declares, of those a build or the tests compile for Linux: the real minimum
+/// toolchain, neither older (it would not build) nor newer than needed.
+#[test]
+fn rust_version_is_the_locked_dependencies_minimum() {
+    let text = cargo(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--filter-platform",
+        "x86_64-unknown-linux-gnu",
+    ]);
+    let metadata: serde_json::Value = serde_json::from_str(&text).expect("cargo metadata");
+    let version_of = |id: &str| -> Option<(u32, u32)> {
+        let package = metadata["packages"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"] == id)?;
+        let mut parts = package["rust_version"].as_str()?.split('.');
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    let root = metadata["resolve"]["root"]
+        .as_str()
+        .expect("a root package");
+    let nodes = metadata["resolve"]["nodes"]
+        .as_array()
+        .expect("resolve nodes");
+    // The root's own dependencies of every kind (the tests build with its dev ones),
+    // then theirs that are built: normal and build dependencies.
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![root.to_string()];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let node = nodes.iter().find(|n| n["id"] == id.as_str()).expect("node");
+        for dep in node["deps"].as_array().expect("deps") {
+            let built = id == root
+                || dep["dep_kinds"]
+                    .as_array()
+                    .expect("dep kinds")
+                    .iter()
+                    .any(|kind| kind["kind"].is_null() || kind["kind"] == "build");
+            if built {
+                stack.push(dep["pkg"].as_str().expect("pkg").to_string());
+            }
+        }
+    }
+    let (needed, by) = seen
+        .iter()
+        .filter(|id| id.as_str() != root)
+        .filter_map(|id| version_of(id).map(|v| (v, id.clone())))
+        .max()
+        .expect("some dependency declares a rust-version");
+    let declared = version_of(root).expect("Cargo.toml declares rust-version");
+    assert_eq!(
+        declared,
+        needed,
+        "Cargo.toml's rust-version is {}.{}; the locked dependencies need {}.{} ({})",
+        declared.0,
+        declared.1,
+        needed.0,
+        needed.1,
+        by.rsplit('#').next().unwrap_or(&by)
+    );
+}

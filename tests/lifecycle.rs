@@ -627,3 +627,62 @@ fn binds_land_on_the_mount_points_of_a_template() {
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
+
+/// `Client::output` reads stdout and stderr at once: a child that fills its stderr pipe
+/// (1 MiB, far past a pipe's 64 KiB) before it writes stdout would stall a reader that
+/// reads stdout to its end first.
+#[test]
+fn output_collects_both_streams_at_once() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let request = SpawnRequest::new("/bin/sh").args([
+            "-c",
+            "head -c 1048576 /dev/zero >&2; printf out; head -c 1048576 /dev/zero; exit 3",
+        ]);
+        let _ = done.send(client.output(request));
+    });
+    let output = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("output() stalled: the pipes are not read at once")
+        .expect("output");
+    assert_eq!(output.verdict.status, ExitStatus::Exited(3));
+    assert_eq!(output.stderr.len(), 1 << 20);
+    assert_eq!(output.stdout.len(), 3 + (1 << 20));
+    assert!(output.stdout.starts_with(b"out\0"));
+}
+
+/// `ChildProcess::output` closes stdin after what the caller wrote, and a stream the
+/// caller took itself comes back empty.
+#[test]
+fn child_output_closes_stdin_and_leaves_taken_streams_out() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let mut child = daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/sh").args(["-c", "tr a-z A-Z; echo done >&2"]))
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let output = child.output().expect("output");
+    assert!(output.verdict.status.success(), "{output:?}");
+    assert_eq!(output.stdout, b"SHOUT\n");
+    assert_eq!(output.stderr, b"done\n");
+
+    let mut child = daemon
+        .client()
+        .spawn_child(SpawnRequest::new("/bin/sh").args(["-c", "echo out; echo err >&2"]))
+        .expect("spawn");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let output = child.output().expect("output");
+    assert_eq!(stdout, "out\n");
+    assert!(output.stdout.is_empty());
+    assert_eq!(output.stderr, b"err\n");
+}

@@ -106,6 +106,9 @@ pub enum ClientError {
     /// The daemon sent something this client does not expect.
     #[error("unexpected message from the daemon: {0}")]
     Unexpected(String),
+    /// The child's stdout or stderr could not be read ([`ChildProcess::output`]).
+    #[error("cannot read the child's output")]
+    Output(#[source] SysError),
 }
 
 /// Why a child could not be spawned.
@@ -191,7 +194,24 @@ pub enum SpawnError {
     Connection(#[from] ClientError),
 }
 
-/// A connection to a zygote daemon.
+/// A connection to a zygote daemon. One connection runs many children at once, and
+/// a `Client` may be cloned and shared between threads (the clones share the
+/// connection).
+///
+/// Collect what a command prints, as `std::process::Command::output` does:
+///
+/// ```no_run
+/// use hatchery::{Client, SpawnRequest};
+///
+/// let client = Client::connect("/run/hatchery.sock")?;
+/// let output = client.output(SpawnRequest::new("/bin/sh").args(["-c", "echo out; echo err >&2"]))?;
+/// assert!(output.verdict.status.success());
+/// assert_eq!(output.stdout, b"out\n");
+/// assert_eq!(output.stderr, b"err\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Or talk to the child through its pipes:
 ///
 /// ```no_run
 /// use std::io::Read;
@@ -346,6 +366,30 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Spawns `request`, collects its stdout and stderr to end of file (both at once, so
+    /// a child that fills one pipe while the other is read cannot deadlock) and waits
+    /// for its verdict: `std::process::Command::output` for a sandbox. Its stdin is
+    /// closed at once; a stream the request does not pipe comes back empty. Output is
+    /// kept whole, however large: bound it with the request's limits (`wall_time_ms`,
+    /// `file_size_bytes` do not bound a pipe) or read [`ChildProcess::stdout`] yourself.
+    pub fn output(&self, request: SpawnRequest) -> Result<Output, SpawnError> {
+        Ok(self.spawn_child(request)?.output()?)
+    }
+}
+
+/// What a finished child printed, and how its sandbox ended: the result of
+/// [`Client::output`] and [`ChildProcess::output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// How the sandbox ended.
+    pub verdict: Verdict,
+    /// Everything it wrote to stdout (empty unless stdout was a pipe).
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr (empty unless stderr was a pipe).
+    pub stderr: Vec<u8>,
+}
+
 fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
     match kind {
         ErrorKind::NotFound => SpawnError::NotFound { message },
@@ -461,6 +505,20 @@ impl State {
 /// Its `pid` is the sandbox's init as seen from the daemon. Dropping it does not kill the
 /// child; [`ChildProcess::kill`] does, and the daemon kills every child of a client that
 /// disconnects.
+///
+/// ```no_run
+/// use std::io::{BufRead, BufReader};
+/// use hatchery::{Client, SpawnRequest};
+///
+/// let client = Client::connect("/run/hatchery.sock")?;
+/// let mut child = client.spawn_child(SpawnRequest::new("/bin/sh").args(["-c", "echo ready; sleep 60"]))?;
+/// let mut line = String::new();
+/// BufReader::new(child.stdout.take().unwrap()).read_line(&mut line)?;
+/// assert_eq!(line, "ready\n");
+/// child.kill()?; // the whole sandbox, whatever it started
+/// assert_eq!(child.wait()?.status.code(), 137);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ChildProcess {
     /// Host pid of the sandbox (its init), as the daemon sees it.
     pub pid: i32,
@@ -548,6 +606,52 @@ impl ChildProcess {
                 other => return Err(ClientError::Unexpected(format!("{other:?}"))),
             }
         }
+    }
+
+    /// Closes stdin, reads stdout and stderr to end of file (both at once, so that
+    /// neither pipe can fill up and stall the child) and waits for the verdict, as
+    /// `std::process::Child::wait_with_output` does. Streams already taken from
+    /// `stdout`/`stderr` come back empty. Whatever the child prints is kept in memory.
+    ///
+    /// ```no_run
+    /// use std::io::Write;
+    /// use hatchery::{Client, SpawnRequest};
+    ///
+    /// let client = Client::connect("/run/hatchery.sock")?;
+    /// let mut child = client.spawn_child(SpawnRequest::new("/usr/bin/tr").args(["a-z", "A-Z"]))?;
+    /// child.stdin.take().unwrap().write_all(b"shout\n")?;
+    /// let output = child.output()?;
+    /// assert_eq!(output.stdout, b"SHOUT\n");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn output(mut self) -> Result<Output, ClientError> {
+        drop(self.stdin.take());
+        let streams = [
+            None,
+            self.stdout
+                .take()
+                .map(|s| std::fs::File::from(OwnedFd::from(s))),
+            self.stderr
+                .take()
+                .map(|s| std::fs::File::from(OwnedFd::from(s))),
+        ];
+        let collected = crate::call::collect(streams, [0, usize::MAX, usize::MAX]);
+        let collected = match collected {
+            Ok(collected) => collected,
+            Err(e) => {
+                // The output is lost; the child is of no further use.
+                let _ = self.kill();
+                let _ = self.wait();
+                return Err(ClientError::Output(e));
+            }
+        };
+        let verdict = self.wait()?;
+        let [_, stdout, stderr] = collected.bytes;
+        Ok(Output {
+            verdict,
+            stdout,
+            stderr,
+        })
     }
 
     /// Returns the verdict if the sandbox has ended, without blocking while it runs.

@@ -192,7 +192,52 @@ pub enum ErrorKind {
     },
 }
 
-/// How a sandbox ended and what it used: the body of [`Event::Exited`].
+impl ErrorKind {
+    /// The kind's name in logs, e.g. `"invalid_request"`.
+    ///
+    /// ```
+    /// use hatchery::protocol::ErrorKind;
+    /// assert_eq!(ErrorKind::InvalidRequest.name(), "invalid_request");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::VersionMismatch { .. } => "version_mismatch",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::Busy => "busy",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::CannotExecute { .. } => "cannot_execute",
+            ErrorKind::Setup { .. } => "setup",
+            ErrorKind::Internal { .. } => "internal",
+            ErrorKind::UnknownId => "unknown_id",
+            ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::UnenforceableLimits { .. } => "unenforceable_limits",
+            ErrorKind::NetworkUnavailable => "network_unavailable",
+            ErrorKind::AddressPoolExhausted => "address_pool_exhausted",
+            ErrorKind::UnknownEntry { .. } => "unknown_entry",
+            ErrorKind::BadEntryArgs { .. } => "bad_entry_args",
+        }
+    }
+}
+
+/// How a sandbox ended and what it used: the body of [`Event::Exited`], returned by
+/// `ChildProcess::wait` and `Client::output`.
+///
+/// ```no_run
+/// use hatchery::{Client, EndReason, Limits, SandboxConfig, SpawnRequest};
+///
+/// let client = Client::connect("/run/hatchery.sock")?;
+/// let request = SpawnRequest::new("/bin/sleep").arg("60").sandbox(SandboxConfig {
+///     limits: Limits { wall_time_ms: Some(1_000), ..Limits::default() },
+///     ..SandboxConfig::default()
+/// });
+/// let verdict = client.spawn_child(request)?.wait()?;
+/// assert_eq!(verdict.reason, EndReason::WallTimeout);
+/// assert_eq!(verdict.status.code(), 137); // SIGKILL, as a shell reports it
+/// println!("ran {:?}, {} µs of CPU", verdict.wall_time(), verdict.user_cpu_us + verdict.system_cpu_us);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The workload's exit code or the signal that killed it.

@@ -50,7 +50,7 @@ pub(super) fn verdict(compiled: &CompiledSeccomp, nr: i64, arch: u32, args: [u64
     for program in compiled.programs().iter().rev() {
         let result = run(program, nr, arch, args);
         let severity = |value: u32| (value & 0xffff_0000) as i32;
-        if best.map_or(true, |best| severity(result) < severity(best)) {
+        if best.is_none_or(|best| severity(result) < severity(best)) {
             best = Some(result);
         }
     }

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
-use super::{Context, NewProcess, SysError};
+use super::{Context, SysError};
 
 /// `close_range(first, last, flags)`: closes (or, with `CLOSE_RANGE_CLOEXEC`, marks
 /// close-on-exec) every fd from `first` to `last`; `u32::MAX` means all the rest.
@@ -141,7 +141,7 @@ pub unsafe fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
     Ok(fd)
 }
 
-/// The fd operations of a process that a clone just made (see [`NewProcess`]), on the
+/// The fd operations of a process that a clone just made (see [`super::NewProcess`]), on the
 /// fds it inherited: its copy of its parent's memory holds objects that own some of
 /// them, which it never uses or drops again (it ends in `execve` or [`exit_now`]), so it
 /// may close them under those objects, and place its own fds on their numbers.
@@ -152,7 +152,8 @@ pub unsafe fn move_fd(fd: OwnedFd, target: RawFd) -> Result<OwnedFd, SysError> {
 /// and the spare-namespace helper, which arrange their fds first thing after their clone.
 ///
 /// [`exit_now`]: super::exit_now
-impl NewProcess {
+#[cfg(feature = "daemon")]
+impl super::NewProcess {
     /// [`close_range`] without flags: closes every fd from `first` to `last`.
     pub(crate) fn close_range(&self, first: u32, last: u32) -> Result<(), SysError> {
         // SAFETY: in a new process (`self`), on fds it inherited and no longer uses

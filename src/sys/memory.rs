@@ -139,7 +139,7 @@ impl Drop for SharedMapping {
 
 /// `mprotect(2)`: asks for the pages holding `region` to become readable and writable.
 ///
-/// A test hook for the sealed, read-only mappings of [`crate::Preloaded`], which the
+/// A test hook for the sealed, read-only mappings of `crate::Preloaded`, which the
 /// kernel must refuse (`EACCES`). Making memory more accessible cannot break a Rust
 /// borrow; if it did succeed, nothing here writes to it.
 pub fn mprotect_read_write(region: &[u8]) -> Result<(), SysError> {

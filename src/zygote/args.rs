@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::{
     Access, ConnectionLimits, HostIdPolicy, HostIdRange, WarmPoolConfig, ZygoteConfig, ZygoteError,
@@ -59,6 +59,40 @@ pub enum ServeArgsError {
     /// The zygote could not be prepared or stopped with an error.
     #[error(transparent)]
     Zygote(#[from] ZygoteError),
+}
+
+/// How the daemon writes its log to stderr (`serve --log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line per event: time, level, message, then `key=value` fields. Coloured only
+    /// when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields.message`, the other
+    /// fields), for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Installs this format as the process's log subscriber, writing to stderr, with
+    /// `RUST_LOG`'s filter or else `default_filter` (e.g. `"info"`). Returns `false`
+    /// when the program has installed a subscriber of its own already (which then stays).
+    pub fn install(self, default_filter: &str) -> bool {
+        use std::io::IsTerminal;
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self {
+            // Escape codes belong on a terminal, not in a file or the journal.
+            LogFormat::Text => builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init()
+                .is_ok(),
+            LogFormat::Json => builder.json().try_init().is_ok(),
+        }
+    }
 }
 
 /// The flags of `hatchery serve`, shared by every zygote ([`crate::ZygoteBuilder::serve_from_args`]).
@@ -147,6 +181,11 @@ pub struct ServeArgs {
     /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
     #[arg(long)]
     pub veth_forwarding: bool,
+    /// How to write the log to stderr: `text` (`key=value` fields, coloured only on a
+    /// terminal) or `json` (one object per line, for log collectors). `RUST_LOG` sets
+    /// the level [default: info].
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 /// A limit's command-line name (`pids`, `tmp-size`), or `all`.

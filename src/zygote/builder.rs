@@ -91,6 +91,8 @@ impl ZygoteBuilder {
     /// Parses the process's command line with the flags of `hatchery serve` (`--socket`,
     /// `--host-uid`, `--default-memory`, ...; `--help` lists them) and serves. A usage
     /// error prints the usage and exits with code 2, as any command-line program does.
+    /// Logs to stderr as `--log-format` says, unless the program has installed a
+    /// `tracing` subscriber of its own before.
     pub fn serve_from_args(self) -> Result<(), ServeArgsError> {
         use clap::Parser;
         #[derive(Parser)]
@@ -100,6 +102,8 @@ impl ZygoteBuilder {
             serve: ServeArgs,
         }
         let cli = ZygoteCli::parse();
+        // A program that installed a log subscriber of its own keeps it.
+        cli.serve.log_format.install("info");
         let config = cli.serve.zygote_config()?;
         let socket = cli.serve.socket_path();
         self.serve(config, &socket).map_err(ServeArgsError::Zygote)

@@ -6,9 +6,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use super::connection::Connection;
+use super::listener::Peer;
 use crate::limits::Enforcement;
 use crate::network::Lease;
-use crate::protocol::{EndReason, Event, ExitStatus, Limit, LimitSet, Verdict};
+use crate::protocol::{Command, EndReason, Event, ExitStatus, Limit, LimitSet, Verdict};
 use crate::sandbox::{Started, WorkloadUsage, ZygoteEnd};
 use crate::sys;
 
@@ -23,12 +24,101 @@ pub(super) enum Phase {
     Failed,
 }
 
+/// Who asked for a sandbox and what it runs: the fields of every log line about it.
+#[derive(Debug, Clone)]
+pub(super) struct Origin {
+    /// The daemon-wide number of the spawn request (counted over all connections; the
+    /// request id is per connection).
+    pub(super) sandbox: u64,
+    /// The request id on its connection.
+    pub(super) id: u64,
+    /// The client that asked (`None` for the embedded zygote's own client).
+    pub(super) client: Option<Peer>,
+    /// What it runs, printable (see [`program_label`]).
+    pub(super) program: String,
+}
+
+/// The most characters of a program's name a log line carries.
+const PROGRAM_LABEL_MAX: usize = 200;
+
+/// A request's program (or `entry:NAME`) as a log field: control characters and quotes
+/// escaped, so that a client's bytes cannot forge a log line, and at most
+/// [`PROGRAM_LABEL_MAX`] characters.
+pub(super) fn program_label(command: &Command) -> String {
+    let text = match command {
+        Command::Exec { program, .. } => program.to_string(),
+        Command::Entry { name, .. } => format!("entry:{name}"),
+    };
+    let mut label: String = text.escape_debug().take(PROGRAM_LABEL_MAX).collect();
+    if text.escape_debug().nth(PROGRAM_LABEL_MAX).is_some() {
+        label.push('…');
+    }
+    label
+}
+
+/// Logs an event about a sandbox at `$level`, with its origin's fields (`sandbox`, `id`,
+/// `client_uid`, `client_pid`, `program`) before the event's own.
+macro_rules! sandbox_event {
+    ($level:expr, $origin:expr, $($rest:tt)+) => {{
+        let origin: &$crate::zygote::child::Origin = $origin;
+        tracing::event!(
+            $level,
+            sandbox = origin.sandbox,
+            id = origin.id,
+            client_uid = origin.client.map(|peer| peer.uid),
+            client_pid = origin.client.map(|peer| peer.pid),
+            program = %origin.program,
+            $($rest)+
+        )
+    }};
+}
+pub(super) use sandbox_event;
+
+/// Logs how a sandbox ended, its verdict as fields: at INFO when the daemon ended it (a
+/// limit, its own shutdown), at DEBUG when the workload ended by itself or its client
+/// killed it.
+pub(super) fn log_end(origin: &Origin, pid: i32, verdict: &Verdict) {
+    let (exit_code, signal) = match verdict.status {
+        ExitStatus::Exited(code) => (Some(code), None),
+        ExitStatus::Signaled(signal) => (None, Some(signal)),
+    };
+    macro_rules! end {
+        ($level:expr, $message:literal) => {
+            sandbox_event!(
+                $level,
+                origin,
+                pid,
+                reason = %verdict.reason.name(),
+                exit_code,
+                signal,
+                wall_time_ms = verdict.wall_time_us / 1000,
+                cpu_ms = (verdict.user_cpu_us + verdict.system_cpu_us) / 1000,
+                memory_peak_bytes = verdict.memory_peak_bytes,
+                max_rss_kib = verdict.max_rss_kib,
+                tasks_started = verdict.tasks_started,
+                $message
+            )
+        };
+    }
+    match verdict.reason {
+        EndReason::OomKilled
+        | EndReason::WallTimeout
+        | EndReason::CpuTimeout
+        | EndReason::DaemonShutdown => end!(tracing::Level::INFO, "sandbox killed"),
+        EndReason::Exited | EndReason::Signaled | EndReason::KilledByClient => {
+            end!(tracing::Level::DEBUG, "sandbox ended")
+        }
+    }
+}
+
 /// A sandbox the daemon is responsible for until it is reaped.
 pub(super) struct Child {
     /// The connection that spawned it; `None` once that client is gone.
     pub(super) conn: Option<u64>,
     /// Its request id on that connection.
     pub(super) id: u64,
+    /// Who asked for it and what it runs, for the log.
+    pub(super) origin: Origin,
     pub(super) pidfd: OwnedFd,
     pub(super) channel: ZygoteEnd,
     /// The client's pipe ends (stdio, then an entry's result), handed over with
@@ -56,7 +146,7 @@ impl Child {
     /// A sandbox just started for request `id` of connection `conn`, in its setup.
     pub(super) fn new(
         conn: u64,
-        id: u64,
+        origin: Origin,
         sandbox: Started,
         started: Instant,
         enforcement: Enforcement,
@@ -65,7 +155,8 @@ impl Child {
     ) -> Child {
         Child {
             conn: Some(conn),
-            id,
+            id: origin.id,
+            origin,
             pidfd: sandbox.pidfd,
             channel: sandbox.channel,
             pipes: sandbox.pipes,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
-use super::child::{forget_child, send_exited, verdict, Phase};
+use super::child::{forget_child, log_end, sandbox_event, send_exited, verdict, Phase};
 use super::diagnose;
 use super::server::Server;
 use crate::protocol::{ErrorKind, Event, ExitStatus, FdRole};
@@ -29,7 +29,13 @@ impl Server {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(pid, error = %crate::error_chain(&e), "unreadable report from a sandbox; killing it");
+                    sandbox_event!(
+                        tracing::Level::WARN,
+                        &child.origin,
+                        pid,
+                        error = %crate::error_chain(&e),
+                        "unreadable report from a sandbox; killing it",
+                    );
                     let _ = sys::pidfd_send_signal(child.pidfd.as_fd(), libc::SIGKILL);
                     child.enforcement.kill();
                     return;
@@ -46,7 +52,13 @@ impl Server {
         let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
         match report {
             FromSandbox::Execed(setup) if child.setting_up() => {
-                tracing::debug!(pid, %setup, "sandbox running; its setup, in µs");
+                sandbox_event!(
+                    tracing::Level::DEBUG,
+                    &child.origin,
+                    pid,
+                    %setup,
+                    "sandbox running; its setup, in µs",
+                );
                 child.phase = Phase::Running;
                 self.last_exec = Some(Instant::now());
                 let Some(conn) = conn else { return };
@@ -82,9 +94,6 @@ impl Server {
             }
             FromSandbox::ExecFailed(errno) if child.setting_up() => {
                 child.phase = Phase::Failed;
-                let Some(conn) = conn else { return };
-                // The id is free again at once, though the init is reaped later.
-                forget_child(conn, child.id, pid);
                 let errno = Errno::from_raw(errno);
                 let (kind, what) = match errno {
                     Errno::ENOENT => (ErrorKind::NotFound, "not found"),
@@ -95,6 +104,18 @@ impl Server {
                         "cannot be executed",
                     ),
                 };
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &child.origin,
+                    pid,
+                    step = %"exec",
+                    kind = %kind.name(),
+                    errno = ?errno,
+                    "spawn failed",
+                );
+                let Some(conn) = conn else { return };
+                // The id is free again at once, though the init is reaped later.
+                forget_child(conn, child.id, pid);
                 conn.send_error(
                     Some(child.id),
                     kind,
@@ -103,16 +124,21 @@ impl Server {
             }
             FromSandbox::SetupFailed(error) if child.setting_up() => {
                 child.phase = Phase::Failed;
-                let Some(conn) = conn else { return };
-                forget_child(conn, child.id, pid);
                 let plain = format!("{error}: {}", error.error);
                 let message = match error.error.sys_error() {
                     Some(sys) => diagnose::with_hint(plain.clone(), sys),
-                    None => plain.clone(),
+                    None => plain,
                 };
-                if message != plain {
-                    tracing::warn!(%message, "a sandbox could not be set up");
-                }
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &child.origin,
+                    pid,
+                    step = ?error.step.name(),
+                    error = ?message,
+                    "spawn failed",
+                );
+                let Some(conn) = conn else { return };
+                forget_child(conn, child.id, pid);
                 conn.send_error(
                     Some(child.id),
                     ErrorKind::Setup {
@@ -133,13 +159,21 @@ impl Server {
                 // reaped it all): the client learns of the end now, not after the init's
                 // own exit and the namespaces' teardown.
                 if child.phase == Phase::Running {
-                    let Some(conn) = conn else { return };
                     let verdict = verdict(child, status, usage);
-                    tracing::debug!(id = child.id, pid, ?verdict, "sandbox ended");
+                    log_end(&child.origin, pid, &verdict);
+                    let Some(conn) = conn else { return };
                     send_exited(conn, child.id, pid, verdict);
                 }
             }
-            other => tracing::warn!(pid, ?other, "out-of-order report from a sandbox"),
+            other => {
+                sandbox_event!(
+                    tracing::Level::WARN,
+                    &child.origin,
+                    pid,
+                    ?other,
+                    "out-of-order report from a sandbox"
+                )
+            }
         }
     }
 
@@ -171,12 +205,23 @@ impl Server {
             let init_status = ExitStatus::from_wait_status(reaped.status);
             // A sandbox whose init reported the workload's exit had its `Exited` sent
             // then; one whose init was killed first is judged by the init's own status and
-            // usage (which counts the processes it reaped), if a client is there to get
-            // the verdict (making it reads the cgroup).
-            let unreported =
-                child.phase == Phase::Running && child.workload.is_none() && child.conn.is_some();
+            // usage (which counts the processes it reaped), for its client and the log
+            // (making the verdict reads the cgroup).
+            let unreported = child.phase == Phase::Running && child.workload.is_none();
             let verdict = unreported
                 .then(|| verdict(&mut child, init_status, WorkloadUsage::from(&reaped.rusage)));
+            if let Some(verdict) = &verdict {
+                log_end(&child.origin, reaped.pid, verdict);
+            }
+            if child.setting_up() {
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &child.origin,
+                    pid = reaped.pid,
+                    status = ?init_status,
+                    "spawn failed: the sandbox ended during setup",
+                );
+            }
             if let Some(cgroup) = child.enforcement.cgroup.take() {
                 self.zygote.enforcer.retire(cgroup);
             }
@@ -187,7 +232,6 @@ impl Server {
             let conn = child.conn.and_then(|key| self.conns.get_mut(&key));
             let Some(conn) = conn else { continue };
             if let Some(verdict) = verdict {
-                tracing::debug!(id = child.id, pid = reaped.pid, ?verdict, "sandbox reaped");
                 send_exited(conn, child.id, reaped.pid, verdict);
             } else if child.setting_up() {
                 forget_child(conn, child.id, reaped.pid);

@@ -15,7 +15,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::child::Child;
+use super::child::{sandbox_event, Child};
 use super::connection::{Connection, HANDSHAKE_DEADLINE};
 use super::listener::{self, Listener};
 use super::{Zygote, ZygoteError};
@@ -78,6 +78,9 @@ pub(super) struct Server {
     /// Every sandbox not yet reaped, by its init's pid.
     pub(super) children: HashMap<i32, Child>,
     next_conn: u64,
+    /// The number of the last spawn request, counted over all connections (the
+    /// `sandbox` field of the log).
+    pub(super) next_sandbox: u64,
     pub(super) buf: protocol::RecvBuffer,
     /// Serving a single embedded client: stop when it is gone.
     embedded: bool,
@@ -116,6 +119,7 @@ impl Server {
             conns: HashMap::new(),
             children: HashMap::new(),
             next_conn: 0,
+            next_sandbox: 0,
             buf: protocol::RecvBuffer::new(),
             embedded: conn.is_some(),
             shutting_down: false,
@@ -203,7 +207,7 @@ impl Server {
         fds.push(PollFd::new(self.signals.as_fd(), PollFlags::POLLIN));
         let accepting = self
             .accept_paused_until
-            .map_or(true, |until| Instant::now() >= until);
+            .is_none_or(|until| Instant::now() >= until);
         if let Some(listener) = self.listener.as_ref().filter(|_| accepting) {
             sources.push(Source::Listener);
             fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
@@ -315,7 +319,12 @@ impl Server {
             .filter(|child| child.kill_reason.is_none())
         {
             if let Some(reason) = child.enforcement.overrun(now) {
-                tracing::debug!(id = child.id, ?reason, "sandbox overran a limit");
+                sandbox_event!(
+                    tracing::Level::DEBUG,
+                    &child.origin,
+                    reason = %reason.name(),
+                    "sandbox overran a limit; killing it"
+                );
                 child.kill(reason);
             }
         }
@@ -432,7 +441,13 @@ impl Server {
         };
         if let Some(reason) = over {
             if let Some(suppressed) = self.turned_away.allow() {
-                tracing::warn!(?peer, %reason, suppressed, "turned a connection away");
+                tracing::warn!(
+                    client_uid = peer.map(|p| p.uid),
+                    client_pid = peer.map(|p| p.pid),
+                    %reason,
+                    suppressed,
+                    "turned a connection away"
+                );
             }
             let mut conn = Connection::new(fd, peer);
             conn.send_error(None, ErrorKind::Busy, reason);
@@ -446,7 +461,13 @@ impl Server {
             }
             Err((peer, reason)) => {
                 if let Some(suppressed) = self.turned_away.allow() {
-                    tracing::warn!(?peer, %reason, suppressed, "refused a client");
+                    tracing::warn!(
+                        client_uid = peer.map(|p| p.uid),
+                        client_pid = peer.map(|p| p.pid),
+                        %reason,
+                        suppressed,
+                        "refused a client"
+                    );
                 }
                 self.next_conn += 1;
                 let mut conn = Connection::new(fd, peer);

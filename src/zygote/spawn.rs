@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use super::admission::{Admission, Gate};
-use super::child::{forget_child, Child, Phase};
+use super::child::{forget_child, program_label, sandbox_event, Child, Origin, Phase};
 use super::diagnose;
 use super::server::Server;
 use super::Zygote;
@@ -62,8 +62,22 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
         };
+        self.next_sandbox += 1;
+        let origin = Origin {
+            sandbox: self.next_sandbox,
+            id,
+            client: conn.peer,
+            program: program_label(&request.command),
+        };
         if conn.children.contains_key(&id) {
             let message = format!("id {id} is already in use");
+            sandbox_event!(
+                tracing::Level::INFO,
+                &origin,
+                kind = %"invalid_request",
+                ?message,
+                "refused a spawn request",
+            );
             conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
             return;
         }
@@ -85,12 +99,29 @@ impl Server {
         } = match gate.admit(&request, &fds, started) {
             Ok(admission) => admission,
             Err(refusal) => {
+                sandbox_event!(
+                    tracing::Level::INFO,
+                    &origin,
+                    kind = %refusal.kind.name(),
+                    message = ?refusal.message,
+                    "refused a spawn request",
+                );
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
         };
         if !enforcement.skipped.is_empty() {
-            tracing::warn!(id, skipped = ?enforcement.skipped, "running without limits this host cannot enforce");
+            let skipped: Vec<&str> = enforcement
+                .skipped
+                .iter()
+                .map(|limit| limit.name())
+                .collect();
+            sandbox_event!(
+                tracing::Level::WARN,
+                &origin,
+                skipped = %skipped.join(","),
+                "running without limits this host cannot enforce",
+            );
         }
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.sandbox_limits();
@@ -107,7 +138,16 @@ impl Server {
                     self.zygote.enforcer.retire(cgroup);
                 }
                 let (kind, message) = match failure {
-                    NotLaunched::Refused(refusal) => (refusal.kind, refusal.message),
+                    NotLaunched::Refused(refusal) => {
+                        sandbox_event!(
+                            tracing::Level::INFO,
+                            &origin,
+                            kind = %refusal.kind.name(),
+                            message = ?refusal.message,
+                            "refused a spawn request",
+                        );
+                        (refusal.kind, refusal.message)
+                    }
                     NotLaunched::Failed(e) => {
                         let error = match &e {
                             StartError::Sys(error) => Some(error.clone()),
@@ -119,7 +159,12 @@ impl Server {
                         if let Some(error) = &error {
                             message = diagnose::with_hint(message, error);
                         }
-                        tracing::error!(%message, "cannot start a sandbox");
+                        sandbox_event!(
+                            tracing::Level::ERROR,
+                            &origin,
+                            ?message,
+                            "cannot start a sandbox"
+                        );
                         (ErrorKind::Internal { error }, message)
                     }
                 };
@@ -127,13 +172,18 @@ impl Server {
                 return;
             }
         };
-        tracing::debug!(id, pid = sandbox.pid, "sandbox cloned");
+        sandbox_event!(
+            tracing::Level::DEBUG,
+            &origin,
+            pid = sandbox.pid,
+            "sandbox cloned"
+        );
         let pid = sandbox.pid;
         conn.children.insert(id, pid);
         let kill_on_disconnect = request.sandbox.kill_on_disconnect;
         let child = Child::new(
             key,
-            id,
+            origin,
             sandbox,
             started,
             enforcement,
@@ -157,7 +207,15 @@ impl Server {
         match network.attach(subnet, pid, child.pidfd.as_fd(), veth) {
             Ok(lease) => {
                 let took_us = began.elapsed().as_micros() as u64;
-                tracing::debug!(id = child.id, pid, interface = lease.host_name(), subnet = ?lease.subnet(), took_us, "veth up");
+                sandbox_event!(
+                    tracing::Level::DEBUG,
+                    &child.origin,
+                    pid,
+                    interface = lease.host_name(),
+                    subnet = ?lease.subnet(),
+                    took_us,
+                    "veth up",
+                );
                 child.network = Some(lease);
                 if child.channel.network_ready().is_err() {
                     // It died already; its reap reports the failure.
@@ -177,7 +235,14 @@ impl Server {
                     return;
                 }
                 child.phase = Phase::Failed;
-                tracing::warn!(pid, %error, "cannot set up a veth network");
+                sandbox_event!(
+                    tracing::Level::WARN,
+                    &child.origin,
+                    pid,
+                    step = %"network",
+                    error = ?crate::error_chain(&error),
+                    "spawn failed",
+                );
                 let Some(conn) = child.conn.and_then(|key| self.conns.get_mut(&key)) else {
                     return;
                 };

@@ -245,7 +245,7 @@ impl WarmPool {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.idle.len() < self.size)
-            .filter(|(_, s)| s.paused_until.map_or(true, |until| until <= now))
+            .filter(|(_, s)| s.paused_until.is_none_or(|until| until <= now))
             .min_by_key(|(_, s)| s.idle.len())
             .map(|(i, _)| i)
     }

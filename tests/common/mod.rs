@@ -145,14 +145,24 @@ impl Daemon {
         Daemon::start_command(command, args)
     }
 
+    /// Starts `hatchery serve` with extra arguments, its log at `RUST_LOG=info` going to
+    /// `log` (a file) instead of the test's stderr.
+    pub fn start_logging_to(log: std::fs::File, args: &[&str]) -> Daemon {
+        let mut command = Command::new(HATCHERY);
+        command.arg("serve").env("RUST_LOG", "info").stderr(log);
+        Daemon::start_command(command, args)
+    }
+
     fn start_command(mut command: Command, args: &[&str]) -> Daemon {
         let dir = open_tempdir();
         let socket = dir.path().join("hatchery.sock");
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", "warn");
+        }
         let child = command
             .arg("--socket")
             .arg(&socket)
             .args(args)
-            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .spawn()
             .expect("start the daemon");
