@@ -166,6 +166,53 @@ fn a_bind_into_a_missing_target_of_a_chroot_is_made_in_a_tmpfs() {
     assert_eq!(names_in(&root.join("srv")), ["kept"]);
 }
 
+/// A chroot's symlink names a path as the chroot sees it: while the root is built, the
+/// host's tree is under `/oldroot` of the setup's scratch root, so a link there followed
+/// as it is would aim a mount point, and the directories made for it, at the host.
+#[test]
+fn a_chroots_symlinks_cannot_aim_mount_points_at_the_host() {
+    require_sandbox!();
+    let Some((dir, root)) = chroot_with_one_static_binary() else {
+        return;
+    };
+    // Where an escape would land: a directory of the test's, writable by the sandbox's
+    // host uid, so that only the resolution stands in the way.
+    let host = dir.path().join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let aimed = format!("/oldroot{}", host.display());
+    std::os::unix::fs::symlink(&aimed, root.join("absolute")).unwrap();
+    std::os::unix::fs::symlink(format!("../../..{aimed}"), root.join("relative")).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("in.txt"), "data\n").unwrap();
+    let data = data.to_str().unwrap();
+    let (code, stdout, stderr) = run_embedded(
+        &[
+            "--chroot",
+            root.to_str().unwrap(),
+            "--ro-bind",
+            &format!("{data}:/absolute/a/in"),
+            "--dir",
+            "/relative/b",
+            "--",
+            "/look",
+            "/absolute/a/in/in.txt",
+        ],
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("/absolute/a/in/in.txt file data"),
+        "{stdout}"
+    );
+    assert!(
+        names_in(&host).is_empty(),
+        "the setup made {:?} in a host directory",
+        names_in(&host)
+    );
+}
+
 #[test]
 fn tmpfs_dir_and_symlink_make_their_parts_of_the_tree() {
     require_sandbox!();

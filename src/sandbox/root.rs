@@ -144,7 +144,7 @@ fn copy_root(
             let is_dir = nix::sys::stat::fstat(&tree)
                 .op_path("stat", b.source.as_path())
                 .map(|stat| is_dir(stat.st_mode))?;
-            make_mount_point(&target, is_dir)?;
+            let target = make_mount_point(copy, &target, is_dir)?;
             sys::attach_mount_tree(tree.as_fd(), None, &c_path(&target)?)?;
         }
         Ok::<_, SysError>(())
@@ -324,17 +324,18 @@ fn add_mount(index: usize, mount: &Mount, scratch: &str) -> Result<(), SysError>
         Mount::DevBind { source, .. } => {
             let host = host_path(source.as_path());
             let meta = std::fs::metadata(&host).op_path("stat", source.as_path())?;
-            make_mount_point(&target, meta.is_dir())?;
+            let target = make_mount_point(Path::new(NEW_ROOT), &target, meta.is_dir())?;
             bind(&host, &target)?;
             // Writable, device nodes usable; never setuid.
             set_attrs(&target, MOUNT_ATTR_NOSUID)
         }
         Mount::Tmpfs { .. } => {
-            make_mount_point(&target, true)?;
+            let target = make_mount_point(Path::new(NEW_ROOT), &target, true)?;
             mount_tmpfs(&target, scratch, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
         }
-        Mount::Dir { .. } => make_mount_point(&target, true),
+        Mount::Dir { .. } => make_mount_point(Path::new(NEW_ROOT), &target, true).map(drop),
         Mount::Symlink { points_to, .. } => {
+            let target = resolve_in(Path::new(NEW_ROOT), &target)?;
             make_parents(&target)?;
             symlink(points_to.as_path(), &target).op_path("symlink", &target)
         }
@@ -344,7 +345,7 @@ fn add_mount(index: usize, mount: &Mount, scratch: &str) -> Result<(), SysError>
             let staged = PathBuf::from(format!("/file-{index}"));
             make_file(&staged)?;
             std::fs::write(&staged, contents).op_path("write", &staged)?;
-            make_mount_point(&target, false)?;
+            let target = make_mount_point(Path::new(NEW_ROOT), &target, false)?;
             bind(&staged, &target)?;
             set_attrs(&target, READ_ONLY)
         }
@@ -466,26 +467,94 @@ fn add_bind(b: &Bind) -> Result<(), SysError> {
     let source = host_path(b.source.as_path());
     let target = inside(b.target.as_os_str());
     let meta = std::fs::metadata(&source).op_path("stat", b.source.as_path())?;
-    make_mount_point(&target, meta.is_dir())?;
+    let target = make_mount_point(Path::new(NEW_ROOT), &target, meta.is_dir())?;
     bind(&source, &target)?;
     set_attrs(&target, bind_attrs(b.writable))
 }
 
-/// Makes `target` (and its missing parents) to mount a directory on, or a file, unless
-/// something is there already.
-fn make_mount_point(target: &Path, is_dir: bool) -> Result<(), SysError> {
-    match std::fs::symlink_metadata(target) {
-        Ok(_) => Ok(()),
+/// Makes `target`, a path under the root being built at `root` (and its missing
+/// parents), to mount a directory on, or a file, unless something is there already;
+/// returns it with its symlinks resolved inside `root` (see [`resolve_in`]), the path
+/// to mount on.
+fn make_mount_point(root: &Path, target: &Path, is_dir: bool) -> Result<PathBuf, SysError> {
+    let target = resolve_in(root, target)?;
+    match std::fs::symlink_metadata(&target) {
+        Ok(_) => Ok(target),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            make_parents(target)?;
+            make_parents(&target)?;
             if is_dir {
-                make_dir(target)
+                make_dir(&target)?;
             } else {
-                make_file(target)
+                make_file(&target)?;
+            }
+            Ok(target)
+        }
+        Err(e) => Err(SysError::from_io("lstat", Some(&target), &e)),
+    }
+}
+
+/// The most symlinks one path may pass through, as the kernel's `MAXSYMLINKS`.
+const MAX_SYMLINKS: usize = 40;
+
+/// `target`, a path under `root`, with every symlink on its way resolved as if `root`
+/// were `/` (what `openat2`'s `RESOLVE_IN_ROOT` does) and `..` stopping at `root`.
+///
+/// While a root is built, `/` is the scratch root and the host's tree is under
+/// `/oldroot`: a symlink of a chroot's (or one a sandbox left in a shared directory)
+/// followed as it is could aim a mount point, and the directories made for it, at the
+/// host's files. Past the first missing component nothing exists to follow, and the
+/// rest is taken as it reads.
+fn resolve_in(root: &Path, target: &Path) -> Result<PathBuf, SysError> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    fn parts(path: &Path) -> impl Iterator<Item = std::ffi::OsString> + '_ {
+        path.components().filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+    }
+    let mut rest: VecDeque<_> = parts(target.strip_prefix(root).unwrap_or(target)).collect();
+    let mut resolved = root.to_path_buf();
+    let (mut hops, mut missing) = (0, false);
+    while let Some(name) = rest.pop_front() {
+        if name == ".." {
+            if resolved != root {
+                resolved.pop();
+            }
+            continue;
+        }
+        let next = resolved.join(&name);
+        if missing {
+            resolved = next;
+            continue;
+        }
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(SysError::with_path(
+                        "resolve",
+                        next,
+                        nix::errno::Errno::ELOOP,
+                    ));
+                }
+                let link = std::fs::read_link(&next).op_path("readlink", &next)?;
+                if link.is_absolute() {
+                    resolved = root.to_path_buf();
+                }
+                for part in parts(&link).collect::<Vec<_>>().into_iter().rev() {
+                    rest.push_front(part);
+                }
+            }
+            Ok(_) => resolved = next,
+            Err(_) => {
+                missing = true;
+                resolved = next;
             }
         }
-        Err(e) => Err(SysError::from_io("lstat", Some(target), &e)),
     }
+    Ok(resolved)
 }
 
 /// Makes the missing parents of `target`.
