@@ -1005,3 +1005,38 @@ fn a_host_uid_range_that_holds_someone_elses_ids_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_fork_loop_at_the_pids_limit_is_named_when_the_host_can_tell() {
+    require_sandbox!();
+    // A memory limit gives the sandbox a cgroup, whose pids controller counts refusals.
+    let script = "$| = 1; my $n = 0; for (1..100) { my $pid = fork; last unless defined $pid; \
+                  if ($pid == 0) { sleep 5; exit } $n++ } print \"started=$n\\n\"; kill 9, -$$";
+    let (_, stdout, stderr) = run_embedded(
+        &[
+            "--pids",
+            "16",
+            "--memory",
+            "256M",
+            "--",
+            "/usr/bin/perl",
+            "-e",
+            script,
+        ],
+        b"",
+    );
+    assert!(stdout.contains("started="), "{stdout} {stderr}");
+    if common::must_run() || stderr.contains("forks were refused") {
+        assert!(
+            stderr.contains("hatchery: pids limit 16 reached: forks were refused"),
+            "{stderr}"
+        );
+    }
+    // Below the limit, nothing is said.
+    let (code, _, stderr) = run_embedded(
+        &["--pids", "16", "--memory", "256M", "--", "/bin/true"],
+        b"",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("pids limit"), "{stderr}");
+}

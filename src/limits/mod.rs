@@ -36,7 +36,7 @@ pub(crate) use enforce::{Enforcement, Enforcer, Refusal, CGROUP_LIMITS};
 #[cfg(feature = "daemon")]
 pub use flags::{DefaultPrefix, FlagPrefix, LimitFlags, MaxPrefix, NoPrefix};
 pub use parse::{
-    format_limit, parse_count, parse_cpus, parse_duration_ms, parse_limit,
+    format_duration_ms, format_limit, parse_count, parse_cpus, parse_duration_ms, parse_limit,
     parse_limit_or_unlimited, parse_size, ParseError,
 };
 pub use policy::{BadPolicy, LimitPolicy, NotAllowed, SAFE_DEFAULTS};

@@ -163,6 +163,23 @@ pub fn parse_limit_or_unlimited(kind: Limit, text: &str) -> Result<Option<u64>, 
     parse_limit(kind, text).map(Some)
 }
 
+/// A duration in milliseconds as a person would type it: `2m`, `1s`, `1.5s`, `250ms`.
+///
+/// ```
+/// use hatchery::limits::{format_duration_ms, parse_duration_ms};
+/// for ms in [120_000, 1000, 1500, 250] {
+///     assert_eq!(parse_duration_ms(&format_duration_ms(ms)), Ok(ms));
+/// }
+/// ```
+pub fn format_duration_ms(ms: u64) -> String {
+    match ms {
+        ms if ms >= 60_000 && ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms >= 1000 && ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms if ms >= 1000 => format!("{}s", ms as f64 / 1000.0),
+        ms => format!("{ms}ms"),
+    }
+}
+
 /// A limit's value as a person would type it: `64M`, `1.5s`, `0.5` CPUs, `256`.
 ///
 /// ```
@@ -186,7 +203,7 @@ pub fn format_limit(kind: Limit, value: u64) -> String {
                 None => value.to_string(),
             }
         }
-        Limit::CpuTime | Limit::WallTime => format!("{}s", value as f64 / 1000.0),
+        Limit::CpuTime | Limit::WallTime => format_duration_ms(value),
         Limit::Cpu => format!("{}", value as f64 / 1000.0),
         Limit::Pids | Limit::OpenFiles | Limit::TmpInodes => value.to_string(),
     }

@@ -214,7 +214,10 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         zygote.wait();
     }
     if !args.quiet {
-        if let Some(line) = report::end_reason(&verdict) {
+        for line in report::end_reason(&verdict)
+            .into_iter()
+            .chain(report::limits_reached(&verdict))
+        {
             eprintln!("hatchery: {line}");
         }
     }

@@ -34,6 +34,16 @@ pub fn end_reason(verdict: &Verdict) -> Option<String> {
     }
 }
 
+/// The line naming a limit the job ran into without being ended by it: the pids limit,
+/// where the host could tell that forks were refused.
+pub fn limits_reached(verdict: &Verdict) -> Option<String> {
+    let pids = verdict.limits.pids?;
+    verdict
+        .limits_reached
+        .contains(Limit::Pids)
+        .then(|| format!("pids limit {pids} reached: forks were refused"))
+}
+
 /// A job whose daemon went away before its verdict came: the sandbox dies with its
 /// daemon (or is killed with its client's connection).
 pub fn lost_daemon(error: &ForwardError) -> Failure {
@@ -68,14 +78,7 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// A duration as a user types it: `1s`, `1.5s`, `250ms`, `2m`.
-pub fn duration(ms: u64) -> String {
-    match ms {
-        ms if ms >= 60_000 && ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms >= 1000 && ms % 1000 == 0 => format!("{}s", ms / 1000),
-        ms if ms >= 1000 => format!("{}s", ms as f64 / 1000.0),
-        ms => format!("{ms}ms"),
-    }
-}
+pub use hatchery::limits::format_duration_ms as duration;
 
 /// An I/O error without Rust's "(os error N)".
 pub fn io_reason(error: &std::io::Error) -> String {
