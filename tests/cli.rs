@@ -469,12 +469,7 @@ fn a_named_socket_that_cannot_be_used_is_refused() {
 #[test]
 fn a_socket_the_user_may_not_open_is_refused() {
     require_sandbox!();
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            !common::must_run(),
-            "HATCHERY_TESTS_MUST_RUN=1 but not root"
-        );
-        eprintln!("skipped: switching to uid 65534 needs root");
+    if !common::root("switching to uid 65534") {
         return;
     }
     use std::os::unix::fs::PermissionsExt;
@@ -892,30 +887,11 @@ fn hatchery_alone_prints_help_to_stdout() {
 #[test]
 fn an_unenforceable_limit_is_named_by_its_flag() {
     require_sandbox!();
-    if !nix::unistd::geteuid().is_root() {
-        assert!(
-            !common::must_run(),
-            "HATCHERY_TESTS_MUST_RUN=1 but not root"
-        );
-        eprintln!("skipped: a daemon without cgroups is made with unshare, as root");
+    if !common::root("a daemon without cgroups, made with unshare") {
         return;
     }
-    // The daemon in a mount namespace of its own where no cgroup hierarchy is mounted
-    // (as tests/docs_client.rs makes it).
     let dir = common::open_tempdir();
-    let wrapper = dir.path().join("serve-without-cgroups");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
-             'umount -l /sys/fs/cgroup && exec \"$0\" serve \"$@\"' {} \"$@\"\n",
-            common::HATCHERY
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let daemon = Daemon::start_zygote(wrapper.to_str().unwrap(), &[], &[]);
+    let daemon = common::start_without_cgroups(dir.path());
     let socket = daemon.socket.to_str().unwrap();
     let (code, _, stderr) = hatchery(
         &[
@@ -973,8 +949,7 @@ fn a_host_uid_range_that_holds_someone_elses_ids_is_refused_at_start() {
         assert_ne!(code, 0, "{range}: {stderr}");
         assert!(stderr.contains(expected), "{range}: {stderr}");
     }
-    if !nix::unistd::geteuid().is_root() {
-        assert!(!common::must_run(), "the user check needs a root daemon");
+    if !common::root("the user check of a root daemon") {
         return;
     }
     // A range holding a user's uid, refused at start-up, naming the user.

@@ -41,20 +41,6 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("bad-entry-args", "BadEntryArgs"),
 ];
 
-/// Whether this test runs as root, as `what` needs; says so and returns `false` when
-/// not, or fails the test under `HATCHERY_TESTS_MUST_RUN=1`.
-fn root(what: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !common::must_run(),
-        "HATCHERY_TESTS_MUST_RUN=1 but not root: {what} needs root"
-    );
-    eprintln!("skipped: {what} needs root");
-    false
-}
-
 /// Runs the script with `args`; fails the test unless it exits 0 and says nothing on
 /// stderr (a Python exception). Returns its stdout.
 fn script(args: &[&str]) -> String {
@@ -281,7 +267,7 @@ fn a_stock_daemon_answers_with_each_kind() {
         "network-unavailable",
         "unknown-entry",
     ];
-    if root("permission-denied, which switches to uid 65534") {
+    if common::root("permission-denied, which switches to uid 65534") {
         scenarios.push("permission-denied");
     }
     // Last: it stops the daemon.
@@ -331,25 +317,11 @@ fn a_daemon_without_cgroups_cannot_enforce_a_memory_limit() {
     if !common::python_runs() {
         return;
     }
-    if !root("a daemon in a mount namespace of its own") {
+    if !common::root("a daemon in a mount namespace of its own") {
         return;
     }
-    // The daemon in a mount namespace of its own where no cgroup hierarchy is mounted:
-    // a wrapper that takes `hatchery serve`'s flags, as `start_zygote` wants.
     let dir = common::open_tempdir();
-    let wrapper = dir.path().join("serve-without-cgroups");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
-             'umount -l /sys/fs/cgroup && exec \"$0\" serve \"$@\"' {} \"$@\"\n",
-            common::HATCHERY
-        ),
-    )
-    .expect("write the wrapper");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let daemon = Daemon::start_zygote(wrapper.to_str().expect("UTF-8"), &[], &[]);
+    let daemon = common::start_without_cgroups(dir.path());
     let lines = provoke(&daemon, &["unenforceable-limits"]);
     assert!(
         lines["unenforceable-limits"].contains("('UnenforceableLimits', ['Memory'])"),

@@ -352,19 +352,6 @@ fresh_and_pooled!(
 
 // ---- Host ids: a uid of its own per sandbox ----------------------------------------
 
-/// Whether this test can check per-sandbox host ids: they need a root daemon.
-fn root_or_skip() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !common::must_run(),
-        "HATCHERY_TESTS_MUST_RUN=1 but host ids per sandbox need root"
-    );
-    eprintln!("skipped: host ids per sandbox need a root daemon");
-    false
-}
-
 /// The real host uid and gid of process `pid`.
 fn host_ids_of(pid: i32) -> (u32, u32) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -382,7 +369,7 @@ fn sleeper() -> SpawnRequest {
 #[test]
 fn each_sandbox_runs_as_a_host_uid_of_its_own() {
     require_sandbox!();
-    if !root_or_skip() {
+    if !common::root("a host uid per sandbox (a root daemon)") {
         return;
     }
     let range = hatchery::zygote::DEFAULT_RANGE;
@@ -407,7 +394,7 @@ fn each_sandbox_runs_as_a_host_uid_of_its_own() {
 #[test]
 fn a_host_process_running_as_nobody_cannot_signal_a_sandbox() {
     require_sandbox!();
-    if !root_or_skip() {
+    if !common::root("a host uid per sandbox (a root daemon)") {
         return;
     }
     use std::os::unix::process::CommandExt;
@@ -440,7 +427,7 @@ fn a_host_process_running_as_nobody_cannot_signal_a_sandbox() {
 #[test]
 fn a_host_uid_comes_back_only_when_its_sandbox_is_gone() {
     require_sandbox!();
-    if !root_or_skip() {
+    if !common::root("a host uid per sandbox (a root daemon)") {
         return;
     }
     // Two ids: two sandboxes at once, and a third must wait for one to be reaped.

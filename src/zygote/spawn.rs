@@ -99,13 +99,7 @@ impl Server {
         } = match gate.admit(&request, &fds, started) {
             Ok(admission) => admission,
             Err(refusal) => {
-                sandbox_event!(
-                    tracing::Level::INFO,
-                    &origin,
-                    kind = %refusal.kind.name(),
-                    message = ?refusal.message,
-                    "refused a spawn request",
-                );
+                log_refusal(&origin, &refusal);
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
@@ -139,13 +133,7 @@ impl Server {
                 }
                 let (kind, message) = match failure {
                     NotLaunched::Refused(refusal) => {
-                        sandbox_event!(
-                            tracing::Level::INFO,
-                            &origin,
-                            kind = %refusal.kind.name(),
-                            message = ?refusal.message,
-                            "refused a spawn request",
-                        );
+                        log_refusal(&origin, &refusal);
                         (refusal.kind, refusal.message)
                     }
                     NotLaunched::Failed(e) => {
@@ -365,4 +353,16 @@ impl Zygote {
         }
         Warm::NoneIdle(fds)
     }
+}
+
+/// Logs a spawn request the daemon refused, at INFO: an operator's view of who asked for
+/// what and why not.
+fn log_refusal(origin: &Origin, refusal: &Refusal) {
+    sandbox_event!(
+        tracing::Level::INFO,
+        origin,
+        kind = %refusal.kind.name(),
+        message = ?refusal.message,
+        "refused a spawn request",
+    );
 }

@@ -91,6 +91,39 @@ macro_rules! require_sandbox {
     };
 }
 
+/// Whether this test runs as root, as `what` needs; says so and returns `false` when
+/// not, or fails the test under `HATCHERY_TESTS_MUST_RUN=1`.
+pub fn root(what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !must_run(),
+        "HATCHERY_TESTS_MUST_RUN=1 but not root: {what} needs root"
+    );
+    eprintln!("skipped: {what} needs root");
+    false
+}
+
+/// A daemon that can use no cgroup: `hatchery serve` in a mount namespace of its own
+/// where no cgroup hierarchy is mounted (made with `unshare`, as root). The wrapper
+/// script lives in `dir`, which must outlive the daemon.
+pub fn start_without_cgroups(dir: &Path) -> Daemon {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = dir.join("serve-without-cgroups");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec unshare --mount --propagation private sh -c \
+             'umount -l /sys/fs/cgroup && exec \"$0\" serve \"$@\"' {} \"$@\"\n",
+            HATCHERY
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    Daemon::start_zygote(wrapper.to_str().expect("UTF-8"), &[], &[])
+}
+
 /// A temporary directory that the sandbox's unprivileged host uid can traverse (bind
 /// sources are resolved with the sandbox's credentials).
 pub fn open_tempdir() -> tempfile::TempDir {
