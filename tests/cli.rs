@@ -560,11 +560,10 @@ fn a_limit_that_ends_the_job_is_named_on_stderr() {
     assert_eq!((code, stderr.as_str()), (137, ""));
 }
 
-/// A daemon that shuts down under a job: `run` says that is what ended it.
-#[test]
-fn the_daemons_shutdown_is_named_on_stderr() {
-    require_sandbox!();
-    let daemon = Daemon::start();
+/// `run` of a job that prints `started` and sleeps, through `daemon`, once the job runs
+/// and `run` has its `Spawned` (a sandbox killed before that is a spawn that failed, not
+/// a job that was ended).
+fn running_job(daemon: &Daemon) -> std::process::Child {
     let mut cli = Command::new(common::HATCHERY)
         .args(["run", "--socket"])
         .arg(&daemon.socket)
@@ -574,12 +573,20 @@ fn the_daemons_shutdown_is_named_on_stderr() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The job runs once it prints.
-    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "started");
-    // The job has exec'd; let the daemon's `Spawned` reach `run` (a sandbox killed
-    // before that is a spawn that failed, not a job that was ended).
+    let mut stdout = BufReader::new(cli.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
     std::thread::sleep(std::time::Duration::from_millis(300));
+    cli
+}
+
+/// A daemon that shuts down under a job: `run` says that is what ended it.
+#[test]
+fn the_daemons_shutdown_is_named_on_stderr() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let cli = running_job(&daemon);
     assert!(daemon.stop().success());
     let out = cli.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -595,20 +602,7 @@ fn the_daemons_shutdown_is_named_on_stderr() {
 fn a_lost_daemon_is_named_on_stderr() {
     require_sandbox!();
     let daemon = Daemon::start();
-    let mut cli = Command::new(common::HATCHERY)
-        .args(["run", "--socket"])
-        .arg(&daemon.socket)
-        .args(["--", "/bin/sh", "-c", "echo started; exec sleep 30"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(cli.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "started");
-    // The job has exec'd; let the daemon's `Spawned` reach `run` (a sandbox killed
-    // before that is a spawn that failed, not a job that was ended).
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let cli = running_job(&daemon);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(daemon.pid()),
         nix::sys::signal::Signal::SIGKILL,
