@@ -6,6 +6,7 @@
 //! learns its verdict from an `Exited` event, and holds a pidfd to poll.
 
 mod forward;
+pub(crate) mod streams;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -635,7 +636,7 @@ impl ChildProcess {
                 .take()
                 .map(|s| std::fs::File::from(OwnedFd::from(s))),
         ];
-        let collected = crate::call::collect(streams, [0, usize::MAX, usize::MAX]);
+        let collected = streams::collect(streams, [0, usize::MAX, usize::MAX]);
         let collected = match collected {
             Ok(collected) => collected,
             Err(e) => {

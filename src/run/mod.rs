@@ -13,6 +13,7 @@ mod profile;
 mod report;
 mod request;
 mod socket;
+mod values;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -89,10 +90,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
     /// Uid inside the sandbox [default: 1000].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = request::parse_id)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::parse_id)]
     uid: Option<u32>,
     /// Gid inside the sandbox [default: 1000].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = request::parse_id)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::parse_id)]
     gid: Option<u32>,
     /// Write the verdict (status, times, memory) as JSON to FILE (`-` for stdout). The
     /// file is created before the job starts.
@@ -101,17 +102,17 @@ pub struct RunArgs {
     /// The sandbox's network: `none` (only `lo`) or `veth` (a veth pair of its own, with
     /// IPv4 and IPv6 and a default route via the host end; see docs/networking.md)
     /// [default: none].
-    #[arg(long, value_name = "KIND", value_parser = request::parse_net)]
-    net: Option<request::Net>,
+    #[arg(long, value_name = "KIND", value_parser = values::parse_net)]
+    net: Option<values::Net>,
     /// The MTU of a `--net veth` pair [default: 1500].
-    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = request::parse_mtu)]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = values::parse_mtu)]
     net_mtu: Option<u32>,
     /// The name of the sandbox's end of a `--net veth` pair [default: eth0].
     #[arg(long, value_name = "NAME")]
     net_interface: Option<String>,
     /// Debugging only: switch off a sandbox layer (seccomp, network-namespace); a daemon
     /// allows it only when started with --allow-unsafe-disable.
-    #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = request::parse_layer)]
+    #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = values::parse_layer)]
     disable: Vec<hatchery::protocol::Layer>,
     /// Like --ro-bind, but skipped if SRC does not exist.
     #[arg(long = "ro-bind-try", value_name = "SRC[:DST]")]
@@ -197,7 +198,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     let target = socket::choose(args.socket.as_deref(), args.embedded);
     let (client, embedded) = socket::connect(
         &target,
-        options.net == request::Net::Veth,
+        options.net == values::Net::Veth,
         args.quiet,
         &signals,
     )?;

@@ -7,53 +7,13 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
 use hatchery::protocol::{
-    Bind, Layer, Mount, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig,
-    DEFAULT_SANDBOX_ID,
+    Bind, Mount, NetworkConfig, SandboxConfig, SpawnRequest, Stdio, VethConfig, DEFAULT_SANDBOX_ID,
 };
 
 use super::profile::Options;
 use super::report::io_reason;
+use super::values::Net;
 use super::Failure;
-
-/// What `run --net` asks for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Net {
-    #[default]
-    None,
-    Veth,
-}
-
-pub fn parse_net(text: &str) -> Result<Net, String> {
-    match text {
-        "none" => Ok(Net::None),
-        "veth" => Ok(Net::Veth),
-        _ => Err("expected one of: none, veth".into()),
-    }
-}
-
-pub fn parse_layer(text: &str) -> Result<Layer, String> {
-    match text {
-        "seccomp" => Ok(Layer::Seccomp),
-        "network-namespace" => Ok(Layer::NetworkNamespace),
-        _ => Err("expected one of: seccomp, network-namespace".into()),
-    }
-}
-
-/// A uid or gid inside the sandbox.
-pub fn parse_id(text: &str) -> Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|&id| id != 0 && id != u32::MAX)
-        .ok_or_else(|| format!("expected a whole number from 1 to {}", u32::MAX - 1))
-}
-
-/// The MTU of a veth pair.
-pub fn parse_mtu(text: &str) -> Result<u32, String> {
-    text.trim().parse::<u32>().map_err(|_| {
-        "expected a whole number of bytes, from 1280 (IPv6's minimum) to 65535".to_string()
-    })
-}
 
 /// The request for `command` under `options`, with this process's stdio.
 pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Failure> {
@@ -327,10 +287,34 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_mtus_say_what_they_take() {
-        assert_eq!(parse_id("1000"), Ok(1000));
-        assert!(parse_id("-1").unwrap_err().contains("from 1 to"));
-        assert!(parse_id("0").is_err());
-        assert!(parse_mtu("-5").unwrap_err().contains("1280"));
+    fn the_shipped_profiles_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/profiles");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .extension()
+                .is_some_and(|ext| ext == "toml" || ext == "json")
+            {
+                continue;
+            }
+            let options = match super::super::profile::load(&path) {
+                Ok(options) => options,
+                Err(failure) => panic!("{}", failure.message),
+            };
+            let request = match build(&options, &["/bin/true".into()]) {
+                Ok(request) => request,
+                Err(failure) => panic!("{}", failure.message),
+            };
+            hatchery::protocol::validate::validate(&request)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            if name == "network-client" {
+                assert_eq!(options.net, Net::Veth);
+            }
+            names.push(name);
+        }
+        names.sort();
+        assert_eq!(names, ["network-client", "python-judge", "shell"]);
     }
 }
