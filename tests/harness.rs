@@ -19,14 +19,32 @@ fn every_test_file_is_a_test_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("read Cargo.toml");
     let mut declared = BTreeSet::new();
+    // Every test runs the daemon's side (the built binaries, tests/common): without the
+    // `daemon` feature it must be left out, not fail to compile.
+    let mut without_daemon = BTreeSet::new();
+    let mut current: Option<(String, bool)> = None;
     let mut in_test = false;
-    for line in manifest.lines().map(str::trim) {
+    for line in manifest.lines().map(str::trim).chain(["[end]"]) {
         if line.starts_with('[') {
+            if let Some((name, requires)) = current.take() {
+                if !requires {
+                    without_daemon.insert(name.clone());
+                }
+                declared.insert(name);
+            }
             in_test = line == "[[test]]";
         } else if let Some(name) = line.strip_prefix("name = ").filter(|_| in_test) {
-            declared.insert(name.trim_matches('"').to_string());
+            current = Some((name.trim_matches('"').to_string(), false));
+        } else if line == "required-features = [\"daemon\"]" {
+            if let Some((_, requires)) = current.as_mut() {
+                *requires = true;
+            }
         }
     }
+    assert!(
+        without_daemon.is_empty(),
+        "these [[test]] targets lack required-features = [\"daemon\"]: {without_daemon:?}"
+    );
     let files: BTreeSet<String> = std::fs::read_dir(root.join("tests"))
         .expect("list tests/")
         .map(|entry| entry.expect("read tests/").path())
