@@ -472,6 +472,10 @@ impl Server {
                     _ => return Some(not_found(id, method)),
                 };
                 result["resultType"] = json!("complete");
+                // Both are cacheable results: not to be cached (another server's tools,
+                // with other flags, may differ), nor shared.
+                result["ttlMs"] = json!(0);
+                result["cacheScope"] = json!("private");
                 result
             }
         };
