@@ -156,10 +156,7 @@ fn options(args: &McpArgs) -> Result<Options, Failure> {
         }
     }
     for entry in &args.env {
-        if !entry
-            .split_once('=')
-            .is_some_and(|(key, _)| !key.is_empty())
-        {
+        if entry.split_once('=').is_none_or(|(key, _)| key.is_empty()) {
             return Err(Failure::hatchery(format!(
                 "--env {entry}: expected KEY=VALUE"
             )));
@@ -376,12 +373,10 @@ impl Server {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(params)) => params.clone(),
             Some(_) => {
-                return match id {
-                    Some(id) => {
-                        self.send(&error(id, INVALID_PARAMS, "params must be an object", None))
-                    }
-                    None => {}
+                if let Some(id) = id {
+                    self.send(&error(id, INVALID_PARAMS, "params must be an object", None));
                 }
+                return;
             }
         };
         match id {
