@@ -131,7 +131,7 @@ cargo test --no-fail-fast 2>&1 | tee "$test_log"
 # example zygote of its own profile, which `cargo test` has built.
 log "the benchmarks in quick mode"
 cargo build --quiet --example preloaded_zygote
-for bench in spawn seccomp network preload; do
+for bench in spawn seccomp network preload mcp; do
     log "benchmark $bench (quick)"
     HATCHERY_BENCH_QUICK=1 cargo test --quiet --bench "$bench" || {
         echo "test.sh: the $bench benchmark failed in quick mode" >&2
