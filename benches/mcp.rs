@@ -79,7 +79,8 @@ impl Mcp {
 
     fn request(&mut self, method: &str, params: Value) -> Value {
         self.next_id += 1;
-        let line = json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
+        let line =
+            json!({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params});
         writeln!(self.stdin, "{line}").expect("write to hatchery mcp");
         self.stdin.flush().expect("flush");
         let mut answer = String::new();
@@ -200,8 +201,7 @@ fn main() {
         if let Some(parent) = out.parent() {
             std::fs::create_dir_all(parent).expect("create the results' directory");
         }
-        std::fs::write(&out, format!("{:#}\n", Value::Object(results)))
-            .expect("write the results");
+        std::fs::write(&out, format!("{:#}\n", Value::Object(results))).expect("write the results");
         println!("results in {}", out.display());
     }
 }

@@ -401,3 +401,125 @@ fn a_bad_option_stops_the_server_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--ro-bind no-such-dir:/data"), "{stderr}");
 }
+
+/// A server killed outright (SIGKILL: no chance to clean up) leaves no sandbox: the
+/// embedded zygote dies with it, and its sandboxes with the zygote.
+#[test]
+fn a_killed_server_leaves_no_sandbox() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let marker = "3600.5353";
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker]}}}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker) == 0 {
+        assert!(Instant::now() < deadline, "the call never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.child.kill().expect("SIGKILL the server");
+    server.child.wait().expect("reap it");
+    assert!(wait_gone(marker), "a sandbox outlived its killed server");
+}
+
+/// The fenced blocks of docs/mcp.md in the given language.
+fn doc_blocks(language: &str) -> Vec<String> {
+    const DOC: &str = include_str!("../docs/mcp.md");
+    let fence = format!("```{language}\n");
+    DOC.split(fence.as_str())
+        .skip(1)
+        .map(|rest| {
+            rest.split("```")
+                .next()
+                .expect("a closed block")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Whether every field of `expected` is in `actual` with the same value (arrays element
+/// by element), `duration_ms` aside.
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(actual), Value::Object(expected)) => expected.iter().all(|(key, value)| {
+            key == "duration_ms" || actual.get(key).is_some_and(|a| contains(a, value))
+        }),
+        (Value::Array(actual), Value::Array(expected)) => {
+            expected.len() <= actual.len()
+                && expected.iter().zip(actual).all(|(e, a)| contains(a, e))
+        }
+        _ => actual == expected,
+    }
+}
+
+/// docs/mcp.md's host configurations start a server that answers `initialize` (a named
+/// socket pointed at a test daemon).
+#[test]
+fn the_docs_host_configurations_start_a_server() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let configs: Vec<Value> = doc_blocks("json")
+        .iter()
+        .filter(|block| block.contains("\"command\": \"hatchery\""))
+        .map(|block| serde_json::from_str(block).expect("a config block is JSON"))
+        .collect();
+    assert_eq!(configs.len(), 2, "the mcpServers and the VS Code snippets");
+    for config in configs {
+        let servers = config
+            .get("mcpServers")
+            .or_else(|| config.get("servers"))
+            .and_then(Value::as_object)
+            .expect("mcpServers or servers");
+        for entry in servers.values() {
+            assert_eq!(entry["command"], "hatchery");
+            let mut args: Vec<String> = entry["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("a string").to_string())
+                .collect();
+            assert_eq!(args.remove(0), "mcp");
+            if let Some(at) = args.iter().position(|a| a == "--socket") {
+                args[at + 1] = daemon.socket.to_str().expect("UTF-8").to_string();
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut server = Server::start(&args);
+            server.initialize();
+            assert!(server.close().success(), "{args:?}");
+        }
+    }
+}
+
+/// docs/mcp.md's worked example: its lines, sent; its answers, as the server gives them.
+#[test]
+fn the_docs_worked_example_is_what_the_server_answers() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    let [lines] = &doc_blocks("jsonl")[..] else {
+        panic!("one jsonl block in docs/mcp.md")
+    };
+    let mut requests = 0;
+    for line in lines.lines() {
+        let message: Value = serde_json::from_str(line).expect("a JSON line");
+        requests += usize::from(message.get("id").is_some());
+        server.send(message);
+    }
+    let answers: Vec<Value> = (0..requests).map(|_| server.recv()).collect();
+    let shown: Vec<Value> = doc_blocks("json")
+        .iter()
+        .filter(|block| block.contains("\"result\""))
+        .map(|block| serde_json::from_str(block).expect("an answer block is JSON"))
+        .collect();
+    assert_eq!(shown.len(), 2);
+    for expected in shown {
+        let actual = answers
+            .iter()
+            .find(|a| a["id"] == expected["id"])
+            .unwrap_or_else(|| panic!("no answer for {}", expected["id"]));
+        assert!(
+            contains(actual, &expected),
+            "docs/mcp.md shows {expected}\nthe server: {actual}"
+        );
+    }
+    assert!(server.close().success());
+}
