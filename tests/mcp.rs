@@ -422,11 +422,18 @@ fn a_killed_server_leaves_no_sandbox() {
     assert!(wait_gone(marker), "a sandbox outlived its killed server");
 }
 
+const MCP_DOC: &str = include_str!("../docs/mcp.md");
+const README: &str = include_str!("../README.md");
+
 /// The fenced blocks of docs/mcp.md in the given language.
 fn doc_blocks(language: &str) -> Vec<String> {
-    const DOC: &str = include_str!("../docs/mcp.md");
+    blocks(MCP_DOC, language)
+}
+
+/// The fenced blocks of `doc` in the given language.
+fn blocks(doc: &str, language: &str) -> Vec<String> {
     let fence = format!("```{language}\n");
-    DOC.split(fence.as_str())
+    doc.split(fence.as_str())
         .skip(1)
         .map(|rest| {
             rest.split("```")
@@ -452,18 +459,23 @@ fn contains(actual: &Value, expected: &Value) -> bool {
     }
 }
 
-/// docs/mcp.md's host configurations start a server that answers `initialize` (a named
-/// socket pointed at a test daemon).
+/// The host configurations of docs/mcp.md and the README start a server that answers
+/// `initialize` (a named socket pointed at a test daemon).
 #[test]
 fn the_docs_host_configurations_start_a_server() {
     require_sandbox!();
     let daemon = Daemon::start();
     let configs: Vec<Value> = doc_blocks("json")
-        .iter()
+        .into_iter()
+        .chain(blocks(README, "json"))
         .filter(|block| block.contains("\"command\": \"hatchery\""))
-        .map(|block| serde_json::from_str(block).expect("a config block is JSON"))
+        .map(|block| serde_json::from_str(&block).expect("a config block is JSON"))
         .collect();
-    assert_eq!(configs.len(), 2, "the mcpServers and the VS Code snippets");
+    assert_eq!(
+        configs.len(),
+        3,
+        "docs/mcp.md's two snippets and the README's"
+    );
     for config in configs {
         let servers = config
             .get("mcpServers")
