@@ -166,7 +166,7 @@ fn main() {
                     json!({"language": "python", "code": "print(1)"}),
                     "1\n",
                 ),
-                _ => timed(Command::new(&python).args(["-c", "print(1)"])),
+                _ => timed(Command::new(python).args(["-c", "print(1)"])),
             };
             if round >= 3 {
                 samples[which].push(took);
