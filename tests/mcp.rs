@@ -535,3 +535,50 @@ fn the_docs_worked_example_is_what_the_server_answers() {
     }
     assert!(server.close().success());
 }
+
+/// Calls run at once, each answered as it ends; past `--max-calls`, a call is an error
+/// result that says why.
+#[test]
+fn calls_run_at_once_up_to_the_bound() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded", "--max-calls", "4"]);
+    server.initialize();
+    let started = Instant::now();
+    for id in 1..=4 {
+        server.send(
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "run_command", "arguments": {"command": format!("sleep 1; echo {id}")}}}),
+        );
+    }
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"argv": ["true"]}}}),
+    );
+    let busy = server.recv();
+    assert_eq!(busy["id"], 5, "the fifth call is answered at once: {busy}");
+    assert_eq!(busy["result"]["isError"], true);
+    assert!(busy["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("busy: 4 calls are running"));
+    let mut ids: Vec<i64> = (1..=4)
+        .map(|_| {
+            let answer = server.recv();
+            let id = answer["id"].as_i64().expect("an id");
+            assert_eq!(
+                answer["result"]["structuredContent"]["stdout"],
+                format!("{id}\n")
+            );
+            id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    // Four seconds one after the other.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(server.close().success());
+}

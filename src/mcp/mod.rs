@@ -196,6 +196,7 @@ fn serve(args: McpArgs) -> Result<(), Failure> {
         "serving MCP on stdin/stdout"
     );
     let server = Arc::new(Server {
+        tools: tools::definitions(&settings),
         settings,
         client,
         max_calls: args.max_calls,
@@ -293,6 +294,8 @@ enum Era {
 
 struct Server {
     settings: tools::Settings,
+    /// What `tools/list` answers, made once.
+    tools: Vec<Value>,
     client: Client,
     max_calls: usize,
     out: Mutex<std::io::Stdout>,
@@ -442,7 +445,7 @@ impl Server {
             Era::Handshake => match method {
                 "initialize" => self.initialize(params),
                 "ping" => json!({}),
-                "tools/list" => json!({"tools": tools::definitions(&self.settings)}),
+                "tools/list" => json!({"tools": self.tools}),
                 "tools/call" => return self.call(id, params, false),
                 _ => return Some(not_found(id, method)),
             },
@@ -462,7 +465,7 @@ impl Server {
                         "serverInfo": server_info(),
                         "instructions": INSTRUCTIONS,
                     }),
-                    "tools/list" => json!({"tools": tools::definitions(&self.settings)}),
+                    "tools/list" => json!({"tools": self.tools}),
                     "tools/call" => return self.call(id, params, true),
                     _ => return Some(not_found(id, method)),
                 };
@@ -501,14 +504,9 @@ impl Server {
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let listed = tools::definitions(&self.settings)
-            .iter()
-            .any(|tool| tool["name"] == name);
+        let listed = self.tools.iter().any(|tool| tool["name"] == name);
         if !listed {
-            let names: Vec<Value> = tools::definitions(&self.settings)
-                .iter()
-                .map(|tool| tool["name"].clone())
-                .collect();
+            let names: Vec<Value> = self.tools.iter().map(|tool| tool["name"].clone()).collect();
             return Some(error(
                 id,
                 INVALID_PARAMS,
