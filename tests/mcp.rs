@@ -339,7 +339,7 @@ fn a_cancelled_call_is_killed_and_not_answered() {
 
 /// Through a daemon named by `--socket`: calls run there, and when the client closes
 /// stdin with a call running, the server kills it and exits, and the daemon has no
-/// sandbox left.
+/// sandbox left, nor its cgroup.
 #[test]
 fn through_a_daemon_nothing_is_left_after_the_client_goes() {
     require_sandbox!();
@@ -355,11 +355,15 @@ fn through_a_daemon_nothing_is_left_after_the_client_goes() {
         "{answer}"
     );
     let marker = "3600.5252";
+    // A memory limit: the sandbox has a cgroup, which must go too.
     server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker]}}}));
+        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker], "memory": "64M"}}}));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.children().is_empty() {
-        assert!(Instant::now() < deadline, "the call never started");
+    while daemon.children().is_empty() || common::sandbox_cgroups_of(&daemon).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the call never started, or has no cgroup"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let started = Instant::now();
@@ -370,6 +374,11 @@ fn through_a_daemon_nothing_is_left_after_the_client_goes() {
     );
     assert_eq!(daemon.wait_childless(Duration::from_secs(5)), []);
     assert!(wait_gone(marker));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !common::sandbox_cgroups_of(&daemon).is_empty() {
+        assert!(Instant::now() < deadline, "a sandbox's cgroup was left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A socket named and not there: the server does not start (69), as `run` does not.
