@@ -294,7 +294,9 @@ fn limits(options: &mut Options, arguments: &Map<String, Value>) -> Result<(), R
     if let Some(value) = arguments.get("memory").filter(|v| !v.is_null()) {
         let text = match value {
             Value::String(text) => text.clone(),
-            Value::Number(n) if n.is_u64() => n.to_string(),
+            // A number is bytes, as the schema says (a bare number in text is refused
+            // below 4096: "64" is more likely 64M).
+            Value::Number(n) if n.is_u64() => format!("{n}B"),
             other => {
                 return Err(Refusal(format!(
                     "memory must be bytes or a size such as \"256M\", not {other}"
@@ -303,6 +305,9 @@ fn limits(options: &mut Options, arguments: &Map<String, Value>) -> Result<(), R
         };
         let bytes = hatchery::limits::parse_limit(Limit::Memory, &text)
             .map_err(|e| Refusal(format!("memory {text:?}: {e}")))?;
+        if bytes == 0 {
+            return Err(Refusal("memory must be more than 0".into()));
+        }
         if let Some(most) = options.limits.memory_bytes.filter(|&most| bytes > most) {
             return Err(Refusal(format!(
                 "memory {text:?} is more than this server allows: at most {}",
@@ -688,4 +693,132 @@ fn result(verdict: &Verdict, stdout: Captured, stderr: Captured) -> Value {
         "structuredContent": fields,
         "isError": ended_by_limit.is_some() && verdict.reason != EndReason::KilledByClient,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let mut options = Options::default();
+        options.limits.wall_time_ms = Some(30_000);
+        options.limits.memory_bytes = Some(256 << 20);
+        Settings {
+            options,
+            max_output: 64 << 10,
+            languages: vec![Language {
+                name: "python",
+                program: "/usr/bin/python3".into(),
+                flag: "-c",
+            }],
+        }
+    }
+
+    fn prepared(tool: &str, arguments: Value) -> Result<Call, String> {
+        let Value::Object(arguments) = arguments else {
+            panic!("arguments must be an object")
+        };
+        prepare(&settings(), tool, &arguments).map_err(|Refusal(message)| message)
+    }
+
+    #[test]
+    fn limits_may_be_lowered_never_raised() {
+        let call = prepared(
+            "run_command",
+            json!({"argv": ["true"], "timeout_s": 1.5,
+            "memory": 67108864}),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(call.options.limits.wall_time_ms, Some(1500));
+        assert_eq!(call.options.limits.memory_bytes, Some(64 << 20));
+        let refused = prepared("run_command", json!({"argv": ["true"], "timeout_s": 31}));
+        assert_eq!(
+            refused.err().unwrap(),
+            "timeout_s 31 is more than this server allows: at most 30 (30s); ask for less, \
+             or run it in parts"
+        );
+        let refused = prepared("run_command", json!({"argv": ["true"], "memory": "1G"}));
+        assert!(refused.err().unwrap().contains("at most 256 MiB"));
+        let refused = prepared("run_command", json!({"argv": ["true"], "memory": "64"}));
+        assert!(refused.err().unwrap().contains("did you mean 64M?"));
+        let refused = prepared("run_command", json!({"argv": ["true"], "timeout_s": -1}));
+        assert!(refused.err().unwrap().contains("above 0"));
+    }
+
+    #[test]
+    fn a_command_is_argv_or_a_shell_line() {
+        let call = prepared("run_command", json!({"command": "echo hi"}))
+            .ok()
+            .unwrap();
+        assert_eq!(call.argv, ["/bin/sh", "-c", "echo hi"]);
+        for (arguments, says) in [
+            (json!({}), "give argv"),
+            (json!({"argv": []}), "argv is empty"),
+            (json!({"argv": ["a"], "command": "b"}), "not both"),
+            (json!({"argv": "ls"}), "argv must be an array"),
+            (json!({"argv": [1]}), "argv must hold strings"),
+            (
+                json!({"argv": ["ls"], "cwd": "tmp"}),
+                "must be an absolute path",
+            ),
+            (json!({"argv": ["ls"], "env": {"A=B": "c"}}), "without '='"),
+            (
+                json!({"argv": ["ls"], "shell": true}),
+                "unknown argument \"shell\"",
+            ),
+        ] {
+            let message = prepared("run_command", arguments).err().unwrap();
+            assert!(message.contains(says), "{message}");
+        }
+        let call = prepared(
+            "run_command",
+            json!({"argv": ["env"], "env": {"A": "1"},
+            "cwd": "/tmp"}),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(call.options.env, ["A=1"]);
+        assert_eq!(call.options.cwd, Some(PathBuf::from("/tmp")));
+    }
+
+    #[test]
+    fn code_runs_in_its_directory_with_its_files() {
+        let call = prepared(
+            "run_code",
+            json!({"language": "python", "code": "print(1)",
+            "files": {"a/b.txt": "x", "c": "y"}}),
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(call.argv, ["/usr/bin/python3", "-c", "print(1)"]);
+        assert_eq!(call.options.cwd, Some(PathBuf::from(CODE_DIR)));
+        assert_eq!(call.options.tmpfs, [PathBuf::from(CODE_DIR)]);
+        assert_eq!(call.options.dirs, [PathBuf::from("/work/a")]);
+        let targets: Vec<&Path> = call.files.iter().map(|(_, t)| t.as_path()).collect();
+        assert_eq!(targets, [Path::new("/work/a/b.txt"), Path::new("/work/c")]);
+        for (arguments, says) in [
+            (json!({"language": "ruby", "code": "p 1"}), "it has: python"),
+            (json!({"language": "python"}), "code is missing"),
+            (
+                json!({"language": "python", "code": "1", "files": {"../x": ""}}),
+                "relative",
+            ),
+            (
+                json!({"language": "python", "code": "1", "files": {"/etc/x": ""}}),
+                "relative",
+            ),
+            (
+                json!({"language": "python", "code": "1", "files": {"x": "a".repeat(65 << 10)}}),
+                "more than the 64 KiB",
+            ),
+            (
+                json!({"language": "python", "code": "#".repeat(MAX_CODE_BYTES + 1)}),
+                "at most 64 KiB",
+            ),
+        ] {
+            let message = prepared("run_code", arguments).err().unwrap();
+            assert!(message.contains(says), "{message}");
+        }
+    }
 }
