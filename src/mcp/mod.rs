@@ -55,7 +55,8 @@ const UNSUPPORTED_VERSION: i64 = -32004;
 #[command(after_help = "\
 Speaks MCP on stdin/stdout (newline-delimited JSON-RPC; logs on stderr). Tools: run_command, \
 run_code. Each call runs in a fresh sandbox with these limits; a call may ask for less time \
-or memory, never more. See docs/mcp.md for the configuration of MCP hosts. Exit codes: 0 \
+or memory, never more; without --wall-time (here or in the profile) a call may run 30s. \
+See docs/mcp.md for the configuration of MCP hosts. Exit codes: 0 \
 when stdin closes; 125 bad flags or profile; 69 the socket named by --socket or \
 HATCHERY_SOCKET (or found at the default path) cannot be used.")]
 pub struct McpArgs {
@@ -100,8 +101,9 @@ pub struct McpArgs {
     #[arg(long, value_name = "BYTES", default_value = "64K", value_parser = parse_output_bound)]
     max_output: u64,
     /// The most calls running at once; one more is answered with an error result.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    max_calls: usize,
+    #[arg(long, value_name = "N", default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..=1024))]
+    max_calls: u32,
 }
 
 fn parse_output_bound(text: &str) -> Result<u64, String> {
@@ -199,7 +201,7 @@ fn serve(args: McpArgs) -> Result<(), Failure> {
         tools: tools::definitions(&settings),
         settings,
         client,
-        max_calls: args.max_calls,
+        max_calls: args.max_calls as usize,
         out: Mutex::new(std::io::stdout()),
         calls: Mutex::new(HashMap::new()),
         ended: Condvar::new(),
