@@ -591,3 +591,49 @@ fn calls_run_at_once_up_to_the_bound() {
     );
     assert!(server.close().success());
 }
+
+/// A `--profile` file as `run` takes it: its limits are the calls' ceilings and defaults,
+/// and a flag overrides it.
+#[test]
+fn a_profile_sets_the_calls_limits() {
+    require_sandbox!();
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/profiles/python-judge.toml"
+    );
+    let mut server = Server::start(&["--embedded", "--profile", profile, "--wall-time", "5s"]);
+    server.initialize();
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "run_code", "arguments": {"language": "sh",
+            "code": "hostname; echo $PYTHONHASHSEED; ulimit -n"}}}),
+    );
+    let answer = server.recv();
+    assert_eq!(
+        answer["result"]["structuredContent"]["stdout"], "judge\n0\n64\n",
+        "{answer}"
+    );
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"argv": ["true"], "timeout_s": 6}}}),
+    );
+    let answer = server.recv();
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("at most 5 (5s)"));
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"argv": ["true"], "memory": "512M"}}}),
+    );
+    let answer = server.recv();
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 MiB"),
+        "{answer}"
+    );
+    assert!(server.close().success());
+}
