@@ -230,6 +230,17 @@ fn serve(args: McpArgs) -> Result<(), Failure> {
         }
     }
     server.end_calls();
+    // A call's thread lets go of the server just after it has answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while Arc::strong_count(&server) > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if Arc::strong_count(&server) > 1 {
+        // A call is stuck (a daemon that does not answer): exiting closes the
+        // connection, and an embedded zygote dies with this process, its sandboxes
+        // with it.
+        return Ok(());
+    }
     drop(server);
     if let Some(zygote) = embedded {
         zygote.wait();
