@@ -82,6 +82,8 @@ impl Server {
         let mut child = Command::new(HATCHERY)
             .arg("mcp")
             .args(args)
+            // Only what the test names: no daemon of the environment's.
+            .env_remove("HATCHERY_SOCKET")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
