@@ -102,6 +102,22 @@ cargo clippy --no-default-features --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps --quiet
 cargo test --no-default-features --lib --doc --quiet
 
+# --- The MCP client of tests/mcp.rs -------------------------------------------------------
+# The Python `mcp` package, pinned, in a venv of its own: tests/mcp_client.py drives
+# `hatchery mcp` with it. Made once, again when the pin changes.
+mcp_venv=target/mcp-venv
+mcp_pin=2.3.0
+if ! "$mcp_venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("mcp") != sys.argv[1])' "$mcp_pin" 2>/dev/null; then
+    log "making $mcp_venv with mcp==$mcp_pin (PyPI) for tests/mcp.rs"
+    if ! python3 -c 'import ensurepip' 2>/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    fi
+    rm -rf "$mcp_venv"
+    { python3 -m venv "$mcp_venv" && "$mcp_venv/bin/pip" install --quiet "mcp==$mcp_pin"; } ||
+        echo "test.sh: cannot make $mcp_venv: tests/mcp.rs skips its client test (fails under HATCHERY_TESTS_MUST_RUN=1)" >&2
+fi
+export HATCHERY_MCP_PYTHON="$PWD/$mcp_venv/bin/python"
+
 log "cargo test"
 test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
@@ -115,7 +131,7 @@ cargo test --no-fail-fast 2>&1 | tee "$test_log"
 # example zygote of its own profile, which `cargo test` has built.
 log "the benchmarks in quick mode"
 cargo build --quiet --example preloaded_zygote
-for bench in spawn seccomp network preload; do
+for bench in spawn seccomp network preload mcp; do
     log "benchmark $bench (quick)"
     HATCHERY_BENCH_QUICK=1 cargo test --quiet --bench "$bench" || {
         echo "test.sh: the $bench benchmark failed in quick mode" >&2

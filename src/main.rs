@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+mod mcp;
 mod run;
 
 use std::path::Path;
@@ -39,6 +40,8 @@ enum Command {
     Serve(ServeArgs),
     /// Run one command in a sandbox and exit with its status.
     Run(run::RunArgs),
+    /// Serve MCP on stdin/stdout: AI agents run commands and code in sandboxes.
+    Mcp(mcp::McpArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             init_logging("warn");
             run::main(args)
+        }
+        Command::Mcp(args) => {
+            init_logging("info");
+            mcp::main(args)
         }
     }
 }

@@ -451,39 +451,6 @@ fn limits_this_host_cannot_enforce_are_refused_or_skipped() {
     }
 }
 
-/// Directories of `daemon`'s sandbox cgroups (`sandbox-<daemon pid>-<n>`) in every
-/// cgroup hierarchy mounted on this machine, v1 or v2.
-fn sandbox_cgroups_of(daemon: &Daemon) -> Vec<std::path::PathBuf> {
-    let prefix = format!("sandbox-{}-", daemon.pid());
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let roots: Vec<std::path::PathBuf> = mounts
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split_whitespace().next()?;
-            (fstype == "cgroup" || fstype == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(Into::into))?
-        })
-        .collect();
-    let mut found = Vec::new();
-    let mut stack = roots;
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                    found.push(entry.path());
-                } else {
-                    stack.push(entry.path());
-                }
-            }
-        }
-    }
-    found
-}
-
 fn host_mount_count() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
@@ -528,11 +495,11 @@ fn a_thousand_limited_sandboxes_leave_nothing_behind() {
     }
     assert!(daemon.wait_childless(Duration::from_secs(10)).is_empty());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !sandbox_cgroups_of(&daemon).is_empty() && std::time::Instant::now() < deadline {
+    while !common::sandbox_cgroups_of(&daemon).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        sandbox_cgroups_of(&daemon),
+        common::sandbox_cgroups_of(&daemon),
         Vec::<std::path::PathBuf>::new(),
         "cgroups left behind"
     );

@@ -9,11 +9,11 @@
 //! be executed, 127 when it is not found; and [`EXIT_NO_DAEMON`] when a named socket
 //! cannot be used.
 
-mod profile;
-mod report;
-mod request;
-mod socket;
-mod values;
+pub(crate) mod profile;
+pub(crate) mod report;
+pub(crate) mod request;
+pub(crate) mod socket;
+pub(crate) mod values;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -151,13 +151,13 @@ pub struct RunArgs {
 
 /// A failure of `run` itself: its exit code and the line that says why.
 pub struct Failure {
-    code: u8,
-    message: String,
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
 impl Failure {
     /// Hatchery's own failure (exit 125).
-    fn hatchery(message: impl Into<String>) -> Failure {
+    pub(crate) fn hatchery(message: impl Into<String>) -> Failure {
         Failure {
             code: EXIT_HATCHERY,
             message: message.into(),
@@ -200,7 +200,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         &target,
         options.net == values::Net::Veth,
         args.quiet,
-        &signals,
+        Some(&signals),
     )?;
     let mut child = signals
         .unless_interrupted(|| client.spawn_child(request), interrupted)

@@ -242,25 +242,14 @@ impl Options {
         self.binds
             .extend(args.binds.iter().map(|b| (b.clone(), true)));
         for entry in &args.env {
-            let key = entry.split_once('=').map_or(entry.as_str(), |(key, _)| key);
-            self.env
-                .retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
-            self.env.push(entry.clone());
+            self.set_env(entry);
         }
         for layer in &args.disable {
             if !self.disable.contains(layer) {
                 self.disable.push(*layer);
             }
         }
-        for kind in Limit::ALL {
-            if let Some(value) = args.limits.limits.get(kind) {
-                self.limits.set_limit(kind, Some(value));
-                self.limits.unlimited.remove(kind);
-            } else if args.limits.limits.unlimited.contains(kind) {
-                self.limits.set_limit(kind, None);
-                self.limits.unlimited.insert(kind);
-            }
-        }
+        self.set_limits(&args.limits.limits);
         self.allow_unenforced_limits |= args.allow_unenforced_limits;
         self.try_binds
             .extend(args.ro_bind_tries.iter().map(|b| (b.clone(), false)));
@@ -274,6 +263,27 @@ impl Options {
         self.files_from.extend(flag_pairs(&args.files_from));
         take(&mut self.seccomp_policy, &args.seccomp_policy);
         self
+    }
+
+    /// Sets `KEY=VALUE`, replacing an earlier `KEY` (as `--env` over a profile does).
+    pub fn set_env(&mut self, entry: &str) {
+        let key = entry.split_once('=').map_or(entry, |(key, _)| key);
+        self.env
+            .retain(|old| old.split_once('=').map_or(old.as_str(), |(k, _)| k) != key);
+        self.env.push(entry.to_string());
+    }
+
+    /// The limits given in `flags` (a value, or `unlimited`) over these.
+    pub fn set_limits(&mut self, flags: &Limits) {
+        for kind in Limit::ALL {
+            if let Some(value) = flags.get(kind) {
+                self.limits.set_limit(kind, Some(value));
+                self.limits.unlimited.remove(kind);
+            } else if flags.unlimited.contains(kind) {
+                self.limits.set_limit(kind, None);
+                self.limits.unlimited.insert(kind);
+            }
+        }
     }
 }
 

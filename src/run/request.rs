@@ -17,6 +17,26 @@ use super::Failure;
 
 /// The request for `command` under `options`, with this process's stdio.
 pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Failure> {
+    let request = sandboxed(options, command)?;
+    // Our own stdin, stdout and stderr, passed through.
+    let stdio: Vec<Stdio> = [
+        std::io::stdin().as_fd(),
+        std::io::stdout().as_fd(),
+        std::io::stderr().as_fd(),
+    ]
+    .into_iter()
+    .map(|fd| fd.try_clone_to_owned().map(Stdio::fd))
+    .collect::<Result<_, _>>()
+    .map_err(|e| Failure::hatchery(format!("cannot pass stdio: {e}")))?;
+    let [stdin, stdout, stderr]: [Stdio; 3] = stdio
+        .try_into()
+        .map_err(|_| Failure::hatchery("cannot pass stdio"))?;
+    Ok(request.stdin(stdin).stdout(stdout).stderr(stderr))
+}
+
+/// The request for `command` under `options`, its stdio left as the request's default
+/// (for the caller to set: `run` passes its own, `mcp` pipes).
+pub fn sandboxed(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Failure> {
     let cwd = match &options.cwd {
         Some(dir) => inside("--cwd", dir, dir)?,
         None => PathBuf::from("/"),
@@ -65,20 +85,7 @@ pub fn build(options: &Options, command: &[OsString]) -> Result<SpawnRequest, Fa
         mounts: mounts(options)?,
         seccomp_policy: options.seccomp_policy.clone(),
     };
-    // Our own stdin, stdout and stderr, passed through.
-    let stdio: Vec<Stdio> = [
-        std::io::stdin().as_fd(),
-        std::io::stdout().as_fd(),
-        std::io::stderr().as_fd(),
-    ]
-    .into_iter()
-    .map(|fd| fd.try_clone_to_owned().map(Stdio::fd))
-    .collect::<Result<_, _>>()
-    .map_err(|e| Failure::hatchery(format!("cannot pass stdio: {e}")))?;
-    let [stdin, stdout, stderr]: [Stdio; 3] = stdio
-        .try_into()
-        .map_err(|_| Failure::hatchery("cannot pass stdio"))?;
-    Ok(request.stdin(stdin).stdout(stdout).stderr(stderr))
+    Ok(request)
 }
 
 /// `--bind SRC[:DST]`: SRC on the host (relative: from the current directory), DST

@@ -68,12 +68,14 @@ fn exists(path: &Path) -> bool {
 
 /// Connects to the target's daemon, or starts an embedded zygote. Returns the embedded
 /// zygote, to be reaped at the end. The embedded zygote networks with the embedded pools
-/// when `veth` is asked for (see `NetworkSettings::embedded`).
+/// when `veth` is asked for (see `NetworkSettings::embedded`). With `signals` held, a
+/// signal ends the wait for a daemon that does not answer (`run`); without, the
+/// signal's own default does (`mcp`).
 pub fn connect(
     target: &Target,
     veth: bool,
     quiet: bool,
-    signals: &ForwardedSignals,
+    signals: Option<&ForwardedSignals>,
 ) -> Result<(Client, Option<EmbeddedZygote>), Failure> {
     let (path, by) = match target {
         Target::Embedded => return start_embedded(veth),
@@ -90,9 +92,12 @@ pub fn connect(
         Target::Default(path) => (path, "the default socket "),
         Target::Named { path, by } => (path, *by),
     };
-    let connected = signals
-        .unless_interrupted(|| Client::connect(path), super::interrupted)
-        .map_err(|e| Failure::hatchery(chain(&e)))?;
+    let connected = match signals {
+        Some(signals) => signals
+            .unless_interrupted(|| Client::connect(path), super::interrupted)
+            .map_err(|e| Failure::hatchery(chain(&e)))?,
+        None => Client::connect(path),
+    };
     match connected {
         Ok(client) => Ok((client, None)),
         Err(ConnectError::Unreachable(error)) => Err(Failure {

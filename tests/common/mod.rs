@@ -695,3 +695,36 @@ pub fn non_executable_file(dir: &tempfile::TempDir) -> (&'static str, String) {
 pub fn in_dir(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Directories of `daemon`'s sandbox cgroups (`sandbox-<daemon pid>-<n>`) in every
+/// cgroup hierarchy mounted on this machine, v1 or v2.
+pub fn sandbox_cgroups_of(daemon: &Daemon) -> Vec<std::path::PathBuf> {
+    let prefix = format!("sandbox-{}-", daemon.pid());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let roots: Vec<std::path::PathBuf> = mounts
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split_whitespace().next()?;
+            (fstype == "cgroup" || fstype == "cgroup2")
+                .then(|| left.split_whitespace().nth(4).map(Into::into))?
+        })
+        .collect();
+    let mut found = Vec::new();
+    let mut stack = roots;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    found.push(entry.path());
+                } else {
+                    stack.push(entry.path());
+                }
+            }
+        }
+    }
+    found
+}

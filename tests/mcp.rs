@@ -1,0 +1,641 @@
+//! `hatchery mcp`: a real MCP client (the Python `mcp` package, in the venv test.sh makes)
+//! drives it through both protocol eras; raw JSON-RPC checks what a client package would
+//! never send (garbage, huge lines, bad versions), the daemon's rules, and that nothing
+//! is left once the client goes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use common::{Daemon, HATCHERY};
+
+/// The venv's python with the pinned `mcp` package: `$HATCHERY_MCP_PYTHON`, else where
+/// test.sh makes it.
+fn mcp_python() -> Option<PathBuf> {
+    let path = std::env::var_os("HATCHERY_MCP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/mcp-venv/bin/python")
+        });
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !common::must_run(),
+        "HATCHERY_TESTS_MUST_RUN=1 but {} is missing (test.sh makes it)",
+        path.display()
+    );
+    eprintln!(
+        "skipped: no MCP client at {} (test.sh makes it)",
+        path.display()
+    );
+    None
+}
+
+/// The Python client's whole script: tools and schemas, each language, files, limits as
+/// results, truncation, base64, cancellation, disconnection, and the 2026-07-28 era.
+#[test]
+fn a_real_mcp_client_drives_the_server() {
+    require_sandbox!();
+    let Some(python) = mcp_python() else { return };
+    let out = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py"))
+        .args([HATCHERY, "--embedded"])
+        .output()
+        .expect("run the MCP client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each check printed its line: none was skipped.
+    for check in [
+        "ok run_code python",
+        "ok output is bounded, head and tail kept, the cut said",
+        "ok cancellation kills the sandbox",
+        "ok nothing is left after the client disconnects",
+        "ok tools/call without a handshake",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == check),
+            "{check} missing:\n{stdout}"
+        );
+    }
+}
+
+/// `hatchery mcp` as a subprocess spoken to line by line.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(HATCHERY)
+            .arg("mcp")
+            .args(args)
+            // Only what the test names: no daemon of the environment's.
+            .env_remove("HATCHERY_SOCKET")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hatchery mcp");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Server {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to the server");
+        stdin.flush().expect("flush");
+    }
+
+    fn send(&mut self, message: Value) {
+        self.send_raw(format!("{message}\n").as_bytes());
+    }
+
+    /// The next line on stdout, which must be one JSON message.
+    fn recv(&self) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("an answer within 20 s");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON on stdout: {line}: {e}"))
+    }
+
+    /// Whether nothing more comes within `wait`.
+    fn silent_for(&self, wait: Duration) -> bool {
+        self.lines.recv_timeout(wait).is_err()
+    }
+
+    fn initialize(&mut self) {
+        self.send(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        );
+        let answer = self.recv();
+        assert_eq!(
+            answer["result"]["protocolVersion"], "2025-06-18",
+            "{answer}"
+        );
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    }
+
+    /// Closes stdin and waits for the server to exit.
+    fn close(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn error_code(answer: &Value) -> i64 {
+    answer["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {answer}"))
+}
+
+/// Host processes whose command line holds `marker`.
+fn running(marker: &str) -> usize {
+    common::all_processes()
+        .filter(|dir| {
+            std::fs::read(dir.join("cmdline"))
+                .is_ok_and(|line| line.windows(marker.len()).any(|w| w == marker.as_bytes()))
+        })
+        .count()
+}
+
+fn wait_gone(marker: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(marker) > 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Garbage, a huge line, a batch, a bad id, an unknown method or tool: each gets its
+/// JSON-RPC error, and the server goes on serving.
+#[test]
+fn malformed_messages_are_answered_and_the_server_goes_on() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.send_raw(b"this is not json\n");
+    let answer = server.recv();
+    assert_eq!(error_code(&answer), -32700, "{answer}");
+    assert_eq!(answer["id"], Value::Null);
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    assert_eq!(
+        error_code(&server.recv()),
+        -32600,
+        "tools/list before initialize"
+    );
+    server.initialize();
+    let mut huge = vec![b'x'; hatchery_max_line() + 10];
+    huge.push(b'\n');
+    server.send_raw(&huge);
+    let answer = server.recv();
+    assert_eq!(error_code(&answer), -32600, "{answer}");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("longer than"));
+    server.send_raw(b"[{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}]\n");
+    assert_eq!(error_code(&server.recv()), -32600, "a batch");
+    server.send_raw(b"42\n");
+    assert_eq!(error_code(&server.recv()), -32600, "not an object");
+    server.send(json!({"jsonrpc": "2.0", "id": {"an": "object"}, "method": "ping"}));
+    assert_eq!(error_code(&server.recv()), -32600, "an object as id");
+    server.send(json!({"jsonrpc": "1.0", "id": 3, "method": "ping"}));
+    assert_eq!(error_code(&server.recv()), -32600, "jsonrpc 1.0");
+    server.send(json!({"jsonrpc": "2.0", "id": 4, "method": "no/such"}));
+    assert_eq!(error_code(&server.recv()), -32601);
+    server.send(json!({"jsonrpc": "2.0", "id": 5, "method": "server/discover"}));
+    assert_eq!(
+        error_code(&server.recv()),
+        -32601,
+        "discover in the handshake era"
+    );
+    server.send(json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+        "params": {"name": "rm_rf", "arguments": {}}}));
+    assert_eq!(error_code(&server.recv()), -32602, "an unknown tool");
+    server.send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": "ls"}}}));
+    let answer = server.recv();
+    assert_eq!(answer["result"]["isError"], true, "bad arguments: {answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("argv must be an array"));
+    server.send(json!({"jsonrpc": "2.0", "method": "notifications/whatever"}));
+    server.send(json!({"jsonrpc": "2.0", "id": 8, "method": "ping"}));
+    let answer = server.recv();
+    assert_eq!(answer["id"], 8, "a notification is not answered: {answer}");
+    assert_eq!(answer["result"], json!({}));
+    assert!(server.close().success());
+}
+
+fn hatchery_max_line() -> usize {
+    4 << 20
+}
+
+/// The 2026-07-28 era, chosen by a first request that names it in `_meta`: no
+/// `initialize`, the version on every request, `-32004` for another.
+#[test]
+fn the_stateless_era_needs_the_version_on_each_request() {
+    require_sandbox!();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let mut server = Server::start(&["--embedded"]);
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list",
+        "params": {"_meta": meta}}));
+    let answer = server.recv();
+    assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+    assert_eq!(answer["result"]["tools"][0]["name"], "run_command");
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    let answer = server.recv();
+    assert_eq!(error_code(&answer), -32004, "{answer}");
+    assert_eq!(answer["error"]["data"]["supported"], json!(["2026-07-28"]));
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2025-11-25"},
+        "name": "run_command", "arguments": {"argv": ["true"]}}}),
+    );
+    assert_eq!(error_code(&server.recv()), -32004);
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 4, "method": "initialize", "params": {
+        "_meta": meta, "protocolVersion": "2025-11-25"}}),
+    );
+    assert_eq!(
+        error_code(&server.recv()),
+        -32601,
+        "no handshake in this era"
+    );
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "_meta": meta, "name": "run_command", "arguments": {"command": "echo $((6*7))"}}}),
+    );
+    let answer = server.recv();
+    assert_eq!(
+        answer["result"]["structuredContent"]["stdout"], "42\n",
+        "{answer}"
+    );
+    assert_eq!(answer["result"]["resultType"], "complete");
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 6, "method": "server/discover",
+        "params": {"_meta": meta}}),
+    );
+    let answer = server.recv();
+    assert_eq!(answer["result"]["supportedVersions"], json!(["2026-07-28"]));
+    assert_eq!(answer["result"]["serverInfo"]["name"], "hatchery");
+    assert!(server.close().success());
+}
+
+/// `notifications/cancelled` kills the call's sandbox, and the call is not answered.
+#[test]
+fn a_cancelled_call_is_killed_and_not_answered() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let marker = "3600.5151";
+    server.send(
+        json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker]}}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker) == 0 {
+        assert!(Instant::now() < deadline, "the call never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "long", "reason": "the user stopped it"}}),
+    );
+    assert!(wait_gone(marker), "the sandbox outlived its cancellation");
+    assert!(
+        server.silent_for(Duration::from_millis(300)),
+        "a cancelled call was answered"
+    );
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
+    assert_eq!(server.recv()["id"], 2);
+    assert!(server.close().success());
+}
+
+/// Through a daemon named by `--socket`: calls run there, and when the client closes
+/// stdin with a call running, the server kills it and exits, and the daemon has no
+/// sandbox left, nor its cgroup.
+#[test]
+fn through_a_daemon_nothing_is_left_after_the_client_goes() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let socket = daemon.socket.to_str().expect("UTF-8").to_string();
+    let mut server = Server::start(&["--socket", &socket]);
+    server.initialize();
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["echo", "via the daemon"]}}}));
+    let answer = server.recv();
+    assert_eq!(
+        answer["result"]["structuredContent"]["stdout"], "via the daemon\n",
+        "{answer}"
+    );
+    let marker = "3600.5252";
+    // A memory limit: the sandbox has a cgroup, which must go too.
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker], "memory": "64M"}}}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.children().is_empty() || common::sandbox_cgroups_of(&daemon).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the call never started, or has no cgroup"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    assert!(server.close().success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the server waited for the call"
+    );
+    assert_eq!(daemon.wait_childless(Duration::from_secs(5)), []);
+    assert!(wait_gone(marker));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !common::sandbox_cgroups_of(&daemon).is_empty() {
+        assert!(Instant::now() < deadline, "a sandbox's cgroup was left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A socket named and not there: the server does not start (69), as `run` does not.
+#[test]
+fn a_named_socket_that_is_not_there_stops_the_server() {
+    let out = Command::new(HATCHERY)
+        .args(["mcp", "--socket", "/nonexistent/hatchery.sock"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hatchery mcp");
+    assert_eq!(out.status.code(), Some(69));
+    assert!(out.stdout.is_empty(), "stdout is the protocol's alone");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--socket /nonexistent/hatchery.sock: no such file"),
+        "{stderr}"
+    );
+}
+
+/// A bad option is the operator's mistake: said at start, in the flag's words.
+#[test]
+fn a_bad_option_stops_the_server_at_start() {
+    let out = Command::new(HATCHERY)
+        .args(["mcp", "--embedded", "--ro-bind", "no-such-dir:/data"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hatchery mcp");
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--ro-bind no-such-dir:/data"), "{stderr}");
+}
+
+/// A server killed outright (SIGKILL: no chance to clean up) leaves no sandbox: the
+/// embedded zygote dies with it, and its sandboxes with the zygote.
+#[test]
+fn a_killed_server_leaves_no_sandbox() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let marker = "3600.5353";
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker]}}}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker) == 0 {
+        assert!(Instant::now() < deadline, "the call never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.child.kill().expect("SIGKILL the server");
+    server.child.wait().expect("reap it");
+    assert!(wait_gone(marker), "a sandbox outlived its killed server");
+}
+
+const MCP_DOC: &str = include_str!("../docs/mcp.md");
+const README: &str = include_str!("../README.md");
+
+/// The fenced blocks of docs/mcp.md in the given language.
+fn doc_blocks(language: &str) -> Vec<String> {
+    blocks(MCP_DOC, language)
+}
+
+/// The fenced blocks of `doc` in the given language.
+fn blocks(doc: &str, language: &str) -> Vec<String> {
+    let fence = format!("```{language}\n");
+    doc.split(fence.as_str())
+        .skip(1)
+        .map(|rest| {
+            rest.split("```")
+                .next()
+                .expect("a closed block")
+                .to_string()
+        })
+        .collect()
+}
+
+/// Whether every field of `expected` is in `actual` with the same value (arrays element
+/// by element), `duration_ms` aside.
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::Object(actual), Value::Object(expected)) => expected.iter().all(|(key, value)| {
+            key == "duration_ms" || actual.get(key).is_some_and(|a| contains(a, value))
+        }),
+        (Value::Array(actual), Value::Array(expected)) => {
+            expected.len() <= actual.len()
+                && expected.iter().zip(actual).all(|(e, a)| contains(a, e))
+        }
+        _ => actual == expected,
+    }
+}
+
+/// The host configurations of docs/mcp.md and the README start a server that answers
+/// `initialize` (a named socket pointed at a test daemon).
+#[test]
+fn the_docs_host_configurations_start_a_server() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let configs: Vec<Value> = doc_blocks("json")
+        .into_iter()
+        .chain(blocks(README, "json"))
+        .filter(|block| block.contains("\"command\": \"hatchery\""))
+        .map(|block| serde_json::from_str(&block).expect("a config block is JSON"))
+        .collect();
+    assert_eq!(
+        configs.len(),
+        3,
+        "docs/mcp.md's two snippets and the README's"
+    );
+    for config in configs {
+        let servers = config
+            .get("mcpServers")
+            .or_else(|| config.get("servers"))
+            .and_then(Value::as_object)
+            .expect("mcpServers or servers");
+        for entry in servers.values() {
+            assert_eq!(entry["command"], "hatchery");
+            let mut args: Vec<String> = entry["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .map(|a| a.as_str().expect("a string").to_string())
+                .collect();
+            assert_eq!(args.remove(0), "mcp");
+            if let Some(at) = args.iter().position(|a| a == "--socket") {
+                args[at + 1] = daemon.socket.to_str().expect("UTF-8").to_string();
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut server = Server::start(&args);
+            server.initialize();
+            assert!(server.close().success(), "{args:?}");
+        }
+    }
+}
+
+/// docs/mcp.md's worked example: its lines, sent; its answers, as the server gives them.
+#[test]
+fn the_docs_worked_example_is_what_the_server_answers() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    let [lines] = &doc_blocks("jsonl")[..] else {
+        panic!("one jsonl block in docs/mcp.md")
+    };
+    let mut requests = 0;
+    for line in lines.lines() {
+        let message: Value = serde_json::from_str(line).expect("a JSON line");
+        requests += usize::from(message.get("id").is_some());
+        server.send(message);
+    }
+    let answers: Vec<Value> = (0..requests).map(|_| server.recv()).collect();
+    let shown: Vec<Value> = doc_blocks("json")
+        .iter()
+        .filter(|block| block.contains("\"result\""))
+        .map(|block| serde_json::from_str(block).expect("an answer block is JSON"))
+        .collect();
+    assert_eq!(shown.len(), 2);
+    for expected in shown {
+        let actual = answers
+            .iter()
+            .find(|a| a["id"] == expected["id"])
+            .unwrap_or_else(|| panic!("no answer for {}", expected["id"]));
+        assert!(
+            contains(actual, &expected),
+            "docs/mcp.md shows {expected}\nthe server: {actual}"
+        );
+    }
+    assert!(server.close().success());
+}
+
+/// Calls run at once, each answered as it ends; past `--max-calls`, a call is an error
+/// result that says why.
+#[test]
+fn calls_run_at_once_up_to_the_bound() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded", "--max-calls", "4"]);
+    server.initialize();
+    let started = Instant::now();
+    for id in 1..=4 {
+        server.send(
+            json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "run_command", "arguments": {"command": format!("sleep 1; echo {id}")}}}),
+        );
+    }
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"argv": ["true"]}}}),
+    );
+    let busy = server.recv();
+    assert_eq!(busy["id"], 5, "the fifth call is answered at once: {busy}");
+    assert_eq!(busy["result"]["isError"], true);
+    assert!(busy["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("busy: 4 calls are running"));
+    let mut ids: Vec<i64> = (1..=4)
+        .map(|_| {
+            let answer = server.recv();
+            let id = answer["id"].as_i64().expect("an id");
+            assert_eq!(
+                answer["result"]["structuredContent"]["stdout"],
+                format!("{id}\n")
+            );
+            id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    // Four seconds one after the other.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(server.close().success());
+}
+
+/// A `--profile` file as `run` takes it: its limits are the calls' ceilings and defaults,
+/// and a flag overrides it.
+#[test]
+fn a_profile_sets_the_calls_limits() {
+    require_sandbox!();
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/profiles/python-judge.toml"
+    );
+    let mut server = Server::start(&["--embedded", "--profile", profile, "--wall-time", "5s"]);
+    server.initialize();
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "run_code", "arguments": {"language": "sh",
+            "code": "hostname; echo $PYTHONHASHSEED; ulimit -n"}}}),
+    );
+    let answer = server.recv();
+    assert_eq!(
+        answer["result"]["structuredContent"]["stdout"], "judge\n0\n64\n",
+        "{answer}"
+    );
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"argv": ["true"], "timeout_s": 6}}}),
+    );
+    let answer = server.recv();
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("at most 5 (5s)"));
+    server.send(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "run_command", "arguments": {"argv": ["true"], "memory": "512M"}}}),
+    );
+    let answer = server.recv();
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 MiB"),
+        "{answer}"
+    );
+    assert!(server.close().success());
+}

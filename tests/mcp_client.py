@@ -1,0 +1,181 @@
+"""A real MCP client (the `mcp` package, pinned in test.sh) driving `hatchery mcp`.
+
+Run by tests/mcp.rs as `PYTHON tests/mcp_client.py HATCHERY [SERVER ARGS...]`; prints
+`ok NAME` for each check and exits non-zero at the first that fails.
+"""
+
+import os
+import sys
+import time
+
+import anyio
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+HATCHERY = sys.argv[1]
+SERVER_ARGS = sys.argv[2:]
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        raise AssertionError(f"{name}: {detail}")
+    print(f"ok {name}", flush=True)
+
+
+def sandboxes_running(marker):
+    """Host processes whose command line holds `marker`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+def server(*extra):
+    return StdioServerParameters(command=HATCHERY, args=["mcp", *SERVER_ARGS, *extra])
+
+
+async def handshake_era():
+    params = server("--max-output", "4K", "--memory", "256M")
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            check("initialize", init.protocol_version == "2025-11-25", init.protocol_version)
+
+            tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+            check("tools are listed", set(tools) == {"run_command", "run_code"}, list(tools))
+            for tool in tools.values():
+                schema = tool.output_schema or {}
+                check(f"{tool.name} has an output schema",
+                      {"stdout", "stderr", "exit_code", "reason"} <= set(schema.get("required", [])),
+                      schema)
+            languages = tools["run_code"].input_schema["properties"]["language"]["enum"]
+            check("the languages present are offered", {"python", "sh"} <= set(languages), languages)
+
+            programs = {
+                "python": "import sys; print('hello from', 'python'); print('e', file=sys.stderr)",
+                "sh": "echo hello from sh; echo e >&2",
+                "bash": "echo hello from ${BASH_VERSINFO:+bash}; echo e >&2",
+                "node": "console.log('hello from node'); console.error('e')",
+            }
+            for language in languages:
+                result = await session.call_tool(
+                    "run_code", {"language": language, "code": programs[language]})
+                out = result.structured_content
+                check(f"run_code {language}",
+                      not result.is_error and out["stdout"] == f"hello from {language}\n"
+                      and out["stderr"] == "e\n" and out["exit_code"] == 0
+                      and out["reason"] == "exited", out)
+
+            result = await session.call_tool("run_code", {
+                "language": "python",
+                "code": "import os; print(open('data/in.txt').read(), os.getcwd())",
+                "files": {"data/in.txt": "from a file"}})
+            check("run_code files", result.structured_content["stdout"] == "from a file /work\n",
+                  result.structured_content)
+
+            result = await session.call_tool("run_command", {
+                "argv": ["sh", "-c", "cat; echo \"$GREETING\"; pwd; exit 3"],
+                "stdin": "in\n", "env": {"GREETING": "hi"}, "cwd": "/tmp"})
+            out = result.structured_content
+            check("run_command argv, stdin, env, cwd",
+                  out["stdout"] == "in\nhi\n/tmp\n" and out["exit_code"] == 3
+                  and not result.is_error, out)
+
+            result = await session.call_tool("run_command", {"command": "kill -SEGV $$"})
+            out = result.structured_content
+            check("a signal is named", out["signal"] == "SIGSEGV" and out["exit_code"] is None, out)
+
+            result = await session.call_tool(
+                "run_command", {"command": "sleep 30", "timeout_s": 0.5})
+            out = result.structured_content
+            check("a timeout is an error result",
+                  result.is_error and out["reason"] == "timeout"
+                  and "wall-time limit 500ms" in result.content[0].text, result)
+
+            result = await session.call_tool("run_code", {
+                "language": "python",
+                "code": "b = bytearray(512 << 20); print('allocated')"})
+            out = result.structured_content
+            check("the memory limit is an error result",
+                  result.is_error and out["reason"] == "oom", result)
+
+            result = await session.call_tool(
+                "run_command", {"command": "true", "memory": "1G"})
+            check("a call cannot raise the server's memory limit",
+                  result.is_error and "at most 256 MiB" in result.content[0].text, result)
+
+            result = await session.call_tool("run_code", {"language": "ruby", "code": "p 1"})
+            check("a missing language is an error result",
+                  result.is_error and "not available" in result.content[0].text, result)
+
+            result = await session.call_tool("run_command", {"argv": ["no-such-program"]})
+            check("a missing program is an error result",
+                  result.is_error and "not found" in result.content[0].text, result)
+
+            result = await session.call_tool(
+                "run_command", {"command": "head -c 100000 /dev/zero | tr '\\0' x"})
+            out = result.structured_content
+            check("output is bounded, head and tail kept, the cut said",
+                  out["stdout_truncated"] and out["stdout_bytes"] == 100000
+                  and out["stdout"].startswith("x" * 2048)
+                  and out["stdout"].endswith("x" * 2048)
+                  and "95904 bytes of stdout left out" in out["stdout"], out["stdout"][:2100])
+
+            result = await session.call_tool("run_command", {"command": "printf '\\377\\000'"})
+            out = result.structured_content
+            check("binary output is base64",
+                  out["stdout_encoding"] == "base64" and out["stdout"] == "/wA=", out)
+
+            marker = "3600.4242"
+            with anyio.move_on_after(1.5):
+                await session.call_tool("run_command", {"argv": ["sleep", marker]})
+            check("the call was cancelled", True)
+            deadline = time.monotonic() + 5
+            while sandboxes_running(marker) and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+            check("cancellation kills the sandbox", not sandboxes_running(marker))
+            result = await session.call_tool("run_command", {"command": "echo still serving"})
+            check("the server serves after a cancellation",
+                  result.structured_content["stdout"] == "still serving\n")
+
+            marker = "3600.4343"
+            async with anyio.create_task_group() as group:
+                group.start_soon(session.call_tool, "run_command", {"argv": ["sleep", marker]})
+                deadline = time.monotonic() + 5
+                while not sandboxes_running(marker) and time.monotonic() < deadline:
+                    await anyio.sleep(0.05)
+                check("a long call runs", sandboxes_running(marker))
+                group.cancel_scope.cancel()
+    # The client has closed the server's stdin and waited for it.
+    deadline = time.monotonic() + 5
+    while sandboxes_running(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check("nothing is left after the client disconnects", not sandboxes_running(marker))
+
+
+async def stateless_era():
+    async with stdio_client(server()) as (read, write):
+        async with ClientSession(read, write) as session:
+            found = await session.discover()
+            check("server/discover", "2026-07-28" in found.supported_versions, found)
+            tools = (await session.list_tools()).tools
+            check("tools/list without a handshake", len(tools) == 2, tools)
+            result = await session.call_tool(
+                "run_code", {"language": "python", "code": "print(6 * 7)"})
+            check("tools/call without a handshake",
+                  result.structured_content["stdout"] == "42\n", result)
+
+
+async def main():
+    await handshake_era()
+    await stateless_era()
+
+
+anyio.run(main)
