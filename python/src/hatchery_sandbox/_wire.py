@@ -357,12 +357,13 @@ def send(sock: socket.socket, message: bytes, fds: Sequence[int] = ()) -> None:
     sock.sendmsg([message], ancillary, socket.MSG_NOSIGNAL)
 
 
-def recv(sock: socket.socket) -> Optional[Tuple[bytes, List[int]]]:
+def recv(sock: socket.socket, wait: bool = True) -> Optional[Tuple[bytes, List[int]]]:
     """One datagram and its fds (close-on-exec from the start), or None at end of
-    stream. A truncated datagram closes its fds and raises ValueError."""
+    stream. A truncated datagram closes its fds and raises ValueError. With ``wait``
+    false, raises BlockingIOError when nothing is queued."""
     data, ancdata, flags, _ = sock.recvmsg(
         MAX_MESSAGE_LEN + 1, socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * 4),
-        socket.MSG_CMSG_CLOEXEC)
+        socket.MSG_CMSG_CLOEXEC | (0 if wait else socket.MSG_DONTWAIT))
     received = array.array("i")
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

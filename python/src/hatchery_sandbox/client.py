@@ -5,6 +5,11 @@ A background thread reads every event as soon as the daemon sends it, so events 
 pile up on the daemon's side (past 4,096 unread events the daemon drops a connection and
 kills every child on it). It hands each event to whoever waits for it: a ``spawn`` call
 for ``Spawned``/``Error``, a :class:`ChildProcess` for ``Exited``.
+
+Reading alone is not enough under the GIL: a thread that sends requests in a loop keeps
+the reader from running for milliseconds at a time, while each request may be answered
+by an event. So at most :data:`MAX_IN_FLIGHT` requests are sent after the last moment
+the reader had read everything; past that a sender waits until it has again.
 """
 from __future__ import annotations
 
@@ -27,6 +32,10 @@ from .errors import (ConnectionClosed, HatcheryError, PermissionDenied, Protocol
 SOCKET_ENV = "HATCHERY_SOCKET"
 #: A root daemon's socket (docs/deploy.md's systemd unit).
 SYSTEM_SOCKET = "/run/hatchery/hatchery.sock"
+#: Requests sent since the reader last found nothing to read, before a sender waits for
+#: it (well below the daemon's 4,096 unread events; each request has at most one event
+#: as its immediate answer).
+MAX_IN_FLIGHT = 512
 
 
 def default_socket_path() -> str:
@@ -74,6 +83,8 @@ class Client:
         self._answers: Dict[int, Optional[Tuple[tuple, List[int]]]] = {}
         self._children: Dict[int, _ChildState] = {}
         self._closed: Optional[HatcheryError] = None
+        self._reader_idle = False
+        self._sent_since_idle = 0
         self._reader = threading.Thread(target=self._read_events, name="hatchery-reader",
                                         daemon=True)
         self._reader.start()
@@ -133,7 +144,15 @@ class Client:
         ended: HatcheryError
         while True:
             try:
-                received = _wire.recv(self._sock)
+                try:
+                    received = _wire.recv(self._sock, wait=False)
+                except BlockingIOError:
+                    with self._lock:
+                        self._reader_idle, self._sent_since_idle = True, 0
+                        self._changed.notify_all()
+                    received = _wire.recv(self._sock)
+                    with self._lock:
+                        self._reader_idle = False
             except OSError as error:
                 ended = ConnectionClosed(f"the connection failed: {error}")
                 break
@@ -200,6 +219,11 @@ class Client:
 
     def _send(self, message: bytes, fds: Sequence[int] = ()) -> None:
         with self._send_lock:
+            with self._lock:
+                while (not self._reader_idle and self._sent_since_idle >= MAX_IN_FLIGHT
+                       and self._closed is None):
+                    self._changed.wait()
+                self._sent_since_idle += 1
             if self._closed is not None:
                 raise self._closed_error()
             try:
