@@ -113,12 +113,15 @@ cargo test --no-fail-fast 2>&1 | tee "$test_log"
 
 # --- The Python package -----------------------------------------------------------------
 # python/ (hatchery-sandbox) installed as a user would (`pip install ./python`, with
-# pytest) into a venv under target/, then its tests against this build's daemon.
+# pytest) into a venv under target/, then its tests against this build's daemon. Its
+# native half (python/native) is built in the debug profile into target/, sharing what
+# `cargo test` compiled.
 log "the Python package: pip install ./python, then pytest"
 cargo build --quiet --bins
 venv=target/python-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "./python[test]"
+HATCHERY_NATIVE_PROFILE=debug CARGO_TARGET_DIR="$PWD/target" \
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "./python[test]"
 HATCHERY_BIN="$PWD/target/debug/hatchery" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
     python 2>&1 | tee -a "$test_log"
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "test.sh: the Python package's tests failed" >&2; exit 1; }

@@ -139,13 +139,16 @@ class Zygote:
     the zygote; ``environment`` is every child's exact environment (and the zygote's,
     plus the thread-count variables); ``executable`` the Python that runs the zygote
     (default: this one; it must be able to import this package). ``serve_args`` are
-    more flags of ``hatchery serve`` (``--default-memory 1G``, ``--host-uid N``...).
+    more flags of ``hatchery serve`` (``--default-memory 1G``, ``--host-uid N``...);
+    ``python_path`` directories the zygote imports from (its ``PYTHONPATH``, which the
+    children's environment does not get).
     """
 
     def __init__(self, child_main: str, preload_imports: Sequence[str] = (),
                  environment: Optional[Mapping[str, str]] = None,
                  executable: Optional[str] = None, serve_args: Sequence[str] = (),
-                 socket_path: Optional[str] = None, start_timeout: float = 60.0) -> None:
+                 socket_path: Optional[str] = None, python_path: Sequence[str] = (),
+                 start_timeout: float = 60.0) -> None:
         self.child_main = child_main
         self.environment: Dict[str, str] = dict(environment or {})
         self._dir = None
@@ -162,7 +165,7 @@ class Zygote:
         # The zygote process must find this package, wherever the caller found it.
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         zygote_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, zygote_env.get("PYTHONPATH")) if p)
+            p for p in (package_root, *python_path, zygote_env.get("PYTHONPATH")) if p)
         self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, env=zygote_env, stdin=subprocess.DEVNULL,
                                         stderr=self._stderr)
