@@ -99,7 +99,6 @@ def test_a_threaded_zygote_is_refused():
                  python_path=[TESTS])
 
 
-@pytest.mark.usefixtures()
 def test_decode_result_is_strict():
     assert z.decode_result(b"\x00\x03\x02[]") == []
     with pytest.raises(z.ChildFailed, match="why"):
