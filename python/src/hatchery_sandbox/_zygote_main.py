@@ -26,6 +26,9 @@ import traceback
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
+#: Where the result pipe is in a child (``RESULT_FD`` of ``src/sandbox/entry.rs``).
+RESULT_FD = 4
+
 #: The exit code when the preload leaves threads behind (EX_SOFTWARE).
 EXIT_THREADED = 70
 
@@ -78,14 +81,38 @@ def after_fork():
     ctypes.pythonapi.PyOS_AfterFork_Child()
 
 
-def make_child(child_main):
+def set_process_name(name):
+    """The name ``ps`` and ``/proc/PID/comm`` show (``prctl(PR_SET_NAME)``, 15 bytes)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(15, os.fsencode(name)[:15], 0, 0, 0)
+
+
+def make_child(child_main, no_result):
+    """The callback each child runs. With ``no_result`` (pyspawner's behaviour), the
+    result pipe is closed before ``child_main``, and the child exits 0 when it returns,
+    1 when it raises, never returning to hatchery."""
+
     def child(args_pointer, length, sink, put):
         after_fork()
         adopt_environment()
         code, data = 0, b""
         try:
-            args = pickle.loads(ctypes.string_at(args_pointer, length))
-            result = child_main(*args)
+            call = pickle.loads(ctypes.string_at(args_pointer, length))
+            if call.get("process_name"):
+                set_process_name(call["process_name"])
+            if no_result:
+                os.close(RESULT_FD)
+                try:
+                    child_main(*call["args"])
+                except SystemExit:
+                    raise
+                except BaseException:
+                    traceback.print_exc()
+                    flush()
+                    os._exit(1)
+                flush()
+                os._exit(0)
+            result = child_main(*call["args"])
             data = json.dumps(result, allow_nan=False, separators=(",", ":")).encode()
         except SystemExit as exit:
             # sys.exit(n) in child_main: the child exits with n, as a process would.
@@ -119,6 +146,7 @@ def main(argv):
     parser.add_argument("--preload", action="append", default=[])
     parser.add_argument("--child-main", required=True)
     parser.add_argument("--library", required=True)
+    parser.add_argument("--no-result", action="store_true")
     parser.add_argument("serve", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
     serve = options.serve[1:] if options.serve[:1] == ["--"] else options.serve
@@ -148,7 +176,7 @@ def main(argv):
                                               CALL]
     library.hatchery_python_serve.restype = ctypes.c_int
     args = [b"hatchery-python-zygote", *(os.fsencode(a) for a in serve)]
-    callback = CALL(make_child(child_main))
+    callback = CALL(make_child(child_main, options.no_result))
     flush()
     return library.hatchery_python_serve(len(args), (ctypes.c_char_p * len(args))(*args),
                                          callback)

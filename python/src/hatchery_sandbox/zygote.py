@@ -148,7 +148,7 @@ class Zygote:
                  environment: Optional[Mapping[str, str]] = None,
                  executable: Optional[str] = None, serve_args: Sequence[str] = (),
                  socket_path: Optional[str] = None, python_path: Sequence[str] = (),
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, _no_result: bool = False) -> None:
         self.child_main = child_main
         self.environment: Dict[str, str] = dict(environment or {})
         self._dir = None
@@ -160,6 +160,8 @@ class Zygote:
                    "--child-main", child_main, "--library", native_library()]
         for module in preload_imports:
             command += ["--preload", module]
+        if _no_result:
+            command.append("--no-result")
         command += ["--", "--socket", socket_path, *serve_args]
         zygote_env = dict(self.environment)
         # The zygote process must find this package, wherever the caller found it.
@@ -195,8 +197,11 @@ class Zygote:
     def spawn(self, *args: Any, stdin: t.StdioSpec = t.DEVNULL,
               stdout: t.StdioSpec = t.PIPE, stderr: t.StdioSpec = t.PIPE,
               cwd: t.PathLike = "/", sandbox: Optional[t.SandboxConfig] = None,
-              result_limit: int = DEFAULT_RESULT_LIMIT, **sandbox_fields: Any) -> PythonChild:
-        """Starts a child that calls ``child_main(*args)``; ``args`` are pickled."""
+              result_limit: int = DEFAULT_RESULT_LIMIT, process_name: Optional[str] = None,
+              **sandbox_fields: Any) -> PythonChild:
+        """Starts a child that calls ``child_main(*args)``; ``args`` are pickled (at most
+        about 128 KiB of them: one request is one datagram). ``process_name`` is what
+        ``ps`` shows for it."""
         if sandbox is None:
             limits = sandbox_fields.pop("limits", None)
             if isinstance(limits, dict):
@@ -206,7 +211,8 @@ class Zygote:
             sandbox = t.SandboxConfig(**sandbox_fields)
         elif sandbox_fields:
             raise TypeError("give sandbox=SandboxConfig(...) or its fields, not both")
-        payload = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        payload = pickle.dumps({"args": args, "process_name": process_name},
+                               protocol=pickle.HIGHEST_PROTOCOL)
         request = t.SpawnRequest(command=t.Entry("python", _wire.blob(payload)),
                                  env=self.environment, cwd=cwd, stdin=stdin, stdout=stdout,
                                  stderr=stderr, sandbox=sandbox)
