@@ -141,6 +141,15 @@ for bench in spawn seccomp network preload; do
         exit 1
     }
 done
+# The Python zygote's benchmark (benches/python_zygote.py), with the test venv's package
+# and a standard-library preload; its own script, python_zygote.sh, measures numpy and
+# pandas against pyspawner.
+log "benchmark python_zygote (quick)"
+HATCHERY_BENCH_QUICK=1 HATCHERY_BIN="$PWD/target/debug/hatchery" \
+    target/python-venv/bin/python benches/python_zygote.py || {
+    echo "test.sh: the python_zygote benchmark failed in quick mode" >&2
+    exit 1
+}
 
 # --- Fuzzing ---------------------------------------------------------------------------
 # The targets live in tests/fuzz (wire decoder, request checks, the CLI's unit parsers),

@@ -20,6 +20,7 @@ from .limits import (LimitParseError, parse_count, parse_cpus, parse_duration_ms
 from .types import (DEVNULL, PIPE, Bind, BindIfExists, CompletedProcess, DevBind, Dir,
                     Entry, Exec, File, Limits, SandboxConfig, SpawnRequest, Symlink, Tmpfs,
                     Verdict, Veth)
+from .zygote import ChildFailed, PythonChild, ResultRefused, Zygote, ZygoteError
 
 __all__ = [
     "PROTOCOL_VERSION", "SOCKET_ENV", "SYSTEM_SOCKET", "ChildProcess", "Client", "connect",
@@ -34,4 +35,5 @@ __all__ = [
     "DEVNULL", "PIPE", "Bind", "BindIfExists", "CompletedProcess", "DevBind", "Dir", "Entry",
     "Exec", "File", "Limits", "SandboxConfig", "SpawnRequest", "Symlink", "Tmpfs", "Verdict",
     "Veth",
+    "ChildFailed", "PythonChild", "ResultRefused", "Zygote", "ZygoteError",
 ]
