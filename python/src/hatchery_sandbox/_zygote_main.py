@@ -1,6 +1,7 @@
 """The Python zygote's process: ``python -m hatchery_sandbox._zygote_main --preload MOD
-... --child-main MODULE:FUNCTION --library PATH -- SERVE_FLAGS...``, started by
-:class:`hatchery_sandbox.Zygote`.
+... --child-main MODULE:FUNCTION [--library PATH] -- SERVE_FLAGS...``, started by
+:class:`hatchery_sandbox.Zygote` (or by a service manager, with the flags of
+``hatchery serve`` after ``--``).
 
 It limits native thread pools, imports the preload modules once, checks that it is
 single-threaded, then hands its process to hatchery's zygote loop (the native library,
@@ -145,7 +146,8 @@ def main(argv):
     parser = argparse.ArgumentParser(prog="hatchery-python-zygote")
     parser.add_argument("--preload", action="append", default=[])
     parser.add_argument("--child-main", required=True)
-    parser.add_argument("--library", required=True)
+    parser.add_argument("--library", default=None,
+                        help="the native half (default: the one installed in the package)")
     parser.add_argument("--no-result", action="store_true")
     parser.add_argument("serve", nargs=argparse.REMAINDER)
     options = parser.parse_args(argv)
@@ -156,6 +158,10 @@ def main(argv):
     for module in options.preload:
         importlib.import_module(module)
     child_main = resolve(options.child_main)
+    if options.library is None:
+        from hatchery_sandbox.zygote import native_library
+
+        options.library = native_library()
     library = ctypes.PyDLL(options.library)
 
     # Whatever the preload allocated is kept out of the collector's way: a child that
