@@ -38,6 +38,7 @@ def test_the_child_is_preloaded_and_sandboxed(zygote):
     assert max(seen["fds"]) <= 5, seen["fds"]
     assert seen["interfaces"] == ["lo"]
     assert seen["env"] == {"LANG": "C.UTF-8", "JOB": "7"} and seen["cwd"] == "/"
+    assert seen["at_fork"] == ["before", "after_in_child"]
     assert child.stdout.read() == b"to stdout\nthrough sys.__stdout__\n"
     assert child.stderr.read() == b"through os.write\n"
     assert child.wait().success

@@ -8,6 +8,10 @@ import sys
 #: The thread-count variable as the preload saw it.
 OPENBLAS_AT_IMPORT = os.environ.get("OPENBLAS_NUM_THREADS")
 RESULT_FD = 4
+#: Set in the child by an os.register_at_fork hook, as after os.fork.
+AT_FORK = []
+os.register_at_fork(before=lambda: AT_FORK.append("before"),
+                    after_in_child=lambda: AT_FORK.append("after_in_child"))
 
 
 def status(field):
@@ -33,6 +37,7 @@ def inside(*args):
         "interfaces": sorted(name for _, name in socket.if_nameindex()),
         "env": dict(os.environ), "cwd": os.getcwd(),
         "random": random.random(),
+        "at_fork": AT_FORK,
     }
 
 

@@ -76,9 +76,19 @@ def adopt_environment():
 
 
 def after_fork():
-    """What ``os.fork`` does in a child: Python's internal locks and threading state,
-    then the ``os.register_at_fork(after_in_child=...)`` hooks (``random`` re-seeds
-    there)."""
+    """What ``os.fork`` does around a fork, all of it in the child: Python's internal
+    locks and threading state, and the ``os.register_at_fork`` hooks (``random``
+    re-seeds in its ``after_in_child``).
+
+    ``PyOS_AfterFork_Child`` releases what ``PyOS_BeforeFork`` took (Python 3.13 checks
+    that the import lock and the runtime's mutexes are held by this thread), but the
+    fork was hatchery's, with no Python hook in the parent. The zygote was
+    single-threaded and outside any Python code at the fork (blocked in the loop), so
+    no lock was held there: taking them now, in the child, and releasing them at once
+    is what a fork right after ``PyOS_BeforeFork`` would have left. The ``before``
+    hooks run here too, which pairs them with their ``after_in_child`` (``logging``
+    takes its handlers' locks and re-creates them)."""
+    ctypes.pythonapi.PyOS_BeforeFork()
     ctypes.pythonapi.PyOS_AfterFork_Child()
 
 
