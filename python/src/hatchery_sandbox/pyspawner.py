@@ -40,8 +40,8 @@ class NetworkConfig:
     """pyspawner's network: a veth pair with these names and addresses. Refused with
     :class:`NotSupported` (hatchery's daemon chooses them)."""
 
-    kernel_veth_name: str = "cjw-veth-kernel"
-    child_veth_name: str = "cjw-veth-child"
+    kernel_veth_name: str = "veth-pyspawn"
+    child_veth_name: str = "veth-pyspawn-c"
     kernel_ipv4_address: str = "192.168.123.1"
     child_ipv4_address: str = "192.168.123.2"
 
@@ -110,7 +110,7 @@ class Client:
     environment). ``executable`` is the Python that runs the zygote. Close it (or use it
     as a context manager) to stop the zygote; its children are killed."""
 
-    def __init__(self, child_main: str, environment: Optional[Dict[str, str]] = None,
+    def __init__(self, *, child_main: str, environment: Optional[Dict[str, str]] = None,
                  preload_imports: Sequence[str] = (), executable: Optional[str] = None,
                  **zygote_args: Any) -> None:
         module, _, function = child_main.rpartition(".")
@@ -122,7 +122,7 @@ class Client:
                               environment=environment or {}, executable=executable,
                               _no_result=True, **zygote_args)
 
-    def spawn_child(self, args: List[Any], *, process_name: Optional[str] = None,
+    def spawn_child(self, args: Sequence[Any] = (), *, process_name: Optional[str] = None,
                     sandbox_config: SandboxConfig = SandboxConfig()) -> ChildProcess:
         """Forks a child that calls ``child_main(*args)``, with piped stdio."""
         child = self._zygote.spawn(*args, process_name=process_name, stdin=t.PIPE,
