@@ -116,8 +116,11 @@ cargo test --no-fail-fast 2>&1 | tee "$test_log"
 # pytest) into a venv under target/, then its tests against this build's daemon. Its
 # native half (python/native) is built in the debug profile into target/, sharing what
 # `cargo test` compiled.
-log "the Python package: pip install ./python, then pytest"
+log "the Python package: its native half's fmt and clippy, pip install ./python, pytest"
 cargo build --quiet --bins
+cargo fmt --check --manifest-path python/native/Cargo.toml
+cargo clippy --quiet --all-targets --manifest-path python/native/Cargo.toml --target-dir target \
+    -- -D warnings
 venv=target/python-venv
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 HATCHERY_NATIVE_PROFILE=debug CARGO_TARGET_DIR="$PWD/target" \

@@ -14,9 +14,14 @@ Each round, interleaved, times spawn → the child's code has run → exit, for:
   zygote, preloaded   the Python zygote with MODULES preloaded
   zygote, big         ... and N MiB of Python data in the zygote (--big-mib)
   pyspawner, ...      the same with pyspawner, where it is installed
+  client, python      the Python client: spawn /bin/true (null stdio) and wait
+  client, rust        the same through the Rust client (python/native's
+                      rust-client-driver, one line over a pipe per spawn, so a pipe's
+                      round trip is counted against Rust), where it is built
 and prints the median, p90 and the ratios the issue asks about. HATCHERY_BENCH_QUICK=1:
 three rounds, the stdlib as the preload, no figures kept (test.sh runs it so).
-Environment: HATCHERY_BIN (default target/release/hatchery), HATCHERY_PYTHON_LIBRARY.
+Environment: HATCHERY_BIN (default target/release/hatchery), HATCHERY_PYTHON_LIBRARY,
+HATCHERY_RUST_DRIVER (default target/release/rust-client-driver).
 """
 import argparse
 import importlib.util
@@ -86,6 +91,26 @@ def main():
                 assert result.verdict.success, result.stderr.decode()
             return action
 
+        def python_client():
+            child = client.spawn(["/bin/true"], stdin=h.DEVNULL, stdout=h.DEVNULL,
+                                 stderr=h.DEVNULL)
+            assert child.wait().success
+
+        systems["client, python"] = python_client
+        driver_path = os.environ.get("HATCHERY_RUST_DRIVER") or os.path.join(
+            REPO, "target", "release", "rust-client-driver")
+        driver = None
+        if os.access(driver_path, os.X_OK) and not quick:
+            driver = subprocess.Popen([driver_path, os.path.join(directory, "bench.sock")],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+            def rust_client():
+                driver.stdin.write(b"go\n")
+                driver.stdin.flush()
+                answer = driver.stdout.readline()
+                assert answer == b"ok\n", answer
+
+            systems["client, rust"] = rust_client
         systems["exec, nothing"] = run_exec("pass")
         systems["exec, imports"] = run_exec(imports)
         zygotes = [Zygote("python_jobs:noop", environment=environment, python_path=[HERE]),
@@ -136,6 +161,9 @@ def main():
                 peer.close()
             for zygote in zygotes:
                 zygote.close()
+            if driver is not None:
+                driver.stdin.close()
+                driver.wait()
             client.close()
             daemon.terminate()
             daemon.wait()
@@ -152,6 +180,9 @@ def main():
     z = medians["zygote, preloaded"]
     print(f"zygote preloaded vs exec with imports: {medians['exec, imports'] / z:.1f}x faster")
     print(f"zygote preloaded / zygote nothing: {z / medians['zygote, nothing']:.2f}")
+    if "client, rust" in medians:
+        print(f"python client overhead over the rust client: "
+              f"{medians['client, python'] - medians['client, rust']:.3f} ms")
     if "pyspawner, preloaded" in medians:
         print(f"zygote preloaded vs pyspawner preloaded: "
               f"{medians['pyspawner, preloaded'] / z:.1f}x faster")

@@ -10,5 +10,7 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install --quiet numpy pandas pyspawner==1.0.0
 fi
 cargo build --release --quiet --bin hatchery
+cargo build --release --quiet --manifest-path python/native/Cargo.toml --target-dir target \
+    --bin rust-client-driver
 CARGO_TARGET_DIR="$PWD/target" "$venv/bin/pip" install --quiet --disable-pip-version-check ./python
 exec "$venv/bin/python" benches/python_zygote.py "$@"

@@ -33,7 +33,7 @@ class BuildWithNative(build_py):
             return
         profile = os.environ.get("HATCHERY_NATIVE_PROFILE", "release")
         target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(HERE, "native", "target")
-        command = [cargo(), "build", "--quiet", "--manifest-path",
+        command = [cargo(), "build", "--quiet", "--lib", "--manifest-path",
                    os.path.join(HERE, "native", "Cargo.toml"), "--target-dir", target]
         if profile == "release":
             command.append("--release")
