@@ -42,6 +42,10 @@ done
 command -v ip >/dev/null || { missing+=("iproute2"); why+=("ip for the network tests"); }
 # tests/docs_client.rs runs the protocol doc's Python client, docs/client.py.
 command -v python3 >/dev/null || { missing+=("python3"); why+=("python3 for docs/client.py"); }
+# The Python package's tests run in a venv of their own; Debian splits venv (and the
+# ensurepip it needs) out of python3.
+command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null ||
+    { missing+=("python3-venv"); why+=("python3 -m venv for the Python package's tests"); }
 # rustc links with the system's C compiler driver; libc6-dev has the C runtime files.
 command -v cc >/dev/null || { missing+=("gcc" "libc6-dev"); why+=("a C linker (cc) for rustc"); }
 # rustup is fetched with curl.
@@ -123,6 +127,24 @@ test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT
 cargo test --no-fail-fast 2>&1 | tee "$test_log"
 
+# --- The Python package -----------------------------------------------------------------
+# python/ (hatchery-sandbox) installed as a user would (`pip install ./python`, with
+# pytest) into a venv under target/, then its tests against this build's daemon. Its
+# native half (python/native) is built in the debug profile into target/, sharing what
+# `cargo test` compiled.
+log "the Python package: its native half's fmt and clippy, pip install ./python, pytest"
+cargo build --quiet --bins
+cargo fmt --check --manifest-path python/native/Cargo.toml
+cargo clippy --quiet --all-targets --manifest-path python/native/Cargo.toml --target-dir target \
+    -- -D warnings
+venv=target/python-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+HATCHERY_NATIVE_PROFILE=debug CARGO_TARGET_DIR="$PWD/target" \
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "./python[test]"
+HATCHERY_BIN="$PWD/target/debug/hatchery" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+    python 2>&1 | tee -a "$test_log"
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "test.sh: the Python package's tests failed" >&2; exit 1; }
+
 # --- The benchmarks, once over -----------------------------------------------------------
 # Each benchmark in quick mode (a few rounds, no figures kept), so that one that crashes
 # fails CI. Built in the test profile: a release build of them would add minutes, and
@@ -138,6 +160,15 @@ for bench in spawn seccomp network preload mcp; do
         exit 1
     }
 done
+# The Python zygote's benchmark (benches/python_zygote.py), with the test venv's package
+# and a standard-library preload; its own script, python_zygote.sh, measures numpy and
+# pandas against pyspawner.
+log "benchmark python_zygote (quick)"
+HATCHERY_BENCH_QUICK=1 HATCHERY_BIN="$PWD/target/debug/hatchery" \
+    target/python-venv/bin/python benches/python_zygote.py || {
+    echo "test.sh: the python_zygote benchmark failed in quick mode" >&2
+    exit 1
+}
 
 # --- Fuzzing ---------------------------------------------------------------------------
 # The targets live in tests/fuzz (wire decoder, request checks, the CLI's unit parsers),
@@ -170,6 +201,8 @@ if [ "$docker" = 1 ]; then
     [ "${PIPESTATUS[0]}" = 0 ] || { echo "test.sh: the suite failed inside Docker" >&2; exit 1; }
 fi
 
-# One closing line for the whole run, summed over every test binary.
+# One closing line for the whole run, summed over every test binary (cargo's "test
+# result:" lines) and pytest's closing line ("67 passed, 1 skipped in 2.68s").
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     /^[0-9]+ (passed|failed|skipped|error).* in [0-9.]+s/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^(failed|errors?)/) f += $i; if ($(i+1) ~ /^skipped/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$test_log"

@@ -94,6 +94,27 @@ impl ZygoteBuilder {
     /// Logs to stderr as `--log-format` says, unless the program has installed a
     /// `tracing` subscriber of its own before.
     pub fn serve_from_args(self) -> Result<(), ServeArgsError> {
+        self.serve_from_args_of(std::env::args_os())
+    }
+
+    /// As [`serve_from_args`](Self::serve_from_args), with the command line given:
+    /// `args` starts with the program's name. For a zygote whose process's own command
+    /// line is another program's, such as the Python zygote (`python/native/`), which is
+    /// a Python interpreter.
+    ///
+    /// ```no_run
+    /// use hatchery::Zygote;
+    ///
+    /// Zygote::builder()
+    ///     .entry("double", |n: u64| -> Result<u64, String> { Ok(n * 2) })
+    ///     .serve_from_args_of(["my-zygote", "--socket", "/tmp/my-zygote.sock"])?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn serve_from_args_of<I, T>(self, args: I) -> Result<(), ServeArgsError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
         use clap::Parser;
         #[derive(Parser)]
         #[command(about = "A hatchery zygote serving named entries")]
@@ -101,7 +122,7 @@ impl ZygoteBuilder {
             #[command(flatten)]
             serve: ServeArgs,
         }
-        let cli = ZygoteCli::parse();
+        let cli = ZygoteCli::parse_from(args);
         // A program that installed a log subscriber of its own keeps it.
         cli.serve.log_format.install("info");
         let config = cli.serve.zygote_config()?;
