@@ -113,9 +113,6 @@ mcp_venv=target/mcp-venv
 mcp_pin=2.3.0
 if ! "$mcp_venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("mcp") != sys.argv[1])' "$mcp_pin" 2>/dev/null; then
     log "making $mcp_venv with mcp==$mcp_pin (PyPI) for tests/mcp.rs"
-    if ! python3 -c 'import ensurepip' 2>/dev/null && [ "$(id -u)" = 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
-    fi
     rm -rf "$mcp_venv"
     { python3 -m venv "$mcp_venv" && "$mcp_venv/bin/pip" install --quiet "mcp==$mcp_pin"; } ||
         echo "test.sh: cannot make $mcp_venv: tests/mcp.rs skips its client test (fails under HATCHERY_TESTS_MUST_RUN=1)" >&2
