@@ -104,7 +104,8 @@ cargo clippy --all-targets --quiet -- -D warnings
 log "the client alone: cargo clippy and doc tests with --no-default-features"
 cargo clippy --no-default-features --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-default-features --no-deps --quiet
-cargo test --no-default-features --lib --doc --quiet
+cargo test --no-default-features --lib --quiet
+cargo test --no-default-features --doc --quiet
 
 # --- The MCP client of tests/mcp.rs -------------------------------------------------------
 # The Python `mcp` package, pinned, in a venv of its own: tests/mcp_client.py drives
