@@ -12,7 +12,7 @@ mod run;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use hatchery::error_chain as chain;
 use hatchery::zygote::args::ServeArgs;
@@ -42,7 +42,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Run(args), Some(run)) =
+            (&mut cli.command, matches.subcommand_matches("run"))
+        {
+            run::settle_embedded(args, run)?;
+        }
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         // `hatchery` alone: the help, where a reader looks for it, and a usage error's code.
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {

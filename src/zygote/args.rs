@@ -103,29 +103,38 @@ pub struct ServeArgs {
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// Also allow members of this group (name or gid); the socket becomes mode 0660.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_GROUP")]
     pub group: Option<String>,
     /// Also allow this uid (repeatable). Root and the daemon's own uid are always allowed.
-    #[arg(long = "allow-uid", value_name = "UID")]
+    #[arg(
+        long = "allow-uid",
+        value_name = "UID",
+        value_delimiter = ',',
+        env = "HATCHERY_ALLOW_UID"
+    )]
     pub allow_uids: Vec<u32>,
     /// Give each live sandbox its own host uid and gid (the same number) from COUNT ids
     /// at START; checked against the host's users, groups and /etc/subuid and
     /// /etc/subgid [default, as root: 1879048192:65536].
-    #[arg(long, value_name = "START:COUNT", conflicts_with_all = ["host_uid", "host_gid"])]
+    #[arg(long, value_name = "START:COUNT", conflicts_with_all = ["host_uid", "host_gid"], env = "HATCHERY_HOST_UID_RANGE")]
     pub host_uid_range: Option<HostIdRange>,
     /// Run every sandbox as this one host uid instead (files a job writes into a bind
     /// then belong to it) [default: a uid of its own per sandbox as root, else your own].
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_HOST_UID")]
     pub host_uid: Option<u32>,
     /// The host gid to go with --host-uid [default: 65534 as root, else your own].
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_HOST_GID")]
     pub host_gid: Option<u32>,
     /// A seccomp policy requests may pick by name (`run --seccomp-policy NAME`);
     /// repeatable, the first is the default: `default` (built in, a denylist), `strict`
     /// (built in, an allowlist), `NAME=FILE` (a policy file, picked as NAME) or the path
     /// of a policy file (picked by that path; write `./strict` for a file so named)
     /// [default: `default`, then `strict`].
-    #[arg(long, value_name = "default|strict|NAME=FILE|FILE")]
+    #[arg(
+        long,
+        value_name = "default|strict|NAME=FILE|FILE",
+        env = "HATCHERY_SECCOMP_POLICY"
+    )]
     pub seccomp_policy: Vec<PathBuf>,
     /// Let requests switch off these layers (`run --unsafe-disable LAYER`): `seccomp`,
     /// `network-namespace` (comma-separated or repeated). Without it, such a request is
@@ -134,31 +143,37 @@ pub struct ServeArgs {
         long,
         value_name = "LAYER[,LAYER]",
         value_delimiter = ',',
-        value_parser = parse_layer
+        value_parser = parse_layer,
+        env = "HATCHERY_ALLOW_UNSAFE_DISABLE",
     )]
     pub allow_unsafe_disable: Vec<Layer>,
     /// Let requests bind host paths with their device nodes usable (`run --dev-bind`).
     /// Without it, such a request is refused.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_ALLOW_DEV_BIND", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_dev_bind: bool,
     /// The most sandboxes alive at once.
-    #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
+    #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN, env = "HATCHERY_MAX_CHILDREN")]
     pub max_children: usize,
     /// The most client connections at once; more are answered Busy and closed
     /// [default: half the open-files limit, at most 1024].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "HATCHERY_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// The most client connections at once from one uid [default: a quarter of
     /// --max-connections].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "HATCHERY_MAX_CONNECTIONS_PER_UID")]
     pub max_connections_per_uid: Option<u32>,
     /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
     /// clone, id maps and root; the rest take the normal path.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "HATCHERY_WARM_POOL"
+    )]
     pub warm_pool: usize,
     /// A pooled shape: a JSON file holding the sandbox config fields that differ from
     /// the default (repeatable) [default: the default sandbox].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HATCHERY_WARM_POOL_SHAPE")]
     pub warm_pool_shape: Vec<PathBuf>,
     #[command(flatten)]
     pub default_limits: LimitFlags<DefaultPrefix>,
@@ -166,25 +181,30 @@ pub struct ServeArgs {
     pub max_limits: LimitFlags<MaxPrefix>,
     /// Let requests lift these defaults (`run --pids unlimited`): comma-separated limit
     /// names, or `all` [default: none; a request asking to is refused].
-    #[arg(long, value_name = "LIMIT[,LIMIT]", value_delimiter = ',', value_parser = parse_limit_kind)]
+    #[arg(long, value_name = "LIMIT[,LIMIT]", value_delimiter = ',', value_parser = parse_limit_kind, env = "HATCHERY_ALLOW_UNLIMITED")]
     pub allow_unlimited: Vec<LimitSet>,
     /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
     /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
     /// Without it, requests for a veth network are refused.
-    #[arg(long = "veth-pool", value_name = "CIDR")]
+    #[arg(
+        long = "veth-pool",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        env = "HATCHERY_VETH_POOL"
+    )]
     pub veth_pools: Vec<Cidr>,
     /// Name the host ends PREFIX plus a counter (at most 8 bytes of [a-z0-9_-]). Veths
     /// named so are this daemon's: it removes those a previous run left when it starts.
-    #[arg(long, value_name = "PREFIX", default_value = crate::network::DEFAULT_PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = crate::network::DEFAULT_PREFIX, env = "HATCHERY_VETH_PREFIX")]
     pub veth_prefix: String,
     /// Let the kernel forward packets from sandboxes beyond their host end (for the
     /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_VETH_FORWARDING", value_parser = clap::builder::BoolishValueParser::new())]
     pub veth_forwarding: bool,
     /// How to write the log to stderr: `text` (`key=value` fields, coloured only on a
     /// terminal) or `json` (one object per line, for log collectors). `RUST_LOG` sets
     /// the level [default: info].
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, env = "HATCHERY_LOG_FORMAT")]
     pub log_format: LogFormat,
 }
 
