@@ -1,4 +1,5 @@
-//! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command.
+//! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command,
+//! `status` and `ps` ask a daemon about itself.
 //!
 //! Parses the command line, calls the library, prints. `run` lives in `src/run/`, with
 //! its exit codes: the docker/podman convention (the child's code, 128+N when killed by
@@ -8,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod run;
+mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -39,6 +41,11 @@ enum Command {
     Serve(ServeArgs),
     /// Run one command in a sandbox and exit with its status.
     Run(run::RunArgs),
+    /// Ask a daemon about itself: uptime, version, warm pool, veth leases, spawn counters
+    /// and the live sandboxes you may see (all of them for root).
+    Status(status::StatusArgs),
+    /// List the live sandboxes of a daemon that you may see: your own (root: every one).
+    Ps(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +91,8 @@ fn main() -> ExitCode {
             init_logging("warn");
             run::main(args)
         }
+        Command::Status(args) => status::main(args, status::Report::Status),
+        Command::Ps(args) => status::main(args, status::Report::Ps),
     }
 }
 

@@ -263,3 +263,208 @@ fn serve_honours_its_variables_and_flags_win() {
     );
     assert_eq!(default_pids_of(&daemon), 88);
 }
+
+/// Waits until `status` (asked again and again) satisfies `done`; returns that status.
+fn status_when(
+    client: &hatchery::Client,
+    what: &str,
+    done: impl Fn(&hatchery::protocol::DaemonStatus) -> bool,
+) -> hatchery::protocol::DaemonStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = client.status().expect("status");
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {what}: {status:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// `Status` tells the daemon's version and uptime, its live sandboxes (owner, program,
+/// age, memory, phase), its warm pool's hits and misses and its counters, which move as
+/// spawns are served, fail and end; `hatchery status` and `ps` print the same.
+#[test]
+fn status_reports_the_daemon_its_sandboxes_and_counters_that_move() {
+    use hatchery::protocol::DaemonStatus;
+    require_sandbox!();
+    let daemon = Daemon::start_with(&["--warm-pool", "1"]);
+    common::warm::wait_for_idle(daemon.pid(), 1);
+    let client = daemon.client();
+    let before = client.status().expect("status");
+    assert_eq!(
+        before.version,
+        format!("hatchery {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(before.pid, daemon.pid() as u32);
+    assert!(before.all_owners, "root sees every sandbox");
+    assert_eq!((before.live, before.sandboxes.len()), (0, 0));
+    assert_eq!(
+        (before.warm_pool.size_per_shape, before.warm_pool.shapes),
+        (1, 1)
+    );
+    assert_eq!(before.warm_pool.idle, 1);
+    assert_eq!((before.warm_pool.hits, before.warm_pool.misses), (0, 0));
+    assert!(
+        before.served.is_empty() && before.failed.is_empty(),
+        "{before:?}"
+    );
+    assert!(!before.veth.enabled);
+
+    // Served warm (the pool's idle sandbox), then fresh (the pool is empty).
+    let mut first = client
+        .spawn_child(hatchery::SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    let mut second = client
+        .spawn_child(hatchery::SpawnRequest::new("/bin/sleep").arg("31"))
+        .expect("spawn");
+    let failed = client.spawn_child(hatchery::SpawnRequest::new("/nonexistent/program"));
+    assert!(failed.is_err());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let status = client.status().expect("status");
+    assert!(
+        status.uptime_ms >= 50 && status.uptime_ms > before.uptime_ms,
+        "{status:?}"
+    );
+    // The first is the idle sandbox's; the pool may have refilled for the others.
+    let warm = DaemonStatus::count(&status.served, "warm");
+    let fresh = DaemonStatus::count(&status.served, "fresh");
+    assert!(warm >= 1 && warm + fresh == 2, "{status:?}");
+    assert_eq!(
+        DaemonStatus::count(&status.failed, "not_found"),
+        1,
+        "{status:?}"
+    );
+    let pool = status.warm_pool;
+    assert!(pool.hits >= 1 && pool.hits + pool.misses == 3, "{status:?}");
+    let ours: Vec<_> = status
+        .sandboxes
+        .iter()
+        .filter(|s| s.phase == "running")
+        .collect();
+    assert_eq!(ours.len(), 2, "{status:#?}");
+    for (sandbox, child) in ours.iter().zip([&first, &second]) {
+        assert_eq!(sandbox.pid, child.pid);
+        assert_eq!(sandbox.owner_uid, Some(0));
+        assert_eq!(sandbox.program, "/bin/sleep");
+        assert!(sandbox.age_ms >= 50, "{sandbox:?}");
+        assert!(sandbox.memory_bytes.is_some_and(|m| m > 0), "{sandbox:?}");
+        assert!(sandbox.client_connected);
+    }
+    assert!(ours[0].sandbox < ours[1].sandbox, "oldest first");
+
+    // The CLI prints the same report.
+    let socket = daemon.socket.to_str().unwrap();
+    let (code, json, stderr) = hatchery(&["status", "--socket", socket, "--json"], b"", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&json).expect("status --json");
+    assert_eq!(json["warm_pool"]["hits"], pool.hits);
+    assert_eq!(
+        json["warm_pool"]["hit_rate"].as_f64().map(|r| r > 0.0),
+        Some(true)
+    );
+    assert_eq!(
+        json["sandboxes"].as_array().map(Vec::len),
+        Some(2),
+        "{json}"
+    );
+    let (code, table, stderr) = hatchery(&["status", "--socket", socket], b"", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let served = match fresh {
+        0 => "served:     warm 2".to_string(),
+        _ => format!("served:     fresh {fresh}, warm {warm}"),
+    };
+    assert!(table.contains(&served), "{table}");
+    assert!(table.contains("failed:     not_found 1"), "{table}");
+    let (code, ps, stderr) = hatchery(&["ps", "--socket", socket], b"", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("SANDBOX  ID  PID"), "{ps}");
+    assert_eq!(lines.len(), 3, "{ps}");
+    assert!(
+        lines[1].contains(&first.pid.to_string()) && lines[1].ends_with("/bin/sleep"),
+        "{ps}"
+    );
+
+    // Ended, by reason; gone from the list.
+    first.kill().expect("kill");
+    first.wait().expect("wait");
+    second.kill().expect("kill");
+    second.wait().expect("wait");
+    let after = status_when(&client, "both reaped", |s| s.live == 0);
+    assert!(after.sandboxes.is_empty(), "{after:?}");
+    assert_eq!(
+        DaemonStatus::count(&after.ended, "killed_by_client"),
+        2,
+        "{after:?}"
+    );
+}
+
+/// A client that is not root (nor the daemon's uid) sees only its own sandboxes, in
+/// `Status` and in `hatchery ps`; root sees every one.
+#[test]
+fn a_non_root_client_sees_only_its_own_sandboxes() {
+    use std::os::unix::process::CommandExt;
+    require_sandbox!();
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but not root"
+        );
+        eprintln!("skipped: switching to uid 65534 needs root");
+        return;
+    }
+    let daemon = Daemon::start_with(&["--allow-uid", "65534"]);
+    let client = daemon.client();
+    let mut roots = client
+        .spawn_child(hatchery::SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    let as_nobody = |args: &[&str]| {
+        let mut command = std::process::Command::new(common::hatchery_for_others());
+        command.args(args).uid(65534).gid(65534);
+        command
+    };
+    let socket = daemon.socket.to_str().unwrap();
+    let mut nobodys = as_nobody(&["run", "--socket", socket, "--", "/bin/sleep", "29"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("run as nobody");
+    let all = status_when(&client, "nobody's sandbox running", |s| {
+        s.sandboxes.iter().filter(|s| s.phase == "running").count() == 2
+    });
+    let owners: BTreeSet<Option<u32>> = all.sandboxes.iter().map(|s| s.owner_uid).collect();
+    assert_eq!(owners, BTreeSet::from([Some(0), Some(65534)]), "{all:#?}");
+    for command in ["ps", "status"] {
+        let out = as_nobody(&[command, "--socket", socket, "--json"])
+            .output()
+            .expect("ps as nobody");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let sandboxes = if command == "ps" {
+            &json
+        } else {
+            &json["sandboxes"]
+        };
+        let owners: Vec<&serde_json::Value> = sandboxes
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| &s["owner_uid"])
+            .collect();
+        assert_eq!(owners, [&serde_json::json!(65534)], "{command}: {json}");
+        if command == "status" {
+            assert_eq!(json["all_owners"], false, "{json}");
+        }
+    }
+    roots.kill().expect("kill");
+    roots.wait().expect("wait");
+    let _ = nobodys.kill();
+    let _ = nobodys.wait();
+}

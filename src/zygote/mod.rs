@@ -16,6 +16,7 @@
 //! - `child`, `reports`: a sandbox as the daemon tracks it, and what its init reports, up
 //!   to its reap and verdict;
 //! - `warm_pool`, `entries`, `limits`: what the loop keeps between requests;
+//! - `stats`: what the loop counts, and its answer to `Status`;
 //! - [`diagnose`]: hints for failures a machine's setup explains;
 //! - [`args`], `builder`, [`embedded`]: the ways a zygote is made and started.
 
@@ -32,6 +33,7 @@ pub mod listener;
 mod reports;
 mod server;
 mod spawn;
+mod stats;
 mod warm_pool;
 
 use std::os::fd::OwnedFd;

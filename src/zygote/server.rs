@@ -18,6 +18,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::child::{sandbox_event, Child};
 use super::connection::{Connection, HANDSHAKE_DEADLINE};
 use super::listener::{self, Listener};
+use super::stats::Stats;
 use super::{Zygote, ZygoteError};
 use crate::protocol::{self, EndReason, ErrorKind, Event, Request, PROTOCOL_VERSION};
 use crate::sandbox::SpareNamespaces;
@@ -94,6 +95,8 @@ pub(super) struct Server {
     accept_paused_until: Option<Instant>,
     accept_failed: RateLimited,
     turned_away: RateLimited,
+    /// What the loop counts (served, failed, ended, pool hits), for `Status`.
+    pub(super) stats: Stats,
 }
 
 impl Server {
@@ -128,6 +131,7 @@ impl Server {
             accept_paused_until: None,
             accept_failed: RateLimited::new(),
             turned_away: RateLimited::new(),
+            stats: Stats::new(),
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -592,6 +596,7 @@ impl Server {
                 conn.closing = true;
             }
             Request::Spawn { id, request } => self.spawn(key, id, *request, fds),
+            Request::Status { id } => self.answer_status(key, id),
             Request::Signal { id, signal } => {
                 let pid = conn.children.get(&id).copied();
                 match pid.and_then(|pid| self.children.get_mut(&pid)) {

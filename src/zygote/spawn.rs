@@ -28,6 +28,9 @@ struct Launched {
     lease: Option<Lease>,
     /// The subnet reserved for a fresh sandbox's veth network, still to be built.
     subnet: Option<Subnet>,
+    /// For a poolable request of a daemon that keeps a pool: whether an idle sandbox
+    /// served it.
+    pooled: Option<bool>,
 }
 
 /// Why no sandbox was started.
@@ -78,6 +81,7 @@ impl Server {
                 ?message,
                 "refused a spawn request",
             );
+            self.stats.failed(ErrorKind::InvalidRequest.name());
             conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
             return;
         }
@@ -106,6 +110,7 @@ impl Server {
                     message = ?refusal.message,
                     "refused a spawn request",
                 );
+                self.stats.failed(refusal.kind.name());
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
@@ -131,6 +136,7 @@ impl Server {
             sandbox,
             lease,
             subnet,
+            pooled,
         } = match launched {
             Ok(launched) => launched,
             Err(failure) => {
@@ -168,6 +174,7 @@ impl Server {
                         (ErrorKind::Internal { error }, message)
                     }
                 };
+                self.stats.failed(kind.name());
                 conn.send_error(Some(id), kind, message);
                 return;
             }
@@ -181,7 +188,10 @@ impl Server {
         let pid = sandbox.pid;
         conn.children.insert(id, pid);
         let kill_on_disconnect = request.sandbox.kill_on_disconnect;
-        let child = Child::new(
+        if let Some(hit) = pooled {
+            self.stats.pool(hit);
+        }
+        let mut child = Child::new(
             key,
             origin,
             sandbox,
@@ -190,6 +200,7 @@ impl Server {
             kill_on_disconnect,
             lease,
         );
+        child.warm = pooled == Some(true);
         self.children.insert(pid, child);
         if let (Some(subnet), NetworkConfig::Veth(veth)) = (subnet, &request.sandbox.network) {
             self.attach_network(pid, subnet, veth);
@@ -243,11 +254,12 @@ impl Server {
                     error = ?crate::error_chain(&error),
                     "spawn failed",
                 );
+                let step = SetupStep::Network;
+                self.stats.failed("setup");
                 let Some(conn) = child.conn.and_then(|key| self.conns.get_mut(&key)) else {
                     return;
                 };
                 forget_child(conn, child.id, pid);
-                let step = SetupStep::Network;
                 let message = diagnose::with_hint(
                     format!("sandbox setup step \"{step}\" failed: {error}"),
                     &error,
@@ -287,6 +299,7 @@ impl Zygote {
                         sandbox,
                         lease,
                         subnet: None,
+                        pooled: Some(true),
                     })
                 }
                 Warm::Failed(e) => return Err(NotLaunched::Failed(e)),
@@ -326,6 +339,7 @@ impl Zygote {
                     sandbox,
                     lease: None,
                     subnet,
+                    pooled: (poolable && self.pool.size() > 0).then_some(false),
                 })
             }
             Err(e) => {

@@ -380,6 +380,30 @@ impl WarmPool {
         }
     }
 
+    /// Idle sandboxes kept per shape.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The pooled shapes.
+    pub fn shape_count(&self) -> usize {
+        self.shapes.len()
+    }
+
+    /// Idle sandboxes now, all shapes together.
+    pub fn idle(&self) -> usize {
+        self.shapes.iter().map(|s| s.idle.len()).sum()
+    }
+
+    /// Veth leases the idle sandboxes hold.
+    pub fn leases(&self) -> usize {
+        self.shapes
+            .iter()
+            .flat_map(|s| &s.idle)
+            .filter(|warm| warm.lease.is_some())
+            .count()
+    }
+
     /// Whether no idle sandbox is left (after [`WarmPool::close`], once all are reaped).
     pub fn is_empty(&self) -> bool {
         self.shapes.iter().all(|s| s.idle.is_empty())
