@@ -468,3 +468,316 @@ fn a_non_root_client_sees_only_its_own_sandboxes() {
     let _ = nobodys.kill();
     let _ = nobodys.wait();
 }
+
+// ---- socket activation, readiness, graceful stop, reload ----
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A listening `SOCK_SEQPACKET` socket at `path`, as a `.socket` unit makes it.
+fn listening_socket(path: &Path) -> OwnedFd {
+    use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
+    let fd = socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    socket::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &UnixAddr::new(path).unwrap(),
+    )
+    .expect("bind");
+    socket::listen(&fd, Backlog::new(16).unwrap()).expect("listen");
+    fd
+}
+
+/// Starts `hatchery serve ARGS` as a service manager would with socket activation: the
+/// socket as fd 3, `LISTEN_FDS=1`, `LISTEN_PID` its own pid (a shell that `exec`s keeps
+/// its pid), plus `env`. The `--socket` it is given names nothing that exists.
+fn activated_daemon(socket: &OwnedFd, args: &[&str], env: &[(&str, &str)]) -> Activated {
+    let stdin = socket.try_clone().expect("dup the socket");
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            r#"exec 3<&0 0</dev/null; LISTEN_PID=$$ exec "$0" serve --socket /nonexistent/hatchery.sock "$@""#,
+            common::HATCHERY,
+        ])
+        .args(args)
+        .env("LISTEN_FDS", "1")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    Activated(child)
+}
+
+/// An activated daemon, killed if a failing test leaves it running.
+struct Activated(Child);
+
+impl std::ops::Deref for Activated {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Activated {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Activated {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A datagram socket for `NOTIFY_SOCKET`, with a receive timeout.
+fn notify_socket(dir: &Path) -> (UnixDatagram, PathBuf) {
+    let path = dir.join("notify");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (socket, path)
+}
+
+fn next_notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a notification within 10 s");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn sigterm(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+}
+
+/// The daemon serves the socket a test made and passed (`LISTEN_FDS`/`LISTEN_PID`),
+/// says `READY=1` on `NOTIFY_SOCKET` once it accepts and `STOPPING=1` when it stops,
+/// leaves the socket in place, and no sandbox sees any of these variables.
+#[test]
+fn a_passed_socket_is_served_and_readiness_is_notified() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let path = dir.path().join("activated.sock");
+    let socket = listening_socket(&path);
+    let (notify, notify_path) = notify_socket(dir.path());
+    let mut daemon = activated_daemon(
+        &socket,
+        &[],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+    );
+    let ready = next_notification(&notify);
+    assert_eq!(
+        ready,
+        format!("READY=1\nSTATUS=serving on {}", path.display())
+    );
+    let (code, stdout, stderr) = hatchery(
+        &[
+            "run",
+            "--socket",
+            path.to_str().unwrap(),
+            "--",
+            "/usr/bin/env",
+        ],
+        b"",
+        &[],
+    );
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, ""),
+        "a sandbox's environment: {stderr}"
+    );
+    let client = hatchery::Client::connect(&path).expect("connect");
+    let out = client
+        .output(
+            hatchery::SpawnRequest::new("/bin/cat")
+                .arg("/proc/self/environ")
+                .env("KEPT", "1"),
+        )
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "KEPT=1\0");
+    drop(client);
+    sigterm(&daemon);
+    assert!(next_notification(&notify).starts_with("STOPPING=1\n"));
+    assert!(daemon.wait().expect("wait").success());
+    assert!(path.exists(), "a passed socket stays for the next daemon");
+}
+
+/// `LISTEN_PID` naming another process: its sockets are not ours, the daemon binds its
+/// own `--socket`; more than one socket passed: refused, in the unit's words.
+#[test]
+fn activation_variables_are_checked() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let daemon = Daemon::start_with_args_and_env(&[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")]);
+    assert!(daemon.socket.exists());
+    drop(daemon);
+    let socket = listening_socket(&dir.path().join("two.sock"));
+    let status = activated_daemon(&socket, &[], &[("LISTEN_FDS", "2")])
+        .wait()
+        .expect("wait");
+    assert_eq!(status.code(), Some(1));
+}
+
+/// A restart under socket activation loses no work: after SIGTERM the running job
+/// finishes within `--shutdown-grace` (exit 0, not `daemon_shutdown`), and a client
+/// that connects meanwhile waits on the socket and is served by the next daemon.
+#[test]
+fn a_restart_lets_the_job_finish_and_a_client_that_connects_meanwhile_is_served_after_it() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let path = dir.path().join("restart.sock");
+    let socket = listening_socket(&path);
+    let (notify, notify_path) = notify_socket(dir.path());
+    let env = [("NOTIFY_SOCKET", notify_path.to_str().unwrap())];
+    let mut first = activated_daemon(&socket, &["--shutdown-grace", "20s"], &env);
+    assert!(next_notification(&notify).starts_with("READY=1"));
+    let client = hatchery::Client::connect(&path).expect("connect");
+    let mut job = client
+        .spawn_child(
+            hatchery::SpawnRequest::new("/bin/sh")
+                .args(["-c", "read line; echo finished $line"])
+                .stdin(hatchery::Stdio::Pipe)
+                .stdout(hatchery::Stdio::Pipe),
+        )
+        .expect("spawn");
+    sigterm(&first);
+    assert!(next_notification(&notify).starts_with("STOPPING=1"));
+    // Connects while the first daemon drains: queued on the socket, not refused.
+    let queued = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let began = Instant::now();
+            let client = hatchery::Client::connect(&path).expect("a queued connect");
+            let waited = began.elapsed();
+            let out = client
+                .output(hatchery::SpawnRequest::new("/bin/echo").arg("second"))
+                .expect("served by the next daemon");
+            (waited, out)
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first daemon waits for its job"
+    );
+    use std::io::{Read, Write};
+    job.stdin.take().unwrap().write_all(b"well\n").unwrap();
+    let mut out = String::new();
+    job.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let verdict = job.wait().expect("the job's verdict");
+    assert_eq!(out, "finished well\n");
+    assert_eq!(
+        verdict.reason,
+        hatchery::protocol::EndReason::Exited,
+        "{verdict:?}"
+    );
+    drop(client);
+    assert!(first.wait().unwrap().success());
+    let mut second = activated_daemon(&socket, &[], &env);
+    let (waited, out) = queued.join().expect("the queued client");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "served only after the restart: {waited:?}"
+    );
+    assert_eq!(out.stdout, b"second\n");
+    sigterm(&second);
+    assert!(second.wait().unwrap().success());
+}
+
+/// Past the grace, running sandboxes are killed with the verdict `daemon_shutdown`.
+#[test]
+fn past_the_shutdown_grace_sandboxes_are_killed() {
+    require_sandbox!();
+    let daemon = Daemon::start_with(&["--shutdown-grace", "300ms"]);
+    let client = daemon.client();
+    let mut child = client
+        .spawn_child(hatchery::SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    let began = Instant::now();
+    assert!(daemon.stop().success());
+    let verdict = child.wait().expect("verdict");
+    assert_eq!(
+        verdict.reason,
+        hatchery::protocol::EndReason::DaemonShutdown
+    );
+    assert!(
+        began.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+/// SIGHUP reads `--limits-file` again: the next sandbox gets the new default, the one
+/// running keeps going untouched.
+#[test]
+fn sighup_applies_a_new_default_to_the_next_sandbox_and_keeps_the_running_one() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let file = dir.path().join("limits.toml");
+    std::fs::write(&file, "default-pids = 77\n").unwrap();
+    let daemon = Daemon::start_with(&["--limits-file", file.to_str().unwrap()]);
+    assert_eq!(default_pids_of(&daemon), 77);
+    let client = daemon.client();
+    let mut running = client
+        .spawn_child(
+            hatchery::SpawnRequest::new("/bin/sh")
+                .args(["-c", "read line; echo still here"])
+                .stdin(hatchery::Stdio::Pipe)
+                .stdout(hatchery::Stdio::Pipe),
+        )
+        .expect("spawn");
+    std::fs::write(&file, "default-pids = 66\n").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while default_pids_of(&daemon) != 66 {
+        assert!(Instant::now() < deadline, "the reload never applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    use std::io::{Read, Write};
+    running.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let mut out = String::new();
+    running
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let verdict = running.wait().expect("verdict");
+    assert_eq!(out, "still here\n");
+    assert_eq!(verdict.reason, hatchery::protocol::EndReason::Exited);
+    assert_eq!(
+        verdict.limits.pids,
+        Some(77),
+        "the running sandbox kept its limits"
+    );
+    // A file that no longer parses changes nothing.
+    std::fs::write(&file, "default-pids = \"many\"\n").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(default_pids_of(&daemon), 66);
+}

@@ -79,6 +79,15 @@ fn limit_help(kind: Limit) -> &'static str {
     }
 }
 
+impl<P> Clone for LimitFlags<P> {
+    fn clone(&self) -> Self {
+        LimitFlags {
+            limits: self.limits,
+            prefix: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<P: FlagPrefix> clap::FromArgMatches for LimitFlags<P> {
     fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
         let mut flags = LimitFlags {

@@ -3,17 +3,18 @@
 //! process, before it serves.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use super::{
-    Access, ConnectionLimits, HostIdPolicy, HostIdRange, WarmPoolConfig, ZygoteConfig, ZygoteError,
-    DEFAULT_MAX_CHILDREN,
+    Access, ConnectionLimits, HostIdPolicy, HostIdRange, Reloader, WarmPoolConfig, ZygoteConfig,
+    ZygoteError, DEFAULT_MAX_CHILDREN,
 };
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
 use crate::network::{Cidr, NetworkSettings};
-use crate::protocol::{Layer, Limit, LimitSet};
+use crate::protocol::{Layer, Limit, LimitSet, Limits};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
 
@@ -52,6 +53,14 @@ pub enum ServeArgsError {
         /// What is wrong with it.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The `--limits-file` cannot be read or holds something else than limits.
+    #[error("--limits-file {path:?}: {message}")]
+    LimitsFile {
+        /// The file, as given.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// `--group` names no group.
     #[error("no such group: {0}")]
@@ -96,7 +105,7 @@ impl LogFormat {
 }
 
 /// The flags of `hatchery serve`, shared by every zygote ([`crate::ZygoteBuilder::serve_from_args`]).
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ServeArgs {
     /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery/hatchery.sock as root,
     /// else $XDG_RUNTIME_DIR/hatchery.sock, else /tmp/hatchery-UID.sock]
@@ -183,6 +192,16 @@ pub struct ServeArgs {
     /// names, or `all` [default: none; a request asking to is refused].
     #[arg(long, value_name = "LIMIT[,LIMIT]", value_delimiter = ',', value_parser = parse_limit_kind, env = "HATCHERY_ALLOW_UNLIMITED")]
     pub allow_unlimited: Vec<LimitSet>,
+    /// Read limit defaults and ceilings from FILE (TOML: `default-memory = "256M"`,
+    /// `max-wall-time = "10m"`, ... as the flags), at start and again on SIGHUP; the
+    /// --default-* and --max-* flags win over it.
+    #[arg(long, value_name = "FILE", env = "HATCHERY_LIMITS_FILE")]
+    pub limits_file: Option<PathBuf>,
+    /// On SIGTERM or SIGINT, stop accepting and let running sandboxes go on this long
+    /// (e.g. 30s) before killing them (`daemon_shutdown`); a second signal kills them at
+    /// once.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_grace, env = "HATCHERY_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Duration,
     /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
     /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
     /// Without it, requests for a veth network are refused.
@@ -206,6 +225,72 @@ pub struct ServeArgs {
     /// the level [default: info].
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, env = "HATCHERY_LOG_FORMAT")]
     pub log_format: LogFormat,
+}
+
+/// `--shutdown-grace`: a duration as the limits take it (`30s`, `2m`, `0`).
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    crate::limits::parse_duration_ms(text)
+        .map(Duration::from_millis)
+        .map_err(|e| e.to_string())
+}
+
+/// The `--limits-file`: `default-LIMIT` and `max-LIMIT` keys, each a value as its flag
+/// takes it (a string, or a number for counts), or `"unlimited"`.
+fn read_limits_file(path: &Path) -> Result<(Limits, Limits), ServeArgsError> {
+    let fail = |message: String| ServeArgsError::LimitsFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let (mut defaults, mut ceilings) = (Limits::default(), Limits::default());
+    for (key, value) in table {
+        let (slot, name) = match (key.strip_prefix("default-"), key.strip_prefix("max-")) {
+            (Some(name), _) => (&mut defaults, name),
+            (_, Some(name)) => (&mut ceilings, name),
+            _ => {
+                return Err(fail(format!(
+                    "{key:?} is neither default-LIMIT nor max-LIMIT"
+                )))
+            }
+        };
+        let kind = Limit::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| fail(format!("{key:?}: no limit is called {name:?}")))?;
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(n) => n.to_string(),
+            other => {
+                return Err(fail(format!(
+                    "{key:?}: a {} is not a limit",
+                    other.type_str()
+                )))
+            }
+        };
+        match crate::limits::parse_limit_or_unlimited(kind, &text) {
+            Ok(Some(value)) => slot.set_limit(kind, Some(value)),
+            Ok(None) => slot.unlimited.insert(kind),
+            Err(e) => return Err(fail(format!("{key:?}: {e}"))),
+        }
+    }
+    Ok((defaults, ceilings))
+}
+
+/// `flags` over `file`: a limit the flags give (or lift) wins.
+fn flags_over(file: Limits, flags: Limits) -> Limits {
+    let mut merged = file;
+    for kind in Limit::ALL {
+        if flags.unlimited.contains(kind) {
+            merged.set_limit(kind, None);
+            merged.unlimited.insert(kind);
+        } else if let Some(value) = flags.get(kind) {
+            merged.set_limit(kind, Some(value));
+            merged.unlimited.remove(kind);
+        }
+    }
+    merged
 }
 
 /// A limit's command-line name (`pids`, `tmp-size`), or `all`.
@@ -256,8 +341,23 @@ impl ServeArgs {
     /// built-in default above a ceiling lowered to it (a default the operator typed
     /// above it stays, and the zygote refuses to start).
     pub fn limit_policy(&self) -> LimitPolicy {
-        let given = self.default_limits.limits;
-        let mut ceilings = self.max_limits.limits;
+        self.policy_from(self.default_limits.limits, self.max_limits.limits)
+    }
+
+    /// The limit policy of `--limits-file` (read now) with the flags over it.
+    pub fn limit_policy_with_file(&self) -> Result<LimitPolicy, ServeArgsError> {
+        let Some(path) = &self.limits_file else {
+            return Ok(self.limit_policy());
+        };
+        let (defaults, ceilings) = read_limits_file(path)?;
+        Ok(self.policy_from(
+            flags_over(defaults, self.default_limits.limits),
+            flags_over(ceilings, self.max_limits.limits),
+        ))
+    }
+
+    fn policy_from(&self, given: Limits, ceilings: Limits) -> LimitPolicy {
+        let mut ceilings = ceilings;
         ceilings.unlimited = LimitSet::EMPTY;
         let mut defaults = SAFE_DEFAULTS;
         for kind in Limit::ALL {
@@ -289,9 +389,16 @@ impl ServeArgs {
         self.socket.clone().unwrap_or_else(default_socket_path)
     }
 
-    /// The daemon configuration these flags ask for.
-    pub fn zygote_config(&self) -> Result<ZygoteConfig, ServeArgsError> {
+    /// What a reload (SIGHUP) takes: the seccomp policies (their files read again) and
+    /// the limit policy (`--limits-file` read again, the flags over it).
+    fn reloadable(&self) -> Result<ZygoteConfig, ServeArgsError> {
         let mut config = ZygoteConfig::new()?;
+        self.load_policies(&mut config)?;
+        config.limits = self.limit_policy_with_file()?;
+        Ok(config)
+    }
+
+    fn load_policies(&self, config: &mut ZygoteConfig) -> Result<(), ServeArgsError> {
         let mut policies = self
             .seccomp_policy
             .iter()
@@ -303,6 +410,19 @@ impl ServeArgs {
             config.seccomp_name = name;
             config.more_seccomp = policies.collect();
         }
+        Ok(())
+    }
+
+    /// The daemon configuration these flags ask for; SIGHUP reloads its seccomp policy
+    /// files and `--limits-file`.
+    pub fn zygote_config(&self) -> Result<ZygoteConfig, ServeArgsError> {
+        let mut config = ZygoteConfig::new()?;
+        self.load_policies(&mut config)?;
+        let again = self.clone();
+        config.reload = Some(Reloader::new(move || {
+            again.reloadable().map_err(|e| crate::error_chain(&e))
+        }));
+        config.shutdown_grace = self.shutdown_grace;
         config.allowed_opt_outs = self.allow_unsafe_disable.clone();
         config.allow_dev_binds = self.allow_dev_bind;
         config.host_ids = self.host_id_policy();
@@ -327,7 +447,7 @@ impl ServeArgs {
                 first_slot: 0,
             });
         }
-        config.limits = self.limit_policy();
+        config.limits = self.limit_policy_with_file()?;
         config.warm_pool.shapes = if self.warm_pool_shape.is_empty() {
             vec![crate::protocol::SandboxConfig::default()]
         } else {

@@ -19,6 +19,7 @@ use super::child::{sandbox_event, Child};
 use super::connection::{Connection, HANDSHAKE_DEADLINE};
 use super::listener::{self, Listener};
 use super::stats::Stats;
+use super::systemd::Notifier;
 use super::{Zygote, ZygoteError};
 use crate::protocol::{self, EndReason, ErrorKind, Event, Request, PROTOCOL_VERSION};
 use crate::sandbox::SpareNamespaces;
@@ -97,6 +98,10 @@ pub(super) struct Server {
     turned_away: RateLimited,
     /// What the loop counts (served, failed, ended, pool hits), for `Status`.
     pub(super) stats: Stats,
+    /// The service manager to tell of readiness, reloads and the stop, if one asked.
+    pub(super) notifier: Option<Notifier>,
+    /// When shutting down: when the sandboxes still running are killed.
+    kill_at: Option<Instant>,
 }
 
 impl Server {
@@ -108,7 +113,12 @@ impl Server {
         sys::ensure_stdio_open()?;
         zygote.sandboxer.note_signal_dispositions();
         let mut mask = SigSet::empty();
-        for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        for signal in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
             mask.add(signal);
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
@@ -132,6 +142,8 @@ impl Server {
             accept_failed: RateLimited::new(),
             turned_away: RateLimited::new(),
             stats: Stats::new(),
+            notifier: None,
+            kill_at: None,
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -193,6 +205,10 @@ impl Server {
                 spares.replenish(quiet);
             }
             self.enforce_limits();
+            if self.kill_at.is_some_and(|at| Instant::now() >= at) {
+                self.kill_at = None;
+                self.kill_all();
+            }
             self.expire_handshakes();
             self.drop_finished_connections();
         }
@@ -271,6 +287,7 @@ impl Server {
                     .map(|_| crate::network::COLLECT_EVERY),
             )
             .chain(self.next_refill())
+            .chain(self.kill_at.map(|at| at.saturating_duration_since(now)))
             .chain(
                 self.conns
                     .values()
@@ -342,6 +359,7 @@ impl Server {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(Signal::SIGHUP) => self.reload(),
                 Ok(signal) => {
                     tracing::info!(%signal, "shutting down");
                     self.shut_down();
@@ -351,15 +369,86 @@ impl Server {
         }
     }
 
-    /// Stops accepting, removes the socket and kills every sandbox; the loop ends once
-    /// they are all reaped.
+    /// Tells the service manager, if one asked, e.g. `READY=1`.
+    fn notify(&self, state: &str) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(state);
+        }
+    }
+
+    /// Tells the service manager the daemon accepts: `READY=1` and a status line.
+    pub(super) fn ready(&self) {
+        let socket = self
+            .listener
+            .as_ref()
+            .map(|l| l.path().display().to_string())
+            .unwrap_or_default();
+        self.notify(&format!("READY=1\nSTATUS=serving on {socket}"));
+    }
+
+    /// Stops accepting (a socket the daemon made is removed; one a service manager
+    /// passed stays, and connections queue on it for the next daemon), then kills every
+    /// sandbox, at once or after the shutdown grace; the loop ends once they are all
+    /// reaped. A second SIGTERM or SIGINT during the grace kills them at once.
     fn shut_down(&mut self) {
+        let again = self.shutting_down;
         self.shutting_down = true;
         self.listener = None;
         self.zygote.pool.close();
+        let grace = self.zygote.shutdown_grace;
+        let running = self.children.len();
+        if again || grace.is_zero() || running == 0 {
+            self.notify(&format!(
+                "STOPPING=1\nSTATUS=stopping: killing {running} sandboxes"
+            ));
+            self.kill_at = None;
+            self.kill_all();
+            return;
+        }
+        tracing::info!(
+            sandboxes = running,
+            grace_ms = grace.as_millis() as u64,
+            "letting running sandboxes finish; killing them after the grace"
+        );
+        self.notify(&format!(
+            "STOPPING=1\nSTATUS=stopping: {running} sandboxes may run {} s more",
+            grace.as_secs()
+        ));
+        self.kill_at = Some(Instant::now() + grace);
+    }
+
+    /// Kills every sandbox for the daemon's shutdown.
+    fn kill_all(&mut self) {
         for child in self.children.values_mut() {
             child.kill(EndReason::DaemonShutdown);
         }
+    }
+
+    /// SIGHUP: takes the limit defaults and ceilings and the seccomp policies of a
+    /// freshly loaded configuration (its files read again). Running sandboxes keep
+    /// theirs; idle warm ones, forked with the old seccomp programs, are replaced. A
+    /// configuration that does not load or compile changes nothing and is logged.
+    fn reload(&mut self) {
+        let Some(reloader) = self.zygote.reload.clone() else {
+            tracing::info!("SIGHUP: this daemon has nothing to reload");
+            return;
+        };
+        self.notify("RELOADING=1");
+        let applied = reloader.load().and_then(|config| {
+            config.limits.check().map_err(|e| crate::error_chain(&e))?;
+            let seccomp = super::compile_policies(&config).map_err(|e| crate::error_chain(&e))?;
+            self.zygote.enforcer.set_policy(config.limits);
+            self.zygote.sandboxer.set_seccomp(seccomp);
+            self.zygote.pool.drain_idle();
+            Ok(())
+        });
+        match applied {
+            Ok(()) => tracing::info!("SIGHUP: limits and seccomp policies reloaded"),
+            Err(why) => {
+                tracing::error!(error = %why, "SIGHUP: reload failed; the running configuration stays")
+            }
+        }
+        self.notify("READY=1");
     }
 
     fn on_listener(&mut self) {

@@ -380,6 +380,14 @@ impl WarmPool {
         }
     }
 
+    /// Kills every idle sandbox (forked with what the daemon held then, e.g. its seccomp
+    /// programs before a reload); the pool refills with new ones as they are reaped.
+    pub fn drain_idle(&mut self) {
+        for warm in self.shapes.iter().flat_map(|s| &s.idle) {
+            warm.idle.kill();
+        }
+    }
+
     /// Idle sandboxes kept per shape.
     pub fn size(&self) -> usize {
         self.size
