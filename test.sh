@@ -42,6 +42,9 @@ done
 command -v ip >/dev/null || { missing+=("iproute2"); why+=("ip for the network tests"); }
 # tests/docs_client.rs runs the protocol doc's Python client, docs/client.py.
 command -v python3 >/dev/null || { missing+=("python3"); why+=("python3 for docs/client.py"); }
+# tests/service.rs checks the systemd units hatchery writes with `systemd-analyze verify`
+# (Debian's systemd package; nothing is started, systemd need not be running).
+command -v systemd-analyze >/dev/null || { missing+=("systemd"); why+=("systemd-analyze for the unit checks"); }
 # rustc links with the system's C compiler driver; libc6-dev has the C runtime files.
 command -v cc >/dev/null || { missing+=("gcc" "libc6-dev"); why+=("a C linker (cc) for rustc"); }
 # rustup is fetched with curl.

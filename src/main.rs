@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod run;
+mod service;
 mod status;
 
 use std::path::Path;
@@ -46,6 +47,8 @@ enum Command {
     Status(status::StatusArgs),
     /// List the live sandboxes of a daemon that you may see: your own (root: every one).
     Ps(status::StatusArgs),
+    /// Install, inspect or remove the daemon as a systemd service (socket-activated).
+    Service(service::ServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         }
         Command::Status(args) => status::main(args, status::Report::Status),
         Command::Ps(args) => status::main(args, status::Report::Ps),
+        Command::Service(args) => service::main(args),
     }
 }
 

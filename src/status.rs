@@ -110,8 +110,8 @@ fn list(counts: &[Count]) -> String {
         .join(", ")
 }
 
-/// The daemon's lines of `hatchery status`.
-fn summary(status: &DaemonStatus) -> String {
+/// The daemon's lines of `hatchery status` (and of `hatchery service status`).
+pub fn summary(status: &DaemonStatus) -> String {
     let pool = &status.warm_pool;
     let rate = pool.hit_rate().map_or(String::new(), |rate| {
         format!(" ({:.0}% hits)", rate * 100.0)

@@ -781,3 +781,218 @@ fn sighup_applies_a_new_default_to_the_next_sandbox_and_keeps_the_running_one() 
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(default_pids_of(&daemon), 66);
 }
+
+// ---- hatchery service install|status|remove ----
+
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(dir).unwrap();
+                files.insert(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files
+}
+
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/systemd");
+
+/// `install --root` writes exactly the shipped units (the service's `ExecStart=` with
+/// this binary and the flags given), `status` sees them, `remove` leaves no file; the
+/// same with `--user` under a home directory.
+#[test]
+fn install_status_and_remove_against_a_temporary_root() {
+    for (user, expected) in [
+        (
+            false,
+            [
+                "etc/systemd/system/hatchery.service",
+                "etc/systemd/system/hatchery.socket",
+                "etc/sysusers.d/hatchery.conf",
+            ]
+            .as_slice(),
+        ),
+        (
+            true,
+            [
+                ".config/systemd/user/hatchery.service",
+                ".config/systemd/user/hatchery.socket",
+            ]
+            .as_slice(),
+        ),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let root_arg = root.path().to_str().unwrap();
+        let mut install = vec!["service", "install", "--root", root_arg];
+        let mut status = vec!["service", "status", "--root", root_arg];
+        let mut remove = vec!["service", "remove", "--root", root_arg];
+        if user {
+            for args in [&mut install, &mut status, &mut remove] {
+                args.push("--user");
+            }
+        }
+        let (code, _, stderr) = hatchery(&status, b"", &[]);
+        assert_eq!(code, 3, "not installed yet: {stderr}");
+        install.extend([
+            "--",
+            "--warm-pool",
+            "2",
+            "--veth-pool",
+            "10.9.0.0/24",
+            "--env-free=x",
+        ]);
+        let (code, _, stderr) = hatchery(&install, b"", &[]);
+        assert_eq!(code, 1, "a bad serve flag is refused");
+        assert!(stderr.contains("--env-free"), "{stderr}");
+        install.pop();
+        let (code, stdout, stderr) = hatchery(&install, b"", &[]);
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let written = files_under(root.path());
+        let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
+        assert_eq!(written, expected);
+        let shipped = if user {
+            format!("{SHIPPED}/user")
+        } else {
+            SHIPPED.to_string()
+        };
+        for file in &expected {
+            let text = std::fs::read_to_string(root.path().join(file)).unwrap();
+            let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+            let name = if name == "hatchery.conf" {
+                "hatchery.sysusers"
+            } else {
+                name
+            };
+            let template = std::fs::read_to_string(format!("{shipped}/{name}")).unwrap();
+            let exec_start = format!(
+                "ExecStart={} serve --shutdown-grace 30s --warm-pool 2 --veth-pool 10.9.0.0/24",
+                common::HATCHERY
+            );
+            let template = template.replace(
+                "ExecStart=/usr/local/bin/hatchery serve --shutdown-grace 30s",
+                &exec_start,
+            );
+            assert_eq!(text, template, "{file}");
+        }
+        let (code, stdout, stderr) = hatchery(&status, b"", &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(
+            stdout.matches("installed ").count(),
+            expected.len(),
+            "{stdout}"
+        );
+        let (code, _, stderr) = hatchery(&remove, b"", &[]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            files_under(root.path()).is_empty(),
+            "left: {:?}",
+            files_under(root.path())
+        );
+        assert_eq!(
+            std::fs::read_dir(root.path()).unwrap().count(),
+            0,
+            "directories left"
+        );
+    }
+}
+
+/// `--dry-run` prints the units and writes nothing; where systemd is not running, the
+/// commands that would act on it say so and do nothing.
+#[test]
+fn dry_run_prints_and_no_systemd_is_said_plainly() {
+    let (code, stdout, stderr) = hatchery(&["service", "install", "--dry-run"], b"", &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("# /etc/systemd/system/hatchery.socket\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ListenSequentialPacket=/run/hatchery/hatchery.sock"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!(
+        "ExecStart={} serve --shutdown-grace 30s\n",
+        common::HATCHERY
+    )));
+    assert!(
+        !Path::new("/etc/systemd/system/hatchery.socket").exists()
+            || Path::new("/run/systemd/system").exists()
+    );
+    if Path::new("/run/systemd/system").exists() {
+        eprintln!("skipped the no-systemd half: systemd runs this machine");
+        return;
+    }
+    for action in ["install", "remove"] {
+        let (code, _, stderr) = hatchery(&["service", action], b"", &[]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(
+            stderr.contains("systemd is not running on this machine"),
+            "{stderr}"
+        );
+    }
+    let (_, stdout, _) = hatchery(&["service", "status"], b"", &[]);
+    assert!(
+        stdout.contains("systemd:   not running on this machine"),
+        "{stdout}"
+    );
+}
+
+/// `systemd-analyze verify` finds nothing to say about the units `install` writes (the
+/// system's and a user's), with this binary on their `ExecStart=` line.
+#[test]
+fn the_written_units_pass_systemd_analyze_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but no systemd-analyze (apt-get install systemd)"
+        );
+        eprintln!("skipped: no systemd-analyze");
+        return;
+    }
+    for user in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let mut install = vec![
+            "service",
+            "install",
+            "--root",
+            root.path().to_str().unwrap(),
+        ];
+        let dir = match user {
+            false => root.path().join("etc/systemd/system"),
+            true => {
+                install.push("--user");
+                root.path().join(".config/systemd/user")
+            }
+        };
+        install.extend(["--", "--group", "0", "--warm-pool", "1"]);
+        let (code, _, stderr) = hatchery(&install, b"", &[]);
+        assert_eq!(code, 0, "{stderr}");
+        let runtime = tempfile::tempdir().unwrap();
+        let mut verify = Command::new("systemd-analyze");
+        if user {
+            verify.arg("--user").env("XDG_RUNTIME_DIR", runtime.path());
+        }
+        let out = verify
+            .arg("verify")
+            .arg(dir.join("hatchery.socket"))
+            .arg(dir.join("hatchery.service"))
+            .output()
+            .expect("systemd-analyze");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "user {user}: {stderr}"
+        );
+    }
+}
