@@ -996,3 +996,101 @@ fn the_written_units_pass_systemd_analyze_verify() {
         );
     }
 }
+
+// ---- serve --metrics ----
+
+/// Scrapes `GET path` over HTTP/1.0; returns the status line and the body.
+fn scrape(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a Content-Length")
+        .parse()
+        .unwrap();
+    assert_eq!(length, body.len(), "{head}");
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+/// Prometheus text as `name{labels}` → value, every line checked to be a comment or a
+/// sample.
+fn samples(body: &str) -> std::collections::BTreeMap<String, f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').expect("NAME VALUE");
+            (name.to_string(), value.parse::<f64>().expect("a number"))
+        })
+        .collect()
+}
+
+/// `serve --metrics` serves Prometheus text on the loopback; the counters move as
+/// spawns are served, fail and end, and the latency histogram counts each spawn.
+#[test]
+fn metrics_are_scraped_and_move_with_the_spawns() {
+    require_sandbox!();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = Daemon::start_with(&["--metrics", &addr]);
+    let (status, body) = scrape(port, "/metrics");
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    assert!(
+        body.contains("# TYPE hatchery_spawn_latency_seconds histogram\n"),
+        "{body}"
+    );
+    let before = samples(&body);
+    assert_eq!(before["hatchery_spawn_latency_seconds_count"], 0.0);
+    assert_eq!(before["hatchery_sandboxes_live"], 0.0);
+    assert!(
+        before["hatchery_daemon_resident_memory_bytes"] > 1e6,
+        "{body}"
+    );
+    let client = daemon.client();
+    for _ in 0..3 {
+        let out = client
+            .output(hatchery::SpawnRequest::new("/bin/true"))
+            .expect("run");
+        assert!(out.verdict.status.success());
+    }
+    assert!(client
+        .spawn_child(hatchery::SpawnRequest::new("/nonexistent/program"))
+        .is_err());
+    let sleeping = client
+        .spawn_child(hatchery::SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    let after = samples(&scrape(port, "/metrics").1);
+    assert_eq!(after["hatchery_spawns_total{path=\"fresh\"}"], 4.0);
+    assert_eq!(
+        after["hatchery_spawn_failures_total{kind=\"not_found\"}"],
+        1.0
+    );
+    assert_eq!(
+        after["hatchery_sandboxes_ended_total{reason=\"exited\"}"],
+        3.0
+    );
+    assert_eq!(after["hatchery_spawn_latency_seconds_count"], 4.0);
+    assert_eq!(
+        after["hatchery_spawn_latency_seconds_bucket{le=\"+Inf\"}"],
+        4.0
+    );
+    assert!(after["hatchery_spawn_latency_seconds_sum"] > 0.0);
+    assert_eq!(after["hatchery_sandboxes_live"], 1.0);
+    assert!(after["hatchery_uptime_seconds"] > before["hatchery_uptime_seconds"]);
+    let (status, _) = scrape(port, "/other");
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
+    let mut sleeping = sleeping;
+    sleeping.kill().unwrap();
+    sleeping.wait().unwrap();
+}

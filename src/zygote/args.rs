@@ -202,6 +202,11 @@ pub struct ServeArgs {
     /// once.
     #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_grace, env = "HATCHERY_SHUTDOWN_GRACE")]
     pub shutdown_grace: Duration,
+    /// Serve Prometheus metrics (spawns, failures by kind, spawn latency, live
+    /// sandboxes, pool hits and misses, sandboxes ended by reason, the daemon's memory)
+    /// over HTTP at ADDR:PORT/metrics, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR:PORT", env = "HATCHERY_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
     /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
     /// Without it, requests for a veth network are refused.
@@ -423,6 +428,7 @@ impl ServeArgs {
             again.reloadable().map_err(|e| crate::error_chain(&e))
         }));
         config.shutdown_grace = self.shutdown_grace;
+        config.metrics = self.metrics;
         config.allowed_opt_outs = self.allow_unsafe_disable.clone();
         config.allow_dev_binds = self.allow_dev_bind;
         config.host_ids = self.host_id_policy();

@@ -30,6 +30,7 @@ pub mod embedded;
 mod entries;
 mod host_ids;
 pub mod listener;
+mod metrics;
 mod reports;
 mod server;
 mod spawn;
@@ -99,6 +100,8 @@ pub struct ZygoteConfig {
     /// seccomp policies replace the running ones [default: none; SIGHUP is logged and
     /// ignored].
     pub reload: Option<Reloader>,
+    /// Where to serve Prometheus metrics over HTTP (`serve --metrics`) [default: nowhere].
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Makes the configuration a reload (SIGHUP) applies: its limit policy and seccomp
@@ -145,6 +148,7 @@ impl ZygoteConfig {
             connections: ConnectionLimits::for_this_process(),
             shutdown_grace: Duration::ZERO,
             reload: None,
+            metrics: None,
         })
     }
 }
@@ -180,6 +184,15 @@ pub enum ZygoteError {
     /// The socket a service manager passed cannot be served.
     #[error("socket activation")]
     Activation(#[source] systemd::ActivationError),
+    /// The metrics address cannot be listened on.
+    #[error("--metrics {addr}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<SysError> for ZygoteError {
@@ -218,6 +231,8 @@ pub struct Zygote {
     shutdown_grace: Duration,
     /// What SIGHUP reloads.
     reload: Option<Reloader>,
+    /// Where to serve metrics.
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl Zygote {
@@ -271,6 +286,7 @@ impl Zygote {
             allow_dev_binds: config.allow_dev_binds,
             shutdown_grace: config.shutdown_grace,
             reload: config.reload,
+            metrics: config.metrics,
         })
     }
 
@@ -286,6 +302,12 @@ impl Zygote {
     pub fn serve(mut self, path: &Path) -> Result<(), ZygoteError> {
         let activated = systemd::activated_socket().map_err(ZygoteError::Activation)?;
         let notifier = systemd::Notifier::from_environment();
+        let metrics = self
+            .metrics
+            .map(|addr| {
+                metrics::Metrics::bind(addr).map_err(|source| ZygoteError::Metrics { addr, source })
+            })
+            .transpose()?;
         copy_code_to_huge_pages();
         // A daemon (not the embedded zygote of one `hatchery run`) makes its network
         // namespaces ahead; its helper is there before the socket is.
@@ -307,6 +329,10 @@ impl Zygote {
         tracing::info!(socket = %listener.path().display(), "serving{activated}");
         let mut server = Server::new(self, Some(listener), None)?;
         server.notifier = notifier;
+        if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr()) {
+            tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+        }
+        server.metrics = metrics;
         server.ready();
         server.run()
     }

@@ -18,6 +18,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::child::{sandbox_event, Child};
 use super::connection::{Connection, HANDSHAKE_DEADLINE};
 use super::listener::{self, Listener};
+use super::metrics::Metrics;
 use super::stats::Stats;
 use super::systemd::Notifier;
 use super::{Zygote, ZygoteError};
@@ -69,6 +70,8 @@ enum Source {
     Conn(u64),
     Child(i32),
     SpareNamespaces,
+    Metrics,
+    Scrape(u64),
 }
 
 /// The daemon while it serves: the prepared [`Zygote`] and everything the loop tracks.
@@ -102,6 +105,8 @@ pub(super) struct Server {
     pub(super) notifier: Option<Notifier>,
     /// When shutting down: when the sandboxes still running are killed.
     kill_at: Option<Instant>,
+    /// The metrics responder (`serve --metrics`).
+    pub(super) metrics: Option<Metrics>,
 }
 
 impl Server {
@@ -144,6 +149,7 @@ impl Server {
             stats: Stats::new(),
             notifier: None,
             kill_at: None,
+            metrics: None,
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -198,6 +204,12 @@ impl Server {
                     Source::Conn(conn) => self.on_connection(conn, flags),
                     Source::Child(pid) => self.on_reports(pid),
                     Source::SpareNamespaces => self.on_spare_namespaces(),
+                    Source::Metrics => {
+                        if let Some(metrics) = &mut self.metrics {
+                            metrics.accept();
+                        }
+                    }
+                    Source::Scrape(key) => self.on_scrape(key),
                 }
             }
             let quiet = !self.starting();
@@ -210,6 +222,9 @@ impl Server {
                 self.kill_all();
             }
             self.expire_handshakes();
+            if let Some(metrics) = &mut self.metrics {
+                metrics.expire();
+            }
             self.drop_finished_connections();
         }
     }
@@ -253,6 +268,21 @@ impl Server {
             sources.push(Source::SpareNamespaces);
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        if let Some(metrics) = &self.metrics {
+            if let Some(fd) = metrics.accepting() {
+                sources.push(Source::Metrics);
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            for (key, fd, writing) in metrics.scrapes() {
+                sources.push(Source::Scrape(key));
+                let flags = if writing {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                fds.push(PollFd::new(fd, flags));
+            }
+        }
         let timeout = match self.next_check() {
             None => PollTimeout::NONE,
             Some(Duration::ZERO) => PollTimeout::ZERO,
@@ -293,6 +323,7 @@ impl Server {
                     .values()
                     .filter_map(Connection::handshake_due)
                     .chain(self.accept_paused_until)
+                    .chain(self.metrics.as_ref().and_then(Metrics::next_deadline))
                     .map(|at| at.saturating_duration_since(now)),
             )
             .min()

@@ -217,6 +217,18 @@ impl Server {
     }
 }
 
+/// The daemon's own resident memory, in bytes (0 if `/proc/self/statm` is unreadable).
+pub(super) fn own_resident_bytes() -> u64 {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
+}
+
 /// The most processes of one sandbox whose memory a status adds up.
 const MAX_PROCESSES_READ: usize = 4096;
 
