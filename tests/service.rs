@@ -1094,3 +1094,43 @@ fn metrics_are_scraped_and_move_with_the_spawns() {
     sleeping.kill().unwrap();
     sleeping.wait().unwrap();
 }
+
+/// What `ProtectKernelLogs=yes` does to a service (a mount over `/proc/kmsg`), done by
+/// the test around a daemon that believes systemd runs it (`INVOCATION_ID`): every spawn
+/// fails at the sandbox's `/proc`, and the hint names the unit's options, not Docker's.
+#[test]
+fn a_masked_proc_under_systemd_is_named_in_systemds_words() {
+    require_sandbox!();
+    let dir = common::open_tempdir();
+    let socket = dir.path().join("masked.sock");
+    let mut daemon = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind /dev/null /proc/kmsg && exec "$0" serve --socket "$1""#)
+        .arg(common::HATCHERY)
+        .arg(&socket)
+        .env("INVOCATION_ID", "0123456789abcdef0123456789abcdef")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hatchery::client::probe_socket(&socket) {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let client = hatchery::Client::connect(&socket).expect("connect");
+    let failed = client.spawn_child(hatchery::SpawnRequest::new("/bin/true"));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    match failed {
+        Err(hatchery::SpawnError::Setup { hint: Some(hint), .. }) => {
+            assert!(hint.contains("ProtectKernelLogs="), "{hint}");
+            assert!(!hint.contains("systempaths"), "{hint}");
+        }
+        other => panic!("expected a setup failure with a hint: {other:?}"),
+    }
+}
