@@ -88,6 +88,17 @@ if [ "$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)" = 0 ]; th
     [ "${HATCHERY_TESTS_MUST_RUN:-0}" = 1 ] && exit 1
 fi
 
+# tests/service.rs validates deploy/kubernetes/ against the Kubernetes schemas with PyPI's
+# kubernetes-validate (schemas included: offline once installed), in a venv of its own.
+if ! target/k8s-venv/bin/python -c 'import kubernetes_validate' 2>/dev/null; then
+    log "making target/k8s-venv with kubernetes-validate, for the Kubernetes manifest checks"
+    python3 -m venv target/k8s-venv && target/k8s-venv/bin/pip install -q kubernetes-validate==1.37.0 ||
+        { command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] &&
+          apt-get install -y -qq python3-venv && rm -rf target/k8s-venv &&
+          python3 -m venv target/k8s-venv && target/k8s-venv/bin/pip install -q kubernetes-validate==1.37.0; } ||
+        echo "test.sh: cannot make target/k8s-venv (python3-venv, PyPI); the manifest checks will skip or fail" >&2
+fi
+
 export RUST_BACKTRACE=1
 export CARGO_TERM_COLOR=never
 

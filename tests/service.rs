@@ -1127,10 +1127,89 @@ fn a_masked_proc_under_systemd_is_named_in_systemds_words() {
     );
     let _ = daemon.wait();
     match failed {
-        Err(hatchery::SpawnError::Setup { hint: Some(hint), .. }) => {
+        Err(hatchery::SpawnError::Setup {
+            hint: Some(hint), ..
+        }) => {
             assert!(hint.contains("ProtectKernelLogs="), "{hint}");
             assert!(!hint.contains("systempaths"), "{hint}");
         }
         other => panic!("expected a setup failure with a hint: {other:?}"),
+    }
+}
+
+// ---- deploy/kubernetes ----
+
+/// The venv `test.sh` makes with kubernetes-validate, if it is there.
+fn kubernetes_python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/k8s-venv/bin/python");
+    let usable = Command::new(&python)
+        .args(["-c", "import kubernetes_validate"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    usable.then_some(python)
+}
+
+/// `deploy/kubernetes/check.py` on `manifest`: (exit code, output).
+fn check_manifest(python: &Path, manifest: &Path) -> (i32, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes/check.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(manifest)
+        .output()
+        .expect("run check.py");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The DaemonSet validates against the schemas of Kubernetes 1.30 to 1.37 (strict), and
+/// the checks a schema cannot make catch each mistake: `procMount: Unmasked` without
+/// `hostUsers: false`, a namespace below the privileged Pod Security level, a field the
+/// schema does not know.
+#[test]
+fn the_kubernetes_manifest_validates_and_the_checker_catches_each_mistake() {
+    let Some(python) = kubernetes_python() else {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but no target/k8s-venv with kubernetes-validate (test.sh makes it)"
+        );
+        eprintln!("skipped: no target/k8s-venv with kubernetes-validate (test.sh makes it)");
+        return;
+    };
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/hatchery.yaml");
+    let (code, out) = check_manifest(&python, &shipped);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.matches("valid for Kubernetes 1.30.0 to 1.37.0").count(),
+        3,
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&shipped).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, expected) in [
+        ("      hostUsers: false\n", "", "needs hostUsers: false"),
+        (
+            "pod-security.kubernetes.io/enforce: privileged",
+            "pod-security.kubernetes.io/enforce: baseline",
+            "only at the privileged Pod Security level",
+        ),
+        (
+            "            procMount: Unmasked",
+            "            procMnt: Unmasked",
+            "procMnt",
+        ),
+        (
+            "          livenessProbe:",
+            "          livenesProbe:",
+            "livenesProbe",
+        ),
+    ] {
+        assert!(text.contains(from), "{from:?} is in the manifest");
+        let broken = dir.path().join("broken.yaml");
+        std::fs::write(&broken, text.replacen(from, to, 1)).unwrap();
+        let (code, out) = check_manifest(&python, &broken);
+        assert_eq!(code, 1, "{from:?} → {to:?} passed: {out}");
+        assert!(out.contains(expected), "{from:?} → {to:?}: {out}");
     }
 }
