@@ -1213,3 +1213,131 @@ fn the_kubernetes_manifest_validates_and_the_checker_catches_each_mistake() {
         assert!(out.contains(expected), "{from:?} → {to:?}: {out}");
     }
 }
+
+/// What `ProtectSystem=strict`, `ProtectHome=read-only`, `PrivateTmp=no`,
+/// `ReadWritePaths=/sys/fs/cgroup` and `RuntimeDirectory=hatchery` of the shipped unit do
+/// to the daemon's mounts, done by the test (no systemd is booted here): every mount
+/// read-only but `/dev`, `/proc`, `/sys` and the writable paths. Spawns, a read-only bind
+/// from `/tmp` and a memory limit (a cgroup) still work. The unit's seccomp options
+/// (`SystemCallFilter=` and the like) are not reproduced.
+#[test]
+fn the_units_file_system_protection_leaves_spawns_binds_and_limits_working() {
+    require_sandbox!();
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but not root"
+        );
+        eprintln!("skipped: remounting needs root");
+        return;
+    }
+    const PROTECT_SYSTEM_STRICT: &str = r#"
+        set -e
+        rw="$1"; shift
+        awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r m; do
+            case "$m" in /dev|/dev/*|/proc|/proc/*|/sys|/sys/*) continue ;; esac
+            mount -o remount,bind,ro "$m" 2>/dev/null ||
+                { mount --bind "$m" "$m" && mount -o remount,bind,ro "$m"; }
+        done
+        for d in "$rw" /run/hatchery; do mount --bind "$d" "$d"; mount -o remount,bind,rw "$d"; done
+        exec "$@"
+    "#;
+    std::fs::create_dir_all("/run/hatchery").unwrap();
+    let dir = common::open_tempdir();
+    let socket = dir.path().join("strict.sock");
+    let data = common::open_tempdir();
+    std::fs::write(data.path().join("input"), "from /tmp\n").unwrap();
+    std::fs::set_permissions(
+        data.path().join("input"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let mut daemon = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            PROTECT_SYSTEM_STRICT,
+            "sh",
+        ])
+        .arg(dir.path())
+        .args([common::HATCHERY, "serve", "--socket"])
+        .arg(&socket)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hatchery::client::probe_socket(&socket) {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = daemon.id();
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root_options = mountinfo
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some("/"))
+        .and_then(|line| line.split(' ').nth(5))
+        .unwrap_or_default()
+        .to_string();
+    let socket_arg = socket.to_str().unwrap();
+    let bind = format!("{}:/data", data.path().display());
+    let runs = [
+        (vec!["--", "/bin/echo", "ok"], "ok\n"),
+        (
+            vec!["--ro-bind", &bind, "--", "/bin/cat", "/data/input"],
+            "from /tmp\n",
+        ),
+    ];
+    let mut outputs = Vec::new();
+    for (args, _) in &runs {
+        let mut all = vec!["run", "--socket", socket_arg];
+        all.extend(args.iter().copied());
+        outputs.push(hatchery(&all, b"", &[]));
+    }
+    let limited = hatchery(
+        &[
+            "run",
+            "--socket",
+            socket_arg,
+            "--memory",
+            "64M",
+            "--allow-unenforced-limits",
+            "--verdict-json",
+            "-",
+            "--",
+            "/bin/true",
+        ],
+        b"",
+        &[],
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    assert!(
+        root_options.starts_with("ro"),
+        "the daemon's / is {root_options:?}"
+    );
+    for ((code, stdout, stderr), (_, expected)) in outputs.into_iter().zip(&runs) {
+        assert_eq!((code, stdout.as_str()), (0, *expected), "{stderr}");
+    }
+    let (code, verdict, stderr) = limited;
+    assert_eq!(code, 0, "{stderr}");
+    let verdict: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    if verdict["skipped_limits"]
+        .as_array()
+        .is_some_and(|s| s.is_empty())
+    {
+        assert_eq!(verdict["limits"]["memory_bytes"], 64 * 1024 * 1024);
+    } else {
+        assert!(
+            !common::must_run(),
+            "no memory cgroup under the protection: {verdict}"
+        );
+    }
+}
