@@ -46,6 +46,9 @@ command -v python3 >/dev/null || { missing+=("python3"); why+=("python3 for docs
 # ensurepip it needs) out of python3.
 command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null ||
     { missing+=("python3-venv"); why+=("python3 -m venv for the Python package's tests"); }
+# tests/service.rs checks the systemd units hatchery writes with `systemd-analyze verify`
+# (Debian's systemd package; nothing is started, systemd need not be running).
+command -v systemd-analyze >/dev/null || { missing+=("systemd"); why+=("systemd-analyze for the unit checks"); }
 # rustc links with the system's C compiler driver; libc6-dev has the C runtime files.
 command -v cc >/dev/null || { missing+=("gcc" "libc6-dev"); why+=("a C linker (cc) for rustc"); }
 # rustup is fetched with curl.
@@ -87,6 +90,17 @@ done
 if [ "$(cat /proc/sys/user/max_user_namespaces 2>/dev/null || echo 0)" = 0 ]; then
     echo "test.sh: user namespaces are disabled (user.max_user_namespaces = 0)" >&2
     [ "${HATCHERY_TESTS_MUST_RUN:-0}" = 1 ] && exit 1
+fi
+
+# tests/service.rs validates deploy/kubernetes/ against the Kubernetes schemas with PyPI's
+# kubernetes-validate (schemas included: offline once installed), in a venv of its own.
+if ! target/k8s-venv/bin/python -c 'import kubernetes_validate' 2>/dev/null; then
+    log "making target/k8s-venv with kubernetes-validate, for the Kubernetes manifest checks"
+    python3 -m venv target/k8s-venv && target/k8s-venv/bin/pip install -q kubernetes-validate==1.37.0 ||
+        { command -v apt-get >/dev/null && [ "$(id -u)" = 0 ] &&
+          apt-get install -y -qq python3-venv && rm -rf target/k8s-venv &&
+          python3 -m venv target/k8s-venv && target/k8s-venv/bin/pip install -q kubernetes-validate==1.37.0; } ||
+        echo "test.sh: cannot make target/k8s-venv (python3-venv, PyPI); the manifest checks will skip or fail" >&2
 fi
 
 export RUST_BACKTRACE=1

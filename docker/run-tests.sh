@@ -8,9 +8,10 @@
 # Nothing is pulled from a registry:
 #   - no Docker engine running: installs docker.io if missing and starts
 #     `dockerd --bridge=none --iptables=false`, stopped again at the end;
-#   - the base image `hatchery-base:bookworm-iproute2` is a debootstrap minbase rootfs
-#     with iproute2 (from the machine's own apt mirror), imported with `docker import`; the rootfs tarball is
-#     cached in $HATCHERY_DOCKER_CACHE (default /var/cache/hatchery-docker);
+#   - the base image `hatchery-base:bookworm-iproute2` is made by docker/make-base.sh: a
+#     debootstrap minbase rootfs with iproute2 (from the machine's own apt mirror),
+#     imported with `docker import`; the rootfs tarball is cached in
+#     $HATCHERY_DOCKER_CACHE (default /var/cache/hatchery-docker);
 #   - the test binaries are built here on the host (a Debian bookworm host, so glibc
 #     matches) and mounted read-only at the same path; the image is docker/Dockerfile's,
 #     with this build's `hatchery` in it. No Rust toolchain in the image.
@@ -59,24 +60,11 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # --- The base image ----------------------------------------------------------------------
+# Made as docs/deploy.md says, by docker/make-base.sh (with iproute2: the network tests
+# read the veths and addresses with `ip`).
 if ! docker image inspect "$base" >/dev/null 2>&1; then
-    tarball="$cache/bookworm-minbase-iproute2.tar"
-    if [ ! -s "$tarball" ]; then
-        # The first Debian mirror the machine's apt sources name (deb822 or one-line).
-        mirror=$(sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -n 1 || true)
-        [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
-        [ -n "$mirror" ] || die "no Debian mirror found in the apt sources"
-        log "debootstrap --variant=minbase --include=iproute2 bookworm (mirror $mirror)"
-        mkdir -p "$cache"
-        rootfs=$(mktemp -d "$cache/rootfs.XXXXXX")
-        # iproute2: the network tests read the veths and addresses with `ip`.
-        debootstrap --variant=minbase --include=iproute2 bookworm "$rootfs" "$mirror" >"$cache/debootstrap.log" 2>&1 \
-            || { tail -n 20 "$cache/debootstrap.log" >&2; die "debootstrap failed"; }
-        tar -C "$rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
-        rm -rf "$rootfs"
-    fi
-    log "docker import $tarball as $base"
-    docker import "$tarball" "$base" >/dev/null
+    log "docker/make-base.sh $base iproute2"
+    HATCHERY_DOCKER_CACHE="$cache" docker/make-base.sh "$base" iproute2
 fi
 
 # --- The test binaries and the image -----------------------------------------------------

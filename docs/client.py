@@ -9,12 +9,15 @@ Usage:
                                          stdio and a wall-time limit, wait, print events
   python3 client.py SOCKET SCENARIO...   provoke error kinds, one line per scenario:
                                          "SCENARIO: KIND EVENT" (see SCENARIOS below)
+  python3 client.py SOCKET --status      ask the daemon about itself (Request::Status)
+                                         and print its answer as JSON
   python3 client.py --decode HEX...      decode events given as hex, one line each:
                                          "KIND EVENT" for errors, else "NAME EVENT"
   python3 client.py --self-test          encode and decode the golden bytes of
                                          docs/protocol.md, section 6
 """
 import array
+import json
 import os
 import select
 import signal
@@ -29,7 +32,7 @@ MAX_FDS_PER_MESSAGE = 16
 def protocol_version():
     """The PROTOCOL_VERSION this client speaks (src/protocol/mod.rs); the daemon accepts
     only its own."""
-    return 5
+    return 6
 
 
 # Variant and field names, in declaration order: the index on the wire is the position.
@@ -96,6 +99,11 @@ def hello(name, version=None):
 def signal_request(request_id, signo):
     """Request::Signal { id, signal }."""
     return varint(2) + varint(request_id) + i32(signo)
+
+
+def status_request(request_id):
+    """Request::Status { id }."""
+    return varint(3) + varint(request_id)
 
 
 def exec_command(program, argv=None):
@@ -265,6 +273,27 @@ def verdict(r):
     return v
 
 
+def daemon_status(r):
+    """DaemonStatus (docs/protocol.md, section 2.3), as a dict."""
+    counts = lambda: r.seq(lambda: (r.string(), r.varint()))  # noqa: E731
+    status = {"version": r.string(), "pid": r.varint(5), "uptime_ms": r.varint(),
+              "all_owners": r.byte() == 1}
+    status["sandboxes"] = r.seq(lambda: {
+        "sandbox": r.varint(), "id": r.varint(), "pid": r.i32(),
+        "owner_uid": r.option(lambda: r.varint(5)), "program": r.string(),
+        "age_ms": r.varint(), "memory_bytes": r.option(r.varint), "phase": r.string(),
+        "client_connected": r.byte() == 1})
+    for field in ("sandboxes_omitted", "live", "max_children"):
+        status[field] = r.varint(5)
+    status["warm_pool"] = {"size_per_shape": r.varint(5), "shapes": r.varint(5),
+                           "idle": r.varint(5), "hits": r.varint(), "misses": r.varint()}
+    status["veth"] = {"enabled": r.byte() == 1, "leased": r.varint(5),
+                      "draining": r.varint(5), "free": r.varint(5)}
+    for field in ("served", "failed", "ended"):
+        status[field] = dict(counts())
+    return status
+
+
 def decode_event(data):
     """One Event, exactly: trailing bytes are an error, as they are to the daemon."""
     r = Reader(data)
@@ -278,6 +307,8 @@ def decode_event(data):
         event = ("Exited", r.varint(), verdict(r))
     elif tag == 3:
         event = ("Error", r.option(r.varint), error_kind(r), r.string())
+    elif tag == 4:
+        event = ("Status", r.varint(), daemon_status(r))
     else:
         raise ValueError(f"unknown event {tag}")
     if r.pos != len(data):
@@ -382,6 +413,18 @@ def tour(path):
         print("exited:", event)
         if event[0] != "Exited" or event[1] != 1:
             raise SystemExit(f"expected Exited for id 1: {event}")
+
+
+def status(path):
+    """The daemon's answer to Status, as a dict."""
+    with handshake(path) as sock:
+        send(sock, status_request(1))
+        while True:
+            event, fds = recv_event(sock)
+            for fd in fds:
+                os.close(fd)
+            if event[0] == "Status" and event[1] == 1:
+                return event[2]
 
 
 # ---- scenarios: each provokes one error kind ----
@@ -586,6 +629,7 @@ def self_test():
     tour_request[51:52] = bytes.fromhex("01 90 4E")
     expect.append((spawn(1, exec_command(b"/bin/true"), limits={"wall_time_ms": 10_000}),
                    tour_request.hex(" ")))
+    expect.append((status_request(3), "03 03"))
     for encoded, golden in expect:
         assert encoded == bytes.fromhex(golden), (encoded.hex(" "), golden)
     decoded = [
@@ -612,6 +656,17 @@ def self_test():
     assert v["tasks_started"] == 3 and v["limits"]["wall_time_ms"] == 1000, v
     assert v["limits"]["unlimited"] == ["Pids"], v
     assert v["skipped_limits"] == ["Memory"] and v["limits_reached"] == ["TmpSize"], v
+    status_event = decode_event(bytes.fromhex(
+        "04 03 01 76 09 E8 07 01 01 01 02 9A 01 01 E8 07 01 70 05 00 01 72 01 00 01 04 01"
+        " 01 00 02 01 00 00 00 00 01 01 77 02 00 00"))
+    assert status_event[:2] == ("Status", 3)
+    st = status_event[2]
+    assert (st["version"], st["pid"], st["uptime_ms"], st["all_owners"]) == ("v", 9, 1000, True)
+    assert st["sandboxes"] == [{"sandbox": 1, "id": 2, "pid": 77, "owner_uid": 1000,
+                                "program": "p", "age_ms": 5, "memory_bytes": None,
+                                "phase": "r", "client_connected": True}], st
+    assert (st["live"], st["max_children"], st["warm_pool"]["hits"]) == (1, 4, 2), st
+    assert st["served"] == {"w": 2} and st["failed"] == {} and not st["veth"]["enabled"], st
     for bad in ["03 01 05 63 00", "00 03 01 74 00", "03 01 05 08 02"]:
         try:
             decode_event(bytes.fromhex(bad))
@@ -629,6 +684,8 @@ def main(args):
             print(describe(decode_event(bytes.fromhex(text))))
     elif len(args) == 1:
         tour(args[0])
+    elif args[1:] == ["--status"]:
+        print(json.dumps(status(args[0]), sort_keys=True))
     elif len(args) > 1:
         path = args[0]
         for name in args[1:]:

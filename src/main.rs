@@ -1,4 +1,5 @@
-//! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command.
+//! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command,
+//! `status` and `ps` ask a daemon about itself.
 //!
 //! Parses the command line, calls the library, prints. `run` lives in `src/run/`, with
 //! its exit codes: the docker/podman convention (the child's code, 128+N when killed by
@@ -9,11 +10,13 @@
 
 mod mcp;
 mod run;
+mod service;
+mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use hatchery::error_chain as chain;
 use hatchery::zygote::args::ServeArgs;
@@ -42,10 +45,26 @@ enum Command {
     Run(run::RunArgs),
     /// Serve MCP on stdin/stdout: AI agents run commands and code in sandboxes.
     Mcp(mcp::McpArgs),
+    /// Ask a daemon about itself: uptime, version, warm pool, veth leases, spawn counters
+    /// and the live sandboxes you may see (all of them for root).
+    Status(status::StatusArgs),
+    /// List the live sandboxes of a daemon that you may see: your own (root: every one).
+    Ps(status::StatusArgs),
+    /// Install, inspect or remove the daemon as a systemd service (socket-activated).
+    Service(service::ServiceArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let (Command::Run(args), Some(run)) =
+            (&mut cli.command, matches.subcommand_matches("run"))
+        {
+            run::settle_embedded(args, run)?;
+        }
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         // `hatchery` alone: the help, where a reader looks for it, and a usage error's code.
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -82,6 +101,9 @@ fn main() -> ExitCode {
             init_logging("info");
             mcp::main(args)
         }
+        Command::Status(args) => status::main(args, status::Report::Status),
+        Command::Ps(args) => status::main(args, status::Report::Ps),
+        Command::Service(args) => service::main(args),
     }
 }
 

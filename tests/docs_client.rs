@@ -248,6 +248,34 @@ fn the_tour_spawns_and_waits() {
     assert!(lines[2].ends_with("'limits_reached': []})"), "{out}");
 }
 
+/// The script's `Status` (`SOCKET --status`) decodes what the Rust client reads.
+#[test]
+fn the_script_asks_a_daemon_for_its_status() {
+    require_sandbox!();
+    if !common::python_runs() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let child = client
+        .spawn_child(hatchery::SpawnRequest::new("/bin/sleep").arg("30"))
+        .expect("spawn");
+    let socket = daemon.socket.to_str().expect("a UTF-8 socket path");
+    let out = script(&[socket, "--status"]);
+    let from_python: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    let from_rust = client.status().expect("status");
+    assert_eq!(from_python["version"], from_rust.version.as_str());
+    assert_eq!(from_python["pid"], from_rust.pid);
+    assert_eq!(from_python["live"], 1);
+    assert_eq!(from_python["served"]["fresh"], 1, "{out}");
+    let sandbox = &from_python["sandboxes"][0];
+    assert_eq!(sandbox["pid"], child.pid, "{out}");
+    assert_eq!(sandbox["program"], "/bin/sleep", "{out}");
+    assert_eq!(sandbox["phase"], "running", "{out}");
+    assert_eq!(sandbox["owner_uid"], 0, "{out}");
+    child.kill().expect("kill");
+}
+
 #[test]
 fn a_stock_daemon_answers_with_each_kind() {
     require_sandbox!();

@@ -18,8 +18,8 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::protocol::{
-    self, ErrorKind, Event, FdRole, ProtocolError, Request, SetupFailure, SetupStep, SpawnRequest,
-    Stdio, Verdict, PROTOCOL_VERSION,
+    self, DaemonStatus, ErrorKind, Event, FdRole, ProtocolError, Request, SetupFailure, SetupStep,
+    SpawnRequest, Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sys::{Context, SysError};
 pub use forward::{ForwardError, ForwardedSignals, ANSWER_GRACE};
@@ -368,6 +368,34 @@ impl Client {
 }
 
 impl Client {
+    /// Asks the daemon about itself: uptime, version, the live sandboxes this client's
+    /// uid may see (all of them for root and the daemon's own uid), the warm pool, veth
+    /// leases and spawn counters. Other requests on this connection go on meanwhile.
+    ///
+    /// ```no_run
+    /// use hatchery::Client;
+    ///
+    /// let client = Client::connect("/run/hatchery/hatchery.sock")?;
+    /// let status = client.status()?;
+    /// for sandbox in &status.sandboxes {
+    ///     println!("{} {} {} ms", sandbox.pid, sandbox.program, sandbox.age_ms);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status(&self) -> Result<DaemonStatus, ClientError> {
+        let id = {
+            let mut state = self.shared.lock();
+            state.next_id += 1;
+            state.next_id
+        };
+        self.shared.send(&Request::Status { id })?;
+        match self.shared.next_event(id)? {
+            (Event::Status { status, .. }, _) => Ok(*status),
+            (Event::Error { message, .. }, _) => Err(ClientError::Closed(message)),
+            (other, _) => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
     /// Spawns `request`, collects its stdout and stderr to end of file (both at once, so
     /// a child that fills one pipe while the other is read cannot deadlock) and waits
     /// for its verdict: `std::process::Command::output` for a sandbox. Its stdin is
@@ -481,7 +509,7 @@ impl Shared {
 impl State {
     fn deliver(&mut self, event: Event, fds: Vec<OwnedFd>) {
         let id = match &event {
-            Event::Spawned { id, .. } | Event::Exited { id, .. } => *id,
+            Event::Spawned { id, .. } | Event::Exited { id, .. } | Event::Status { id, .. } => *id,
             Event::Error { id: Some(id), .. } => *id,
             Event::Error {
                 id: None, message, ..

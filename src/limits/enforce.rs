@@ -93,6 +93,12 @@ impl Enforcer {
         }
     }
 
+    /// Replaces the defaults and ceilings (a reload): sandboxes admitted from now on get
+    /// them; those running keep theirs.
+    pub fn set_policy(&mut self, policy: LimitPolicy) {
+        self.policy = policy;
+    }
+
     /// Which limits this host cannot enforce.
     fn unenforceable(&self, limits: &Limits) -> Vec<Limit> {
         let supported = self.cgroups.as_ref().map(Cgroups::supports);

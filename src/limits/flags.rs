@@ -13,6 +13,9 @@ use super::policy::SAFE_DEFAULTS;
 pub trait FlagPrefix {
     /// Prepended to each limit's name.
     const PREFIX: &'static str;
+    /// Prepended to each limit's name, upper-cased, for its environment variable
+    /// (`HATCHERY_RUN_MEMORY`, `HATCHERY_DEFAULT_MEMORY`, `HATCHERY_MAX_MEMORY`).
+    const ENV_PREFIX: &'static str;
     /// How the help text describes the flag.
     const HELP: &'static str;
     /// What `unlimited` means for the flag.
@@ -25,6 +28,7 @@ pub trait FlagPrefix {
 pub struct NoPrefix;
 impl FlagPrefix for NoPrefix {
     const PREFIX: &'static str = "";
+    const ENV_PREFIX: &'static str = "HATCHERY_RUN_";
     const HELP: &'static str = "Limit";
     const UNLIMITED: &'static str = "`unlimited` lifts the daemon's default, if it allows";
     const DEFAULT_LABEL: Option<&'static str> = Some("built-in daemon default");
@@ -34,6 +38,7 @@ impl FlagPrefix for NoPrefix {
 pub struct DefaultPrefix;
 impl FlagPrefix for DefaultPrefix {
     const PREFIX: &'static str = "default-";
+    const ENV_PREFIX: &'static str = "HATCHERY_DEFAULT_";
     const HELP: &'static str = "Default, for requests that set none:";
     const UNLIMITED: &'static str = "`unlimited` for none";
     const DEFAULT_LABEL: Option<&'static str> = Some("default");
@@ -43,6 +48,7 @@ impl FlagPrefix for DefaultPrefix {
 pub struct MaxPrefix;
 impl FlagPrefix for MaxPrefix {
     const PREFIX: &'static str = "max-";
+    const ENV_PREFIX: &'static str = "HATCHERY_MAX_";
     const HELP: &'static str = "Most any request may ask for:";
     const UNLIMITED: &'static str = "`unlimited` for no maximum, as without the flag";
 }
@@ -70,6 +76,15 @@ fn limit_help(kind: Limit) -> &'static str {
         Limit::OpenFiles => "open files per process, e.g. 256",
         Limit::TmpSize => "size of /tmp and /dev/shm, e.g. 64M",
         Limit::TmpInodes => "inodes of /tmp and /dev/shm, e.g. 1000",
+    }
+}
+
+impl<P> Clone for LimitFlags<P> {
+    fn clone(&self) -> Self {
+        LimitFlags {
+            limits: self.limits,
+            prefix: std::marker::PhantomData,
+        }
     }
 }
 
@@ -115,9 +130,16 @@ impl<P: FlagPrefix> clap::Args for LimitFlags<P> {
                 )
                 .into_boxed_str(),
             );
+            let env: &'static str = Box::leak(
+                format!("{}{}", P::ENV_PREFIX, kind.name())
+                    .to_uppercase()
+                    .replace('-', "_")
+                    .into_boxed_str(),
+            );
             cmd = cmd.arg(
                 clap::Arg::new(name)
                     .long(name)
+                    .env(env)
                     .value_name("VALUE")
                     // `--wall-time -1` reaches the parser, which says plainly that no
                     // limit is negative (not clap's tip to write `-- -1`).

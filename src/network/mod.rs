@@ -430,6 +430,16 @@ impl Network {
         });
     }
 
+    /// How many pairs of reaped sandboxes are being torn down.
+    pub fn draining_count(&self) -> usize {
+        self.draining.len()
+    }
+
+    /// How many subnets are free now.
+    pub fn free(&self) -> usize {
+        self.pool.free()
+    }
+
     /// Whether pairs of reaped sandboxes are still being torn down.
     pub fn draining(&self) -> bool {
         !self.draining.is_empty()

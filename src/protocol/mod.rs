@@ -15,6 +15,7 @@ mod entry;
 mod framing;
 mod limits;
 mod setup;
+mod status;
 pub mod validate;
 
 use std::ffi::OsStr;
@@ -30,6 +31,7 @@ pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, LimitSet, Limits};
 pub use setup::{SetupFailure, SetupStep};
+pub use status::{Count, DaemonStatus, PoolStatus, SandboxStatus, VethStatus};
 pub use validate::{MAX_MTU, MIN_MTU};
 
 use crate::sys::SysError;
@@ -42,8 +44,9 @@ use crate::sys::SysError;
 /// bytes. Version 4 made the step of [`ErrorKind::Setup`] a [`SetupStep`] (it was a
 /// string) and its error a [`SetupFailure`] (it was a system call's error only).
 /// Version 5 appended `unlimited` to [`Limits`], `limits_reached` to [`Verdict`], and
-/// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`].
-pub const PROTOCOL_VERSION: u32 = 5;
+/// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`]. Version 6 appended
+/// [`Request::Status`] and [`Event::Status`] ([`DaemonStatus`]).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,12 @@ pub enum Request {
         id: u64,
         /// The signal number.
         signal: i32,
+    },
+    /// Ask the daemon about itself; answered by [`Event::Status`]. A client sees only
+    /// its own uid's sandboxes, unless it is root or the daemon's own uid.
+    Status {
+        /// Chosen by the client, like a spawn's (the answer carries it).
+        id: u64,
     },
 }
 
@@ -109,6 +118,13 @@ pub enum Event {
         kind: ErrorKind,
         /// A one-line human-readable explanation.
         message: String,
+    },
+    /// The answer to [`Request::Status`].
+    Status {
+        /// The request id.
+        id: u64,
+        /// The daemon's report (boxed only to keep the enum small).
+        status: Box<DaemonStatus>,
     },
 }
 

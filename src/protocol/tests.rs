@@ -99,6 +99,70 @@ fn golden_setup_error() -> Event {
     }
 }
 
+/// §6.8.
+fn golden_status_request() -> Request {
+    Request::Status { id: 3 }
+}
+
+/// §6.9.
+fn golden_status() -> Event {
+    Event::Status {
+        id: 3,
+        status: Box::new(DaemonStatus {
+            version: "v".into(),
+            pid: 9,
+            uptime_ms: 1000,
+            all_owners: true,
+            sandboxes: vec![SandboxStatus {
+                sandbox: 1,
+                id: 2,
+                pid: 77,
+                owner_uid: Some(1000),
+                program: "p".into(),
+                age_ms: 5,
+                memory_bytes: None,
+                phase: "r".into(),
+                client_connected: true,
+            }],
+            sandboxes_omitted: 0,
+            live: 1,
+            max_children: 4,
+            warm_pool: PoolStatus {
+                size_per_shape: 1,
+                shapes: 1,
+                idle: 0,
+                hits: 2,
+                misses: 1,
+            },
+            veth: VethStatus::default(),
+            served: vec![Count {
+                name: "w".into(),
+                count: 2,
+            }],
+            failed: vec![],
+            ended: vec![],
+        }),
+    }
+}
+
+#[test]
+fn status_is_pinned() {
+    round_trip(&golden_status_request(), &[0x03, 0x03]);
+    #[rustfmt::skip]
+    let golden = [
+        0x04, 0x03, // Event::Status, id 3
+        0x01, b'v', 0x09, 0xE8, 0x07, 0x01, // version, pid, uptime_ms, all_owners
+        0x01, // one sandbox:
+        0x01, 0x02, 0x9A, 0x01, 0x01, 0xE8, 0x07, 0x01, b'p', 0x05, 0x00, 0x01, b'r', 0x01,
+        0x00, 0x01, 0x04, // sandboxes_omitted, live, max_children
+        0x01, 0x01, 0x00, 0x02, 0x01, // warm_pool
+        0x00, 0x00, 0x00, 0x00, // veth
+        0x01, 0x01, b'w', 0x02, // served
+        0x00, 0x00, // failed, ended
+    ];
+    round_trip(&golden_status(), &golden);
+}
+
 #[test]
 fn hello_is_pinned() {
     round_trip(&golden_hello(), &[0x00, 0x01, 0x01, b't']);
@@ -430,10 +494,12 @@ fn the_other_enum_tables_are_the_enums() {
             request: Box::new(request.clone()),
         },
         Request::Signal { id: 1, signal: 9 },
+        golden_status_request(),
     ];
     for request in &requests {
         match request {
             Request::Hello { .. } | Request::Spawn { .. } | Request::Signal { .. } => {}
+            Request::Status { .. } => {}
         }
     }
     assert_table("**`Request`** (client → daemon)", &requests);
@@ -467,11 +533,12 @@ fn the_other_enum_tables_are_the_enums() {
             kind: ErrorKind::Protocol,
             message: String::new(),
         },
+        golden_status(),
     ];
     for event in &events {
         match event {
             Event::Welcome { .. } | Event::Spawned { .. } | Event::Exited { .. } => {}
-            Event::Error { .. } => {}
+            Event::Error { .. } | Event::Status { .. } => {}
         }
     }
     assert_table("**`Event`** (daemon → client)", &events);
@@ -612,7 +679,7 @@ fn doc_hex(heading: &str) -> Vec<u8> {
 #[test]
 fn the_byte_examples_are_what_the_encoder_writes() {
     // Section 6, one example per golden test above.
-    let examples: [(&str, Vec<u8>); 7] = [
+    let examples: [(&str, Vec<u8>); 9] = [
         ("### 6.1 ", encode(&golden_hello()).unwrap()),
         ("### 6.2 ", encode(&golden_signal()).unwrap()),
         ("### 6.3 ", encode(&golden_spawn()).unwrap()),
@@ -620,6 +687,8 @@ fn the_byte_examples_are_what_the_encoder_writes() {
         ("### 6.5 ", encode(&golden_exited()).unwrap()),
         ("### 6.6 ", encode(&golden_version_mismatch()).unwrap()),
         ("### 6.7 ", encode(&golden_setup_error()).unwrap()),
+        ("### 6.8 ", encode(&golden_status_request()).unwrap()),
+        ("### 6.9 ", encode(&golden_status()).unwrap()),
     ];
     for (heading, bytes) in examples {
         assert_eq!(doc_hex(heading), bytes, "the bytes under {heading:?}");

@@ -49,104 +49,143 @@ pub struct RunArgs {
     /// Take the options from FILE (TOML, or JSON if it ends in .json; keys are these flags'
     /// names, e.g. `memory = "256M"`, `ro-bind = ["/srv:/srv"]`); flags override it, and
     /// list flags add to its lists (see docs/profiles/).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HATCHERY_RUN_PROFILE")]
     profile: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitFlags<NoPrefix>,
     /// Run even if this host cannot enforce some of the limits; the verdict lists them.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_RUN_ALLOW_UNENFORCED_LIMITS", value_parser = clap::builder::BoolishValueParser::new())]
     allow_unenforced_limits: bool,
     /// The daemon's socket [default: $HATCHERY_SOCKET, else as for `serve`]. A socket
     /// named here or by HATCHERY_SOCKET is used, or nothing runs (exit 69).
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Run in an embedded zygote of this command's own, under no daemon's policy. Without
-    /// it, one starts only when no socket is named and none is at the default path.
-    #[arg(long, conflicts_with = "socket")]
+    /// it, one starts only when no socket is named and none is at the default path (with
+    /// `--socket`: refused as a flag, overridden from the variable).
+    #[arg(long, env = "HATCHERY_RUN_EMBEDDED", value_parser = clap::builder::BoolishValueParser::new())]
     embedded: bool,
     /// Print nothing of hatchery's own but errors: no notice of an embedded zygote, no
     /// line naming the limit that ended the job.
-    #[arg(long, short)]
+    #[arg(long, short, env = "HATCHERY_RUN_QUIET", value_parser = clap::builder::BoolishValueParser::new())]
     quiet: bool,
     /// Use DIR, read-only, as the root instead of the host's /usr, /bin, /lib*, /etc
     /// (a relative DIR is from the current directory).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "HATCHERY_RUN_CHROOT")]
     chroot: Option<PathBuf>,
     /// Bind SRC read-only at DST (default: the same path) inside the sandbox; a relative
     /// SRC is from the current directory, DST must be absolute.
-    #[arg(long = "ro-bind", value_name = "SRC[:DST]")]
+    #[arg(
+        long = "ro-bind",
+        value_name = "SRC[:DST]",
+        env = "HATCHERY_RUN_RO_BIND"
+    )]
     ro_binds: Vec<String>,
     /// Bind SRC writable at DST (default: the same path) inside the sandbox; a relative
     /// SRC is from the current directory, DST must be absolute.
-    #[arg(long = "bind", value_name = "SRC[:DST]")]
+    #[arg(long = "bind", value_name = "SRC[:DST]", env = "HATCHERY_RUN_BIND")]
     binds: Vec<String>,
     /// Set an environment variable (repeatable); nothing else is passed.
-    #[arg(long = "env", value_name = "KEY=VAL")]
+    #[arg(long = "env", value_name = "KEY=VAL", env = "HATCHERY_RUN_ENV")]
     env: Vec<String>,
     /// Working directory inside the sandbox, an absolute path there [default: /].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "HATCHERY_RUN_CWD")]
     cwd: Option<PathBuf>,
     /// Hostname inside the sandbox [default: hatchery].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HATCHERY_RUN_HOSTNAME")]
     hostname: Option<String>,
     /// Uid inside the sandbox [default: 1000].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::parse_id)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::parse_id, env = "HATCHERY_RUN_UID")]
     uid: Option<u32>,
     /// Gid inside the sandbox [default: 1000].
-    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::parse_id)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = values::parse_id, env = "HATCHERY_RUN_GID")]
     gid: Option<u32>,
     /// Write the verdict (status, times, memory) as JSON to FILE (`-` for stdout). The
     /// file is created before the job starts.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HATCHERY_RUN_VERDICT_JSON")]
     verdict_json: Option<PathBuf>,
     /// The sandbox's network: `none` (only `lo`) or `veth` (a veth pair of its own, with
     /// IPv4 and IPv6 and a default route via the host end; see docs/networking.md)
     /// [default: none].
-    #[arg(long, value_name = "KIND", value_parser = values::parse_net)]
+    #[arg(long, value_name = "KIND", value_parser = values::parse_net, env = "HATCHERY_RUN_NET")]
     net: Option<values::Net>,
     /// The MTU of a `--net veth` pair [default: 1500].
-    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = values::parse_mtu)]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true, value_parser = values::parse_mtu, env = "HATCHERY_RUN_NET_MTU")]
     net_mtu: Option<u32>,
     /// The name of the sandbox's end of a `--net veth` pair [default: eth0].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HATCHERY_RUN_NET_INTERFACE")]
     net_interface: Option<String>,
     /// Debugging only: switch off a sandbox layer (seccomp, network-namespace); a daemon
     /// allows it only when started with --allow-unsafe-disable.
-    #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = values::parse_layer)]
+    #[arg(long = "unsafe-disable", value_name = "LAYER", value_parser = values::parse_layer, value_delimiter = ',', env = "HATCHERY_RUN_UNSAFE_DISABLE")]
     disable: Vec<hatchery::protocol::Layer>,
     /// Like --ro-bind, but skipped if SRC does not exist.
-    #[arg(long = "ro-bind-try", value_name = "SRC[:DST]")]
+    #[arg(
+        long = "ro-bind-try",
+        value_name = "SRC[:DST]",
+        env = "HATCHERY_RUN_RO_BIND_TRY"
+    )]
     ro_bind_tries: Vec<String>,
     /// Like --bind, but skipped if SRC does not exist.
-    #[arg(long = "bind-try", value_name = "SRC[:DST]")]
+    #[arg(
+        long = "bind-try",
+        value_name = "SRC[:DST]",
+        env = "HATCHERY_RUN_BIND_TRY"
+    )]
     bind_tries: Vec<String>,
     /// Bind SRC writable at DST with its device nodes usable (a daemon allows it only
     /// when started with --allow-dev-bind).
-    #[arg(long = "dev-bind", value_name = "SRC[:DST]")]
+    #[arg(
+        long = "dev-bind",
+        value_name = "SRC[:DST]",
+        env = "HATCHERY_RUN_DEV_BIND"
+    )]
     dev_binds: Vec<String>,
     /// Mount a new empty tmpfs at DIR (sized as /tmp).
-    #[arg(long = "tmpfs", value_name = "DIR")]
+    #[arg(long = "tmpfs", value_name = "DIR", env = "HATCHERY_RUN_TMPFS")]
     tmpfs: Vec<PathBuf>,
     /// Make the directory DIR (and its parents) inside the sandbox.
-    #[arg(long = "dir", value_name = "DIR")]
+    #[arg(long = "dir", value_name = "DIR", env = "HATCHERY_RUN_DIR")]
     dirs: Vec<PathBuf>,
-    /// Make a symlink at DST pointing to SRC inside the sandbox.
+    /// Make a symlink at DST pointing to SRC inside the sandbox (no variable: two values;
+    /// a `--profile` file has `symlink = [["SRC", "DST"]]`).
     #[arg(long = "symlink", num_args = 2, value_names = ["SRC", "DST"])]
     symlinks: Vec<OsString>,
     /// Put what this process reads from its fd FD at DST, read-only (at most 64 KiB in
-    /// all files).
+    /// all files; no variable: two values).
     #[arg(long = "file", num_args = 2, value_names = ["FD", "DST"])]
     files: Vec<OsString>,
-    /// Put a copy of the host file PATH at DST, read-only (at most 64 KiB in all files).
+    /// Put a copy of the host file PATH at DST, read-only (at most 64 KiB in all files;
+    /// no variable: two values; a `--profile` file has `file-from = [["PATH", "DST"]]`).
     #[arg(long = "file-from", num_args = 2, value_names = ["PATH", "DST"])]
     files_from: Vec<OsString>,
     /// The seccomp policy, by a name the daemon loaded (`default`, `strict` unless its
     /// operator chose others) [default: the daemon's first].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HATCHERY_RUN_SECCOMP_POLICY")]
     seccomp_policy: Option<String>,
     /// The program and its arguments.
     #[arg(required = true, last = true, value_name = "PROGRAM [ARGS]...")]
     command: Vec<OsString>,
+}
+
+/// Settles `--embedded` against `--socket` where one of them came from a variable: both
+/// typed on the command line are a usage error; a typed `--socket` wins over
+/// `HATCHERY_RUN_EMBEDDED` (flags win over variables).
+pub fn settle_embedded(args: &mut RunArgs, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+    use clap::parser::ValueSource;
+    let typed = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    if !args.embedded || args.socket.is_none() {
+        return Ok(());
+    }
+    if typed("embedded") {
+        let mut cmd = <RunArgs as clap::Args>::augment_args(clap::Command::new("hatchery run"));
+        return Err(cmd.error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "the argument '--embedded' cannot be used with '--socket <PATH>'",
+        ));
+    }
+    args.embedded = false;
+    Ok(())
 }
 
 /// A failure of `run` itself: its exit code and the line that says why.

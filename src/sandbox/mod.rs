@@ -180,6 +180,12 @@ impl Sandboxer {
         })
     }
 
+    /// Replaces the compiled seccomp policies (a reload): sandboxes cloned from now on
+    /// get them.
+    pub fn set_seccomp(&mut self, seccomp: CompiledPolicies) {
+        self.seccomp = seccomp;
+    }
+
     /// The seccomp policies a request may pick from.
     pub fn seccomp_policies(&self) -> &CompiledPolicies {
         &self.seccomp

@@ -64,6 +64,40 @@ pub fn accept(listener: BorrowedFd<'_>) -> Result<OwnedFd, SysError> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The first fd a service manager passes (`SD_LISTEN_FDS_START`).
+pub const LISTEN_FDS_START: RawFd = 3;
+
+/// Takes ownership of the listening socket a service manager passed at exec as fd
+/// [`LISTEN_FDS_START`] (`LISTEN_FDS=1`), once per process: a second call fails with
+/// `EBADF`, as does a call when that fd is not open. Sets it close-on-exec and
+/// non-blocking.
+pub fn take_activated_socket() -> Result<OwnedFd, SysError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    let op = "fcntl(3, F_GETFD) (the socket passed by LISTEN_FDS)";
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(SysError::new(op, Errno::EBADF));
+    }
+    // SAFETY: F_GETFD only reads the fd's flags; an fd that is not open gives EBADF.
+    if unsafe { libc::fcntl(LISTEN_FDS_START, libc::F_GETFD) } == -1 {
+        return Err(SysError::new(op, Errno::last()));
+    }
+    // SAFETY: the fd is open (F_GETFD succeeded) and was passed to this process at exec
+    // for it to own (the LISTEN_FDS protocol); the flag above makes this the only
+    // `OwnedFd` ever made of it, and nothing else in the crate uses fd 3 by number.
+    let fd = unsafe { OwnedFd::from_raw_fd(LISTEN_FDS_START) };
+    nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .op("fcntl(F_SETFD, FD_CLOEXEC)")?;
+    let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFL).op("fcntl(F_GETFL)")?;
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(flags))
+        .op("fcntl(F_SETFL, O_NONBLOCK)")?;
+    Ok(fd)
+}
+
 /// The supplementary groups of a socket's peer (`SO_PEERGROUPS`).
 pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>, SysError> {
     let mut groups = vec![0u32; 64];

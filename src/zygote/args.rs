@@ -3,17 +3,18 @@
 //! process, before it serves.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
 use super::{
-    Access, ConnectionLimits, HostIdPolicy, HostIdRange, WarmPoolConfig, ZygoteConfig, ZygoteError,
-    DEFAULT_MAX_CHILDREN,
+    Access, ConnectionLimits, HostIdPolicy, HostIdRange, Reloader, WarmPoolConfig, ZygoteConfig,
+    ZygoteError, DEFAULT_MAX_CHILDREN,
 };
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
 use crate::network::{Cidr, NetworkSettings};
-use crate::protocol::{Layer, Limit, LimitSet};
+use crate::protocol::{Layer, Limit, LimitSet, Limits};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
 
@@ -52,6 +53,14 @@ pub enum ServeArgsError {
         /// What is wrong with it.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The `--limits-file` cannot be read or holds something else than limits.
+    #[error("--limits-file {path:?}: {message}")]
+    LimitsFile {
+        /// The file, as given.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
     },
     /// `--group` names no group.
     #[error("no such group: {0}")]
@@ -96,36 +105,45 @@ impl LogFormat {
 }
 
 /// The flags of `hatchery serve`, shared by every zygote ([`crate::ZygoteBuilder::serve_from_args`]).
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ServeArgs {
     /// Socket to listen on [default: $HATCHERY_SOCKET, else /run/hatchery/hatchery.sock as root,
     /// else $XDG_RUNTIME_DIR/hatchery.sock, else /tmp/hatchery-UID.sock]
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// Also allow members of this group (name or gid); the socket becomes mode 0660.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_GROUP")]
     pub group: Option<String>,
     /// Also allow this uid (repeatable). Root and the daemon's own uid are always allowed.
-    #[arg(long = "allow-uid", value_name = "UID")]
+    #[arg(
+        long = "allow-uid",
+        value_name = "UID",
+        value_delimiter = ',',
+        env = "HATCHERY_ALLOW_UID"
+    )]
     pub allow_uids: Vec<u32>,
     /// Give each live sandbox its own host uid and gid (the same number) from COUNT ids
     /// at START; checked against the host's users, groups and /etc/subuid and
     /// /etc/subgid [default, as root: 1879048192:65536].
-    #[arg(long, value_name = "START:COUNT", conflicts_with_all = ["host_uid", "host_gid"])]
+    #[arg(long, value_name = "START:COUNT", conflicts_with_all = ["host_uid", "host_gid"], env = "HATCHERY_HOST_UID_RANGE")]
     pub host_uid_range: Option<HostIdRange>,
     /// Run every sandbox as this one host uid instead (files a job writes into a bind
     /// then belong to it) [default: a uid of its own per sandbox as root, else your own].
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_HOST_UID")]
     pub host_uid: Option<u32>,
     /// The host gid to go with --host-uid [default: 65534 as root, else your own].
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_HOST_GID")]
     pub host_gid: Option<u32>,
     /// A seccomp policy requests may pick by name (`run --seccomp-policy NAME`);
     /// repeatable, the first is the default: `default` (built in, a denylist), `strict`
     /// (built in, an allowlist), `NAME=FILE` (a policy file, picked as NAME) or the path
     /// of a policy file (picked by that path; write `./strict` for a file so named)
     /// [default: `default`, then `strict`].
-    #[arg(long, value_name = "default|strict|NAME=FILE|FILE")]
+    #[arg(
+        long,
+        value_name = "default|strict|NAME=FILE|FILE",
+        env = "HATCHERY_SECCOMP_POLICY"
+    )]
     pub seccomp_policy: Vec<PathBuf>,
     /// Let requests switch off these layers (`run --unsafe-disable LAYER`): `seccomp`,
     /// `network-namespace` (comma-separated or repeated). Without it, such a request is
@@ -134,31 +152,37 @@ pub struct ServeArgs {
         long,
         value_name = "LAYER[,LAYER]",
         value_delimiter = ',',
-        value_parser = parse_layer
+        value_parser = parse_layer,
+        env = "HATCHERY_ALLOW_UNSAFE_DISABLE",
     )]
     pub allow_unsafe_disable: Vec<Layer>,
     /// Let requests bind host paths with their device nodes usable (`run --dev-bind`).
     /// Without it, such a request is refused.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_ALLOW_DEV_BIND", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_dev_bind: bool,
     /// The most sandboxes alive at once.
-    #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN)]
+    #[arg(long, default_value_t = DEFAULT_MAX_CHILDREN, env = "HATCHERY_MAX_CHILDREN")]
     pub max_children: usize,
     /// The most client connections at once; more are answered Busy and closed
     /// [default: half the open-files limit, at most 1024].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "HATCHERY_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
     /// The most client connections at once from one uid [default: a quarter of
     /// --max-connections].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "HATCHERY_MAX_CONNECTIONS_PER_UID")]
     pub max_connections_per_uid: Option<u32>,
     /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
     /// clone, id maps and root; the rest take the normal path.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "HATCHERY_WARM_POOL"
+    )]
     pub warm_pool: usize,
     /// A pooled shape: a JSON file holding the sandbox config fields that differ from
     /// the default (repeatable) [default: the default sandbox].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HATCHERY_WARM_POOL_SHAPE")]
     pub warm_pool_shape: Vec<PathBuf>,
     #[command(flatten)]
     pub default_limits: LimitFlags<DefaultPrefix>,
@@ -166,26 +190,112 @@ pub struct ServeArgs {
     pub max_limits: LimitFlags<MaxPrefix>,
     /// Let requests lift these defaults (`run --pids unlimited`): comma-separated limit
     /// names, or `all` [default: none; a request asking to is refused].
-    #[arg(long, value_name = "LIMIT[,LIMIT]", value_delimiter = ',', value_parser = parse_limit_kind)]
+    #[arg(long, value_name = "LIMIT[,LIMIT]", value_delimiter = ',', value_parser = parse_limit_kind, env = "HATCHERY_ALLOW_UNLIMITED")]
     pub allow_unlimited: Vec<LimitSet>,
+    /// Read limit defaults and ceilings from FILE (TOML: `default-memory = "256M"`,
+    /// `max-wall-time = "10m"`, ... as the flags), at start and again on SIGHUP; the
+    /// --default-* and --max-* flags win over it.
+    #[arg(long, value_name = "FILE", env = "HATCHERY_LIMITS_FILE")]
+    pub limits_file: Option<PathBuf>,
+    /// On SIGTERM or SIGINT, stop accepting and let running sandboxes go on this long
+    /// (e.g. 30s) before killing them (`daemon_shutdown`); a second signal kills them at
+    /// once.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_grace, env = "HATCHERY_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Duration,
+    /// Serve Prometheus metrics (spawns, failures by kind, spawn latency, live
+    /// sandboxes, pool hits and misses, sandboxes ended by reason, the daemon's memory)
+    /// over HTTP at ADDR:PORT/metrics, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR:PORT", env = "HATCHERY_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Give sandboxes that ask for one a veth network, each a /30 (IPv4) and a /126
     /// (IPv6) of CIDR: one IPv4 and/or one IPv6 range (repeat the flag for both).
     /// Without it, requests for a veth network are refused.
-    #[arg(long = "veth-pool", value_name = "CIDR")]
+    #[arg(
+        long = "veth-pool",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        env = "HATCHERY_VETH_POOL"
+    )]
     pub veth_pools: Vec<Cidr>,
     /// Name the host ends PREFIX plus a counter (at most 8 bytes of [a-z0-9_-]). Veths
     /// named so are this daemon's: it removes those a previous run left when it starts.
-    #[arg(long, value_name = "PREFIX", default_value = crate::network::DEFAULT_PREFIX)]
+    #[arg(long, value_name = "PREFIX", default_value = crate::network::DEFAULT_PREFIX, env = "HATCHERY_VETH_PREFIX")]
     pub veth_prefix: String,
     /// Let the kernel forward packets from sandboxes beyond their host end (for the
     /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
-    #[arg(long)]
+    #[arg(long, env = "HATCHERY_VETH_FORWARDING", value_parser = clap::builder::BoolishValueParser::new())]
     pub veth_forwarding: bool,
     /// How to write the log to stderr: `text` (`key=value` fields, coloured only on a
     /// terminal) or `json` (one object per line, for log collectors). `RUST_LOG` sets
     /// the level [default: info].
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, env = "HATCHERY_LOG_FORMAT")]
     pub log_format: LogFormat,
+}
+
+/// `--shutdown-grace`: a duration as the limits take it (`30s`, `2m`, `0`).
+fn parse_grace(text: &str) -> Result<Duration, String> {
+    crate::limits::parse_duration_ms(text)
+        .map(Duration::from_millis)
+        .map_err(|e| e.to_string())
+}
+
+/// The `--limits-file`: `default-LIMIT` and `max-LIMIT` keys, each a value as its flag
+/// takes it (a string, or a number for counts), or `"unlimited"`.
+fn read_limits_file(path: &Path) -> Result<(Limits, Limits), ServeArgsError> {
+    let fail = |message: String| ServeArgsError::LimitsFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+    let (mut defaults, mut ceilings) = (Limits::default(), Limits::default());
+    for (key, value) in table {
+        let (slot, name) = match (key.strip_prefix("default-"), key.strip_prefix("max-")) {
+            (Some(name), _) => (&mut defaults, name),
+            (_, Some(name)) => (&mut ceilings, name),
+            _ => {
+                return Err(fail(format!(
+                    "{key:?} is neither default-LIMIT nor max-LIMIT"
+                )))
+            }
+        };
+        let kind = Limit::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| fail(format!("{key:?}: no limit is called {name:?}")))?;
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(n) => n.to_string(),
+            other => {
+                return Err(fail(format!(
+                    "{key:?}: a {} is not a limit",
+                    other.type_str()
+                )))
+            }
+        };
+        match crate::limits::parse_limit_or_unlimited(kind, &text) {
+            Ok(Some(value)) => slot.set_limit(kind, Some(value)),
+            Ok(None) => slot.unlimited.insert(kind),
+            Err(e) => return Err(fail(format!("{key:?}: {e}"))),
+        }
+    }
+    Ok((defaults, ceilings))
+}
+
+/// `flags` over `file`: a limit the flags give (or lift) wins.
+fn flags_over(file: Limits, flags: Limits) -> Limits {
+    let mut merged = file;
+    for kind in Limit::ALL {
+        if flags.unlimited.contains(kind) {
+            merged.set_limit(kind, None);
+            merged.unlimited.insert(kind);
+        } else if let Some(value) = flags.get(kind) {
+            merged.set_limit(kind, Some(value));
+            merged.unlimited.remove(kind);
+        }
+    }
+    merged
 }
 
 /// A limit's command-line name (`pids`, `tmp-size`), or `all`.
@@ -236,8 +346,23 @@ impl ServeArgs {
     /// built-in default above a ceiling lowered to it (a default the operator typed
     /// above it stays, and the zygote refuses to start).
     pub fn limit_policy(&self) -> LimitPolicy {
-        let given = self.default_limits.limits;
-        let mut ceilings = self.max_limits.limits;
+        self.policy_from(self.default_limits.limits, self.max_limits.limits)
+    }
+
+    /// The limit policy of `--limits-file` (read now) with the flags over it.
+    pub fn limit_policy_with_file(&self) -> Result<LimitPolicy, ServeArgsError> {
+        let Some(path) = &self.limits_file else {
+            return Ok(self.limit_policy());
+        };
+        let (defaults, ceilings) = read_limits_file(path)?;
+        Ok(self.policy_from(
+            flags_over(defaults, self.default_limits.limits),
+            flags_over(ceilings, self.max_limits.limits),
+        ))
+    }
+
+    fn policy_from(&self, given: Limits, ceilings: Limits) -> LimitPolicy {
+        let mut ceilings = ceilings;
         ceilings.unlimited = LimitSet::EMPTY;
         let mut defaults = SAFE_DEFAULTS;
         for kind in Limit::ALL {
@@ -269,9 +394,16 @@ impl ServeArgs {
         self.socket.clone().unwrap_or_else(default_socket_path)
     }
 
-    /// The daemon configuration these flags ask for.
-    pub fn zygote_config(&self) -> Result<ZygoteConfig, ServeArgsError> {
+    /// What a reload (SIGHUP) takes: the seccomp policies (their files read again) and
+    /// the limit policy (`--limits-file` read again, the flags over it).
+    fn reloadable(&self) -> Result<ZygoteConfig, ServeArgsError> {
         let mut config = ZygoteConfig::new()?;
+        self.load_policies(&mut config)?;
+        config.limits = self.limit_policy_with_file()?;
+        Ok(config)
+    }
+
+    fn load_policies(&self, config: &mut ZygoteConfig) -> Result<(), ServeArgsError> {
         let mut policies = self
             .seccomp_policy
             .iter()
@@ -283,6 +415,20 @@ impl ServeArgs {
             config.seccomp_name = name;
             config.more_seccomp = policies.collect();
         }
+        Ok(())
+    }
+
+    /// The daemon configuration these flags ask for; SIGHUP reloads its seccomp policy
+    /// files and `--limits-file`.
+    pub fn zygote_config(&self) -> Result<ZygoteConfig, ServeArgsError> {
+        let mut config = ZygoteConfig::new()?;
+        self.load_policies(&mut config)?;
+        let again = self.clone();
+        config.reload = Some(Reloader::new(move || {
+            again.reloadable().map_err(|e| crate::error_chain(&e))
+        }));
+        config.shutdown_grace = self.shutdown_grace;
+        config.metrics = self.metrics;
         config.allowed_opt_outs = self.allow_unsafe_disable.clone();
         config.allow_dev_binds = self.allow_dev_bind;
         config.host_ids = self.host_id_policy();
@@ -307,7 +453,7 @@ impl ServeArgs {
                 first_slot: 0,
             });
         }
-        config.limits = self.limit_policy();
+        config.limits = self.limit_policy_with_file()?;
         config.warm_pool.shapes = if self.warm_pool_shape.is_empty() {
             vec![crate::protocol::SandboxConfig::default()]
         } else {

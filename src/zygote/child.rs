@@ -119,6 +119,10 @@ pub(super) struct Child {
     pub(super) id: u64,
     /// Who asked for it and what it runs, for the log.
     pub(super) origin: Origin,
+    /// Its init's pid, as the daemon sees it.
+    pid: i32,
+    /// Whether the warm pool served it.
+    pub(super) warm: bool,
     pub(super) pidfd: OwnedFd,
     pub(super) channel: ZygoteEnd,
     /// The client's pipe ends (stdio, then an entry's result), handed over with
@@ -157,6 +161,8 @@ impl Child {
             conn: Some(conn),
             id: origin.id,
             origin,
+            pid: sandbox.pid,
+            warm: false,
             pidfd: sandbox.pidfd,
             channel: sandbox.channel,
             pipes: sandbox.pipes,
@@ -170,6 +176,16 @@ impl Child {
             kill_on_disconnect,
             network,
         }
+    }
+
+    /// Its init's pid, as the daemon sees it.
+    pub(super) fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// How long ago its request arrived.
+    pub(super) fn age(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// Whether its init is still setting it up (its workload not started yet).

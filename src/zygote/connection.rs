@@ -72,7 +72,9 @@ impl Connection {
             Err(e) => {
                 tracing::error!(error = %crate::error_chain(&e), "cannot encode an event; answering with a short error");
                 let id = match event {
-                    Event::Spawned { id, .. } | Event::Exited { id, .. } => Some(*id),
+                    Event::Spawned { id, .. }
+                    | Event::Exited { id, .. }
+                    | Event::Status { id, .. } => Some(*id),
                     Event::Error { id, .. } => *id,
                     Event::Welcome { .. } => None,
                 };

@@ -28,6 +28,41 @@ pub struct Machine {
     pub root: bool,
     /// Whether something is mounted below the daemon's `/proc` (Docker masks paths so).
     pub proc_has_submounts: bool,
+    /// What runs the daemon, so that a hint names the setting in its words.
+    pub manager: Manager,
+}
+
+/// What runs the daemon, as far as it can tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Manager {
+    /// Nothing it recognises (a shell, a test).
+    #[default]
+    Unknown,
+    /// A systemd service (`INVOCATION_ID` is set).
+    Systemd,
+    /// A Docker or Podman container (`/.dockerenv`, `/run/.containerenv`).
+    Container,
+    /// A Kubernetes pod (`KUBERNETES_SERVICE_HOST` is set).
+    Kubernetes,
+}
+
+impl Manager {
+    /// The manager of this process.
+    pub fn of_this_process() -> Manager {
+        // The nearest manager first: a systemd service (even inside a container) has
+        // its unit's options to change.
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            Manager::Kubernetes
+        } else if std::env::var_os("INVOCATION_ID").is_some() {
+            Manager::Systemd
+        } else if std::path::Path::new("/.dockerenv").exists()
+            || std::path::Path::new("/run/.containerenv").exists()
+        {
+            Manager::Container
+        } else {
+            Manager::Unknown
+        }
+    }
 }
 
 impl Machine {
@@ -60,6 +95,7 @@ impl Machine {
                     .nth(4)
                     .is_some_and(|point| point.starts_with("/proc/"))
             }),
+            manager: Manager::of_this_process(),
         }
     }
 }
@@ -80,12 +116,27 @@ pub fn hint(error: &SysError, machine: &Machine) -> Option<String> {
         return clone_hint(errno, machine);
     }
     if op == "mount(proc)" && errno == Errno::EPERM && machine.proc_has_submounts {
-        return Some(
+        let fix = match machine.manager {
+            Manager::Systemd => {
+                "as systemd's ProtectKernelLogs=, ProtectKernelTunables=, ProtectProc= and \
+                 ProcSubset= do: remove them from the daemon's unit (deploy/systemd/\
+                 hatchery.service has none; `systemctl cat hatchery` shows what is set)"
+            }
+            Manager::Kubernetes => {
+                "as the container runtime does: give the daemon's container \
+                 securityContext.procMount: Unmasked, which needs hostUsers: false in the \
+                 pod"
+            }
+            Manager::Container | Manager::Unknown => {
+                "as Docker does: run the container with --security-opt \
+                 systempaths=unconfined (Kubernetes: procMount: Unmasked; systemd: no \
+                 ProtectKernelLogs= or ProtectKernelTunables=)"
+            }
+        };
+        return Some(format!(
             "the kernel refuses a fresh /proc while paths of the daemon's own /proc are \
-             masked by mounts, as Docker does: run the container with --security-opt \
-             systempaths=unconfined (Kubernetes: procMount: Unmasked); see docs/deploy.md"
-                .into(),
-        );
+             masked by mounts, {fix}; see docs/deploy.md"
+        ));
     }
     if op.starts_with("setns") && errno == Errno::EPERM {
         return Some(
@@ -264,6 +315,23 @@ mod tests {
         };
         let text = hint(&error, &masked).unwrap();
         assert!(text.contains("systempaths=unconfined"), "{text}");
+        // Under systemd, in systemd's words.
+        let systemd = Machine {
+            manager: Manager::Systemd,
+            ..masked.clone()
+        };
+        let text = hint(&error, &systemd).unwrap();
+        assert!(text.contains("ProtectKernelLogs="), "{text}");
+        assert!(!text.contains("systempaths"), "{text}");
+        let kubernetes = Machine {
+            manager: Manager::Kubernetes,
+            ..masked.clone()
+        };
+        let text = hint(&error, &kubernetes).unwrap();
+        assert!(
+            text.contains("procMount: Unmasked") && text.contains("hostUsers: false"),
+            "{text}"
+        );
         // Without masking mounts, an EPERM there means something else: the filter.
         let text = hint(
             &error,

@@ -101,6 +101,9 @@ impl ConnectionLimits {
 pub struct Listener {
     fd: OwnedFd,
     path: PathBuf,
+    /// Whether the daemon made the socket file (and so removes it when it stops);
+    /// a socket passed by a service manager stays, for the next daemon to serve.
+    owns_path: bool,
 }
 
 impl Listener {
@@ -143,6 +146,7 @@ impl Listener {
         let listener = Listener {
             fd,
             path: path.to_path_buf(),
+            owns_path: true,
         };
         if let Some(group) = access.group {
             nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(group)))
@@ -179,6 +183,23 @@ impl Listener {
         }
     }
 
+    /// A listening socket a service manager passed (socket activation): served as it is
+    /// (its mode and owner are the manager's), and left in place when the daemon stops,
+    /// so that clients queue on it until the next daemon accepts.
+    pub fn activated(fd: OwnedFd) -> Listener {
+        let path = super::systemd::socket_path(fd.as_fd()).unwrap_or_default();
+        Listener {
+            fd,
+            path,
+            owns_path: false,
+        }
+    }
+
+    /// Whether the daemon made the socket file (else a service manager passed it).
+    pub fn owns_path(&self) -> bool {
+        self.owns_path
+    }
+
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -193,6 +214,8 @@ impl AsFd for Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.owns_path {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

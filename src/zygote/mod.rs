@@ -16,6 +16,7 @@
 //! - `child`, `reports`: a sandbox as the daemon tracks it, and what its init reports, up
 //!   to its reap and verdict;
 //! - `warm_pool`, `entries`, `limits`: what the loop keeps between requests;
+//! - `stats`: what the loop counts, and its answer to `Status`;
 //! - [`diagnose`]: hints for failures a machine's setup explains;
 //! - [`args`], `builder`, [`embedded`]: the ways a zygote is made and started.
 
@@ -29,13 +30,18 @@ pub mod embedded;
 mod entries;
 mod host_ids;
 pub mod listener;
+mod metrics;
 mod reports;
 mod server;
 mod spawn;
+mod stats;
+pub mod systemd;
 mod warm_pool;
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::limits::{Enforcer, LimitPolicy};
 use crate::network::{Network, NetworkError, NetworkSettings};
@@ -87,6 +93,38 @@ pub struct ZygoteConfig {
     pub warm_pool: WarmPoolConfig,
     /// The most client connections at once, in all and per uid.
     pub connections: ConnectionLimits,
+    /// How long running sandboxes may go on after SIGTERM or SIGINT before they are
+    /// killed (`daemon_shutdown`) [default: zero, killed at once].
+    pub shutdown_grace: Duration,
+    /// What SIGHUP reloads: a fresh configuration whose limit defaults and ceilings and
+    /// seccomp policies replace the running ones [default: none; SIGHUP is logged and
+    /// ignored].
+    pub reload: Option<Reloader>,
+    /// Where to serve Prometheus metrics over HTTP (`serve --metrics`) [default: nowhere].
+    pub metrics: Option<std::net::SocketAddr>,
+}
+
+/// Makes the configuration a reload (SIGHUP) applies: its limit policy and seccomp
+/// policies are taken, the rest is ignored (a restart changes it).
+#[derive(Clone)]
+pub struct Reloader(Arc<dyn Fn() -> Result<ZygoteConfig, String> + Send + Sync>);
+
+impl Reloader {
+    /// A reloader calling `load`, which returns the new configuration or why there is
+    /// none (the running one then stays).
+    pub fn new(load: impl Fn() -> Result<ZygoteConfig, String> + Send + Sync + 'static) -> Self {
+        Reloader(Arc::new(load))
+    }
+
+    fn load(&self) -> Result<ZygoteConfig, String> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reloader")
+    }
 }
 
 impl ZygoteConfig {
@@ -108,6 +146,9 @@ impl ZygoteConfig {
             network: None,
             warm_pool: WarmPoolConfig::default(),
             connections: ConnectionLimits::for_this_process(),
+            shutdown_grace: Duration::ZERO,
+            reload: None,
+            metrics: None,
         })
     }
 }
@@ -140,6 +181,18 @@ pub enum ZygoteError {
     /// The sandboxes' host ids cannot be had.
     #[error("host ids")]
     HostIds(#[source] HostIdError),
+    /// The socket a service manager passed cannot be served.
+    #[error("socket activation")]
+    Activation(#[source] systemd::ActivationError),
+    /// The metrics address cannot be listened on.
+    #[error("--metrics {addr}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<SysError> for ZygoteError {
@@ -174,6 +227,12 @@ pub struct Zygote {
     /// Network namespaces made ahead; `None` before serving, in an embedded zygote,
     /// and where they cannot be made.
     spare_namespaces: Option<SpareNamespaces>,
+    /// How long sandboxes may run on after SIGTERM.
+    shutdown_grace: Duration,
+    /// What SIGHUP reloads.
+    reload: Option<Reloader>,
+    /// Where to serve metrics.
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl Zygote {
@@ -225,12 +284,30 @@ impl Zygote {
             network,
             allowed_opt_outs: config.allowed_opt_outs,
             allow_dev_binds: config.allow_dev_binds,
+            shutdown_grace: config.shutdown_grace,
+            reload: config.reload,
+            metrics: config.metrics,
         })
     }
 
-    /// Serves on a socket at `path` until SIGTERM or SIGINT, then kills every sandbox,
-    /// reaps it and removes the socket file.
+    /// Serves on a socket at `path` until SIGTERM or SIGINT, then kills every sandbox
+    /// (after [`ZygoteConfig::shutdown_grace`]), reaps it and removes the socket file.
+    ///
+    /// When a service manager passed a listening socket (`LISTEN_FDS=1` with
+    /// `LISTEN_PID` naming this process), that socket is served instead of `path` and
+    /// left in place at the end. When it asked for notifications (`NOTIFY_SOCKET`), the
+    /// daemon sends `READY=1` once it accepts, `RELOADING=1`/`READY=1` around a SIGHUP
+    /// reload and `STOPPING=1` when it stops. These variables are removed from the
+    /// environment as they are read.
     pub fn serve(mut self, path: &Path) -> Result<(), ZygoteError> {
+        let activated = systemd::activated_socket().map_err(ZygoteError::Activation)?;
+        let notifier = systemd::Notifier::from_environment();
+        let metrics = self
+            .metrics
+            .map(|addr| {
+                metrics::Metrics::bind(addr).map_err(|source| ZygoteError::Metrics { addr, source })
+            })
+            .transpose()?;
         copy_code_to_huge_pages();
         // A daemon (not the embedded zygote of one `hatchery run`) makes its network
         // namespaces ahead; its helper is there before the socket is.
@@ -240,9 +317,24 @@ impl Zygote {
                 tracing::info!(error = %crate::error_chain(&e), "no spare network and IPC namespaces")
             }
         }
-        let listener = Listener::bind(path, &self.access)?;
-        tracing::info!(socket = %path.display(), "serving");
-        Server::new(self, Some(listener), None)?.run()
+        let listener = match activated {
+            Some(fd) => Listener::activated(fd),
+            None => Listener::bind(path, &self.access)?,
+        };
+        let activated = if listener.owns_path() {
+            ""
+        } else {
+            " (passed by the service manager)"
+        };
+        tracing::info!(socket = %listener.path().display(), "serving{activated}");
+        let mut server = Server::new(self, Some(listener), None)?;
+        server.notifier = notifier;
+        if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr()) {
+            tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+        }
+        server.metrics = metrics;
+        server.ready();
+        server.run()
     }
 
     /// Serves one already-connected client (the embedded zygote of `hatchery run`), and

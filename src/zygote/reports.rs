@@ -61,6 +61,7 @@ impl Server {
                 );
                 child.phase = Phase::Running;
                 self.last_exec = Some(Instant::now());
+                self.stats.served(child.warm, child.age());
                 let Some(conn) = conn else { return };
                 let mut roles = Vec::with_capacity(4);
                 let mut fds = Vec::with_capacity(4);
@@ -113,6 +114,7 @@ impl Server {
                     errno = ?errno,
                     "spawn failed",
                 );
+                self.stats.failed(kind.name());
                 let Some(conn) = conn else { return };
                 // The id is free again at once, though the init is reaped later.
                 forget_child(conn, child.id, pid);
@@ -137,6 +139,7 @@ impl Server {
                     error = ?message,
                     "spawn failed",
                 );
+                self.stats.failed("setup");
                 let Some(conn) = conn else { return };
                 forget_child(conn, child.id, pid);
                 conn.send_error(
@@ -161,6 +164,7 @@ impl Server {
                 if child.phase == Phase::Running {
                     let verdict = verdict(child, status, usage);
                     log_end(&child.origin, pid, &verdict);
+                    self.stats.ended(verdict.reason);
                     let Some(conn) = conn else { return };
                     send_exited(conn, child.id, pid, verdict);
                 }
@@ -212,8 +216,10 @@ impl Server {
                 .then(|| verdict(&mut child, init_status, WorkloadUsage::from(&reaped.rusage)));
             if let Some(verdict) = &verdict {
                 log_end(&child.origin, reaped.pid, verdict);
+                self.stats.ended(verdict.reason);
             }
             if child.setting_up() {
+                self.stats.failed("internal");
                 sandbox_event!(
                     tracing::Level::INFO,
                     &child.origin,

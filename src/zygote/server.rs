@@ -18,6 +18,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use super::child::{sandbox_event, Child};
 use super::connection::{Connection, HANDSHAKE_DEADLINE};
 use super::listener::{self, Listener};
+use super::metrics::Metrics;
+use super::stats::Stats;
+use super::systemd::Notifier;
 use super::{Zygote, ZygoteError};
 use crate::protocol::{self, EndReason, ErrorKind, Event, Request, PROTOCOL_VERSION};
 use crate::sandbox::SpareNamespaces;
@@ -67,6 +70,8 @@ enum Source {
     Conn(u64),
     Child(i32),
     SpareNamespaces,
+    Metrics,
+    Scrape(u64),
 }
 
 /// The daemon while it serves: the prepared [`Zygote`] and everything the loop tracks.
@@ -94,6 +99,14 @@ pub(super) struct Server {
     accept_paused_until: Option<Instant>,
     accept_failed: RateLimited,
     turned_away: RateLimited,
+    /// What the loop counts (served, failed, ended, pool hits), for `Status`.
+    pub(super) stats: Stats,
+    /// The service manager to tell of readiness, reloads and the stop, if one asked.
+    pub(super) notifier: Option<Notifier>,
+    /// When shutting down: when the sandboxes still running are killed.
+    kill_at: Option<Instant>,
+    /// The metrics responder (`serve --metrics`).
+    pub(super) metrics: Option<Metrics>,
 }
 
 impl Server {
@@ -105,7 +118,12 @@ impl Server {
         sys::ensure_stdio_open()?;
         zygote.sandboxer.note_signal_dispositions();
         let mut mask = SigSet::empty();
-        for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT] {
+        for signal in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
             mask.add(signal);
         }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
@@ -128,6 +146,10 @@ impl Server {
             accept_paused_until: None,
             accept_failed: RateLimited::new(),
             turned_away: RateLimited::new(),
+            stats: Stats::new(),
+            notifier: None,
+            kill_at: None,
+            metrics: None,
         };
         if let Some(fd) = conn {
             nix::fcntl::fcntl(
@@ -182,6 +204,12 @@ impl Server {
                     Source::Conn(conn) => self.on_connection(conn, flags),
                     Source::Child(pid) => self.on_reports(pid),
                     Source::SpareNamespaces => self.on_spare_namespaces(),
+                    Source::Metrics => {
+                        if let Some(metrics) = &mut self.metrics {
+                            metrics.accept();
+                        }
+                    }
+                    Source::Scrape(key) => self.on_scrape(key),
                 }
             }
             let quiet = !self.starting();
@@ -189,7 +217,14 @@ impl Server {
                 spares.replenish(quiet);
             }
             self.enforce_limits();
+            if self.kill_at.is_some_and(|at| Instant::now() >= at) {
+                self.kill_at = None;
+                self.kill_all();
+            }
             self.expire_handshakes();
+            if let Some(metrics) = &mut self.metrics {
+                metrics.expire();
+            }
             self.drop_finished_connections();
         }
     }
@@ -233,6 +268,21 @@ impl Server {
             sources.push(Source::SpareNamespaces);
             fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
+        if let Some(metrics) = &self.metrics {
+            if let Some(fd) = metrics.accepting() {
+                sources.push(Source::Metrics);
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            for (key, fd, writing) in metrics.scrapes() {
+                sources.push(Source::Scrape(key));
+                let flags = if writing {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                fds.push(PollFd::new(fd, flags));
+            }
+        }
         let timeout = match self.next_check() {
             None => PollTimeout::NONE,
             Some(Duration::ZERO) => PollTimeout::ZERO,
@@ -267,11 +317,13 @@ impl Server {
                     .map(|_| crate::network::COLLECT_EVERY),
             )
             .chain(self.next_refill())
+            .chain(self.kill_at.map(|at| at.saturating_duration_since(now)))
             .chain(
                 self.conns
                     .values()
                     .filter_map(Connection::handshake_due)
                     .chain(self.accept_paused_until)
+                    .chain(self.metrics.as_ref().and_then(Metrics::next_deadline))
                     .map(|at| at.saturating_duration_since(now)),
             )
             .min()
@@ -338,6 +390,7 @@ impl Server {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(Signal::SIGHUP) => self.reload(),
                 Ok(signal) => {
                     tracing::info!(%signal, "shutting down");
                     self.shut_down();
@@ -347,15 +400,86 @@ impl Server {
         }
     }
 
-    /// Stops accepting, removes the socket and kills every sandbox; the loop ends once
-    /// they are all reaped.
+    /// Tells the service manager, if one asked, e.g. `READY=1`.
+    fn notify(&self, state: &str) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(state);
+        }
+    }
+
+    /// Tells the service manager the daemon accepts: `READY=1` and a status line.
+    pub(super) fn ready(&self) {
+        let socket = self
+            .listener
+            .as_ref()
+            .map(|l| l.path().display().to_string())
+            .unwrap_or_default();
+        self.notify(&format!("READY=1\nSTATUS=serving on {socket}"));
+    }
+
+    /// Stops accepting (a socket the daemon made is removed; one a service manager
+    /// passed stays, and connections queue on it for the next daemon), then kills every
+    /// sandbox, at once or after the shutdown grace; the loop ends once they are all
+    /// reaped. A second SIGTERM or SIGINT during the grace kills them at once.
     fn shut_down(&mut self) {
+        let again = self.shutting_down;
         self.shutting_down = true;
         self.listener = None;
         self.zygote.pool.close();
+        let grace = self.zygote.shutdown_grace;
+        let running = self.children.len();
+        if again || grace.is_zero() || running == 0 {
+            self.notify(&format!(
+                "STOPPING=1\nSTATUS=stopping: killing {running} sandboxes"
+            ));
+            self.kill_at = None;
+            self.kill_all();
+            return;
+        }
+        tracing::info!(
+            sandboxes = running,
+            grace_ms = grace.as_millis() as u64,
+            "letting running sandboxes finish; killing them after the grace"
+        );
+        self.notify(&format!(
+            "STOPPING=1\nSTATUS=stopping: {running} sandboxes may run {} s more",
+            grace.as_secs()
+        ));
+        self.kill_at = Some(Instant::now() + grace);
+    }
+
+    /// Kills every sandbox for the daemon's shutdown.
+    fn kill_all(&mut self) {
         for child in self.children.values_mut() {
             child.kill(EndReason::DaemonShutdown);
         }
+    }
+
+    /// SIGHUP: takes the limit defaults and ceilings and the seccomp policies of a
+    /// freshly loaded configuration (its files read again). Running sandboxes keep
+    /// theirs; idle warm ones, forked with the old seccomp programs, are replaced. A
+    /// configuration that does not load or compile changes nothing and is logged.
+    fn reload(&mut self) {
+        let Some(reloader) = self.zygote.reload.clone() else {
+            tracing::info!("SIGHUP: this daemon has nothing to reload");
+            return;
+        };
+        self.notify("RELOADING=1");
+        let applied = reloader.load().and_then(|config| {
+            config.limits.check().map_err(|e| crate::error_chain(&e))?;
+            let seccomp = super::compile_policies(&config).map_err(|e| crate::error_chain(&e))?;
+            self.zygote.enforcer.set_policy(config.limits);
+            self.zygote.sandboxer.set_seccomp(seccomp);
+            self.zygote.pool.drain_idle();
+            Ok(())
+        });
+        match applied {
+            Ok(()) => tracing::info!("SIGHUP: limits and seccomp policies reloaded"),
+            Err(why) => {
+                tracing::error!(error = %why, "SIGHUP: reload failed; the running configuration stays")
+            }
+        }
+        self.notify("READY=1");
     }
 
     fn on_listener(&mut self) {
@@ -592,6 +716,7 @@ impl Server {
                 conn.closing = true;
             }
             Request::Spawn { id, request } => self.spawn(key, id, *request, fds),
+            Request::Status { id } => self.answer_status(key, id),
             Request::Signal { id, signal } => {
                 let pid = conn.children.get(&id).copied();
                 match pid.and_then(|pid| self.children.get_mut(&pid)) {

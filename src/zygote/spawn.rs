@@ -28,6 +28,9 @@ struct Launched {
     lease: Option<Lease>,
     /// The subnet reserved for a fresh sandbox's veth network, still to be built.
     subnet: Option<Subnet>,
+    /// For a poolable request of a daemon that keeps a pool: whether an idle sandbox
+    /// served it.
+    pooled: Option<bool>,
 }
 
 /// Why no sandbox was started.
@@ -70,15 +73,13 @@ impl Server {
             program: program_label(&request.command),
         };
         if conn.children.contains_key(&id) {
-            let message = format!("id {id} is already in use");
-            sandbox_event!(
-                tracing::Level::INFO,
-                &origin,
-                kind = %"invalid_request",
-                ?message,
-                "refused a spawn request",
-            );
-            conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
+            let refusal = Refusal {
+                kind: ErrorKind::InvalidRequest,
+                message: format!("id {id} is already in use"),
+            };
+            log_refusal(&origin, &refusal);
+            self.stats.failed(refusal.kind.name());
+            conn.send_error(Some(id), refusal.kind, refusal.message);
             return;
         }
         let mut gate = Gate {
@@ -100,6 +101,7 @@ impl Server {
             Ok(admission) => admission,
             Err(refusal) => {
                 log_refusal(&origin, &refusal);
+                self.stats.failed(refusal.kind.name());
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
@@ -125,6 +127,7 @@ impl Server {
             sandbox,
             lease,
             subnet,
+            pooled,
         } = match launched {
             Ok(launched) => launched,
             Err(failure) => {
@@ -156,6 +159,7 @@ impl Server {
                         (ErrorKind::Internal { error }, message)
                     }
                 };
+                self.stats.failed(kind.name());
                 conn.send_error(Some(id), kind, message);
                 return;
             }
@@ -169,7 +173,10 @@ impl Server {
         let pid = sandbox.pid;
         conn.children.insert(id, pid);
         let kill_on_disconnect = request.sandbox.kill_on_disconnect;
-        let child = Child::new(
+        if let Some(hit) = pooled {
+            self.stats.pool(hit);
+        }
+        let mut child = Child::new(
             key,
             origin,
             sandbox,
@@ -178,6 +185,7 @@ impl Server {
             kill_on_disconnect,
             lease,
         );
+        child.warm = pooled == Some(true);
         self.children.insert(pid, child);
         if let (Some(subnet), NetworkConfig::Veth(veth)) = (subnet, &request.sandbox.network) {
             self.attach_network(pid, subnet, veth);
@@ -231,11 +239,12 @@ impl Server {
                     error = ?crate::error_chain(&error),
                     "spawn failed",
                 );
+                let step = SetupStep::Network;
+                self.stats.failed("setup");
                 let Some(conn) = child.conn.and_then(|key| self.conns.get_mut(&key)) else {
                     return;
                 };
                 forget_child(conn, child.id, pid);
-                let step = SetupStep::Network;
                 let message = diagnose::with_hint(
                     format!("sandbox setup step \"{step}\" failed: {error}"),
                     &error,
@@ -275,6 +284,7 @@ impl Zygote {
                         sandbox,
                         lease,
                         subnet: None,
+                        pooled: Some(true),
                     })
                 }
                 Warm::Failed(e) => return Err(NotLaunched::Failed(e)),
@@ -314,6 +324,7 @@ impl Zygote {
                     sandbox,
                     lease: None,
                     subnet,
+                    pooled: (poolable && self.pool.size() > 0).then_some(false),
                 })
             }
             Err(e) => {

@@ -380,6 +380,38 @@ impl WarmPool {
         }
     }
 
+    /// Kills every idle sandbox (forked with what the daemon held then, e.g. its seccomp
+    /// programs before a reload); the pool refills with new ones as they are reaped.
+    pub fn drain_idle(&mut self) {
+        for warm in self.shapes.iter().flat_map(|s| &s.idle) {
+            warm.idle.kill();
+        }
+    }
+
+    /// Idle sandboxes kept per shape.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The pooled shapes.
+    pub fn shape_count(&self) -> usize {
+        self.shapes.len()
+    }
+
+    /// Idle sandboxes now, all shapes together.
+    pub fn idle(&self) -> usize {
+        self.shapes.iter().map(|s| s.idle.len()).sum()
+    }
+
+    /// Veth leases the idle sandboxes hold.
+    pub fn leases(&self) -> usize {
+        self.shapes
+            .iter()
+            .flat_map(|s| &s.idle)
+            .filter(|warm| warm.lease.is_some())
+            .count()
+    }
+
     /// Whether no idle sandbox is left (after [`WarmPool::close`], once all are reaped).
     pub fn is_empty(&self) -> bool {
         self.shapes.iter().all(|s| s.idle.is_empty())

@@ -160,6 +160,13 @@ impl Daemon {
         Daemon::start_command(command, &[])
     }
 
+    /// Starts a daemon with extra `serve` arguments and `env` added to its environment.
+    pub fn start_with_args_and_env(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(HATCHERY);
+        command.arg("serve").envs(env.iter().copied());
+        Daemon::start_command(command, args)
+    }
+
     /// Starts a custom zygote program (one that takes the flags of `hatchery serve`)
     /// with `env` added, and waits until it accepts.
     pub fn start_zygote(program: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {

@@ -15,7 +15,7 @@ from .limits import LIMIT_NAMES
 
 #: The protocol version this package speaks (``PROTOCOL_VERSION`` in
 #: ``src/protocol/mod.rs``); the daemon accepts only its own.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 MAX_MESSAGE_LEN = 128 * 1024
 MAX_FDS_PER_MESSAGE = 16
