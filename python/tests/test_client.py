@@ -299,8 +299,96 @@ def test_asyncio(daemon):
             sleeper.kill()
             killed = await sleeper.wait()
             result = await client.run(["/bin/echo", "ran"])
-            return child.stdout.read(), verdict, killed, result
+            status = await client.status()
+            return child.stdout.read(), verdict, killed, result, status
 
-    out, verdict, killed, result = asyncio.run(main())
+    out, verdict, killed, result, status = asyncio.run(main())
     assert out == b"hi\n" and verdict.returncode == 4
     assert killed.reason == "killed_by_client" and result.stdout == b"ran\n"
+    assert status.served.get("fresh") == 3 and status.ended["killed_by_client"] == 1, status
+
+
+# ---- status ----
+
+def test_status_shows_the_live_sandboxes_and_the_counters(daemon):
+    with daemon.client() as client:
+        before = client.status()
+        assert before.version == client.server and before.pid == daemon.process.pid
+        assert before.all_owners and before.sandboxes == [] and before.live == 0, before
+        assert before.served == {} and before.warm_pool.hit_rate is None, before
+        assert client.run(["/bin/true"]).verdict.success
+        with pytest.raises(h.NotFound):
+            client.spawn(["/nonexistent/program"])
+        sleeper = client.spawn(["/bin/sleep", "30"], stdin=DEVNULL)
+        status = client.status()
+        assert status.live == 1 and status.sandboxes_omitted == 0, status
+        [sandbox] = status.sandboxes
+        assert isinstance(sandbox, h.SandboxStatus)
+        assert (sandbox.id, sandbox.pid, sandbox.owner_uid) == (sleeper.id, sleeper.pid,
+                                                                os.getuid()), sandbox
+        assert sandbox.program == "/bin/sleep" and sandbox.phase == "running", sandbox
+        assert sandbox.client_connected and sandbox.age_ms < 60_000, sandbox
+        assert status.served == {"fresh": 2} and status.failed == {"not_found": 1}, status
+        assert status.ended == {"exited": 1} and status.uptime_ms >= before.uptime_ms, status
+        assert not status.veth.enabled and status.max_children > 0, status
+        sleeper.kill()
+        sleeper.wait()
+    # The module-level call, on a connection of its own.
+    after = h.status(daemon.socket)
+    assert after.live == 0 and after.ended == {"exited": 1, "killed_by_client": 1}, after
+
+
+def test_status_counts_the_warm_pool(start_daemon):
+    daemon = start_daemon("--warm-pool", "1")
+    with daemon.client() as client:
+        for _ in range(3):
+            assert client.run(["/bin/true"]).verdict.success
+        pool = client.status().warm_pool
+    assert pool.size_per_shape == 1 and pool.hits + pool.misses == 3, pool
+    assert pool.hit_rate == pool.hits / 3, pool
+
+
+def test_a_non_root_uid_sees_only_its_own_sandboxes(start_daemon):
+    """Root's sleeper and uid 65534's own (asked from a forked child of this test): the
+    child's status shows its own alone, root's shows both."""
+    with tempfile.TemporaryDirectory(prefix="hatchery-test-") as socket_dir:
+        os.chmod(socket_dir, 0o755)
+        daemon = start_daemon("--allow-uid", "65534", socket_dir=socket_dir)
+        with daemon.client() as client:
+            root_sleeper = client.spawn(["/bin/sleep", "30"], stdin=DEVNULL)
+            said = status_as_nobody(daemon.socket)
+            assert said.startswith("ok "), said
+            _, all_owners, live, owners = said.split(" ", 3)
+            assert (all_owners, live, owners) == ("False", "2", "[65534]"), said
+            seen = client.status()
+            assert seen.all_owners and seen.live == 1, seen
+            assert [s.owner_uid for s in seen.sandboxes] == [os.getuid()], seen
+            root_sleeper.kill()
+
+
+def status_as_nobody(path):
+    """``ok ALL_OWNERS LIVE OWNERS`` of the status seen by uid 65534 while a sleeper of
+    its own runs, from a forked child of this test."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with h.Client.connect(path) as client:
+                child = client.spawn(["/bin/sleep", "30"], stdin=DEVNULL)
+                status = client.status()
+                child.kill()
+                child.wait()
+            owners = [s.owner_uid for s in status.sandboxes]
+            os.write(write_end, f"ok {status.all_owners} {status.live} {owners}".encode())
+        except BaseException as error:  # reported through the pipe: a fork never returns
+            os.write(write_end, repr(error).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        said = reader.read().decode()
+    os.waitpid(pid, 0)
+    return said

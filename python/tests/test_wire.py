@@ -5,7 +5,8 @@ import re
 import pytest
 
 from hatchery_sandbox import (PIPE, Bind, BindIfExists, DevBind, Dir, Exec, File, Limits,
-                              SandboxConfig, SpawnRequest, Symlink, Tmpfs, Veth, _wire)
+                              PoolStatus, SandboxConfig, SandboxStatus, SpawnRequest, Symlink,
+                              Tmpfs, Veth, VethStatus, _wire)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -103,3 +104,27 @@ def test_events_decode():
 def test_malformed_events_are_refused(bad):
     with pytest.raises(ValueError):
         _wire.decode_event(bytes.fromhex(bad))
+
+
+def test_status_golden_bytes():
+    """Request::Status and the Event::Status of docs/client.py's self-test."""
+    assert _wire.status_request(3) == bytes.fromhex("03 03")
+    event = _wire.decode_event(bytes.fromhex(
+        "04 03 01 76 09 E8 07 01 01 01 02 9A 01 01 E8 07 01 70 05 00 01 72 01 00 01 04 01"
+        " 01 00 02 01 00 00 00 00 01 01 77 02 00 00"))
+    assert event[:2] == ("status", 3)
+    status = event[2]
+    assert (status.version, status.pid, status.uptime_ms, status.all_owners) == ("v", 9, 1000,
+                                                                                 True)
+    assert status.sandboxes == [SandboxStatus(sandbox=1, id=2, pid=77, owner_uid=1000,
+                                              program="p", age_ms=5, memory_bytes=None,
+                                              phase="r", client_connected=True)]
+    assert (status.live, status.max_children) == (1, 4)
+    assert status.warm_pool == PoolStatus(size_per_shape=1, shapes=1, idle=0, hits=2, misses=1)
+    assert status.warm_pool.hit_rate == 2 / 3
+    assert status.veth == VethStatus(enabled=False, leased=0, draining=0, free=0)
+    assert (status.served, status.failed, status.ended) == ({"w": 2}, {}, {})
+    with pytest.raises(ValueError, match="trailing"):
+        _wire.decode_event(bytes.fromhex("04 03 01 76 09 E8 07 01 01 01 02 9A 01 01 E8 07 01 70"
+                                          " 05 00 01 72 01 00 01 04 01 01 00 02 01 00 00 00 00"
+                                          " 01 01 77 02 00 00 00"))

@@ -8,7 +8,7 @@
 """
 from ._wire import PROTOCOL_VERSION
 from .client import (SOCKET_ENV, SYSTEM_SOCKET, ChildProcess, Client, connect,
-                     default_socket_path, run)
+                     default_socket_path, run, status)
 from .errors import (AddressPoolExhausted, BadEntryArgs, Busy, CannotExecute,
                      ConnectError, ConnectionClosed, DaemonError, HatcheryError,
                      InvalidRequest, LimitTooHigh, NetworkUnavailable, NotFound,
@@ -17,14 +17,14 @@ from .errors import (AddressPoolExhausted, BadEntryArgs, Busy, CannotExecute,
                      UnknownEntry, Unreachable, VersionMismatch)
 from .limits import (LimitParseError, parse_count, parse_cpus, parse_duration_ms,
                      parse_limit, parse_size)
-from .types import (DEVNULL, PIPE, Bind, BindIfExists, CompletedProcess, DevBind, Dir,
-                    Entry, Exec, File, Limits, SandboxConfig, SpawnRequest, Symlink, Tmpfs,
-                    Verdict, Veth)
+from .types import (DEVNULL, PIPE, Bind, BindIfExists, CompletedProcess, DaemonStatus,
+                    DevBind, Dir, Entry, Exec, File, Limits, PoolStatus, SandboxConfig,
+                    SandboxStatus, SpawnRequest, Symlink, Tmpfs, Verdict, Veth, VethStatus)
 from .zygote import ChildFailed, PythonChild, ResultRefused, Zygote, ZygoteError
 
 __all__ = [
     "PROTOCOL_VERSION", "SOCKET_ENV", "SYSTEM_SOCKET", "ChildProcess", "Client", "connect",
-    "default_socket_path", "run",
+    "default_socket_path", "run", "status",
     "AddressPoolExhausted", "BadEntryArgs", "Busy", "CannotExecute", "ConnectError",
     "ConnectionClosed", "DaemonError", "HatcheryError", "InvalidRequest", "LimitTooHigh",
     "NetworkUnavailable", "NotFound", "PermissionDenied", "ProcessFailed", "ProtocolError",
@@ -34,6 +34,6 @@ __all__ = [
     "parse_size",
     "DEVNULL", "PIPE", "Bind", "BindIfExists", "CompletedProcess", "DevBind", "Dir", "Entry",
     "Exec", "File", "Limits", "SandboxConfig", "SpawnRequest", "Symlink", "Tmpfs", "Verdict",
-    "Veth",
+    "Veth", "DaemonStatus", "PoolStatus", "SandboxStatus", "VethStatus",
     "ChildFailed", "PythonChild", "ResultRefused", "Zygote", "ZygoteError",
 ]

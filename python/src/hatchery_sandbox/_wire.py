@@ -103,6 +103,11 @@ def signal_request(request_id: int, signo: int) -> bytes:
     return varint(2) + varint(request_id) + i32(signo)
 
 
+def status_request(request_id: int) -> bytes:
+    """Request::Status."""
+    return varint(3) + varint(request_id)
+
+
 def encode_limits(limits: t.Limits) -> bytes:
     out = [option(getattr(limits, name), lambda v, n=name: u64(v, n)) for name in LIMIT_FIELDS]
     kinds = sorted(limits.unlimited, key=LIMIT_CLI_NAMES.index)
@@ -324,10 +329,30 @@ def _verdict(r: Reader) -> t.Verdict:
                      skipped_limits=_limit_set(r), limits_reached=_limit_set(r))
 
 
+def _daemon_status(r: Reader) -> t.DaemonStatus:
+    version, pid, uptime_ms, all_owners = r.string(), r.varint(5), r.varint(), r.byte() == 1
+    sandboxes = r.seq(lambda: t.SandboxStatus(
+        sandbox=r.varint(), id=r.varint(), pid=r.i32(), owner_uid=r.option(lambda: r.varint(5)),
+        program=r.string(), age_ms=r.varint(), memory_bytes=r.option(r.varint),
+        phase=r.string(), client_connected=r.byte() == 1))
+    omitted, live, max_children = r.varint(5), r.varint(5), r.varint(5)
+    pool = t.PoolStatus(size_per_shape=r.varint(5), shapes=r.varint(5), idle=r.varint(5),
+                        hits=r.varint(), misses=r.varint())
+    veth = t.VethStatus(enabled=r.byte() == 1, leased=r.varint(5), draining=r.varint(5),
+                        free=r.varint(5))
+    served, failed, ended = (dict(r.seq(lambda: (r.string(), r.varint()))) for _ in range(3))
+    return t.DaemonStatus(version=version, pid=pid, uptime_ms=uptime_ms,
+                          all_owners=all_owners, sandboxes=sandboxes,
+                          sandboxes_omitted=omitted, live=live, max_children=max_children,
+                          warm_pool=pool, veth=veth, served=served, failed=failed,
+                          ended=ended)
+
+
 def decode_event(data: bytes) -> tuple:
     """One Event, exactly (trailing bytes are an error): ``("welcome", version,
-    server)``, ``("spawned", id, pid, roles)``, ``("exited", id, verdict)`` or
-    ``("error", id_or_None, kind_tuple, message)``."""
+    server)``, ``("spawned", id, pid, roles)``, ``("exited", id, verdict)``,
+    ``("error", id_or_None, kind_tuple, message)`` or ``("status", id,
+    daemon_status)``."""
     r = Reader(data)
     tag = r.varint()
     event: tuple
@@ -340,6 +365,8 @@ def decode_event(data: bytes) -> tuple:
         event = ("exited", r.varint(), _verdict(r))
     elif tag == 3:
         event = ("error", r.option(r.varint), _error_kind(r), r.string())
+    elif tag == 4:
+        event = ("status", r.varint(), _daemon_status(r))
     else:
         raise ValueError(f"unknown event {tag}")
     if r.pos != len(data):

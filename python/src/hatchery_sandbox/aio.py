@@ -74,6 +74,11 @@ class AsyncClient:
         return await loop.run_in_executor(
             None, functools.partial(self.client.run, args, **run_args))
 
+    async def status(self) -> t.DaemonStatus:
+        """As ``Client.status``."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.client.status)
+
     def close(self) -> None:
         self.client.close()
 

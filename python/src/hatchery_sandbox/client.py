@@ -4,7 +4,8 @@ children at once and shared between threads; a :class:`ChildProcess` is one sand
 A background thread reads every event as soon as the daemon sends it, so events never
 pile up on the daemon's side (past 4,096 unread events the daemon drops a connection and
 kills every child on it). It hands each event to whoever waits for it: a ``spawn`` call
-for ``Spawned``/``Error``, a :class:`ChildProcess` for ``Exited``.
+for ``Spawned``/``Error``, a :class:`ChildProcess` for ``Exited``, a ``status`` call for
+``Status``.
 
 Reading alone is not enough under the GIL: a thread that sends requests in a loop keeps
 the reader from running for milliseconds at a time, while each request may be answered
@@ -180,7 +181,7 @@ class Client:
         callbacks: List[Callable[[], None]] = []
         with self._lock:
             kind, request_id = event[0], event[1]
-            if kind in ("spawned", "error") and request_id in self._answers:
+            if kind in ("spawned", "error", "status") and request_id in self._answers:
                 self._answers[request_id] = (event, fds)
                 fds = []
                 if kind == "error":
@@ -298,6 +299,38 @@ class Client:
         argv = list(command.argv) if isinstance(command, t.Exec) else [command.name]
         return ChildProcess(self, request_id, event[2], dict(zip(event[3], received)),
                             state, argv)
+
+    def status(self) -> t.DaemonStatus:
+        """The daemon's report on itself (``hatchery status``): its version, uptime,
+        the live sandboxes this client's uid may see (every one for root and the
+        daemon's own uid, only this uid's own otherwise), its warm pool, veth leases
+        and spawn counters."""
+        with self._lock:
+            if self._closed is not None:
+                raise self._closed_error()
+            request_id = self._next_id
+            self._next_id += 1
+            self._answers[request_id] = None
+        try:
+            self._send(_wire.status_request(request_id))
+            with self._lock:
+                while self._answers[request_id] is None and self._closed is None:
+                    self._changed.wait()
+                answer = self._answers.pop(request_id)
+        except BaseException:
+            with self._lock:
+                self._answers.pop(request_id, None)
+            raise
+        if answer is None:
+            raise self._closed_error()
+        event, received = answer
+        for fd in received:
+            os.close(fd)
+        if event[0] == "error":
+            raise spawn_error(event[2], event[3])
+        if event[0] != "status":
+            raise ProtocolError(f"unexpected answer to Status: {event[0]}")
+        return event[2]
 
     def run(self, args: Union[t.SpawnRequest, t.PathLike, Sequence[t.PathLike]], *,
             input: Optional[bytes] = None, timeout: Optional[float] = None,
@@ -540,6 +573,13 @@ class ChildProcess:
 def connect(path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Client:
     """:meth:`Client.connect`."""
     return Client.connect(path)
+
+
+def status(socket_path: Optional[str] = None) -> t.DaemonStatus:
+    """:meth:`Client.status` on a connection of its own to ``socket_path`` (or the
+    default socket), closed afterwards."""
+    with Client.connect(socket_path) as client:
+        return client.status()
 
 
 def run(args: Union[t.SpawnRequest, t.PathLike, Sequence[t.PathLike]], *,

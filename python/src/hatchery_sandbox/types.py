@@ -274,3 +274,90 @@ class CompletedProcess:
 
         if not self.verdict.success:
             raise ProcessFailed(self.args, self.verdict, self.stdout, self.stderr)
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """One live sandbox, as :class:`DaemonStatus` shows it (the protocol's
+    ``SandboxStatus``)."""
+
+    #: The daemon-wide number of its spawn request (the log's ``sandbox`` field).
+    sandbox: int
+    #: Its request id on its client's connection.
+    id: int
+    #: The pid of its init, as the daemon sees it.
+    pid: int
+    #: The uid of the client that asked for it (None: the embedded zygote's own client).
+    owner_uid: Optional[int]
+    #: What it runs: the program as requested, or ``entry:NAME``, escaped and shortened.
+    program: str
+    #: Milliseconds since its request arrived.
+    age_ms: int
+    #: Resident memory of its processes in bytes, when it could be read.
+    memory_bytes: Optional[int]
+    #: ``"setting_up"``, ``"running"``, ``"failed"`` or ``"ending"``.
+    phase: str
+    #: Whether its client is still connected.
+    client_connected: bool
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """The warm pool's state and how often it served."""
+
+    #: Idle sandboxes kept per shape (``serve --warm-pool``).
+    size_per_shape: int
+    #: Pooled shapes.
+    shapes: int
+    #: Idle sandboxes now, all shapes together.
+    idle: int
+    #: Poolable spawns an idle sandbox served.
+    hits: int
+    #: Poolable spawns that found none idle and started fresh.
+    misses: int
+
+    @property
+    def hit_rate(self) -> Optional[float]:
+        """Hits over hits and misses, or None before any poolable spawn."""
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+
+@dataclass(frozen=True)
+class VethStatus:
+    """The daemon's veth networks (``serve --veth-pool``)."""
+
+    #: Whether the daemon has a veth pool at all.
+    enabled: bool
+    #: Subnets held by live sandboxes and idle warm ones.
+    leased: int
+    #: Subnets whose pairs are being torn down.
+    draining: int
+    #: Subnets free now.
+    free: int
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """A daemon's report on itself: what :meth:`Client.status` returns (the protocol's
+    ``DaemonStatus``; ``hatchery status --json`` prints the same fields).
+
+    ``sandboxes`` holds every live sandbox when ``all_owners`` (the asker is root or the
+    daemon's own uid), else only the asker's own. ``served``, ``failed`` and ``ended``
+    map a name (``"fresh"``/``"warm"``; an error kind such as ``"not_found"``; an end
+    reason such as ``"exited"``) to a count.
+    """
+
+    version: str
+    pid: int
+    uptime_ms: int
+    all_owners: bool
+    sandboxes: List[SandboxStatus]
+    sandboxes_omitted: int
+    live: int
+    max_children: int
+    warm_pool: PoolStatus
+    veth: VethStatus
+    served: Dict[str, int]
+    failed: Dict[str, int]
+    ended: Dict[str, int]
