@@ -39,7 +39,8 @@ fn mcp_python() -> Option<PathBuf> {
 }
 
 /// The Python client's whole script: tools and schemas, each language, files, limits as
-/// results, truncation, base64, cancellation, disconnection, and the 2026-07-28 era.
+/// results, truncation, base64, cancellation, disconnection, `status`, and the 2026-07-28
+/// era.
 #[test]
 fn a_real_mcp_client_drives_the_server() {
     require_sandbox!();
@@ -58,6 +59,7 @@ fn a_real_mcp_client_drives_the_server() {
     // Each check printed its line: none was skipped.
     for check in [
         "ok run_code python",
+        "ok status through the client",
         "ok output is bounded, head and tail kept, the cut said",
         "ok cancellation kills the sandbox",
         "ok nothing is left after the client disconnects",
@@ -636,6 +638,152 @@ fn a_profile_sets_the_calls_limits() {
             .unwrap()
             .contains("at most 256 MiB"),
         "{answer}"
+    );
+    assert!(server.close().success());
+}
+
+/// Sends a `status` call and returns its result.
+fn status_call(server: &mut Server, id: i64) -> Value {
+    server.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "status"}}));
+    let answer = server.recv();
+    assert_eq!(answer["id"], id, "{answer}");
+    answer["result"].clone()
+}
+
+/// Every key `schema` requires, at every level, is in `value`.
+fn has_required(value: &Value, schema: &Value) -> bool {
+    let required = schema["required"].as_array().cloned().unwrap_or_default();
+    let here = required
+        .iter()
+        .all(|key| value.get(key.as_str().unwrap_or_default()).is_some());
+    let nested = schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(key, sub)| match (&value[key], sub["type"].as_str()) {
+            (Value::Object(_), Some("object")) => has_required(&value[key], sub),
+            (Value::Array(items), Some("array")) => {
+                items.iter().all(|item| has_required(item, &sub["items"]))
+            }
+            _ => true,
+        });
+    here && nested
+}
+
+/// `status` is listed (read-only, no arguments, an output schema), says that an embedded
+/// zygote serves, shows a running call's sandbox and refuses arguments.
+#[test]
+fn the_status_tool_reports_the_embedded_zygote() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    let tools = server.recv()["result"]["tools"].clone();
+    let tool = tools
+        .as_array()
+        .expect("tools")
+        .iter()
+        .find(|tool| tool["name"] == "status")
+        .unwrap_or_else(|| panic!("no status tool in {tools}"))
+        .clone();
+    assert_eq!(tool["annotations"]["readOnlyHint"], true, "{tool}");
+    assert_eq!(tool["inputSchema"]["properties"], json!({}), "{tool}");
+    let schema = tool["outputSchema"].clone();
+    assert!(
+        schema["required"].as_array().is_some_and(|r| r.len() > 10),
+        "{schema}"
+    );
+
+    let idle = status_call(&mut server, 2);
+    assert_eq!(idle["isError"], false, "{idle}");
+    let fields = &idle["structuredContent"];
+    assert!(
+        has_required(fields, &schema),
+        "{fields}\nlacks what {schema} requires"
+    );
+    assert_eq!(fields["served_by"]["kind"], "embedded", "{fields}");
+    assert_eq!(fields["served_by"]["socket"], Value::Null, "{fields}");
+    assert_eq!(fields["live"], 0, "{fields}");
+    let text: Value = serde_json::from_str(idle["content"][0]["text"].as_str().unwrap())
+        .expect("the text is the same fields as JSON");
+    assert_eq!(&text, fields);
+
+    let marker = "3600.5353";
+    server.send(
+        json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["sleep", marker]}}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let busy = loop {
+        let result = status_call(&mut server, 3);
+        let fields = result["structuredContent"].clone();
+        if fields["sandboxes"][0]["phase"] == "running" {
+            break fields;
+        }
+        assert!(Instant::now() < deadline, "the call never ran: {fields}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(has_required(&busy, &schema), "{busy}");
+    assert_eq!(busy["live"], 1, "{busy}");
+    let sandbox = &busy["sandboxes"][0];
+    assert!(
+        sandbox["program"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("sleep")),
+        "{sandbox}"
+    );
+    assert_eq!(
+        sandbox["owner_uid"],
+        Value::Null,
+        "the embedded zygote's own client: {sandbox}"
+    );
+    assert_eq!(sandbox["client_connected"], true, "{sandbox}");
+
+    server.send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "status", "arguments": {"verbose": true}}}));
+    let refused = server.recv();
+    assert_eq!(refused["result"]["isError"], true, "{refused}");
+    assert!(
+        refused["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("status takes no arguments")),
+        "{refused}"
+    );
+    server.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "long"}}),
+    );
+    assert!(wait_gone(marker), "the sandbox outlived its cancellation");
+    let after = status_call(&mut server, 5);
+    assert_eq!(
+        after["structuredContent"]["served"],
+        json!([{"name": "fresh", "count": 1}]),
+        "{after}"
+    );
+    assert!(server.close().success());
+}
+
+/// Through a daemon, `status` names its socket and shows the daemon's own counters.
+#[test]
+fn the_status_tool_names_the_daemon() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let socket = daemon.socket.to_str().expect("UTF-8").to_string();
+    let mut server = Server::start(&["--socket", &socket]);
+    server.initialize();
+    server.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "run_command", "arguments": {"argv": ["true"]}}}));
+    assert_eq!(server.recv()["result"]["isError"], false);
+    let result = status_call(&mut server, 2);
+    let fields = &result["structuredContent"];
+    assert_eq!(fields["served_by"]["kind"], "daemon", "{fields}");
+    assert_eq!(fields["served_by"]["socket"], socket.as_str(), "{fields}");
+    assert_eq!(fields["pid"], daemon.pid(), "{fields}");
+    assert_eq!(
+        fields["ended"],
+        json!([{"name": "exited", "count": 1}]),
+        "{fields}"
     );
     assert!(server.close().success());
 }

@@ -49,12 +49,19 @@ async def handshake_era():
             check("initialize", init.protocol_version == "2025-11-25", init.protocol_version)
 
             tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-            check("tools are listed", set(tools) == {"run_command", "run_code"}, list(tools))
-            for tool in tools.values():
+            check("tools are listed", set(tools) == {"run_command", "run_code", "status"},
+                  list(tools))
+            for tool in (tools["run_command"], tools["run_code"]):
                 schema = tool.output_schema or {}
                 check(f"{tool.name} has an output schema",
                       {"stdout", "stderr", "exit_code", "reason"} <= set(schema.get("required", [])),
                       schema)
+            # The client checks structured content against the tool's outputSchema.
+            status = await session.call_tool("status", {})
+            out = status.structured_content
+            check("status through the client",
+                  not status.is_error and out["served_by"]["kind"] == "embedded"
+                  and out["live"] == 0 and out["version"].startswith("hatchery "), out)
             languages = tools["run_code"].input_schema["properties"]["language"]["enum"]
             check("the languages present are offered", {"python", "sh"} <= set(languages), languages)
 
@@ -166,7 +173,7 @@ async def stateless_era():
             found = await session.discover()
             check("server/discover", "2026-07-28" in found.supported_versions, found)
             tools = (await session.list_tools()).tools
-            check("tools/list without a handshake", len(tools) == 2, tools)
+            check("tools/list without a handshake", len(tools) == 3, tools)
             result = await session.call_tool(
                 "run_code", {"language": "python", "code": "print(6 * 7)"})
             check("tools/call without a handshake",

@@ -54,7 +54,7 @@ const UNSUPPORTED_VERSION: i64 = -32004;
 #[derive(Args)]
 #[command(after_help = "\
 Speaks MCP on stdin/stdout (newline-delimited JSON-RPC; logs on stderr). Tools: run_command, \
-run_code. Each call runs in a fresh sandbox with these limits; a call may ask for less time \
+run_code, status. Each call runs in a fresh sandbox with these limits; a call may ask for less time \
 or memory, never more; without --wall-time (here or in the profile) a call may run 30s. \
 See docs/mcp.md for the configuration of MCP hosts. Exit codes: 0 \
 when stdin closes; 125 bad flags or profile; 69 the socket named by --socket or \
@@ -197,8 +197,15 @@ fn serve(args: McpArgs) -> Result<(), Failure> {
         languages = ?settings.languages.iter().map(|l| l.name).collect::<Vec<_>>(),
         "serving MCP on stdin/stdout"
     );
+    let backend = match (&embedded, &target) {
+        (None, socket::Target::Named { path, .. } | socket::Target::Default(path)) => {
+            tools::Backend::Daemon(path.clone())
+        }
+        _ => tools::Backend::Embedded,
+    };
     let server = Arc::new(Server {
         tools: tools::definitions(&settings),
+        backend,
         settings,
         client,
         max_calls: args.max_calls as usize,
@@ -309,6 +316,8 @@ struct Server {
     settings: tools::Settings,
     /// What `tools/list` answers, made once.
     tools: Vec<Value>,
+    /// Which zygote `client` speaks to, as `status` says it.
+    backend: tools::Backend,
     client: Client,
     max_calls: usize,
     out: Mutex<std::io::Stdout>,
@@ -546,6 +555,26 @@ impl Server {
             }
             json!({"jsonrpc": "2.0", "id": reply_id.clone(), "result": result})
         };
+        if name == "status" {
+            if let Err(tools::Refusal(message)) = tools::check_status(&arguments) {
+                return Some(answer(tools::error_result(&message)));
+            }
+            // On a thread of its own, as every call: a daemon slow to answer does not
+            // hold up the reading of stdin.
+            let server = self.clone();
+            let answer_here = answer.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("status {id}"))
+                .spawn(move || {
+                    server.send(&answer(tools::status(&server.client, &server.backend)))
+                });
+            return match spawned {
+                Ok(_) => None,
+                Err(e) => Some(answer_here(tools::error_result(&format!(
+                    "the server cannot start a thread for this call: {e}"
+                )))),
+            };
+        }
         let call = match tools::prepare(&self.settings, name, &arguments) {
             Ok(call) => call,
             Err(tools::Refusal(message)) => return Some(answer(tools::error_result(&message))),

@@ -1,7 +1,7 @@
 //! The tools of `hatchery mcp`: `run_command` and `run_code`, their schemas, the checks
 //! of a call's arguments (each refusal a message for the model), and the run of one call
-//! in a fresh sandbox with its output bounded. Runs in the `hatchery mcp` process, one
-//! thread per call.
+//! in a fresh sandbox with its output bounded; and `status`, the daemon's report on
+//! itself. Runs in the `hatchery mcp` process, one thread per call.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -112,7 +112,8 @@ fn output_schema() -> Value {
     })
 }
 
-/// The `tools/list` entries: `run_command` always, `run_code` when a language is here.
+/// The `tools/list` entries: `run_command` always, `run_code` when a language is here,
+/// `status` always.
 pub fn definitions(settings: &Settings) -> Vec<Value> {
     let limits = |what: &str| {
         format!(
@@ -170,7 +171,122 @@ pub fn definitions(settings: &Settings) -> Vec<Value> {
             "annotations": {"readOnlyHint": false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": false}
         }));
     }
+    tools.push(status_definition());
     tools
+}
+
+/// Which zygote the server's calls go to, as `status` says it.
+pub enum Backend {
+    /// A daemon, at this socket.
+    Daemon(PathBuf),
+    /// An embedded zygote of the server's own.
+    Embedded,
+}
+
+/// What `status` says of the server's zygote: `served_by` in its result.
+fn served_by(backend: &Backend) -> Value {
+    match backend {
+        Backend::Daemon(socket) => json!({
+            "kind": "daemon",
+            "socket": socket.display().to_string(),
+            "description": format!("the hatchery daemon at {}: its operator's policy applies, \
+                and other clients' sandboxes may share it", socket.display()),
+        }),
+        Backend::Embedded => json!({
+            "kind": "embedded",
+            "socket": null,
+            "description": "an embedded zygote of this MCP server's own (no daemon): it runs \
+                this server's calls alone, under the server's flags, and ends with it",
+        }),
+    }
+}
+
+/// The `tools/list` entry of `status`.
+pub fn status_definition() -> Value {
+    let count = json!({"type": "array", "items": {"type": "object",
+        "properties": {"name": {"type": "string"}, "count": {"type": "integer"}},
+        "required": ["name", "count"]}});
+    let integer = json!({"type": "integer"});
+    json!({
+        "name": "status",
+        "title": "The sandbox daemon's status",
+        "description": "Report on the zygote that runs this server's sandboxes (a hatchery \
+            daemon, or an embedded zygote of the server's own: served_by says which): its \
+            version and uptime, the live sandboxes this server may see (program, age, memory), \
+            its limit on live sandboxes, its warm pool, veth networks, and how many spawns it \
+            served and failed. Takes no arguments; runs nothing.",
+        "inputSchema": {"type": "object", "properties": {}, "additionalProperties": false},
+        "outputSchema": {
+            "type": "object",
+            "properties": {
+                "served_by": {"type": "object", "properties": {
+                    "kind": {"type": "string", "enum": ["daemon", "embedded"]},
+                    "socket": {"type": ["string", "null"]},
+                    "description": {"type": "string"}},
+                    "required": ["kind", "socket", "description"]},
+                "version": {"type": "string", "description": "The zygote's name and version."},
+                "pid": integer,
+                "uptime_ms": integer,
+                "all_owners": {"type": "boolean",
+                    "description": "Whether sandboxes holds every owner's sandboxes, or only this server's uid's."},
+                "sandboxes": {"type": "array", "items": {"type": "object", "properties": {
+                    "sandbox": integer, "id": integer, "pid": integer,
+                    "owner_uid": {"type": ["integer", "null"]},
+                    "program": {"type": "string"},
+                    "age_ms": integer,
+                    "memory_bytes": {"type": ["integer", "null"]},
+                    "phase": {"type": "string", "enum": ["setting_up", "running", "failed", "ending"]},
+                    "client_connected": {"type": "boolean"}},
+                    "required": ["sandbox", "id", "pid", "owner_uid", "program", "age_ms",
+                        "memory_bytes", "phase", "client_connected"]}},
+                "sandboxes_omitted": integer,
+                "live": {"type": "integer", "description": "Live sandboxes of every owner."},
+                "max_children": {"type": "integer", "description": "The most live sandboxes at once."},
+                "warm_pool": {"type": "object", "properties": {
+                    "size_per_shape": integer, "shapes": integer, "idle": integer,
+                    "hits": integer, "misses": integer,
+                    "hit_rate": {"type": ["number", "null"]}},
+                    "required": ["size_per_shape", "shapes", "idle", "hits", "misses", "hit_rate"]},
+                "veth": {"type": "object", "properties": {
+                    "enabled": {"type": "boolean"}, "leased": integer, "draining": integer,
+                    "free": integer},
+                    "required": ["enabled", "leased", "draining", "free"]},
+                "served": count, "failed": count, "ended": count
+            },
+            "required": ["served_by", "version", "pid", "uptime_ms", "all_owners", "sandboxes",
+                "sandboxes_omitted", "live", "max_children", "warm_pool", "veth", "served",
+                "failed", "ended"]
+        },
+        "annotations": {"readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false}
+    })
+}
+
+/// Checks a `status` call's arguments: there are none.
+pub fn check_status(arguments: &Map<String, Value>) -> Result<(), Refusal> {
+    match arguments.keys().next() {
+        Some(unknown) => Err(Refusal(format!(
+            "unknown argument {unknown:?}; status takes no arguments"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Asks the zygote for its status: `hatchery status --json`'s fields and `served_by`.
+pub fn status(client: &Client, backend: &Backend) -> Value {
+    let status = match client.status() {
+        Ok(status) => status,
+        Err(e) => return error_result(&format!("the zygote's status: {}", chain(&e))),
+    };
+    let mut fields = match status.to_json() {
+        Value::Object(fields) => fields,
+        _ => Map::new(),
+    };
+    fields.insert("served_by".into(), served_by(backend));
+    json!({
+        "content": [{"type": "text", "text": serde_json::to_string(&fields).unwrap_or_default()}],
+        "structuredContent": fields,
+        "isError": false,
+    })
 }
 
 fn extend(properties: &mut Value, more: &Value) {
