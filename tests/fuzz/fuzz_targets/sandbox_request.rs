@@ -51,9 +51,12 @@ fuzz_target!(|data: &[u8]| {
             pids: Some(512),
             ..Limits::default()
         },
+        // Lifting a default is allowed, a ceiling never is.
+        allow_unlimited: hatchery::protocol::LimitSet::all(),
     };
     if let Ok(resolved) = policy.resolve(&request.sandbox.limits) {
         assert!(resolved.memory_bytes.is_some_and(|m| m <= 1 << 30));
         assert!(resolved.pids.is_some_and(|p| p <= 512));
+        assert!(!resolved.unlimited.contains(hatchery::protocol::Limit::Memory));
     }
 });
