@@ -6,6 +6,7 @@
 //! learns its verdict from an `Exited` event, and holds a pidfd to poll.
 
 mod forward;
+mod sandbox;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,6 +23,7 @@ use crate::protocol::{
 };
 use crate::sys::{Context, SysError};
 pub use forward::{ForwardError, ForwardedSignals, ANSWER_GRACE};
+pub use sandbox::Sandbox;
 
 /// The environment variable naming the default socket.
 pub const SOCKET_ENV: &str = "HATCHERY_SOCKET";
@@ -173,6 +175,18 @@ pub enum SpawnError {
         /// The daemon's explanation.
         message: String,
     },
+    /// No live persistent sandbox has this name (or it is ending).
+    #[error("{message}")]
+    UnknownSandbox {
+        /// The name asked for.
+        name: String,
+        /// The daemon's explanation.
+        message: String,
+    },
+    /// The daemon's policy refuses this (a layer switched off, a device bind, another
+    /// uid's sandbox).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The daemon is at its limit of live sandboxes, or shutting down.
     #[error("the daemon is busy: {0}")]
     Busy(String),
@@ -328,13 +342,32 @@ impl Client {
     /// Spawns a sandboxed child and returns once its program has been exec'd (or the
     /// spawn has failed, with the reason).
     pub fn spawn_child(&self, request: SpawnRequest) -> Result<ChildProcess, SpawnError> {
-        let id = {
-            let mut state = self.shared.lock();
-            state.next_id += 1;
-            state.next_id
-        };
-        let passed: Vec<Arc<OwnedFd>> = request
-            .stdio()
+        let stdio = request.stdio().map(Stdio::clone);
+        self.shared.start(stdio, |id| Request::Spawn {
+            id,
+            request: Box::new(request),
+        })
+    }
+}
+
+impl Shared {
+    /// Takes a new request id.
+    fn next_id(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_id += 1;
+        state.next_id
+    }
+
+    /// Sends the request `make` builds for a new id, with the fds of the `Stdio::Fd`
+    /// streams among `stdio`, and returns the child once it runs (a spawn's or a
+    /// persistent sandbox's command's).
+    fn start(
+        self: &Arc<Self>,
+        stdio: [Stdio; 3],
+        make: impl FnOnce(u64) -> Request,
+    ) -> Result<ChildProcess, SpawnError> {
+        let id = self.next_id();
+        let passed: Vec<Arc<OwnedFd>> = stdio
             .iter()
             .filter_map(|s| match s {
                 Stdio::Fd(fd) => Some(fd.0.clone().ok_or(())),
@@ -343,23 +376,16 @@ impl Client {
             .collect::<Result<_, _>>()
             .map_err(|()| SpawnError::InvalidRequest("Stdio::Fd without an fd".into()))?;
         let borrowed: Vec<BorrowedFd<'_>> = passed.iter().map(|fd| fd.as_fd()).collect();
-        protocol::send(
-            self.shared.sock.as_fd(),
-            &Request::Spawn {
-                id,
-                request: Box::new(request),
-            },
-            &borrowed,
-        )
-        .map_err(|e| SpawnError::Connection(ClientError::Protocol(e)))?;
+        protocol::send(self.sock.as_fd(), &make(id), &borrowed)
+            .map_err(|e| SpawnError::Connection(ClientError::Protocol(e)))?;
         drop(borrowed);
         drop(passed);
 
-        let (event, fds) = self.shared.next_event(id)?;
+        let (event, fds) = self.next_event(id)?;
         match event {
             Event::Spawned {
                 pid, fds: roles, ..
-            } => Ok(ChildProcess::new(self.shared.clone(), id, pid, roles, fds)?),
+            } => Ok(ChildProcess::new(self.clone(), id, pid, roles, fds)?),
             Event::Error { kind, message, .. } => Err(spawn_error(kind, message)),
             other => Err(ClientError::Unexpected(format!("{other:?}")).into()),
         }
@@ -421,6 +447,8 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
         },
         ErrorKind::UnknownEntry { name } => SpawnError::UnknownEntry { name, message },
         ErrorKind::BadEntryArgs { name } => SpawnError::BadEntryArgs { name, message },
+        ErrorKind::UnknownSandbox { name } => SpawnError::UnknownSandbox { name, message },
+        ErrorKind::PermissionDenied => SpawnError::PermissionDenied(message),
         _ => SpawnError::Daemon(message),
     }
 }
@@ -480,7 +508,10 @@ impl Shared {
 impl State {
     fn deliver(&mut self, event: Event, fds: Vec<OwnedFd>) {
         let id = match &event {
-            Event::Spawned { id, .. } | Event::Exited { id, .. } => *id,
+            Event::Spawned { id, .. }
+            | Event::Exited { id, .. }
+            | Event::SandboxCreated { id, .. }
+            | Event::SandboxEnded { id, .. } => *id,
             Event::Error { id: Some(id), .. } => *id,
             Event::Error {
                 id: None, message, ..
@@ -491,7 +522,8 @@ impl State {
             Event::Welcome { .. } => return,
         };
         if self.abandoned.contains(&id) {
-            if matches!(event, Event::Exited { .. }) {
+            // The last event for its id: the id's end.
+            if matches!(event, Event::Exited { .. } | Event::SandboxEnded { .. }) {
                 self.abandoned.remove(&id);
             }
             return;

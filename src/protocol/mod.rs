@@ -14,6 +14,7 @@ pub mod echo;
 mod entry;
 mod framing;
 mod limits;
+mod persistent;
 mod setup;
 pub mod validate;
 
@@ -29,6 +30,10 @@ pub use bytes::OsBytes;
 pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, LimitSet, Limits};
+pub use persistent::{
+    check_sandbox_name, ExecRequest, SandboxEndReason, SandboxOptions, SandboxVerdict,
+    MAX_SANDBOX_NAME,
+};
 pub use setup::{SetupFailure, SetupStep};
 pub use validate::{MAX_MTU, MIN_MTU};
 
@@ -42,8 +47,10 @@ use crate::sys::SysError;
 /// bytes. Version 4 made the step of [`ErrorKind::Setup`] a [`SetupStep`] (it was a
 /// string) and its error a [`SetupFailure`] (it was a system call's error only).
 /// Version 5 appended `unlimited` to [`Limits`], `limits_reached` to [`Verdict`], and
-/// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`].
-pub const PROTOCOL_VERSION: u32 = 5;
+/// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`]. Version 6 appended
+/// persistent sandboxes: `Request::CreateSandbox`, `Exec`, `DestroySandbox`,
+/// `Event::SandboxCreated`, `SandboxEnded` and `ErrorKind::UnknownSandbox`.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message from a client to the zygote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +78,35 @@ pub enum Request {
         id: u64,
         /// The signal number.
         signal: i32,
+    },
+    /// Create a persistent sandbox: its setup runs, and no command yet. Answered with
+    /// [`Event::SandboxCreated`], later [`Event::SandboxEnded`] (same id) when it ends.
+    CreateSandbox {
+        /// Chosen by the client, unique among its live children and sandboxes.
+        id: u64,
+        /// The sandbox (its limits are the whole sandbox's).
+        config: Box<SandboxConfig>,
+        /// Its name, idle timeout, lifetime, and whether it survives this connection.
+        options: SandboxOptions,
+    },
+    /// Run one more command in a live sandbox, forked by its init. Fds for
+    /// [`Stdio::Fd`] streams follow in stdin, stdout, stderr order. Answered as a
+    /// `Spawn` is: `Spawned`, then `Exited` with the command's own verdict.
+    Exec {
+        /// Chosen by the client, unique among its live children and commands.
+        id: u64,
+        /// The sandbox's name.
+        sandbox: String,
+        /// What to run.
+        request: Box<ExecRequest>,
+    },
+    /// End a sandbox: every process in it killed, everything it held freed. Answered
+    /// with [`Event::SandboxEnded`] for this id.
+    DestroySandbox {
+        /// Chosen by the client.
+        id: u64,
+        /// The sandbox's name.
+        sandbox: String,
     },
 }
 
@@ -109,6 +145,23 @@ pub enum Event {
         kind: ErrorKind,
         /// A one-line human-readable explanation.
         message: String,
+    },
+    /// A persistent sandbox is set up and ready for commands.
+    SandboxCreated {
+        /// The `CreateSandbox` request's id.
+        id: u64,
+        /// Its name (the one asked for, or the daemon's).
+        name: String,
+        /// The pid of its init, as seen from the daemon's pid namespace.
+        pid: i32,
+    },
+    /// A persistent sandbox has ended and been reaped: sent for its `CreateSandbox` id
+    /// (to its creator, if still connected) and for each `DestroySandbox` that asked.
+    SandboxEnded {
+        /// The request id.
+        id: u64,
+        /// How it ended and what it used.
+        verdict: SandboxVerdict,
     },
 }
 
@@ -190,6 +243,11 @@ pub enum ErrorKind {
         /// The entry's name.
         name: String,
     },
+    /// No live persistent sandbox has this name.
+    UnknownSandbox {
+        /// The name asked for.
+        name: String,
+    },
 }
 
 impl ErrorKind {
@@ -217,6 +275,7 @@ impl ErrorKind {
             ErrorKind::AddressPoolExhausted => "address_pool_exhausted",
             ErrorKind::UnknownEntry { .. } => "unknown_entry",
             ErrorKind::BadEntryArgs { .. } => "bad_entry_args",
+            ErrorKind::UnknownSandbox { .. } => "unknown_sandbox",
         }
     }
 }
@@ -873,6 +932,7 @@ pub fn one_of_each_error_kind() -> Vec<ErrorKind> {
         ErrorKind::AddressPoolExhausted,
         ErrorKind::UnknownEntry { name: "e".into() },
         ErrorKind::BadEntryArgs { name: "e".into() },
+        ErrorKind::UnknownSandbox { name: "s".into() },
     ];
     for kind in &examples {
         match kind {
@@ -891,7 +951,8 @@ pub fn one_of_each_error_kind() -> Vec<ErrorKind> {
             | ErrorKind::NetworkUnavailable
             | ErrorKind::AddressPoolExhausted
             | ErrorKind::UnknownEntry { .. }
-            | ErrorKind::BadEntryArgs { .. } => {}
+            | ErrorKind::BadEntryArgs { .. }
+            | ErrorKind::UnknownSandbox { .. } => {}
         }
     }
     examples

@@ -101,11 +101,15 @@ pub enum SetupStep {
     Exec,
     /// The init's signal forwarding set up, once the workload runs.
     ForwardSignals,
+    /// A persistent sandbox's init made undumpable (`PR_SET_DUMPABLE` 0), so that no
+    /// command, though it runs as the init's user, can ptrace it or open its
+    /// `/proc/1/mem`.
+    Undumpable,
 }
 
 impl SetupStep {
     /// Every step, in declaration (wire) order.
-    pub const ALL: [SetupStep; 31] = [
+    pub const ALL: [SetupStep; 32] = [
         SetupStep::Clone,
         SetupStep::PlaceFds,
         SetupStep::HoldSignals,
@@ -137,6 +141,7 @@ impl SetupStep {
         SetupStep::Seccomp,
         SetupStep::Exec,
         SetupStep::ForwardSignals,
+        SetupStep::Undumpable,
     ];
 
     /// The step's name as users see it, in errors and in the setup timeline, e.g.
@@ -174,6 +179,7 @@ impl SetupStep {
             SetupStep::Seccomp => "seccomp",
             SetupStep::Exec => "execve",
             SetupStep::ForwardSignals => "forward signals",
+            SetupStep::Undumpable => "undumpable",
         }
     }
 }

@@ -138,6 +138,93 @@ fn spawn_is_pinned() {
     round_trip(&spawn, &golden);
 }
 
+/// A sandbox verdict (for `SandboxEnded`).
+fn golden_sandbox_verdict() -> SandboxVerdict {
+    SandboxVerdict {
+        name: "s".into(),
+        reason: SandboxEndReason::IdleTimeout,
+        wall_time_us: 1500,
+        user_cpu_us: 0,
+        system_cpu_us: 0,
+        memory_peak_bytes: Some(4096),
+        commands_run: 2,
+        limits: Limits::default(),
+    }
+}
+
+#[test]
+fn persistent_sandbox_messages_are_pinned() {
+    // CreateSandbox (index 3): id, the config as a Spawn's, then the options.
+    let create = Request::CreateSandbox {
+        id: 1,
+        config: Box::default(),
+        options: SandboxOptions {
+            name: Some("ab".into()),
+            idle_timeout_ms: Some(300),
+            lifetime_ms: None,
+            survive_creator: true,
+        },
+    };
+    let mut golden = vec![0x03, 0x01];
+    golden.extend(encode(&SandboxConfig::default()).unwrap());
+    golden.extend_from_slice(&[0x01, 0x02, b'a', b'b']); // name: Some("ab")
+    golden.extend_from_slice(&[0x01, 0xAC, 0x02]); // idle_timeout_ms: Some(300)
+    golden.push(0x00); // lifetime_ms: None
+    golden.push(0x01); // survive_creator: true
+    round_trip(&create, &golden);
+
+    // Exec (index 4): id, the sandbox's name, then the command.
+    let exec = Request::Exec {
+        id: 2,
+        sandbox: "s".into(),
+        request: Box::new(ExecRequest::new("/t").stdin(Stdio::Null).wall_time_ms(5)),
+    };
+    let golden = [
+        0x04, 0x02, 0x01, b's', // Exec, id 2, sandbox "s"
+        0x02, b'/', b't', // program
+        0x01, 0x02, b'/', b't', // argv = [program]
+        0x00, // env: empty
+        0x01, b'/', // cwd
+        0x01, 0x00, 0x00, // stdin Null, stdout and stderr Pipe
+        0x01, 0x05, // wall_time_ms: Some(5)
+        0x00, // cpu_time_ms: None
+    ];
+    round_trip(&exec, &golden);
+
+    // DestroySandbox (index 5).
+    let destroy = Request::DestroySandbox {
+        id: 4,
+        sandbox: "ab".into(),
+    };
+    round_trip(&destroy, &[0x05, 0x04, 0x02, b'a', b'b']);
+
+    // SandboxCreated (index 4): pid 77 zigzags to 154 = varint 9A 01.
+    let created = Event::SandboxCreated {
+        id: 3,
+        name: "ab".into(),
+        pid: 77,
+    };
+    round_trip(&created, &[0x04, 0x03, 0x02, b'a', b'b', 0x9A, 0x01]);
+
+    // SandboxEnded (index 5).
+    let ended = Event::SandboxEnded {
+        id: 7,
+        verdict: golden_sandbox_verdict(),
+    };
+    let mut golden = vec![0x05, 0x07, 0x01, b's'];
+    golden.push(0x01); // reason: IdleTimeout
+    golden.extend_from_slice(&[0xDC, 0x0B]); // wall_time_us 1500
+    golden.extend_from_slice(&[0x00, 0x00]); // user and system CPU
+    golden.extend_from_slice(&[0x01, 0x80, 0x20]); // memory_peak_bytes: Some(4096)
+    golden.push(0x02); // commands_run
+    golden.extend_from_slice(&[0; 10]); // limits: nine None, unlimited empty
+    round_trip(&ended, &golden);
+
+    // ErrorKind::UnknownSandbox (index 16).
+    let unknown = ErrorKind::UnknownSandbox { name: "s".into() };
+    round_trip(&unknown, &[0x10, 0x01, b's']);
+}
+
 #[test]
 fn passed_fd_stdio_is_only_its_tag() {
     // The fd itself travels as SCM_RIGHTS, never in the bytes.
@@ -189,11 +276,12 @@ fn setup_steps_are_pinned_by_their_place() {
         assert_eq!(step as usize, index, "{step:?} is out of place in ALL");
         round_trip(&step, &[index as u8]);
     }
-    assert_eq!(SetupStep::ALL.len(), 31);
+    assert_eq!(SetupStep::ALL.len(), 32);
     round_trip(&SetupStep::Clone, &[0x00]);
     round_trip(&SetupStep::IdMaps, &[0x04]);
     round_trip(&SetupStep::Seccomp, &[0x1C]);
     round_trip(&SetupStep::ForwardSignals, &[0x1E]);
+    round_trip(&SetupStep::Undumpable, &[0x1F]);
 }
 
 #[test]
@@ -430,10 +518,26 @@ fn the_other_enum_tables_are_the_enums() {
             request: Box::new(request.clone()),
         },
         Request::Signal { id: 1, signal: 9 },
+        Request::CreateSandbox {
+            id: 1,
+            config: Box::default(),
+            options: SandboxOptions::default(),
+        },
+        Request::Exec {
+            id: 1,
+            sandbox: "s".into(),
+            request: Box::new(ExecRequest::new("/bin/true")),
+        },
+        Request::DestroySandbox {
+            id: 1,
+            sandbox: "s".into(),
+        },
     ];
     for request in &requests {
         match request {
             Request::Hello { .. } | Request::Spawn { .. } | Request::Signal { .. } => {}
+            Request::CreateSandbox { .. } | Request::Exec { .. } => {}
+            Request::DestroySandbox { .. } => {}
         }
     }
     assert_table("**`Request`** (client → daemon)", &requests);
@@ -467,11 +571,20 @@ fn the_other_enum_tables_are_the_enums() {
             kind: ErrorKind::Protocol,
             message: String::new(),
         },
+        Event::SandboxCreated {
+            id: 1,
+            name: "s".into(),
+            pid: 2,
+        },
+        Event::SandboxEnded {
+            id: 1,
+            verdict: golden_sandbox_verdict(),
+        },
     ];
     for event in &events {
         match event {
             Event::Welcome { .. } | Event::Spawned { .. } | Event::Exited { .. } => {}
-            Event::Error { .. } => {}
+            Event::Error { .. } | Event::SandboxCreated { .. } | Event::SandboxEnded { .. } => {}
         }
     }
     assert_table("**`Event`** (daemon → client)", &events);

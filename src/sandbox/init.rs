@@ -72,6 +72,12 @@
 //!     those of 28 and 29) is a postcard message on it (see `workload`).
 //! 31. `ForwardSignals`: the held signals read from a signalfd from here on, off the
 //!     path of the exec's report.
+//!
+//! A persistent sandbox (`Job::Sandbox`) does 2, 3, 5 to 21 and 23 to 26 as a fresh one
+//! does, with `/` as its directory, then `Undumpable` (its init made undumpable, so that
+//! its commands, which run as its user, can neither ptrace it nor write its memory),
+//! reports itself ready and serves its commands (see `commands`): each one does 27 to 30
+//! as a workload, with a session of its own.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -79,6 +85,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::channel::{SandboxEnd, WorkloadUsage, CHANNEL_FD};
+use super::commands::{self, CommandSetup};
 use super::entry::{EntryCall, RESULT_FD};
 use super::exec::ExecArgs;
 use super::workload::{self, ExecWorkload, Ready};
@@ -138,6 +145,8 @@ pub enum Job {
         /// The result pipe's write end.
         result: OwnedFd,
     },
+    /// Be a persistent sandbox: no workload, commands on the channel (see `commands`).
+    Sandbox,
 }
 
 /// The init's whole life. Never returns.
@@ -152,6 +161,18 @@ pub fn run(
 ) -> ! {
     timeline::mark(SetupStep::Clone);
     let (channel, job) = place_fds(&process, stdio, channel, job, template);
+    if let Job::Sandbox = job {
+        match setup_persistent(&process, sandboxer, template, request, &channel) {
+            Ok(()) => {
+                let setup = CommandSetup {
+                    seccomp: workload_filter(sandboxer, &request.sandbox),
+                    open_files: request.sandbox.limits.open_files,
+                };
+                commands::serve(&process, &channel, setup)
+            }
+            Err(error) => fail(&channel, error),
+        }
+    }
     match setup(&process, sandboxer, template, request, &channel, job) {
         Ok(ready) => {
             let seccomp = workload_filter(sandboxer, &request.sandbox);
@@ -177,6 +198,24 @@ fn setup(
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
     Ok(ready)
+}
+
+/// The recipe of a persistent sandbox: a fresh one's, with no workload to prepare, and
+/// its init made undumpable last (after its last change of ids, which would reset it).
+fn setup_persistent(
+    process: &NewProcess,
+    sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
+    request: &SpawnRequest,
+    channel: &SandboxEnd,
+) -> Result<(), SetupError> {
+    step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
+    build_shape(process, sandboxer, template, &request.sandbox, channel)?;
+    let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
+    finish_setup(request, channel, network)?;
+    step(SetupStep::Undumpable, || {
+        nix::sys::prctl::set_dumpable(false).op("prctl(PR_SET_DUMPABLE, 0)")
+    })
 }
 
 /// The steps that depend only on the sandbox's shape (its config), which a warm-pool
@@ -364,12 +403,13 @@ fn place_fds(
                 result: process.move_fd(result, RESULT_FD)?,
             },
             Job::Exec => Job::Exec,
+            Job::Sandbox => Job::Sandbox,
         };
         process.close_from_but(
             RESULT_FD as u32 + 1,
             keep.map(|fd| fd.as_raw_fd()).as_slice(),
         )?;
-        if let Job::Exec = job {
+        if let Job::Exec | Job::Sandbox = job {
             process.close_range(RESULT_FD as u32, RESULT_FD as u32)?;
         }
         Ok::<_, SysError>(job)
@@ -415,6 +455,9 @@ fn hold_signals(sandboxer: &Sandboxer) -> Result<(), SysError> {
 fn prepare(request: &SpawnRequest, job: Job) -> Result<Ready, SetupFailure> {
     match job {
         Job::Exec => ExecArgs::new(request).map(Ready::Exec),
+        Job::Sandbox => Err(SetupFailure::Request(
+            "a persistent sandbox has no workload of its own".into(),
+        )),
         Job::Entry { call, result } => Ok(Ready::Entry { call, result }),
     }
 }
@@ -479,6 +522,8 @@ fn supervise(
                 exec_write: exec_write.as_fd(),
                 seccomp,
                 open_files,
+                new_session: false,
+                cpu_time_s: None,
             };
             sys::spawn_sharing_memory(process.single_threaded(), &workload, workload::run_exec)
         }

@@ -27,8 +27,11 @@ pub struct Connection {
     pub peer: Option<Peer>,
     /// The handshake is done.
     pub greeted: bool,
-    /// Live children by request id → sandbox pid.
+    /// Live children (and persistent sandboxes it created) by request id → sandbox pid.
     pub children: HashMap<u64, i32>,
+    /// Live commands in persistent sandboxes by request id → (sandbox pid, the
+    /// command's number in it).
+    pub commands: HashMap<u64, (i32, u64)>,
     outbox: VecDeque<Outgoing>,
     /// Close once the outbox is flushed (after a fatal error message).
     pub closing: bool,
@@ -51,6 +54,7 @@ impl Connection {
             peer,
             greeted: false,
             children: HashMap::new(),
+            commands: HashMap::new(),
             outbox: VecDeque::new(),
             closing: false,
             dead: false,
@@ -72,7 +76,10 @@ impl Connection {
             Err(e) => {
                 tracing::error!(error = %crate::error_chain(&e), "cannot encode an event; answering with a short error");
                 let id = match event {
-                    Event::Spawned { id, .. } | Event::Exited { id, .. } => Some(*id),
+                    Event::Spawned { id, .. }
+                    | Event::Exited { id, .. }
+                    | Event::SandboxCreated { id, .. }
+                    | Event::SandboxEnded { id, .. } => Some(*id),
                     Event::Error { id, .. } => *id,
                     Event::Welcome { .. } => None,
                 };

@@ -30,6 +30,7 @@ mod entries;
 mod host_ids;
 pub mod listener;
 mod reports;
+mod sandboxes;
 mod server;
 mod spawn;
 mod warm_pool;
@@ -49,6 +50,7 @@ use entries::Entries;
 use host_ids::HostIdPool;
 pub use host_ids::{HostIdError, HostIdPolicy, HostIdRange, DEFAULT_RANGE, LOCK_DIR};
 pub use listener::{Access, ConnectionLimits, Listener};
+pub use sandboxes::SandboxBounds;
 use server::Server;
 use warm_pool::WarmPool;
 pub use warm_pool::{PoolError, WarmPoolConfig};
@@ -87,6 +89,8 @@ pub struct ZygoteConfig {
     pub warm_pool: WarmPoolConfig,
     /// The most client connections at once, in all and per uid.
     pub connections: ConnectionLimits,
+    /// The most persistent sandboxes at once, in all and per uid.
+    pub sandboxes: SandboxBounds,
 }
 
 impl ZygoteConfig {
@@ -108,6 +112,7 @@ impl ZygoteConfig {
             network: None,
             warm_pool: WarmPoolConfig::default(),
             connections: ConnectionLimits::for_this_process(),
+            sandboxes: SandboxBounds::default(),
         })
     }
 }
@@ -162,6 +167,7 @@ pub struct Zygote {
     access: Access,
     connections: ConnectionLimits,
     max_children: usize,
+    sandbox_bounds: SandboxBounds,
     enforcer: Enforcer,
     network: Option<Network>,
     pool: WarmPool,
@@ -221,6 +227,7 @@ impl Zygote {
             access: config.access,
             connections: config.connections,
             max_children: config.max_children,
+            sandbox_bounds: config.sandboxes,
             enforcer: Enforcer::for_this_host(config.limits),
             network,
             allowed_opt_outs: config.allowed_opt_outs,

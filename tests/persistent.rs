@@ -1,0 +1,427 @@
+//! Persistent sandboxes (issue 21): a sandbox that outlives its commands, each command
+//! forked by its init with its own limits and verdict, idle timeout and lifetime,
+//! ownership by uid, and a destroy that leaves nothing behind.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use hatchery::protocol::{SandboxEndReason, SandboxOptions};
+use hatchery::{
+    Client, EndReason, ExecRequest, ExitStatus, Limits, SandboxConfig, SpawnError, Stdio,
+};
+
+use common::Daemon;
+
+fn sh(script: &str) -> ExecRequest {
+    ExecRequest::new("/bin/sh").args(["-c", script])
+}
+
+fn create(client: &Client, options: SandboxOptions) -> hatchery::Sandbox {
+    client
+        .create_sandbox(SandboxConfig::default(), options)
+        .expect("create a sandbox")
+}
+
+fn named(name: &str) -> SandboxOptions {
+    SandboxOptions {
+        name: Some(name.into()),
+        ..SandboxOptions::default()
+    }
+}
+
+fn stdout_of(sandbox: &hatchery::Sandbox, script: &str) -> String {
+    let output = sandbox.output(sh(script)).expect("run a command");
+    assert!(
+        output.verdict.status.success(),
+        "{script}: {:?}, stderr {}",
+        output.verdict,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn two_commands_share_files_processes_and_a_fifo() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, SandboxOptions::default());
+    assert!(sandbox.name().starts_with("sandbox-"), "{}", sandbox.name());
+
+    // Files: one command writes, the next reads.
+    stdout_of(&sandbox, "echo shared > /tmp/note");
+    assert_eq!(stdout_of(&sandbox, "cat /tmp/note"), "shared\n");
+
+    // Processes: a long-running one is seen by another command, in the same pid
+    // namespace (the init is pid 1 of both).
+    let mut sleeper = sandbox
+        .spawn(sh("echo $$ > /tmp/sleeper; exec sleep 30").stdout(Stdio::Null))
+        .expect("spawn the sleeper");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid = loop {
+        let pid = stdout_of(&sandbox, "cat /tmp/sleeper 2>/dev/null || true");
+        if !pid.trim().is_empty() {
+            break pid.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "the sleeper never wrote its pid");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let comm = stdout_of(&sandbox, &format!("cat /proc/{pid}/comm"));
+    assert_eq!(comm, "sleep\n");
+    assert_eq!(stdout_of(&sandbox, "cat /proc/1/comm").trim(), "hatchery");
+
+    // A FIFO in /tmp: a reader command and a writer command.
+    stdout_of(&sandbox, "mkfifo /tmp/pipe");
+    let reader = sandbox
+        .spawn(sh("cat /tmp/pipe").stdin(Stdio::Null))
+        .expect("spawn the reader");
+    let writer = sandbox
+        .output(sh("echo through-the-fifo > /tmp/pipe"))
+        .expect("run the writer");
+    assert!(writer.verdict.status.success());
+    let read = reader.output().expect("the reader's output");
+    assert_eq!(read.stdout, b"through-the-fifo\n");
+
+    sleeper.kill().expect("kill the sleeper");
+    let verdict = sleeper.wait().expect("the sleeper's verdict");
+    assert_eq!(verdict.reason, EndReason::KilledByClient);
+    assert_eq!(verdict.status, ExitStatus::Signaled(libc::SIGKILL));
+
+    let verdict = sandbox.destroy().expect("destroy");
+    assert_eq!(verdict.reason, SandboxEndReason::Destroyed);
+    // note, cat, sleeper, its pid (polled), comm, comm, mkfifo, reader, writer.
+    assert!(verdict.commands_run >= 9, "{verdict:?}");
+}
+
+#[test]
+fn each_command_has_its_own_verdict_and_wall_limit() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, SandboxOptions::default());
+
+    let exited = sandbox.output(sh("exit 3")).expect("exit 3");
+    assert_eq!(exited.verdict.status, ExitStatus::Exited(3));
+    assert_eq!(exited.verdict.reason, EndReason::Exited);
+
+    // A wall limit kills that command only: a sibling started before it lives on.
+    let mut sibling = sandbox
+        .spawn(sh("read line; echo got $line").stdout(Stdio::Pipe))
+        .expect("spawn a sibling");
+    let started = Instant::now();
+    let slow = sandbox
+        .output(sh("sleep 30").wall_time_ms(300))
+        .expect("a slow command");
+    assert_eq!(slow.verdict.reason, EndReason::WallTimeout);
+    assert_eq!(slow.verdict.status, ExitStatus::Signaled(libc::SIGKILL));
+    assert_eq!(slow.verdict.limits.wall_time_ms, Some(300));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    sibling
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"still-here\n")
+        .expect("write");
+    let mut out = String::new();
+    sibling
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert_eq!(out, "got still-here\n");
+    assert!(sibling.wait().expect("verdict").status.success());
+
+    // A CPU limit, as RLIMIT_CPU of the command.
+    let spin = sandbox
+        .output(
+            sh("while :; do :; done")
+                .cpu_time_ms(1000)
+                .wall_time_ms(20_000),
+        )
+        .expect("a spinning command");
+    assert_eq!(
+        spin.verdict.reason,
+        EndReason::CpuTimeout,
+        "{:?}",
+        spin.verdict
+    );
+
+    // A command that is not there: the spawn's own errors.
+    match sandbox.spawn(ExecRequest::new("/nonexistent")) {
+        Err(SpawnError::NotFound { .. }) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    match sandbox.spawn(ExecRequest::new("/bin/true").cwd("/nonexistent")) {
+        Err(SpawnError::Setup { step, .. }) => {
+            assert_eq!(step, hatchery::protocol::SetupStep::WorkingDirectory)
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    // The sandbox is still fine after those.
+    assert_eq!(stdout_of(&sandbox, "echo ok"), "ok\n");
+    let verdict = sandbox.destroy().expect("destroy");
+    assert_eq!(verdict.reason, SandboxEndReason::Destroyed);
+}
+
+#[test]
+fn the_sandbox_memory_limit_covers_all_its_commands() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let config = SandboxConfig {
+        limits: Limits {
+            memory_bytes: Some(64 << 20),
+            // /tmp large enough: the memory limit, not its size, is what must stop them.
+            tmp_size_bytes: Some(256 << 20),
+            ..Limits::default()
+        },
+        ..SandboxConfig::default()
+    };
+    let sandbox = match client.create_sandbox(config, SandboxOptions::default()) {
+        Ok(sandbox) => sandbox,
+        Err(SpawnError::UnenforceableLimits { .. }) if !common::must_run() => {
+            eprintln!("skipped: no memory cgroup here");
+            return;
+        }
+        Err(e) => panic!("create: {e}"),
+    };
+    // Two commands of 40 MB each in /tmp (a tmpfs, charged to the sandbox's cgroup):
+    // each fits alone, not both together.
+    let write = |file: &str| {
+        sandbox
+            .output(sh(&format!(
+                "head -c 40000000 /dev/zero > /tmp/{file} && echo ok"
+            )))
+            .map(|output| output.verdict)
+    };
+    let first = write("a").expect("the first command");
+    assert!(first.status.success(), "{first:?}");
+    let second = write("b");
+    match &second {
+        Ok(verdict) => assert_eq!(verdict.reason, EndReason::OomKilled, "{verdict:?}"),
+        // The whole sandbox went with it before the command's end was reported.
+        Err(e) => panic!("the second command: {e}"),
+    }
+    let verdict = sandbox.destroy().expect("its verdict");
+    assert_eq!(verdict.reason, SandboxEndReason::OomKilled, "{verdict:?}");
+    let peak = verdict.memory_peak_bytes.expect("a peak from the cgroup");
+    assert!(peak > 60 << 20 && peak <= 64 << 20, "{verdict:?}");
+}
+
+#[test]
+fn idle_timeout_and_lifetime_end_a_sandbox() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+
+    let idle = create(
+        &client,
+        SandboxOptions {
+            idle_timeout_ms: Some(300),
+            ..named("idle")
+        },
+    );
+    // A command running keeps it alive past its idle timeout.
+    let busy = idle.output(sh("sleep 0.6")).expect("a busy command");
+    assert!(busy.verdict.status.success());
+    std::thread::sleep(Duration::from_millis(800));
+    match idle.spawn(ExecRequest::new("/bin/true")) {
+        Err(SpawnError::UnknownSandbox { name, .. }) => assert_eq!(name, "idle"),
+        other => panic!("expected the idle sandbox gone, got {other:?}"),
+    }
+    let verdict = idle.destroy().expect("its verdict");
+    assert_eq!(verdict.reason, SandboxEndReason::IdleTimeout);
+    assert_eq!(verdict.commands_run, 1);
+
+    let short = create(
+        &client,
+        SandboxOptions {
+            lifetime_ms: Some(400),
+            ..named("short")
+        },
+    );
+    let started = Instant::now();
+    let long = short.output(sh("sleep 30")).expect("a long command");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(long.verdict.reason, EndReason::WallTimeout);
+    let verdict = short.destroy().expect("its verdict");
+    assert_eq!(verdict.reason, SandboxEndReason::Lifetime);
+}
+
+#[test]
+fn a_creators_disconnect_ends_it_unless_asked_not_to() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let creator = daemon.client();
+    create(&creator, named("ephemeral")).leave();
+    create(
+        &creator,
+        SandboxOptions {
+            survive_creator: true,
+            ..named("kept")
+        },
+    )
+    .leave();
+    drop(creator);
+
+    let other = daemon.client();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match other
+            .open_sandbox("ephemeral")
+            .spawn(ExecRequest::new("/bin/true"))
+        {
+            Err(SpawnError::UnknownSandbox { .. }) => break,
+            Ok(mut child) => {
+                child.wait().expect("verdict");
+            }
+            Err(e) => panic!("unexpected: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ephemeral sandbox outlived its creator"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kept = other.open_sandbox("kept");
+    assert_eq!(stdout_of(&kept, "echo alive"), "alive\n");
+    let verdict = kept.destroy().expect("destroy the kept one");
+    assert_eq!(verdict.reason, SandboxEndReason::Destroyed);
+    assert_eq!(verdict.name, "kept");
+}
+
+#[test]
+fn names_are_unique_and_checked() {
+    require_sandbox!();
+    let daemon = Daemon::start_with(&["--max-sandboxes", "2"]);
+    let client = daemon.client();
+    let first = create(&client, named("one"));
+    match client.create_sandbox(SandboxConfig::default(), named("one")) {
+        Err(SpawnError::InvalidRequest(message)) => {
+            assert!(message.contains("exists"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match client.create_sandbox(SandboxConfig::default(), named("../etc")) {
+        Err(SpawnError::InvalidRequest(_)) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let _second = create(&client, named("two"));
+    match client.create_sandbox(SandboxConfig::default(), named("three")) {
+        Err(SpawnError::Busy(message)) => {
+            assert!(message.contains("--max-sandboxes"), "{message}")
+        }
+        other => panic!("expected Busy, got {other:?}"),
+    }
+    first.destroy().expect("destroy");
+    let _third = create(&client, named("three"));
+}
+
+/// Every process of the daemon's sandboxes: the daemon's children but its helper.
+fn sandbox_inits(daemon: &Daemon) -> Vec<i32> {
+    daemon
+        .children()
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|&pid| !common::is_netns_helper(pid))
+        .collect()
+}
+
+#[test]
+fn destroy_and_drop_leave_nothing() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let settled = daemon.steady_fd_count();
+
+    let sandbox = create(&client, SandboxOptions::default());
+    let init = sandbox.pid().expect("its pid");
+    let pidns = std::fs::read_link(format!("/proc/{init}/ns/pid")).expect("its pid namespace");
+    let mut background = sandbox
+        .spawn(sh("sleep 60 & sleep 60 & echo started; wait").stdin(Stdio::Null))
+        .expect("background processes");
+    let mut line = [0u8; 8];
+    background
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut line)
+        .expect("started");
+    assert!(common::processes_in(&pidns) >= 4, "init, sh and two sleeps");
+    let verdict = sandbox.destroy().expect("destroy");
+    assert_eq!(verdict.reason, SandboxEndReason::Destroyed);
+    // The command's own verdict: ended with its sandbox.
+    let command = background.wait().expect("the command's verdict");
+    assert_eq!(command.reason, EndReason::KilledByClient);
+    assert_eq!(
+        common::settled_processes_in(&pidns),
+        0,
+        "a process outlived destroy"
+    );
+    assert!(
+        sandbox_inits(&daemon).is_empty(),
+        "an init outlived destroy"
+    );
+    assert_eq!(
+        daemon.settled_fd_count(settled),
+        settled,
+        "the daemon leaked fds"
+    );
+
+    // Drop destroys too.
+    let dropped = create(&client, named("dropped"));
+    let init = dropped.pid().expect("its pid");
+    drop(dropped);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{init}")).exists() {
+        assert!(Instant::now() < deadline, "a dropped sandbox lived on");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let again = create(&client, named("dropped"));
+    again.destroy().expect("the name is free again");
+    assert_eq!(
+        daemon.settled_fd_count(settled),
+        settled,
+        "the daemon leaked fds"
+    );
+}
+
+#[test]
+fn commands_run_hardened_by_an_undumpable_init() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, SandboxOptions::default());
+    // Every hardening step of a fresh workload: no capability, no_new_privs, the filter,
+    // a session of its own, no fd beyond 0-2.
+    let status = stdout_of(
+        &sandbox,
+        "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; ls /proc/self/fd",
+    );
+    assert!(status.contains("CapEff:\t0000000000000000"), "{status}");
+    assert!(status.contains("CapBnd:\t0000000000000000"), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+    let fds: Vec<&str> = status.lines().skip(5).collect();
+    assert_eq!(
+        fds,
+        ["0", "1", "2", "3"],
+        "ls's own fds: 0-2 and the directory"
+    );
+    // CVE-2016-9962: the init cannot be read or written through /proc, nor its fds
+    // reached (its channel to the daemon is fd 3 of its).
+    let probe = stdout_of(
+        &sandbox,
+        "head -c1 /proc/1/mem 2>&1 >/dev/null | grep -q . && echo mem-refused; \
+         ls /proc/1/fd 2>&1 >/dev/null | grep -q . && echo fds-refused; \
+         readlink /proc/1/exe >/dev/null 2>&1 || echo exe-refused; \
+         grep -q '^Seccomp:.0' /proc/1/status && echo init-unfiltered; true",
+    );
+    assert!(probe.contains("mem-refused"), "{probe}");
+    assert!(probe.contains("fds-refused"), "{probe}");
+    assert!(probe.contains("exe-refused"), "{probe}");
+    sandbox.destroy().expect("destroy");
+}
