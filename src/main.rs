@@ -1,4 +1,5 @@
-//! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command.
+//! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command,
+//! `sandbox`, `exec` and `cp` use persistent sandboxes (`src/sandboxes/`).
 //!
 //! Parses the command line, calls the library, prints. `run` lives in `src/run/`, with
 //! its exit codes: the docker/podman convention (the child's code, 128+N when killed by
@@ -8,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod run;
+mod sandboxes;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -39,6 +41,14 @@ enum Command {
     Serve(ServeArgs),
     /// Run one command in a sandbox and exit with its status.
     Run(run::RunArgs),
+    /// Persistent sandboxes: create and remove them.
+    #[command(subcommand)]
+    Sandbox(sandboxes::SandboxCommand),
+    /// Run one more command in a persistent sandbox and exit with its status.
+    Exec(sandboxes::exec::ExecArgs),
+    /// Copy a file into (LOCAL NAME:/PATH) or out of (NAME:/PATH LOCAL) a persistent
+    /// sandbox.
+    Cp(sandboxes::cp::CpArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +84,18 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             init_logging("warn");
             run::main(args)
+        }
+        Command::Sandbox(command) => {
+            init_logging("warn");
+            sandboxes::main(command)
+        }
+        Command::Exec(args) => {
+            init_logging("warn");
+            sandboxes::exec::main(args)
+        }
+        Command::Cp(args) => {
+            init_logging("warn");
+            sandboxes::cp::main(args)
         }
     }
 }

@@ -425,3 +425,218 @@ fn commands_run_hardened_by_an_undumpable_init() {
     assert!(probe.contains("exe-refused"), "{probe}");
     sandbox.destroy().expect("destroy");
 }
+
+#[test]
+fn put_and_fetch_stay_inside_and_are_bounded() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, SandboxOptions::default());
+
+    // A round trip, with the mode asked for, owned by the sandbox's user.
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    sandbox.put("/tmp/data", &data, 0o640).expect("put");
+    assert_eq!(sandbox.fetch("/tmp/data", 2_000_000).expect("fetch"), data);
+    assert_eq!(
+        stdout_of(&sandbox, "stat -c '%a %u' /tmp/data"),
+        "640 1000\n"
+    );
+
+    // A symlink planted inside that points at a host path: the write lands in the
+    // sandbox's own tree (the root is read-only there, so it fails), never on the host.
+    let host = common::open_tempdir();
+    let target = host.path().join("victim");
+    std::fs::write(&target, b"host's").expect("a host file");
+    stdout_of(
+        &sandbox,
+        &format!(
+            "ln -s {} /tmp/link; ln -s /etc/hostname /tmp/etc-link",
+            target.display()
+        ),
+    );
+    match sandbox.put("/tmp/link", b"planted", 0o644) {
+        // The link's target does not exist in the sandbox: the shell makes it inside
+        // (in /tmp, writable) or fails (elsewhere, read-only); either way not the host's.
+        Ok(()) | Err(hatchery::client::TransferError::Refused { .. }) => {}
+        Err(e) => panic!("put through the link: {e}"),
+    }
+    assert_eq!(std::fs::read(&target).expect("the host file"), b"host's");
+    match sandbox.put("/tmp/etc-link", b"planted", 0o644) {
+        Err(hatchery::client::TransferError::Refused { message, .. }) => {
+            assert!(
+                message.contains("Read-only") || message.contains("ermission"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_ne!(
+        std::fs::read("/etc/hostname").unwrap_or_default(),
+        b"planted"
+    );
+
+    // A FIFO and /dev/zero are refused; a file over the bound too, promptly.
+    stdout_of(&sandbox, "mkfifo /tmp/fifo");
+    let started = Instant::now();
+    for path in ["/tmp/fifo", "/dev/zero", "/tmp"] {
+        match sandbox.fetch(path, 1024) {
+            Err(hatchery::client::TransferError::Refused { message, .. }) => {
+                assert!(message.contains("not a regular file"), "{path}: {message}")
+            }
+            other => panic!("{path}: expected a refusal, got {other:?}"),
+        }
+    }
+    match sandbox.fetch("/tmp/data", 1000) {
+        Err(hatchery::client::TransferError::TooLarge { limit, .. }) => assert_eq!(limit, 1000),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    match sandbox.fetch("relative", 10) {
+        Err(hatchery::client::TransferError::RelativePath { .. }) => {}
+        other => panic!("expected RelativePath, got {other:?}"),
+    }
+    sandbox.destroy().expect("destroy");
+}
+
+/// Runs `hatchery ARGS` against `daemon`, as `uid` if given; its exit code, stdout and
+/// stderr.
+fn cli(daemon: &Daemon, uid: Option<u32>, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(common::hatchery_for_others());
+    command
+        .args(args)
+        .env("HATCHERY_SOCKET", &daemon.socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(uid) = uid {
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command.spawn().expect("run hatchery");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_creates_execs_copies_and_removes_and_refuses_another_uid() {
+    require_sandbox!();
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            !common::must_run(),
+            "HATCHERY_TESTS_MUST_RUN=1 but not root"
+        );
+        eprintln!("skipped: another uid needs root");
+        return;
+    }
+    // --allow-uid makes the socket reachable by uid 4242.
+    let daemon = Daemon::start_with(&["--allow-uid", "4242"]);
+    let (code, name, err) = cli(
+        &daemon,
+        None,
+        &["sandbox", "create", "--name", "work", "--memory", "128M"],
+        b"",
+    );
+    assert_eq!((code, name.as_str()), (0, "work\n"), "{err}");
+
+    // exec: this command's stdio, the command's exit code.
+    let (code, out, err) = cli(
+        &daemon,
+        None,
+        &[
+            "exec",
+            "work",
+            "--",
+            "sh",
+            "-c",
+            "tr a-z A-Z > /tmp/up; cat /tmp/up; exit 7",
+        ],
+        b"shout\n",
+    );
+    assert_eq!((code, out.as_str()), (7, "SHOUT\n"), "{err}");
+    let (code, _, err) = cli(&daemon, None, &["exec", "work", "--", "/nonexistent"], b"");
+    assert_eq!(code, 127, "{err}");
+
+    // cp in and out, through the sandbox's own commands.
+    let host = common::open_tempdir();
+    let local = host.path().join("in.txt");
+    std::fs::write(&local, b"copied in\n").expect("a local file");
+    let local = local.to_str().expect("utf-8");
+    let (code, _, err) = cli(&daemon, None, &["cp", local, "work:/tmp/in.txt"], b"");
+    assert_eq!(code, 0, "{err}");
+    let back = host.path().join("back.txt");
+    let back = back.to_str().expect("utf-8");
+    let (code, _, err) = cli(&daemon, None, &["cp", "work:/tmp/in.txt", back], b"");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(back).expect("copied back"), b"copied in\n");
+    let (code, _, err) = cli(
+        &daemon,
+        None,
+        &["cp", "--max-size", "4B", "work:/tmp/in.txt", back],
+        b"",
+    );
+    assert_eq!(code, 125);
+    assert!(err.contains("larger than 4 bytes"), "{err}");
+
+    // Another admitted uid: refused to exec, to copy, to remove.
+    let (code, out, err) = cli(
+        &daemon,
+        Some(4242),
+        &["exec", "work", "--", "cat", "/tmp/up"],
+        b"",
+    );
+    assert_eq!(code, 125, "{out}");
+    assert!(err.contains("belongs to another uid"), "{err}");
+    let (code, _, err) = cli(&daemon, Some(4242), &["sandbox", "rm", "work"], b"");
+    assert_eq!(code, 125);
+    assert!(err.contains("belongs to another uid"), "{err}");
+    // Its own sandbox it may use; root may use any.
+    let (code, name, err) = cli(&daemon, Some(4242), &["sandbox", "create"], b"");
+    assert_eq!(code, 0, "{err}");
+    let theirs = name.trim().to_string();
+    let (code, out, err) = cli(
+        &daemon,
+        None,
+        &["exec", &theirs, "--", "echo", "root may"],
+        b"",
+    );
+    assert_eq!((code, out.as_str()), (0, "root may\n"), "{err}");
+    let (code, _, err) = cli(&daemon, Some(4242), &["sandbox", "rm", &theirs], b"");
+    assert_eq!(code, 0, "{err}");
+
+    // rm, then nothing is left of it.
+    let (code, out, err) = cli(&daemon, None, &["sandbox", "rm", "work"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("work: "), "{out}");
+    let (code, _, err) = cli(&daemon, None, &["exec", "work", "--", "true"], b"");
+    assert_eq!(code, 125);
+    assert!(err.contains("no live sandbox is named \"work\""), "{err}");
+    assert!(sandbox_inits(&daemon).is_empty());
+
+    // No daemon: 69, naming the socket.
+    let missing = host.path().join("none.sock");
+    let (code, _, err) = cli(
+        &daemon,
+        None,
+        &[
+            "exec",
+            "--socket",
+            missing.to_str().expect("utf-8"),
+            "work",
+            "--",
+            "true",
+        ],
+        b"",
+    );
+    assert_eq!(code, 69);
+    assert!(err.contains("none.sock"), "{err}");
+}

@@ -5,6 +5,7 @@
 //! between threads. The daemon is the sandboxes' parent and reaper: a [`ChildProcess`]
 //! learns its verdict from an `Exited` event, and holds a pidfd to poll.
 
+mod files;
 mod forward;
 mod sandbox;
 
@@ -22,6 +23,7 @@ use crate::protocol::{
     Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sys::{Context, SysError};
+pub use files::{TransferError, TRANSFER_WALL_TIME_MS};
 pub use forward::{ForwardError, ForwardedSignals, ANSWER_GRACE};
 pub use sandbox::Sandbox;
 
