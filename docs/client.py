@@ -300,6 +300,11 @@ def decode_event(data):
     elif tag == 5:
         request_id = r.varint()
         event = ("SandboxEnded", request_id, sandbox_verdict(r))
+    elif tag == 6:
+        request_id = r.varint()
+        event = ("Sandboxes", request_id, r.seq(lambda: {
+            "name": r.string(), "owner_uid": r.option(r.varint), "age_ms": r.varint(),
+            "commands_running": r.varint(), "memory_peak_bytes": r.option(r.varint)}))
     else:
         raise ValueError(f"unknown event {tag}")
     if r.pos != len(data):

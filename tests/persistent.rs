@@ -286,7 +286,15 @@ fn a_creators_disconnect_ends_it_unless_asked_not_to() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    let listed = other.list_sandboxes().expect("list");
+    let names: Vec<&str> = listed.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["kept"], "{listed:?}");
     let kept = other.open_sandbox("kept");
+    let mut running = kept.spawn(sh("sleep 30")).expect("a running command");
+    let listed = other.list_sandboxes().expect("list");
+    assert_eq!(listed[0].commands_running, 1, "{listed:?}");
+    running.kill().expect("kill");
+    running.wait().expect("wait");
     assert_eq!(stdout_of(&kept, "echo alive"), "alive\n");
     let verdict = kept.destroy().expect("destroy the kept one");
     assert_eq!(verdict.reason, SandboxEndReason::Destroyed);
@@ -612,6 +620,23 @@ fn the_cli_creates_execs_copies_and_removes_and_refuses_another_uid() {
     assert_eq!((code, out.as_str()), (0, "root may\n"), "{err}");
     let (code, _, err) = cli(&daemon, Some(4242), &["sandbox", "rm", &theirs], b"");
     assert_eq!(code, 0, "{err}");
+
+    // ls: one's own (root: all).
+    let (code, out, err) = cli(&daemon, None, &["sandbox", "ls"], b"");
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["work"], "{out}");
+    let (code, out, err) = cli(&daemon, Some(4242), &["sandbox", "ls"], b"");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "uid 4242 sees none of root's: {out}"
+    );
 
     // rm, then nothing is left of it.
     let (code, out, err) = cli(&daemon, None, &["sandbox", "rm", "work"], b"");

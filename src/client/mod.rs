@@ -513,7 +513,8 @@ impl State {
             Event::Spawned { id, .. }
             | Event::Exited { id, .. }
             | Event::SandboxCreated { id, .. }
-            | Event::SandboxEnded { id, .. } => *id,
+            | Event::SandboxEnded { id, .. }
+            | Event::Sandboxes { id, .. } => *id,
             Event::Error { id: Some(id), .. } => *id,
             Event::Error {
                 id: None, message, ..

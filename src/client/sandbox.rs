@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::{spawn_error, ChildProcess, Client, ClientError, Output, Shared, SpawnError};
 use crate::protocol::{
-    ErrorKind, Event, ExecRequest, Request, SandboxConfig, SandboxOptions, SandboxVerdict, Stdio,
+    ErrorKind, Event, ExecRequest, Request, SandboxConfig, SandboxInfo, SandboxOptions,
+    SandboxVerdict, Stdio,
 };
 
 /// A sandbox that outlives its commands: every command of it shares its root, `/tmp`,
@@ -63,6 +64,16 @@ impl Client {
             }),
             Event::Error { kind, message, .. } => Err(spawn_error(kind, message)),
             other => Err(ClientError::Unexpected(format!("{other:?}")).into()),
+        }
+    }
+
+    /// The live persistent sandboxes this client's uid may use (root: all), by name.
+    pub fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>, ClientError> {
+        let id = self.shared.next_id();
+        self.shared.send(&Request::ListSandboxes { id })?;
+        match self.shared.next_event(id)?.0 {
+            Event::Sandboxes { sandboxes, .. } => Ok(sandboxes),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
     }
 

@@ -31,7 +31,7 @@ pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, LimitSet, Limits};
 pub use persistent::{
-    check_sandbox_name, ExecRequest, SandboxEndReason, SandboxOptions, SandboxVerdict,
+    check_sandbox_name, ExecRequest, SandboxEndReason, SandboxInfo, SandboxOptions, SandboxVerdict,
     MAX_SANDBOX_NAME,
 };
 pub use setup::{SetupFailure, SetupStep};
@@ -49,7 +49,8 @@ use crate::sys::SysError;
 /// Version 5 appended `unlimited` to [`Limits`], `limits_reached` to [`Verdict`], and
 /// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`]. Version 6 appended
 /// persistent sandboxes: `Request::CreateSandbox`, `Exec`, `DestroySandbox`,
-/// `Event::SandboxCreated`, `SandboxEnded` and `ErrorKind::UnknownSandbox`.
+/// `ListSandboxes`, `Event::SandboxCreated`, `SandboxEnded`, `Sandboxes` and
+/// `ErrorKind::UnknownSandbox`.
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message from a client to the zygote.
@@ -108,6 +109,12 @@ pub enum Request {
         /// The sandbox's name.
         sandbox: String,
     },
+    /// List the live persistent sandboxes this client may use (root: all). Answered
+    /// with [`Event::Sandboxes`].
+    ListSandboxes {
+        /// Chosen by the client.
+        id: u64,
+    },
 }
 
 /// A message from the zygote to a client.
@@ -162,6 +169,13 @@ pub enum Event {
         id: u64,
         /// How it ended and what it used.
         verdict: SandboxVerdict,
+    },
+    /// The answer to [`Request::ListSandboxes`].
+    Sandboxes {
+        /// The request id.
+        id: u64,
+        /// The live persistent sandboxes the client may use, by name.
+        sandboxes: Vec<SandboxInfo>,
     },
 }
 

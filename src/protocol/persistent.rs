@@ -232,6 +232,21 @@ impl ExecRequest {
     }
 }
 
+/// One live persistent sandbox, as `Request::ListSandboxes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxInfo {
+    /// Its name.
+    pub name: String,
+    /// The uid that created it (`None`: the embedded zygote's client).
+    pub owner_uid: Option<u32>,
+    /// Since its creation, in milliseconds.
+    pub age_ms: u64,
+    /// Its commands whose first process has not ended.
+    pub commands_running: u64,
+    /// Its cgroup's peak memory so far, when it has a cgroup.
+    pub memory_peak_bytes: Option<u64>,
+}
+
 /// Why a persistent sandbox ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxEndReason {

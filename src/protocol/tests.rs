@@ -220,6 +220,26 @@ fn persistent_sandbox_messages_are_pinned() {
     golden.extend_from_slice(&[0; 10]); // limits: nine None, unlimited empty
     round_trip(&ended, &golden);
 
+    // ListSandboxes (index 6) and its answer, Sandboxes (index 6).
+    round_trip(&Request::ListSandboxes { id: 9 }, &[0x06, 0x09]);
+    let listed = Event::Sandboxes {
+        id: 9,
+        sandboxes: vec![SandboxInfo {
+            name: "s".into(),
+            owner_uid: Some(1000),
+            age_ms: 5,
+            commands_running: 1,
+            memory_peak_bytes: None,
+        }],
+    };
+    let golden = [
+        0x06, 0x09, 0x01, // Sandboxes, id 9, one
+        0x01, b's', // name
+        0x01, 0xE8, 0x07, // owner_uid: Some(1000)
+        0x05, 0x01, 0x00, // age_ms, commands_running, memory_peak_bytes: None
+    ];
+    round_trip(&listed, &golden);
+
     // ErrorKind::UnknownSandbox (index 16).
     let unknown = ErrorKind::UnknownSandbox { name: "s".into() };
     round_trip(&unknown, &[0x10, 0x01, b's']);
@@ -532,12 +552,13 @@ fn the_other_enum_tables_are_the_enums() {
             id: 1,
             sandbox: "s".into(),
         },
+        Request::ListSandboxes { id: 1 },
     ];
     for request in &requests {
         match request {
             Request::Hello { .. } | Request::Spawn { .. } | Request::Signal { .. } => {}
             Request::CreateSandbox { .. } | Request::Exec { .. } => {}
-            Request::DestroySandbox { .. } => {}
+            Request::DestroySandbox { .. } | Request::ListSandboxes { .. } => {}
         }
     }
     assert_table("**`Request`** (client → daemon)", &requests);
@@ -580,11 +601,16 @@ fn the_other_enum_tables_are_the_enums() {
             id: 1,
             verdict: golden_sandbox_verdict(),
         },
+        Event::Sandboxes {
+            id: 1,
+            sandboxes: vec![],
+        },
     ];
     for event in &events {
         match event {
             Event::Welcome { .. } | Event::Spawned { .. } | Event::Exited { .. } => {}
             Event::Error { .. } | Event::SandboxCreated { .. } | Event::SandboxEnded { .. } => {}
+            Event::Sandboxes { .. } => {}
         }
     }
     assert_table("**`Event`** (daemon → client)", &events);

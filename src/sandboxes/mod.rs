@@ -26,6 +26,9 @@ pub enum SandboxCommand {
     Create(CreateArgs),
     /// Destroy persistent sandboxes: every process in them killed, nothing left.
     Rm(RmArgs),
+    /// List the live persistent sandboxes this uid may use (root: all): name, age,
+    /// commands running, peak memory, owner.
+    Ls(LsArgs),
 }
 
 /// Which daemon: `--socket`, else `$HATCHERY_SOCKET`, else the default path.
@@ -87,12 +90,55 @@ pub struct RmArgs {
     names: Vec<String>,
 }
 
+/// The flags of `hatchery sandbox ls`.
+#[derive(Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+}
+
 /// Runs `hatchery sandbox ...`.
 pub fn main(command: SandboxCommand) -> ExitCode {
     match command {
         SandboxCommand::Create(args) => create(args),
         SandboxCommand::Rm(args) => rm(args),
+        SandboxCommand::Ls(args) => ls(args),
     }
+}
+
+fn ls(args: LsArgs) -> ExitCode {
+    let client = match args.socket.connect("sandbox ls") {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let sandboxes = match client.list_sandboxes() {
+        Ok(sandboxes) => sandboxes,
+        Err(e) => {
+            eprintln!("hatchery sandbox ls: {}", chain(&e));
+            return ExitCode::from(EXIT_HATCHERY);
+        }
+    };
+    println!(
+        "{:<24} {:>10} {:>8} {:>12} {:>10}",
+        "NAME", "AGE", "RUNNING", "PEAK MEMORY", "OWNER"
+    );
+    for sandbox in sandboxes {
+        let age = sandbox.age_ms / 1000;
+        let age = match age {
+            0..60 => format!("{age}s"),
+            60..3600 => format!("{}m{}s", age / 60, age % 60),
+            _ => format!("{}h{}m", age / 3600, age % 3600 / 60),
+        };
+        let memory = sandbox
+            .memory_peak_bytes
+            .map_or("-".into(), |bytes| format!("{}K", bytes / 1024));
+        let owner = sandbox.owner_uid.map_or("-".into(), |uid| uid.to_string());
+        println!(
+            "{:<24} {:>10} {:>8} {:>12} {:>10}",
+            sandbox.name, age, sandbox.commands_running, memory, owner
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 fn create(args: CreateArgs) -> ExitCode {

@@ -79,7 +79,8 @@ impl Connection {
                     Event::Spawned { id, .. }
                     | Event::Exited { id, .. }
                     | Event::SandboxCreated { id, .. }
-                    | Event::SandboxEnded { id, .. } => Some(*id),
+                    | Event::SandboxEnded { id, .. }
+                    | Event::Sandboxes { id, .. } => Some(*id),
                     Event::Error { id, .. } => *id,
                     Event::Welcome { .. } => None,
                 };

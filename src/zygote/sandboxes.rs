@@ -21,7 +21,7 @@ use super::server::Server;
 use crate::protocol::validate;
 use crate::protocol::{
     EndReason, ErrorKind, Event, ExecRequest, ExitStatus, FdRole, LimitSet, Limits, SandboxConfig,
-    SandboxEndReason, SandboxOptions, SandboxVerdict, SpawnRequest, Stdio, Verdict,
+    SandboxEndReason, SandboxInfo, SandboxOptions, SandboxVerdict, SpawnRequest, Stdio, Verdict,
 };
 use crate::sandbox::{CommandFailure, WorkloadUsage};
 
@@ -387,6 +387,35 @@ impl Server {
             }
             child.kill(EndReason::KilledByClient);
         }
+    }
+
+    /// Handles a `ListSandboxes`: the live sandboxes the client may use (its uid's;
+    /// root's and the embedded client's: all), by name.
+    pub(super) fn list_sandboxes(&mut self, key: u64, id: u64) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let uid = conn.peer.map(|peer| peer.uid);
+        let mut sandboxes: Vec<SandboxInfo> = self
+            .children
+            .values()
+            .filter(|child| !child.setting_up())
+            .filter_map(|child| Some((child, child.persistent.as_ref()?)))
+            .filter(|(_, p)| p.end.is_none())
+            .filter(|(_, p)| match (uid, p.owner) {
+                (None, _) | (_, None) | (Some(0), _) => true,
+                (Some(uid), Some(owner)) => uid == owner,
+            })
+            .map(|(child, p)| SandboxInfo {
+                name: p.name.clone(),
+                owner_uid: p.owner,
+                age_ms: child.started.elapsed().as_millis() as u64,
+                commands_running: p.commands.values().filter(|c| c.running).count() as u64,
+                memory_peak_bytes: child.enforcement.usage().and_then(|u| u.memory_peak_bytes),
+            })
+            .collect();
+        sandboxes.sort_by(|a, b| a.name.cmp(&b.name));
+        conn.send(&Event::Sandboxes { id, sandboxes }, Vec::new());
     }
 
     /// Handles what a persistent sandbox's init reports of a command.

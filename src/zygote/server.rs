@@ -618,6 +618,7 @@ impl Server {
                 request,
             } => self.exec_in_sandbox(key, id, sandbox, *request, fds),
             Request::DestroySandbox { id, sandbox } => self.destroy_sandbox(key, id, sandbox),
+            Request::ListSandboxes { id } => self.list_sandboxes(key, id),
             Request::Signal { id, signal } if conn.commands.contains_key(&id) => {
                 let (pid, number) = conn.commands[&id];
                 if !(1..=libc::SIGRTMAX()).contains(&signal) || signal == libc::SIGSTOP {
