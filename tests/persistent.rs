@@ -84,7 +84,13 @@ fn two_commands_share_files_processes_and_a_fifo() {
     let read = reader.output().expect("the reader's output");
     assert_eq!(read.stdout, b"through-the-fifo\n");
 
+    assert!(sleeper.try_wait().expect("try_wait").is_none(), "it sleeps");
     sleeper.kill().expect("kill the sleeper");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeper.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "try_wait never saw the end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let verdict = sleeper.wait().expect("the sleeper's verdict");
     assert_eq!(verdict.reason, EndReason::KilledByClient);
     assert_eq!(verdict.status, ExitStatus::Signaled(libc::SIGKILL));

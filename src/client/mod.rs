@@ -502,6 +502,42 @@ impl Shared {
         }
     }
 
+    /// The verdict of `id` if its `Exited` has arrived, without blocking: what is queued,
+    /// and what the socket holds now (unless another thread is reading it).
+    fn try_exited(&self, id: u64) -> Result<Option<Verdict>, ClientError> {
+        let mut state = self.lock();
+        if !state.reading && state.broken.is_none() {
+            let mut buf = protocol::RecvBuffer::new();
+            loop {
+                match protocol::recv::<Event>(self.sock.as_fd(), &mut buf, true) {
+                    Ok(Some((event, fds))) => state.deliver(event, fds),
+                    Ok(None) => {
+                        state.broken = Some("the daemon closed the connection".into());
+                        break;
+                    }
+                    Err(ProtocolError::Io(e))
+                        if matches!(e.errno(), Errno::EAGAIN | Errno::EINTR) =>
+                    {
+                        break
+                    }
+                    Err(e) => {
+                        state.broken = Some(e.to_string());
+                        return Err(ClientError::Protocol(e));
+                    }
+                }
+            }
+        }
+        let Some(events) = state.queued.get_mut(&id) else {
+            return Ok(None);
+        };
+        // Errors queued for it answer its signals; the verdict is what is asked for.
+        events.retain(|(event, _)| matches!(event, Event::Exited { .. }));
+        Ok(match events.pop_front() {
+            Some((Event::Exited { verdict, .. }, _)) => Some(verdict),
+            _ => None,
+        })
+    }
+
     fn send(&self, request: &Request) -> Result<(), ClientError> {
         protocol::send(self.sock.as_fd(), request, &[]).map_err(ClientError::Protocol)
     }
@@ -694,15 +730,24 @@ impl ChildProcess {
         if self.verdict.is_some() {
             return self.wait().map(Some);
         }
-        if let Some(pidfd) = &self.pidfd {
-            let mut fds = [nix::poll::PollFd::new(
-                pidfd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0);
-            if ready == 0 {
-                return Ok(None);
-            }
+        let Some(pidfd) = &self.pidfd else {
+            // A persistent sandbox's command has no pidfd: its Exited, if it came.
+            return match self.shared.try_exited(self.id)? {
+                Some(verdict) => {
+                    self.verdict = Some(verdict.clone());
+                    drop(self.stdin.take());
+                    Ok(Some(verdict))
+                }
+                None => Ok(None),
+            };
+        };
+        let mut fds = [nix::poll::PollFd::new(
+            pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0);
+        if ready == 0 {
+            return Ok(None);
         }
         // It has exited: the daemon's Exited event follows its reap.
         self.wait().map(Some)

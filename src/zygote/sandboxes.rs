@@ -292,10 +292,14 @@ impl Server {
         fds: Vec<OwnedFd>,
         started: Instant,
     ) -> Result<(i32, u64), Refused> {
-        let conn = self
-            .conns
-            .get(&key)
-            .ok_or((ErrorKind::Protocol, String::new()))?;
+        // The caller found the connection; `sandbox_for` the sandbox and its state.
+        let gone = || {
+            (
+                ErrorKind::Internal { error: None },
+                "the connection or the sandbox is gone".to_string(),
+            )
+        };
+        let conn = self.conns.get(&key).ok_or_else(gone)?;
         if conn.children.contains_key(&id) || conn.commands.contains_key(&id) {
             return Err((
                 ErrorKind::InvalidRequest,
@@ -315,10 +319,7 @@ impl Server {
         }
         check_passed(request.stdio(), &fds).map_err(|r| (r.kind, r.message))?;
         let pid = self.sandbox_for(key, name)?;
-        let child = self
-            .children
-            .get_mut(&pid)
-            .ok_or((ErrorKind::Protocol, String::new()))?;
+        let child = self.children.get_mut(&pid).ok_or_else(gone)?;
         if child.setting_up() {
             return Err((
                 ErrorKind::Busy,
@@ -331,9 +332,7 @@ impl Server {
             .stdio(request.stdio(), fds)
             .map_err(|e| (ErrorKind::Internal { error: None }, crate::error_chain(&e)))?;
         let [stdin, stdout, stderr] = &stdio;
-        let Some(persistent) = child.persistent.as_mut() else {
-            return Err((ErrorKind::Protocol, String::new()));
-        };
+        let persistent = child.persistent.as_mut().ok_or_else(gone)?;
         persistent.next_command += 1;
         let number = persistent.next_command;
         child
