@@ -39,7 +39,7 @@ LIMIT_KINDS = ["Memory", "Pids", "Cpu", "CpuTime", "WallTime",
                "FileSize", "OpenFiles", "TmpSize", "TmpInodes"]
 END_REASONS = ["Exited", "Signaled", "OomKilled", "WallTimeout", "CpuTimeout",
                "KilledByClient", "DaemonShutdown"]
-FD_ROLES = ["Stdin", "Stdout", "Stderr", "Pidfd", "Result"]
+FD_ROLES = ["Stdin", "Stdout", "Stderr", "Pidfd", "Result", "Pty"]
 
 # Stdio variants and NetworkConfig values, encoded.
 PIPE, NULL = b"\x00", b"\x01"
@@ -200,7 +200,7 @@ SETUP_STEPS = ["Clone", "PlaceFds", "HoldSignals", "PrepareWorkload", "IdMaps", 
                "Loopback", "BoundingSet", "DropCapabilities", "NoNewPrivs",
                "VerifyPrivileges", "Handover", "WorkingDirectory", "Session",
                "ResourceLimits", "Network", "StartWorkload", "OpenFilesLimit", "Seccomp",
-               "Exec", "ForwardSignals", "Undumpable"]
+               "Exec", "ForwardSignals", "Undumpable", "Devpts"]
 
 
 def setup_step(r):
@@ -521,7 +521,7 @@ def exec_in_sandbox(request_id, sandbox, program):
     persistent sandbox (§3.11), with /dev/null streams and no limits of its own."""
     return (varint(4) + varint(request_id) + blob(sandbox) + blob(program)
             + varint(1) + blob(program) + varint(0) + blob(b"/") + NULL * 3
-            + option_u64(None) + option_u64(None))
+            + option_u64(None) + option_u64(None) + b"\x00")        # no limits, no pty
 
 
 def unknown_sandbox(path):
@@ -657,7 +657,7 @@ def self_test():
     assert ended[:2] == ("SandboxEnded", 7), ended
     assert ended[2]["reason"] == "IdleTimeout" and ended[2]["commands_run"] == 2, ended
     assert (exec_in_sandbox(2, b"s", b"/t")
-            == bytes.fromhex("04 02 01 73 02 2F 74 01 02 2F 74 00 01 2F 01 01 01 00 00")), \
+            == bytes.fromhex("04 02 01 73 02 2F 74 01 02 2F 74 00 01 2F 01 01 01 00 00 00")), \
         exec_in_sandbox(2, b"s", b"/t").hex(" ")
     for bad in ["03 01 05 63 00", "00 03 01 74 00", "03 01 05 08 02"]:
         try:

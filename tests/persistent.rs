@@ -671,3 +671,145 @@ fn the_cli_creates_execs_copies_and_removes_and_refuses_another_uid() {
     assert_eq!(code, 69);
     assert!(err.contains("none.sock"), "{err}");
 }
+
+/// Reads the pty master until `needle` appears in what was read since `from`, for up to
+/// 10 s; returns everything read so far.
+fn read_until(master: &std::fs::File, seen: &mut String, needle: &str) {
+    use std::os::fd::AsFd;
+    let start = seen.len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen[start..].contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{needle:?} never came; the terminal showed {seen:?}"
+        );
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let wait = nix::poll::PollTimeout::try_from(left.as_millis().min(1000) as u32).unwrap();
+        if nix::poll::poll(&mut fds, wait).unwrap_or(0) == 0 {
+            continue;
+        }
+        let mut buf = [0u8; 4096];
+        match (&*master).read(&mut buf) {
+            Ok(0) => panic!("the terminal closed before {needle:?}: {seen:?}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            // EIO: every slave end is closed.
+            Err(e) => panic!("the terminal failed before {needle:?} ({e}): {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_command_gets_a_terminal_of_the_sandboxes_own() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, SandboxOptions::default());
+
+    // tty names a pty of the sandbox's own devpts; the size is the one asked for; the
+    // shell leads its session with the terminal as its controlling one.
+    let mut child = sandbox
+        .spawn(sh("tty; stty size; ps -o tty=,stat= -p $$; echo done").pty(24, 80))
+        .expect("a command with a terminal");
+    let master = child.pty.take().expect("the pty's master");
+    let mut seen = String::new();
+    read_until(&master, &mut seen, "done");
+    assert!(seen.starts_with("/dev/pts/0\r\n24 80\r\n"), "{seen:?}");
+    // ps: its terminal, and in its state `s` (a session leader) and `+` (in the
+    // terminal's foreground process group).
+    let ps = seen.lines().nth(2).unwrap_or_default();
+    let (tty, stat) = ps.split_once(' ').unwrap_or_default();
+    assert_eq!(tty, "pts/0", "{seen:?}");
+    assert!(stat.contains('s') && stat.contains('+'), "{seen:?}");
+    assert!(child.wait().expect("verdict").status.success());
+    // Its own devpts instance: only this pty was ever in it, gone with its master.
+    drop(master);
+    let listed = stdout_of(&sandbox, "ls /dev/pts");
+    assert_eq!(
+        listed, "ptmx\n",
+        "no pty left once its command ended: {listed}"
+    );
+
+    // An interactive shell: its prompt, a resize, job control, Ctrl-C to the
+    // foreground job only, its exit code.
+    let mut shell = sandbox
+        .spawn(
+            ExecRequest::new("/bin/bash")
+                .args(["--norc", "--noprofile", "-i"])
+                .env("PS1", "prompt$ ")
+                .env("PATH", "/usr/bin:/bin")
+                .pty(24, 80),
+        )
+        .expect("an interactive shell");
+    let mut master = shell.pty.take().expect("the pty's master");
+    let mut seen = String::new();
+    read_until(&master, &mut seen, "prompt$ ");
+    assert!(
+        !seen.contains("cannot set terminal process group"),
+        "{seen:?}"
+    );
+    assert!(!seen.contains("no job control"), "{seen:?}");
+    master.write_all(b"stty size\n").expect("type");
+    read_until(&master, &mut seen, "24 80");
+    // The library's resize is on the child; the master is the client's to set too.
+    shell.pty = Some(master.try_clone().expect("dup the master"));
+    assert!(shell.resize(30, 100).expect("resize"));
+    master.write_all(b"stty size\n").expect("type");
+    read_until(&master, &mut seen, "30 100");
+    master.write_all(b"sleep 100 &\n").expect("type");
+    read_until(&master, &mut seen, "prompt$ ");
+    master.write_all(b"jobs\n").expect("type");
+    read_until(&master, &mut seen, "Running");
+    master.write_all(b"fg\n").expect("type");
+    read_until(&master, &mut seen, "sleep 100");
+    std::thread::sleep(Duration::from_millis(200));
+    let interrupted = Instant::now();
+    master.write_all(b"\x03").expect("Ctrl-C");
+    read_until(&master, &mut seen, "prompt$ ");
+    assert!(interrupted.elapsed() < Duration::from_secs(5));
+    master.write_all(b"echo still-here\n").expect("type");
+    read_until(&master, &mut seen, "still-here\r\nprompt$ ");
+    master.write_all(b"exit 3\n").expect("type");
+    let verdict = shell.wait().expect("the shell's verdict");
+    assert_eq!(verdict.status, ExitStatus::Exited(3), "{seen:?}");
+    sandbox.destroy().expect("destroy");
+}
+
+#[test]
+fn tiocsti_and_tioclinux_are_refused_on_the_sandboxes_own_terminal() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, SandboxOptions::default());
+    let script = "import fcntl, termios\n\
+                  for name, request in (('TIOCSTI', termios.TIOCSTI), ('TIOCLINUX', 0x541C)):\n    \
+                      try:\n        \
+                          fcntl.ioctl(0, request, b'x')\n        \
+                          print(name, 'allowed')\n    \
+                      except OSError as e:\n        \
+                          print(name, 'refused', e.errno)\n\
+                  print('done')\n";
+    let mut child = sandbox
+        .spawn(
+            ExecRequest::new("/usr/bin/python3")
+                .args(["-c", script])
+                .pty(24, 80),
+        )
+        .expect("python on a terminal");
+    let master = child.pty.take().expect("the pty's master");
+    let mut seen = String::new();
+    read_until(&master, &mut seen, "done");
+    assert!(
+        seen.contains(&format!("TIOCSTI refused {}", libc::EPERM)),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&format!("TIOCLINUX refused {}", libc::EPERM)),
+        "{seen:?}"
+    );
+    assert!(child.wait().expect("verdict").status.success());
+    sandbox.destroy().expect("destroy");
+}

@@ -603,6 +603,10 @@ pub struct ChildProcess {
     /// [`crate::protocol::EntryResult`] written by the child, which is untrusted. See
     /// [`Client::call`], which reads it with a bound and decodes it strictly.
     pub result: Option<std::fs::File>,
+    /// The master of its terminal (a persistent sandbox's command with
+    /// `ExecRequest::pty`): its output is read here, its input written here, and
+    /// [`ChildProcess::resize`] sets its size.
+    pub pty: Option<std::fs::File>,
     pidfd: Option<OwnedFd>,
     id: u64,
     shared: Arc<Shared>,
@@ -630,6 +634,7 @@ impl ChildProcess {
             stdout: None,
             stderr: None,
             result: None,
+            pty: None,
             pidfd: None,
             id,
             shared,
@@ -642,6 +647,7 @@ impl ChildProcess {
                 FdRole::Stderr => child.stderr = Some(ChildStderr::from(fd)),
                 FdRole::Pidfd => child.pidfd = Some(fd),
                 FdRole::Result => child.result = Some(std::fs::File::from(fd)),
+                FdRole::Pty => child.pty = Some(std::fs::File::from(fd)),
             }
         }
         Ok(child)
@@ -763,6 +769,15 @@ impl ChildProcess {
             id: self.id,
             signal,
         })
+    }
+
+    /// Sets the window size of its terminal (`SIGWINCH` to its foreground job), when it
+    /// has one ([`ChildProcess::pty`]); `Ok(false)` when it has none.
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<bool, SysError> {
+        match &self.pty {
+            Some(master) => crate::sys::set_window_size(master.as_fd(), rows, cols).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Kills the whole sandbox (`SIGKILL` to its init, which takes every process in it).

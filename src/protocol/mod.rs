@@ -32,7 +32,7 @@ pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MES
 pub use limits::{EndReason, Limit, LimitSet, Limits};
 pub use persistent::{
     check_sandbox_name, ExecRequest, SandboxEndReason, SandboxInfo, SandboxOptions, SandboxVerdict,
-    MAX_SANDBOX_NAME,
+    WindowSize, MAX_SANDBOX_NAME,
 };
 pub use setup::{SetupFailure, SetupStep};
 pub use validate::{MAX_MTU, MIN_MTU};
@@ -193,6 +193,9 @@ pub enum FdRole {
     /// The read end of an entry's result pipe ([`Command::Entry`] only): one
     /// [`EntryResult`], written by the child, so untrusted.
     Result,
+    /// The master of a persistent sandbox's command's terminal (`ExecRequest::pty`):
+    /// read its output, write its input, set its window size.
+    Pty,
 }
 
 /// Why a request failed.

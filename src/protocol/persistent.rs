@@ -122,6 +122,19 @@ pub struct ExecRequest {
     /// Its CPU time, as `RLIMIT_CPU` of each of its processes, in whole seconds rounded
     /// up: `SIGXCPU` at the limit, `SIGKILL` a second later.
     pub cpu_time_ms: Option<u64>,
+    /// A terminal: a pty from the sandbox's own devpts, of this size, the command's
+    /// stdin, stdout, stderr and controlling terminal (in a new session); its master
+    /// comes back with `Spawned` (`FdRole::Pty`). The three `Stdio`s are then unused.
+    pub pty: Option<WindowSize>,
+}
+
+/// A terminal's size, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
 }
 
 impl ExecRequest {
@@ -139,7 +152,14 @@ impl ExecRequest {
             stderr: Stdio::Pipe,
             wall_time_ms: None,
             cpu_time_ms: None,
+            pty: None,
         }
+    }
+
+    /// Gives it a terminal of `rows` × `cols` (see [`ExecRequest::pty`]).
+    pub fn pty(mut self, rows: u16, cols: u16) -> Self {
+        self.pty = Some(WindowSize { rows, cols });
+        self
     }
 
     /// Appends one argument.

@@ -105,11 +105,14 @@ pub enum SetupStep {
     /// command, though it runs as the init's user, can ptrace it or open its
     /// `/proc/1/mem`.
     Undumpable,
+    /// A persistent sandbox's own devpts instance mounted at `/dev/pts` (`newinstance`,
+    /// `ptmxmode=0666`), where its commands' terminals come from.
+    Devpts,
 }
 
 impl SetupStep {
     /// Every step, in declaration (wire) order.
-    pub const ALL: [SetupStep; 32] = [
+    pub const ALL: [SetupStep; 33] = [
         SetupStep::Clone,
         SetupStep::PlaceFds,
         SetupStep::HoldSignals,
@@ -142,6 +145,7 @@ impl SetupStep {
         SetupStep::Exec,
         SetupStep::ForwardSignals,
         SetupStep::Undumpable,
+        SetupStep::Devpts,
     ];
 
     /// The step's name as users see it, in errors and in the setup timeline, e.g.
@@ -180,6 +184,7 @@ impl SetupStep {
             SetupStep::Exec => "execve",
             SetupStep::ForwardSignals => "forward signals",
             SetupStep::Undumpable => "undumpable",
+            SetupStep::Devpts => "devpts",
         }
     }
 }

@@ -188,8 +188,24 @@ fn persistent_sandbox_messages_are_pinned() {
         0x01, 0x00, 0x00, // stdin Null, stdout and stderr Pipe
         0x01, 0x05, // wall_time_ms: Some(5)
         0x00, // cpu_time_ms: None
+        0x00, // pty: None
     ];
     round_trip(&exec, &golden);
+
+    // A terminal of 24 rows and 80 columns: Some, then the two u16 varints.
+    let with_pty = Request::Exec {
+        id: 2,
+        sandbox: "s".into(),
+        request: Box::new(
+            ExecRequest::new("/t")
+                .stdin(Stdio::Null)
+                .wall_time_ms(5)
+                .pty(24, 80),
+        ),
+    };
+    let mut golden_pty = golden[..golden.len() - 1].to_vec();
+    golden_pty.extend_from_slice(&[0x01, 0x18, 0x50]);
+    round_trip(&with_pty, &golden_pty);
 
     // DestroySandbox (index 5).
     let destroy = Request::DestroySandbox {
@@ -296,7 +312,7 @@ fn setup_steps_are_pinned_by_their_place() {
         assert_eq!(step as usize, index, "{step:?} is out of place in ALL");
         round_trip(&step, &[index as u8]);
     }
-    assert_eq!(SetupStep::ALL.len(), 32);
+    assert_eq!(SetupStep::ALL.len(), 33);
     round_trip(&SetupStep::Clone, &[0x00]);
     round_trip(&SetupStep::IdMaps, &[0x04]);
     round_trip(&SetupStep::Seccomp, &[0x1C]);
@@ -680,11 +696,12 @@ fn the_other_enum_tables_are_the_enums() {
         FdRole::Stderr,
         FdRole::Pidfd,
         FdRole::Result,
+        FdRole::Pty,
     ];
     for role in &roles {
         match role {
             FdRole::Stdin | FdRole::Stdout | FdRole::Stderr | FdRole::Pidfd => {}
-            FdRole::Result => {}
+            FdRole::Result | FdRole::Pty => {}
         }
     }
     assert_table("**`FdRole`** (enum)", &roles);

@@ -181,7 +181,7 @@ impl ZygoteEnd {
     /// Reads one pending report without blocking.
     pub fn try_report(&self, buf: &mut protocol::RecvBuffer) -> Result<Pending, ProtocolError> {
         match protocol::recv::<FromSandbox>(self.0.as_fd(), buf, true) {
-            Ok(Some((report, _fds))) => Ok(Pending::Report(report)),
+            Ok(Some((report, fds))) => Ok(Pending::Report(report, fds)),
             Ok(None) => Ok(Pending::Closed),
             Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EAGAIN => {
                 Ok(Pending::Nothing)
@@ -198,8 +198,8 @@ impl ZygoteEnd {
 /// What [`ZygoteEnd::try_report`] found.
 #[derive(Debug)]
 pub enum Pending {
-    /// A report.
-    Report(FromSandbox),
+    /// A report, with the fds that came with it (a command's terminal's master).
+    Report(FromSandbox, Vec<OwnedFd>),
     /// Nothing yet.
     Nothing,
     /// The sandbox's init has closed its end (it has exited or is exiting).
@@ -293,12 +293,13 @@ impl SandboxEnd {
         }
     }
 
-    /// Reports that a command was exec'd.
-    pub fn report_command_started(&self, command: u64) {
+    /// Reports that a command was exec'd, with the master of its terminal if it has one.
+    pub fn report_command_started(&self, command: u64, master: Option<OwnedFd>) {
+        let fds: Vec<BorrowedFd<'_>> = master.iter().map(AsFd::as_fd).collect();
         let _ = protocol::send(
             self.0.as_fd(),
             &FromSandbox::CommandStarted { command },
-            &[],
+            &fds,
         );
     }
 

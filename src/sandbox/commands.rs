@@ -28,6 +28,9 @@ use crate::protocol::{ExecRequest, ExitStatus, SetupFailure, SetupStep};
 use crate::seccomp::CompiledSeccomp;
 use crate::sys::{self, Context, NewProcess, SysError};
 
+/// The `ptmx` of the sandbox's own devpts (`SetupStep::Devpts`).
+const PTMX: &str = "/dev/pts/ptmx";
+
 /// What every command of this sandbox takes from its config.
 pub(super) struct CommandSetup<'a> {
     /// The workload filter, unless the sandbox opted out.
@@ -88,9 +91,10 @@ pub(super) fn serve(process: &NewProcess, channel: &SandboxEnd, setup: CommandSe
                     }
                     let _ = nix::unistd::chdir("/");
                     match started {
-                        Ok(pid) => {
+                        Ok((pid, master)) => {
                             running.insert(pid, command);
-                            channel.report_command_started(command);
+                            // The master goes to the client; the init keeps no end.
+                            channel.report_command_started(command, master);
                         }
                         Err(failure) => channel.report_command_failed(command, failure),
                     }
@@ -133,19 +137,33 @@ fn reap(
     }
 }
 
-/// Starts one command: its stdio on 0-2, its directory, then the workload's steps in a
-/// child that shares the init's memory until its `execve`. Returns its pid once it has
-/// exec'd.
+/// Starts one command: its stdio on 0-2 (the slave of a pty of the sandbox's devpts
+/// when it asks for a terminal), its directory, then the workload's steps in a child
+/// that shares the init's memory until its `execve`. Returns its pid once it has
+/// exec'd, and the pty's master if it has one.
 fn start(
     process: &NewProcess,
     request: &ExecRequest,
     stdio: [OwnedFd; 3],
     setup: &CommandSetup<'_>,
-) -> Result<i32, CommandFailure> {
+) -> Result<(i32, Option<OwnedFd>), CommandFailure> {
     let failed =
         |step: SetupStep, error: SetupFailure| CommandFailure::Setup(SetupError { step, error });
     let exec = ExecArgs::new(&request.as_spawn_request())
         .map_err(|error| failed(SetupStep::PrepareWorkload, error))?;
+    let (stdio, master) = match request.pty {
+        None => (stdio, None),
+        Some(size) => {
+            let (master, slave) = sys::open_pty(std::path::Path::new(PTMX), size.rows, size.cols)
+                .map_err(|error| failed(SetupStep::Devpts, error.into()))?;
+            let copy = |fd: &OwnedFd| {
+                fd.try_clone()
+                    .op("dup(pty)")
+                    .map_err(|error| failed(SetupStep::Devpts, error.into()))
+            };
+            ([copy(&slave)?, copy(&slave)?, slave], Some(master))
+        }
+    };
     for (slot, fd) in stdio.iter().enumerate() {
         process
             .dup_onto(fd.as_fd(), slot as i32)
@@ -165,13 +183,14 @@ fn start(
         open_files: setup.open_files,
         new_session: true,
         cpu_time_s: request.cpu_time_ms.map(|ms| ms.div_ceil(1000)),
+        controlling_terminal: master.is_some(),
     };
     let pid = sys::spawn_sharing_memory(process.single_threaded(), &workload, workload::run_exec)
         .map_err(|error| failed(SetupStep::StartWorkload, error.into()))?;
     drop(exec_write);
     // The workload has exec'd or ended (`CLONE_VFORK`): its report is there, or EOF.
     match workload::read_report(&exec_read) {
-        Ok(None) => Ok(pid),
+        Ok(None) => Ok((pid, master)),
         Ok(Some(errno)) => Err(CommandFailure::Exec(errno)),
         Err(error) => Err(CommandFailure::Setup(error)),
     }

@@ -74,7 +74,8 @@
 //!     path of the exec's report.
 //!
 //! A persistent sandbox (`Job::Sandbox`) does 2, 3, 5 to 21 and 23 to 26 as a fresh one
-//! does, with `/` as its directory, then `Undumpable` (its init made undumpable, so that
+//! does, with `/` as its directory and `Devpts` (its own devpts at `/dev/pts`, mounted
+//! after 17 while it still has the capability), then `Undumpable` (its init made undumpable, so that
 //! its commands, which run as its user, can neither ptrace it nor write its memory),
 //! reports itself ready and serves its commands (see `commands`): each one does 27 to 30
 //! as a workload, with a session of its own.
@@ -194,7 +195,14 @@ fn setup(
 ) -> Result<Ready, SetupError> {
     step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
     let ready = step(SetupStep::PrepareWorkload, || prepare(request, job))?;
-    build_shape(process, sandboxer, template, &request.sandbox, channel)?;
+    build_shape(
+        process,
+        sandboxer,
+        template,
+        &request.sandbox,
+        channel,
+        false,
+    )?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
     Ok(ready)
@@ -210,7 +218,14 @@ fn setup_persistent(
     channel: &SandboxEnd,
 ) -> Result<(), SetupError> {
     step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
-    build_shape(process, sandboxer, template, &request.sandbox, channel)?;
+    build_shape(
+        process,
+        sandboxer,
+        template,
+        &request.sandbox,
+        channel,
+        true,
+    )?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
     step(SetupStep::Undumpable, || {
@@ -219,13 +234,15 @@ fn setup_persistent(
 }
 
 /// The steps that depend only on the sandbox's shape (its config), which a warm-pool
-/// sandbox performs before it has a request.
+/// sandbox performs before it has a request; `devpts`: a persistent sandbox's, which
+/// mounts its own devpts while it still may.
 fn build_shape(
     process: &NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     config: &SandboxConfig,
     channel: &SandboxEnd,
+    devpts: bool,
 ) -> Result<(), SetupError> {
     step(SetupStep::IdMaps, || channel.wait_for_id_maps())?;
     step(SetupStep::UserIds, || {
@@ -237,6 +254,9 @@ fn build_shape(
     step(SetupStep::Hostname, || set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(SetupStep::Loopback, sys::loopback_up)?;
+    }
+    if devpts {
+        step(SetupStep::Devpts, mount_devpts)?;
     }
     // The last of the privileges: nothing after this needs one, and a warm-pool sandbox
     // waits for its request without any.
@@ -317,7 +337,7 @@ fn build_idle(
     filter_now: Option<&CompiledSeccomp>,
 ) -> Result<(), SetupError> {
     step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
-    build_shape(process, sandboxer, template, shape, channel)?;
+    build_shape(process, sandboxer, template, shape, channel, false)?;
     if let NetworkConfig::Veth(_) = shape.network {
         step(SetupStep::Network, || channel.wait_for_network())?;
     }
@@ -462,6 +482,21 @@ fn prepare(request: &SpawnRequest, job: Job) -> Result<Ready, SetupFailure> {
     }
 }
 
+/// A devpts of the sandbox's own at `/dev/pts` (a mount point every root has): a new
+/// instance, so that no pty of the host's or of another sandbox's is in it, its `ptmx`
+/// usable by the sandbox's user (`ptmxmode=0666`), no setuid or exec from it.
+fn mount_devpts() -> Result<(), SysError> {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("devpts"),
+        "/dev/pts",
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .op_path("mount(devpts)", "/dev/pts")
+}
+
 fn set_hostname(hostname: &str) -> Result<(), SysError> {
     nix::unistd::sethostname(hostname).op("sethostname")
 }
@@ -524,6 +559,7 @@ fn supervise(
                 open_files,
                 new_session: false,
                 cpu_time_s: None,
+                controlling_terminal: false,
             };
             sys::spawn_sharing_memory(process.single_threaded(), &workload, workload::run_exec)
         }

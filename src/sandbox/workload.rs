@@ -47,6 +47,9 @@ pub(super) struct ExecWorkload<'a> {
     pub new_session: bool,
     /// A persistent sandbox's command: its own CPU-time limit, in seconds.
     pub cpu_time_s: Option<u64>,
+    /// A persistent sandbox's command with a terminal: its stdin (a pty's slave)
+    /// becomes its controlling terminal, after its `setsid`.
+    pub controlling_terminal: bool,
 }
 
 /// The workload of an exec: signal mask, fds, its open-files limit, seccomp, `execve`.
@@ -66,6 +69,11 @@ pub(super) fn run_exec(workload: &ExecWorkload<'_>) -> ! {
     if workload.new_session {
         let session = nix::unistd::setsid().map(drop);
         workload_step(workload.exec_write, SetupStep::Session, session);
+    }
+    if workload.controlling_terminal {
+        // Fd 0 is the pty's slave the init placed there.
+        let terminal = sys::set_controlling_terminal_stdin();
+        workload_step(workload.exec_write, SetupStep::Devpts, terminal);
     }
     if let Some(seconds) = workload.cpu_time_s {
         use nix::sys::resource::{setrlimit, Resource};
@@ -153,6 +161,7 @@ fn workload_call(step: SetupStep) -> Option<&'static str> {
         SetupStep::OpenFilesLimit => Some("setrlimit(RLIMIT_NOFILE)"),
         SetupStep::Session => Some("setsid"),
         SetupStep::ResourceLimits => Some("setrlimit(RLIMIT_CPU)"),
+        SetupStep::Devpts => Some("ioctl(TIOCSCTTY)"),
         SetupStep::Seccomp => Some("seccomp(SECCOMP_SET_MODE_FILTER)"),
         _ => None,
     }

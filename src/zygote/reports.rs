@@ -21,8 +21,8 @@ impl Server {
             let Some(child) = self.children.get_mut(&pid) else {
                 return;
             };
-            let report = match child.channel.try_report(&mut self.buf) {
-                Ok(Pending::Report(report)) => report,
+            let (report, fds) = match child.channel.try_report(&mut self.buf) {
+                Ok(Pending::Report(report, fds)) => (report, fds),
                 Ok(Pending::Nothing) => return,
                 Ok(Pending::Closed) => {
                     child.channel_closed = true;
@@ -41,11 +41,11 @@ impl Server {
                     return;
                 }
             };
-            self.on_report(pid, report);
+            self.on_report(pid, report, fds);
         }
     }
 
-    fn on_report(&mut self, pid: i32, report: FromSandbox) {
+    fn on_report(&mut self, pid: i32, report: FromSandbox, fds: Vec<std::os::fd::OwnedFd>) {
         let Some(child) = self.children.get_mut(&pid) else {
             return;
         };
@@ -177,7 +177,7 @@ impl Server {
                     send_exited(conn, child.id, pid, verdict);
                 }
             }
-            FromSandbox::CommandStarted { command } => self.on_command_started(pid, command),
+            FromSandbox::CommandStarted { command } => self.on_command_started(pid, command, fds),
             FromSandbox::CommandFailed { command, failure } => {
                 self.on_command_failed(pid, command, failure)
             }

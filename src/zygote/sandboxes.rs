@@ -92,6 +92,8 @@ pub(super) struct Command {
     pub limits: Limits,
     /// Why the daemon killed it, if it did.
     pub kill_reason: Option<EndReason>,
+    /// It asked for a terminal: its init sends the master with its start.
+    pub pty: bool,
 }
 
 /// The refusal of a request about a sandbox: its kind and message.
@@ -317,7 +319,18 @@ impl Server {
         if request.wall_time_ms == Some(0) || request.cpu_time_ms == Some(0) {
             return Err(invalid("a command's limits must be at least 1 ms".into()));
         }
-        check_passed(request.stdio(), &fds).map_err(|r| (r.kind, r.message))?;
+        // A terminal replaces the three streams: no fd may come, /dev/null is sent.
+        const NO_STREAMS: [&Stdio; 3] = [&Stdio::Null, &Stdio::Null, &Stdio::Null];
+        let streams = match request.pty {
+            Some(size) if size.rows == 0 || size.cols == 0 => {
+                return Err(invalid(
+                    "a terminal has at least one row and one column".into(),
+                ))
+            }
+            Some(_) => NO_STREAMS,
+            None => request.stdio(),
+        };
+        check_passed(streams, &fds).map_err(|r| (r.kind, r.message))?;
         let pid = self.sandbox_for(key, name)?;
         let child = self.children.get_mut(&pid).ok_or_else(gone)?;
         if child.setting_up() {
@@ -329,7 +342,7 @@ impl Server {
         let (stdio, pipes) = self
             .zygote
             .sandboxer
-            .stdio(request.stdio(), fds)
+            .stdio(streams, fds)
             .map_err(|e| (ErrorKind::Internal { error: None }, crate::error_chain(&e)))?;
         let [stdin, stdout, stderr] = &stdio;
         let persistent = child.persistent.as_mut().ok_or_else(gone)?;
@@ -362,6 +375,7 @@ impl Server {
                     .map(|ms| started + Duration::from_millis(ms)),
                 limits: request.limits(),
                 kill_reason: None,
+                pty: request.pty.is_some(),
             },
         );
         Ok((pid, number))
@@ -418,7 +432,7 @@ impl Server {
     }
 
     /// Handles what a persistent sandbox's init reports of a command.
-    pub(super) fn on_command_started(&mut self, pid: i32, number: u64) {
+    pub(super) fn on_command_started(&mut self, pid: i32, number: u64, fds: Vec<OwnedFd>) {
         let Some(child) = self.children.get_mut(&pid) else {
             return;
         };
@@ -430,11 +444,12 @@ impl Server {
         };
         command.running = true;
         persistent.commands_run += 1;
+        let received = fds;
         let Some(conn) = command.conn.and_then(|key| self.conns.get_mut(&key)) else {
             return;
         };
-        let mut roles = Vec::with_capacity(3);
-        let mut fds = Vec::with_capacity(3);
+        let mut roles = Vec::with_capacity(4);
+        let mut fds = Vec::with_capacity(4);
         for (role, pipe) in [FdRole::Stdin, FdRole::Stdout, FdRole::Stderr]
             .into_iter()
             .zip(&mut command.pipes)
@@ -442,6 +457,13 @@ impl Server {
             if let Some(fd) = pipe.take() {
                 roles.push(role);
                 fds.push(fd);
+            }
+        }
+        // A terminal's master, from the init, for a command that asked for one.
+        if command.pty {
+            if let Some(master) = received.into_iter().next() {
+                roles.push(FdRole::Pty);
+                fds.push(master);
             }
         }
         conn.send(
