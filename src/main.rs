@@ -49,6 +49,8 @@ enum Command {
     /// Copy a file into (LOCAL NAME:/PATH) or out of (NAME:/PATH LOCAL) a persistent
     /// sandbox.
     Cp(sandboxes::cp::CpArgs),
+    /// An interactive shell in a fresh sandbox, on a terminal of the sandbox's own.
+    Shell(sandboxes::shell::ShellArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +98,10 @@ fn main() -> ExitCode {
         Command::Cp(args) => {
             init_logging("warn");
             sandboxes::cp::main(args)
+        }
+        Command::Shell(args) => {
+            init_logging("warn");
+            sandboxes::shell::main(args)
         }
     }
 }

@@ -813,3 +813,147 @@ fn tiocsti_and_tioclinux_are_refused_on_the_sandboxes_own_terminal() {
     assert!(child.wait().expect("verdict").status.success());
     sandbox.destroy().expect("destroy");
 }
+
+/// Drives `hatchery ARGS` on a real terminal (Python's `pty`), as a person would: the
+/// script types `keys` (pairs of what to wait for and what to type then, with `RESIZE
+/// rows cols` to resize), and prints what it saw, the exit status and whether the
+/// terminal's mode was restored.
+fn on_a_terminal(daemon: &Daemon, args: &[&str], keys: &[(&str, &str)]) -> String {
+    let script = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+hatchery, socket, args, keys = sys.argv[1], sys.argv[2], sys.argv[3].split("\x1f"), sys.argv[4:]
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    before = termios.tcgetattr(0)
+    r = os.spawnve(os.P_WAIT, hatchery, [hatchery] + args, dict(os.environ, HATCHERY_SOCKET=socket, TERM="xterm"))
+    after = termios.tcgetattr(0)
+    print("\r\nstatus=%d restored=%s\r" % (r, before == after), flush=True)
+    time.sleep(0.5)
+    os._exit(0)
+seen = b""
+cursor = 0
+def wait_for(text, timeout=10):
+    # From the end of what the last wait found: each wait consumes its text.
+    global seen, cursor
+    deadline = time.time() + timeout
+    while text.encode() not in seen[cursor:]:
+        if time.time() > deadline:
+            print("TIMEOUT waiting for %r; saw %r" % (text, seen))
+            sys.exit(1)
+        if not select.select([fd], [], [], 0.2)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    if text.encode() in seen[cursor:]:
+        cursor = seen.index(text.encode(), cursor) + len(text.encode())
+for i in range(0, len(keys), 2):
+    wait_for(keys[i])
+    typed = keys[i + 1]
+    if typed.startswith("RESIZE "):
+        _, rows, cols = typed.split()
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
+        time.sleep(0.2)
+    elif typed:
+        time.sleep(0.05)
+        os.write(fd, typed.encode())
+wait_for("status=")
+wait_for("\n")
+os.waitpid(pid, 0)
+print(seen.decode(errors="replace"))
+"#;
+    let mut argv: Vec<String> = vec![
+        "-c".into(),
+        script.into(),
+        common::HATCHERY.into(),
+        daemon.socket.to_str().expect("utf-8").into(),
+        args.join("\x1f"),
+    ];
+    for (wait, typed) in keys {
+        argv.push(wait.to_string());
+        argv.push(typed.to_string());
+    }
+    let out = std::process::Command::new("python3")
+        .args(&argv)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python3: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn hatchery_shell_on_a_real_terminal() {
+    require_sandbox!();
+    if !common::python_runs() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let seen = on_a_terminal(
+        &daemon,
+        &["shell"],
+        &[
+            ("$ ", "tty\r"),
+            ("/dev/pts/", ""),
+            ("$ ", "stty size\r"),
+            ("24 80", ""),
+            ("$ ", "RESIZE 30 100"),
+            ("", "stty size\r"),
+            ("30 100", ""),
+            ("$ ", "sleep 100 &\r"),
+            ("$ ", "jobs\r"),
+            ("Running", ""),
+            ("$ ", "fg\r"),
+            ("sleep 100", "\x03"),
+            ("$ ", "echo still-$((20+22))\r"),
+            ("still-42", ""),
+            ("$ ", "exit 3\r"),
+        ],
+    );
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+    assert!(
+        !seen.contains("cannot set terminal process group"),
+        "{seen}"
+    );
+    assert!(!seen.contains("no job control"), "{seen}");
+    assert!(seen.contains("status=3 restored=True"), "{seen}");
+    // The shell's sandbox is gone with it.
+    assert!(sandbox_inits(&daemon).is_empty());
+}
+
+#[test]
+fn hatchery_exec_t_on_a_real_terminal() {
+    require_sandbox!();
+    if !common::python_runs() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let client = daemon.client();
+    let sandbox = create(&client, named("term"));
+    let seen = on_a_terminal(
+        &daemon,
+        &[
+            "exec",
+            "-t",
+            "term",
+            "--",
+            "/bin/sh",
+            "-c",
+            "tty; stty size; read line; echo got-$line; exit 4",
+        ],
+        &[("24 80", "hello\r"), ("got-hello", "")],
+    );
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+    assert!(seen.contains("status=4 restored=True"), "{seen}");
+    sandbox.destroy().expect("destroy");
+}

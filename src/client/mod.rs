@@ -51,6 +51,20 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// The window size of the terminal `fd` as (rows, columns), if it is one: what to give
+/// a command's terminal (`ExecRequest::pty`) and [`ChildProcess::resize`].
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    crate::sys::window_size(fd)
+        .ok()
+        .filter(|&(rows, cols)| rows > 0 && cols > 0)
+}
+
+/// Sets the window size of the terminal `fd` (a command's pty master, see
+/// [`ChildProcess::pty`]); its foreground job gets `SIGWINCH`.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), SysError> {
+    crate::sys::set_window_size(fd, rows, cols)
+}
+
 /// Whether a daemon accepts connections on `path`.
 pub fn probe_socket(path: &Path) -> bool {
     connect_socket(path).is_ok()

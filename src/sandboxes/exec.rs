@@ -10,7 +10,7 @@ use clap::Args;
 
 use hatchery::{error_chain as chain, parse_duration_ms, ExecRequest, SpawnError, Stdio};
 
-use super::SocketArg;
+use super::{terminal, SocketArg};
 use crate::run::{EXIT_CANNOT_EXECUTE, EXIT_HATCHERY, EXIT_NOT_FOUND};
 
 /// The flags of `hatchery exec`.
@@ -34,6 +34,10 @@ pub struct ExecArgs {
     /// Its CPU time, in whole seconds rounded up, e.g. 10s.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     cpu_time: Option<u64>,
+    /// Give it a terminal of the sandbox's own (its stdio and controlling terminal),
+    /// driven from this one in raw mode; `TERM` is passed unless --env sets it.
+    #[arg(short = 't', long = "tty")]
+    tty: bool,
     /// The sandbox's name.
     #[arg(value_name = "NAME")]
     name: String,
@@ -60,6 +64,21 @@ pub fn main(args: ExecArgs) -> ExitCode {
     }
     request.wall_time_ms = args.wall_time;
     request.cpu_time_ms = args.cpu_time;
+    if args.tty {
+        request = with_terminal(request);
+        let client = match args.socket.connect("exec") {
+            Ok(client) => client,
+            Err(code) => return code,
+        };
+        let mut child = match client.open_sandbox(args.name.clone()).spawn(request) {
+            Ok(child) => child,
+            Err(e) => return spawn_failed(&args.name, e),
+        };
+        return match terminal::session(&mut child) {
+            Ok(ended) => ExitCode::from(terminal::exit_code(&ended)),
+            Err(message) => fail(message, EXIT_HATCHERY),
+        };
+    }
     // This command's own streams, passed as they are (a terminal stays this one's: the
     // sandbox gets no controlling terminal, and the filter refuses TIOCSTI).
     let streams = [
@@ -84,12 +103,33 @@ pub fn main(args: ExecArgs) -> ExitCode {
     let sandbox = client.open_sandbox(args.name.clone());
     let mut child = match sandbox.spawn(request) {
         Ok(child) => child,
-        Err(e @ SpawnError::NotFound { .. }) => return fail(chain(&e), EXIT_NOT_FOUND),
-        Err(e @ SpawnError::CannotExecute { .. }) => return fail(chain(&e), EXIT_CANNOT_EXECUTE),
-        Err(e) => return fail(format!("{}: {}", args.name, chain(&e)), EXIT_HATCHERY),
+        Err(e) => return spawn_failed(&args.name, e),
     };
     match child.wait() {
         Ok(verdict) => ExitCode::from((verdict.status.code() & 0xff) as u8),
         Err(e) => fail(chain(&e), EXIT_HATCHERY),
     }
+}
+
+/// A terminal of the caller's size for `request`, with the caller's `TERM` unless the
+/// request sets one.
+pub fn with_terminal(request: ExecRequest) -> ExecRequest {
+    let (rows, cols) = terminal::caller_size();
+    let mut request = request.pty(rows, cols);
+    let has_term = request.env.iter().any(|(key, _)| key.as_bytes() == b"TERM");
+    if let (false, Some(term)) = (has_term, std::env::var_os("TERM")) {
+        request = request.env("TERM", term);
+    }
+    request
+}
+
+/// Says why a command did not start, with `run`'s exit codes.
+pub fn spawn_failed(name: &str, error: SpawnError) -> ExitCode {
+    let code = match error {
+        SpawnError::NotFound { .. } => EXIT_NOT_FOUND,
+        SpawnError::CannotExecute { .. } => EXIT_CANNOT_EXECUTE,
+        _ => EXIT_HATCHERY,
+    };
+    eprintln!("hatchery: {name}: {}", chain(&error));
+    ExitCode::from(code)
 }

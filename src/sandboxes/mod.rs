@@ -5,6 +5,8 @@
 
 pub mod cp;
 pub mod exec;
+pub mod shell;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -52,6 +52,21 @@ pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), S
     Ok(())
 }
 
+/// `TIOCGWINSZ`: the window size of the terminal `fd`, as (rows, columns).
+pub fn window_size(fd: BorrowedFd<'_>) -> Result<(u16, u16), SysError> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, valid for the call.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == -1 {
+        return Err(SysError::new("ioctl(TIOCGWINSZ)", Errno::last()));
+    }
+    Ok((size.ws_row, size.ws_col))
+}
+
 /// `TIOCSCTTY` on fd 0: makes the terminal on this process's stdin its controlling
 /// terminal; the process must lead a session that has none. Allocates nothing (a
 /// command calls it between its `setsid` and its `execve`, sharing the init's memory).
