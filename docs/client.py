@@ -42,7 +42,7 @@ LIMIT_KINDS = ["Memory", "Pids", "Cpu", "CpuTime", "WallTime",
                "FileSize", "OpenFiles", "TmpSize", "TmpInodes"]
 END_REASONS = ["Exited", "Signaled", "OomKilled", "WallTimeout", "CpuTimeout",
                "KilledByClient", "DaemonShutdown"]
-FD_ROLES = ["Stdin", "Stdout", "Stderr", "Pidfd", "Result"]
+FD_ROLES = ["Stdin", "Stdout", "Stderr", "Pidfd", "Result", "Pty"]
 
 # Stdio variants and NetworkConfig values, encoded.
 PIPE, NULL = b"\x00", b"\x01"
@@ -208,7 +208,7 @@ SETUP_STEPS = ["Clone", "PlaceFds", "HoldSignals", "PrepareWorkload", "IdMaps", 
                "Loopback", "BoundingSet", "DropCapabilities", "NoNewPrivs",
                "VerifyPrivileges", "Handover", "WorkingDirectory", "Session",
                "ResourceLimits", "Network", "StartWorkload", "OpenFilesLimit", "Seccomp",
-               "Exec", "ForwardSignals"]
+               "Exec", "ForwardSignals", "Undumpable", "Devpts"]
 
 
 def setup_step(r):
@@ -248,6 +248,7 @@ ERROR_KINDS = [
     ("AddressPoolExhausted", lambda r: ()),
     ("UnknownEntry", lambda r: (r.string(),)),                        # name
     ("BadEntryArgs", lambda r: (r.string(),)),                        # name
+    ("UnknownSandbox", lambda r: (r.string(),)),                      # name
 ]
 
 
@@ -292,6 +293,19 @@ def daemon_status(r):
     for field in ("served", "failed", "ended"):
         status[field] = dict(counts())
     return status
+SANDBOX_END_REASONS = ["Destroyed", "IdleTimeout", "Lifetime", "CreatorGone", "OomKilled",
+                       "CpuTimeout", "DaemonShutdown", "Died"]
+
+
+def sandbox_verdict(r):
+    v = {"name": r.string(), "reason": r.variant(SANDBOX_END_REASONS)}
+    for field in ("wall_time_us", "user_cpu_us", "system_cpu_us"):
+        v[field] = r.varint()
+    v["memory_peak_bytes"] = r.option(r.varint)
+    v["commands_run"] = r.varint()
+    v["limits"] = {field: r.option(r.varint) for field in LIMIT_FIELDS}
+    v["limits"]["unlimited"] = r.seq(lambda: r.variant(LIMIT_KINDS))
+    return v
 
 
 def decode_event(data):
@@ -309,6 +323,17 @@ def decode_event(data):
         event = ("Error", r.option(r.varint), error_kind(r), r.string())
     elif tag == 4:
         event = ("Status", r.varint(), daemon_status(r))
+    elif tag == 5:
+        request_id, name = r.varint(), r.string()
+        event = ("SandboxCreated", request_id, name, r.i32())
+    elif tag == 6:
+        request_id = r.varint()
+        event = ("SandboxEnded", request_id, sandbox_verdict(r))
+    elif tag == 7:
+        request_id = r.varint()
+        event = ("Sandboxes", request_id, r.seq(lambda: {
+            "name": r.string(), "owner_uid": r.option(r.varint), "age_ms": r.varint(),
+            "commands_running": r.varint(), "memory_peak_bytes": r.option(r.varint)}))
     else:
         raise ValueError(f"unknown event {tag}")
     if r.pos != len(data):
@@ -532,6 +557,18 @@ def internal(path):
     return spawn_answer(path, spawn(1, entry_command("echo", blob(b"hi"))))
 
 
+def exec_in_sandbox(request_id, sandbox, program):
+    """Request::Exec { id, sandbox, request: ExecRequest }: one more command in a
+    persistent sandbox (§3.12), with /dev/null streams and no limits of its own."""
+    return (varint(5) + varint(request_id) + blob(sandbox) + blob(program)
+            + varint(1) + blob(program) + varint(0) + blob(b"/") + NULL * 3
+            + option_u64(None) + option_u64(None) + b"\x00")        # no limits, no pty
+
+
+def unknown_sandbox(path):
+    return spawn_answer(path, exec_in_sandbox(1, b"no-such-sandbox", b"/bin/true"))
+
+
 def unknown_id(path):
     with handshake(path) as sock:
         send(sock, signal_request(99, signal.SIGTERM))
@@ -604,6 +641,7 @@ SCENARIOS = {
     "pool-exhausted": pool_exhausted,
     "unknown-entry": unknown_entry,
     "bad-entry-args": bad_entry_args,
+    "unknown-sandbox": unknown_sandbox,
 }
 
 
@@ -641,6 +679,7 @@ def self_test():
         ("03 01 05 07 14 03 01 76 00",
          ("Error", 5, ("Setup", "VerifyPrivileges", ("Verification", "v")), "")),
         ("03 01 05 08 00 00", ("Error", 5, ("Internal", None), "")),
+        ("05 03 02 61 62 9A 01", ("SandboxCreated", 3, "ab", 77)),
         ("03 01 05 08 01 01 6D 01 01 70 1A 00",
          ("Error", 5, ("Internal", {"op": "m", "path": "p", "errno": 13}), "")),
     ]
@@ -667,6 +706,12 @@ def self_test():
                                 "phase": "r", "client_connected": True}], st
     assert (st["live"], st["max_children"], st["warm_pool"]["hits"]) == (1, 4, 2), st
     assert st["served"] == {"w": 2} and st["failed"] == {} and not st["veth"]["enabled"], st
+    ended = decode_event(bytes.fromhex("06 07 01 73 01 DC 0B 00 00 01 80 20 02" + " 00" * 10))
+    assert ended[:2] == ("SandboxEnded", 7), ended
+    assert ended[2]["reason"] == "IdleTimeout" and ended[2]["commands_run"] == 2, ended
+    assert (exec_in_sandbox(2, b"s", b"/t")
+            == bytes.fromhex("05 02 01 73 02 2F 74 01 02 2F 74 00 01 2F 01 01 01 00 00 00")), \
+        exec_in_sandbox(2, b"s", b"/t").hex(" ")
     for bad in ["03 01 05 63 00", "00 03 01 74 00", "03 01 05 08 02"]:
         try:
             decode_event(bytes.fromhex(bad))

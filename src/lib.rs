@@ -82,15 +82,15 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 pub use call::{CallError, CallOutput};
-pub use client::{ChildProcess, Client, ClientError, ConnectError, Output, SpawnError};
+pub use client::{ChildProcess, Client, ClientError, ConnectError, Output, Sandbox, SpawnError};
 pub use limits::{parse_duration_ms, parse_limit, parse_size, ParseError};
 #[cfg(feature = "daemon")]
 pub use network::{Cidr, NetworkError, NetworkSettings};
 #[cfg(feature = "daemon")]
 pub use preload::Preloaded;
 pub use protocol::{
-    Bind, EndReason, ExitStatus, Layer, Limit, Limits, NetworkConfig, SandboxConfig, SpawnRequest,
-    Stdio, Verdict, VethConfig,
+    Bind, EndReason, ExecRequest, ExitStatus, Layer, Limit, Limits, NetworkConfig, SandboxConfig,
+    SandboxEndReason, SandboxOptions, SandboxVerdict, SpawnRequest, Stdio, Verdict, VethConfig,
 };
 #[cfg(feature = "daemon")]
 pub use sandbox::HostIds;

@@ -1,5 +1,6 @@
 //! The `hatchery` command: `serve` runs the daemon, `run` runs one sandboxed command,
-//! `status` and `ps` ask a daemon about itself.
+//! `status` and `ps` ask a daemon about itself; `sandbox`, `exec` and `cp` use persistent
+//! sandboxes (`src/sandboxes/`).
 //!
 //! Parses the command line, calls the library, prints. `run` lives in `src/run/`, with
 //! its exit codes: the docker/podman convention (the child's code, 128+N when killed by
@@ -10,6 +11,7 @@
 
 mod mcp;
 mod run;
+mod sandboxes;
 mod service;
 mod status;
 
@@ -52,6 +54,16 @@ enum Command {
     Ps(status::StatusArgs),
     /// Install, inspect or remove the daemon as a systemd service (socket-activated).
     Service(service::ServiceArgs),
+    /// Persistent sandboxes: create and remove them.
+    #[command(subcommand)]
+    Sandbox(sandboxes::SandboxCommand),
+    /// Run one more command in a persistent sandbox and exit with its status.
+    Exec(sandboxes::exec::ExecArgs),
+    /// Copy a file into (LOCAL NAME:/PATH) or out of (NAME:/PATH LOCAL) a persistent
+    /// sandbox.
+    Cp(sandboxes::cp::CpArgs),
+    /// An interactive shell in a fresh sandbox, on a terminal of the sandbox's own.
+    Shell(sandboxes::shell::ShellArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +116,22 @@ fn main() -> ExitCode {
         Command::Status(args) => status::main(args, status::Report::Status),
         Command::Ps(args) => status::main(args, status::Report::Ps),
         Command::Service(args) => service::main(args),
+        Command::Sandbox(command) => {
+            init_logging("warn");
+            sandboxes::main(command)
+        }
+        Command::Exec(args) => {
+            init_logging("warn");
+            sandboxes::exec::main(args)
+        }
+        Command::Cp(args) => {
+            init_logging("warn");
+            sandboxes::cp::main(args)
+        }
+        Command::Shell(args) => {
+            init_logging("warn");
+            sandboxes::shell::main(args)
+        }
     }
 }
 

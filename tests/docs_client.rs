@@ -39,6 +39,7 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("pool-exhausted", "AddressPoolExhausted"),
     ("unknown-entry", "UnknownEntry"),
     ("bad-entry-args", "BadEntryArgs"),
+    ("unknown-sandbox", "UnknownSandbox"),
 ];
 
 /// Runs the script with `args`; fails the test unless it exits 0 and says nothing on
@@ -191,16 +192,16 @@ fn the_script_decodes_every_kind_this_crate_encodes() {
     );
     for (line, expected) in [
         (
-            17,
+            18,
             "('Setup', 'IdMaps', ('Protocol', 'IdMapsWritten', 'Run'))",
         ),
-        (18, "('Setup', 'DieWithZygote', ('ZygoteGone',))"),
+        (19, "('Setup', 'DieWithZygote', ('ZygoteGone',))"),
         (
-            19,
+            20,
             "('Setup', 'VerifyPrivileges', ('Verification', 'a capability is left'))",
         ),
         (
-            20,
+            21,
             "('Setup', 'PrepareWorkload', ('Request', 'a NUL in an argument'))",
         ),
     ] {
@@ -211,13 +212,18 @@ fn the_script_decodes_every_kind_this_crate_encodes() {
         "{}",
         lines[8]
     );
-    assert!(lines[16].contains("('Internal', None)"), "{}", lines[16]);
+    assert!(lines[17].contains("('Internal', None)"), "{}", lines[17]);
     assert!(
         lines[11].contains("['Memory', 'TmpInodes']"),
         "{}",
         lines[11]
     );
     assert!(lines[14].contains("('UnknownEntry', 'e')"), "{}", lines[14]);
+    assert!(
+        lines[16].contains("('UnknownSandbox', 's')"),
+        "{}",
+        lines[16]
+    );
 }
 
 #[test]
@@ -294,6 +300,7 @@ fn a_stock_daemon_answers_with_each_kind() {
         "unknown-id",
         "network-unavailable",
         "unknown-entry",
+        "unknown-sandbox",
     ];
     if common::root("permission-denied, which switches to uid 65534") {
         scenarios.push("permission-denied");

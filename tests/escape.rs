@@ -1092,6 +1092,144 @@ fn detached_processes_do_not_outlive_the_daemon(spawns: Spawns) {
     );
 }
 
+// ---------------------------------------------------------------------------------------
+// Exec into a running sandbox (persistent sandboxes, issue 21)
+// ---------------------------------------------------------------------------------------
+//
+// A command in a persistent sandbox is forked by the sandbox's own init, which is inside
+// every namespace already: nothing joins the namespaces from outside, so runc's
+// exec-into escapes have no joining process to attack. These run the probe as a second
+// command, beside a first that stays running, as an attacker inside would be.
+
+/// A persistent sandbox with the probe bound in, and a first command that keeps running
+/// in it (an attacker already inside).
+fn live_sandbox(daemon: &Daemon) -> (hatchery::Sandbox, ChildProcess) {
+    let config = SandboxConfig {
+        binds: vec![common::probe_bind()],
+        ..SandboxConfig::default()
+    };
+    let sandbox = daemon
+        .client()
+        .create_sandbox(config, hatchery::SandboxOptions::default())
+        .expect("create a persistent sandbox");
+    let resident = sandbox
+        .spawn(hatchery::ExecRequest::new(common::PROBE_INSIDE).args(["sleep", "30"]))
+        .expect("a first command");
+    (sandbox, resident)
+}
+
+/// The probe's facts, run as one more command in `sandbox`.
+fn exec_probe(sandbox: &hatchery::Sandbox, args: &[&str], stdin: Stdio) -> Facts {
+    let output = sandbox
+        .output(
+            hatchery::ExecRequest::new(common::PROBE_INSIDE)
+                .args(args)
+                .stdin(stdin),
+        )
+        .expect("run the probe as a command");
+    assert!(
+        output.verdict.status.success(),
+        "probe {args:?}: {:?}, stderr {}",
+        output.verdict,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    common::facts(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// CVE-2016-9962 (runc): a process inside ptraces the process that joins its namespaces
+/// and uses that process's fds. Here the process that starts a command is the sandbox's
+/// init, which the command cannot ptrace, `process_vm_readv` or open `/proc/1/mem` of
+/// (it is undumpable: `SetupStep::Undumpable`), nor walk `/proc/1/fd` of.
+#[test]
+fn exec_into_the_init_cannot_be_ptraced_or_read() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let (sandbox, mut resident) = live_sandbox(&daemon);
+    let facts = exec_probe(&sandbox, &["peek"], Stdio::Null);
+    assert_eq!(
+        facts["ppid"], "1",
+        "the command's parent is the sandbox's init"
+    );
+    assert_all_fail(
+        &facts,
+        &[
+            "init_ptrace_seize",
+            "init_process_vm_readv",
+            "init_mem_read",
+            "init_mem_write",
+        ],
+    );
+    let facts = exec_probe(&sandbox, &["root-walk"], Stdio::Null);
+    assert_all_fail(&facts, &["init_fds", "init_fd3", "init_cwd"]);
+    resident.kill().expect("kill");
+    resident.wait().expect("wait");
+    sandbox.destroy().expect("destroy");
+}
+
+/// CVE-2019-5736 (runc): overwriting the joining runtime's binary through
+/// `/proc/self/exe` or `/proc/<runtime>/exe`. Nothing of the daemon's execs into the
+/// sandbox: the init's `/proc/1/exe` cannot be opened for writing, nor the command's own.
+#[test]
+fn exec_into_leaves_no_runtime_binary_to_overwrite() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let (sandbox, mut resident) = live_sandbox(&daemon);
+    let facts = exec_probe(&sandbox, &["exe-write"], Stdio::Null);
+    assert_all_fail(&facts, &["self_exe_open_write", "init_exe_open_write"]);
+    resident.kill().expect("kill");
+    resident.wait().expect("wait");
+    sandbox.destroy().expect("destroy");
+}
+
+/// CVE-2024-21626 (runc): a leaked fd or an unchecked cwd of the joining process. A
+/// command gets exactly its three streams, whatever the first command opened, and
+/// starts in its requested directory inside the root.
+#[test]
+fn exec_into_leaks_no_fd_and_no_outside_cwd() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let (sandbox, mut resident) = live_sandbox(&daemon);
+    let facts = exec_probe(&sandbox, &["root-walk"], Stdio::Null);
+    let mut fds: Vec<&str> = facts
+        .iter()
+        .filter_map(|(k, _)| k.strip_prefix("fd."))
+        .collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"], "{facts:?}");
+    let cwd = sandbox
+        .output(
+            hatchery::ExecRequest::new("/bin/sh")
+                .args(["-c", "cd ../../..; pwd; ls /proc/self/fd"])
+                .cwd("/tmp"),
+        )
+        .expect("a command in /tmp");
+    assert_eq!(String::from_utf8_lossy(&cwd.stdout), "/\n0\n1\n2\n3\n");
+    resident.kill().expect("kill");
+    resident.wait().expect("wait");
+    sandbox.destroy().expect("destroy");
+}
+
+/// CVE-2017-5226 and CVE-2023-28100 for a command: a pty the client passes as its stdin
+/// cannot be injected into (`TIOCSTI`, `TIOCLINUX`, nor after `setsid` + `TIOCSCTTY`).
+#[test]
+fn exec_into_cannot_inject_into_a_passed_terminal() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let (sandbox, mut resident) = live_sandbox(&daemon);
+    let pty = Pty::open();
+    let stdin = OwnedFd::from(pty.open_slave(false));
+    let facts = exec_probe(&sandbox, &["tty-inject"], Stdio::fd(stdin));
+    assert_eq!(facts["stdin_is_tty"], "true", "{facts:?}");
+    assert_ne!(
+        facts["dev_tty"], "ok",
+        "a command has no controlling terminal"
+    );
+    assert_all_fail(&facts, &["tiocsti", "tioclinux", "tiocsti_as_ctty"]);
+    resident.kill().expect("kill");
+    resident.wait().expect("wait");
+    sandbox.destroy().expect("destroy");
+}
+
 fresh_and_pooled!(
     terminal_injection_into_a_passed_pty_fails,
     runtime_binary_cannot_be_overwritten_through_proc_exe,

@@ -165,7 +165,7 @@ fn root_holds_only_the_system_directories(spawns: Spawns) {
     let facts = spawns.probe_facts(&daemon, probe_request(&["ls", "/dev"]));
     assert_eq!(
         facts["entries"],
-        "fd,full,null,random,shm,stderr,stdin,stdout,tty,urandom,zero"
+        "fd,full,null,pts,random,shm,stderr,stdin,stdout,tty,urandom,zero"
     );
 }
 

@@ -5,7 +5,9 @@
 //! between threads. The daemon is the sandboxes' parent and reaper: a [`ChildProcess`]
 //! learns its verdict from an `Exited` event, and holds a pidfd to poll.
 
+mod files;
 mod forward;
+mod sandbox;
 pub(crate) mod streams;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -22,7 +24,9 @@ use crate::protocol::{
     SpawnRequest, Stdio, Verdict, PROTOCOL_VERSION,
 };
 use crate::sys::{Context, SysError};
+pub use files::{TransferError, TRANSFER_WALL_TIME_MS};
 pub use forward::{ForwardError, ForwardedSignals, ANSWER_GRACE};
+pub use sandbox::Sandbox;
 
 /// The environment variable naming the default socket.
 pub const SOCKET_ENV: &str = "HATCHERY_SOCKET";
@@ -46,6 +50,20 @@ pub fn default_socket_path() -> PathBuf {
         Some(dir) => Path::new(&dir).join("hatchery.sock"),
         None => PathBuf::from(format!("/tmp/hatchery-{}.sock", nix::unistd::geteuid())),
     }
+}
+
+/// The window size of the terminal `fd` as (rows, columns), if it is one: what to give
+/// a command's terminal (`ExecRequest::pty`) and [`ChildProcess::resize`].
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    crate::sys::window_size(fd)
+        .ok()
+        .filter(|&(rows, cols)| rows > 0 && cols > 0)
+}
+
+/// Sets the window size of the terminal `fd` (a command's pty master, see
+/// [`ChildProcess::pty`]); its foreground job gets `SIGWINCH`.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<(), SysError> {
+    crate::sys::set_window_size(fd, rows, cols)
 }
 
 /// Whether a daemon accepts connections on `path`.
@@ -174,6 +192,18 @@ pub enum SpawnError {
         /// The daemon's explanation.
         message: String,
     },
+    /// No live persistent sandbox has this name (or it is ending).
+    #[error("{message}")]
+    UnknownSandbox {
+        /// The name asked for.
+        name: String,
+        /// The daemon's explanation.
+        message: String,
+    },
+    /// The daemon's policy refuses this (a layer switched off, a device bind, another
+    /// uid's sandbox).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     /// The daemon is at its limit of live sandboxes, or shutting down.
     #[error("the daemon is busy: {0}")]
     Busy(String),
@@ -329,13 +359,32 @@ impl Client {
     /// Spawns a sandboxed child and returns once its program has been exec'd (or the
     /// spawn has failed, with the reason).
     pub fn spawn_child(&self, request: SpawnRequest) -> Result<ChildProcess, SpawnError> {
-        let id = {
-            let mut state = self.shared.lock();
-            state.next_id += 1;
-            state.next_id
-        };
-        let passed: Vec<Arc<OwnedFd>> = request
-            .stdio()
+        let stdio = request.stdio().map(Stdio::clone);
+        self.shared.start(stdio, |id| Request::Spawn {
+            id,
+            request: Box::new(request),
+        })
+    }
+}
+
+impl Shared {
+    /// Takes a new request id.
+    fn next_id(&self) -> u64 {
+        let mut state = self.lock();
+        state.next_id += 1;
+        state.next_id
+    }
+
+    /// Sends the request `make` builds for a new id, with the fds of the `Stdio::Fd`
+    /// streams among `stdio`, and returns the child once it runs (a spawn's or a
+    /// persistent sandbox's command's).
+    fn start(
+        self: &Arc<Self>,
+        stdio: [Stdio; 3],
+        make: impl FnOnce(u64) -> Request,
+    ) -> Result<ChildProcess, SpawnError> {
+        let id = self.next_id();
+        let passed: Vec<Arc<OwnedFd>> = stdio
             .iter()
             .filter_map(|s| match s {
                 Stdio::Fd(fd) => Some(fd.0.clone().ok_or(())),
@@ -344,23 +393,16 @@ impl Client {
             .collect::<Result<_, _>>()
             .map_err(|()| SpawnError::InvalidRequest("Stdio::Fd without an fd".into()))?;
         let borrowed: Vec<BorrowedFd<'_>> = passed.iter().map(|fd| fd.as_fd()).collect();
-        protocol::send(
-            self.shared.sock.as_fd(),
-            &Request::Spawn {
-                id,
-                request: Box::new(request),
-            },
-            &borrowed,
-        )
-        .map_err(|e| SpawnError::Connection(ClientError::Protocol(e)))?;
+        protocol::send(self.sock.as_fd(), &make(id), &borrowed)
+            .map_err(|e| SpawnError::Connection(ClientError::Protocol(e)))?;
         drop(borrowed);
         drop(passed);
 
-        let (event, fds) = self.shared.next_event(id)?;
+        let (event, fds) = self.next_event(id)?;
         match event {
             Event::Spawned {
                 pid, fds: roles, ..
-            } => Ok(ChildProcess::new(self.shared.clone(), id, pid, roles, fds)?),
+            } => Ok(ChildProcess::new(self.clone(), id, pid, roles, fds)?),
             Event::Error { kind, message, .. } => Err(spawn_error(kind, message)),
             other => Err(ClientError::Unexpected(format!("{other:?}")).into()),
         }
@@ -450,6 +492,8 @@ fn spawn_error(kind: ErrorKind, message: String) -> SpawnError {
         },
         ErrorKind::UnknownEntry { name } => SpawnError::UnknownEntry { name, message },
         ErrorKind::BadEntryArgs { name } => SpawnError::BadEntryArgs { name, message },
+        ErrorKind::UnknownSandbox { name } => SpawnError::UnknownSandbox { name, message },
+        ErrorKind::PermissionDenied => SpawnError::PermissionDenied(message),
         _ => SpawnError::Daemon(message),
     }
 }
@@ -501,6 +545,42 @@ impl Shared {
         }
     }
 
+    /// The verdict of `id` if its `Exited` has arrived, without blocking: what is queued,
+    /// and what the socket holds now (unless another thread is reading it).
+    fn try_exited(&self, id: u64) -> Result<Option<Verdict>, ClientError> {
+        let mut state = self.lock();
+        if !state.reading && state.broken.is_none() {
+            let mut buf = protocol::RecvBuffer::new();
+            loop {
+                match protocol::recv::<Event>(self.sock.as_fd(), &mut buf, true) {
+                    Ok(Some((event, fds))) => state.deliver(event, fds),
+                    Ok(None) => {
+                        state.broken = Some("the daemon closed the connection".into());
+                        break;
+                    }
+                    Err(ProtocolError::Io(e))
+                        if matches!(e.errno(), Errno::EAGAIN | Errno::EINTR) =>
+                    {
+                        break
+                    }
+                    Err(e) => {
+                        state.broken = Some(e.to_string());
+                        return Err(ClientError::Protocol(e));
+                    }
+                }
+            }
+        }
+        let Some(events) = state.queued.get_mut(&id) else {
+            return Ok(None);
+        };
+        // Errors queued for it answer its signals; the verdict is what is asked for.
+        events.retain(|(event, _)| matches!(event, Event::Exited { .. }));
+        Ok(match events.pop_front() {
+            Some((Event::Exited { verdict, .. }, _)) => Some(verdict),
+            _ => None,
+        })
+    }
+
     fn send(&self, request: &Request) -> Result<(), ClientError> {
         protocol::send(self.sock.as_fd(), request, &[]).map_err(ClientError::Protocol)
     }
@@ -509,7 +589,12 @@ impl Shared {
 impl State {
     fn deliver(&mut self, event: Event, fds: Vec<OwnedFd>) {
         let id = match &event {
-            Event::Spawned { id, .. } | Event::Exited { id, .. } | Event::Status { id, .. } => *id,
+            Event::Spawned { id, .. }
+            | Event::Exited { id, .. }
+            | Event::Status { id, .. }
+            | Event::SandboxCreated { id, .. }
+            | Event::SandboxEnded { id, .. }
+            | Event::Sandboxes { id, .. } => *id,
             Event::Error { id: Some(id), .. } => *id,
             Event::Error {
                 id: None, message, ..
@@ -520,7 +605,8 @@ impl State {
             Event::Welcome { .. } => return,
         };
         if self.abandoned.contains(&id) {
-            if matches!(event, Event::Exited { .. }) {
+            // The last event for its id: the id's end.
+            if matches!(event, Event::Exited { .. } | Event::SandboxEnded { .. }) {
                 self.abandoned.remove(&id);
             }
             return;
@@ -561,6 +647,10 @@ pub struct ChildProcess {
     /// [`crate::protocol::EntryResult`] written by the child, which is untrusted. See
     /// [`Client::call`], which reads it with a bound and decodes it strictly.
     pub result: Option<std::fs::File>,
+    /// The master of its terminal (a persistent sandbox's command with
+    /// `ExecRequest::pty`): its output is read here, its input written here, and
+    /// [`ChildProcess::resize`] sets its size.
+    pub pty: Option<std::fs::File>,
     pidfd: Option<OwnedFd>,
     id: u64,
     shared: Arc<Shared>,
@@ -588,6 +678,7 @@ impl ChildProcess {
             stdout: None,
             stderr: None,
             result: None,
+            pty: None,
             pidfd: None,
             id,
             shared,
@@ -600,6 +691,7 @@ impl ChildProcess {
                 FdRole::Stderr => child.stderr = Some(ChildStderr::from(fd)),
                 FdRole::Pidfd => child.pidfd = Some(fd),
                 FdRole::Result => child.result = Some(std::fs::File::from(fd)),
+                FdRole::Pty => child.pty = Some(std::fs::File::from(fd)),
             }
         }
         Ok(child)
@@ -688,15 +780,24 @@ impl ChildProcess {
         if self.verdict.is_some() {
             return self.wait().map(Some);
         }
-        if let Some(pidfd) = &self.pidfd {
-            let mut fds = [nix::poll::PollFd::new(
-                pidfd.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0);
-            if ready == 0 {
-                return Ok(None);
-            }
+        let Some(pidfd) = &self.pidfd else {
+            // A persistent sandbox's command has no pidfd: its Exited, if it came.
+            return match self.shared.try_exited(self.id)? {
+                Some(verdict) => {
+                    self.verdict = Some(verdict.clone());
+                    drop(self.stdin.take());
+                    Ok(Some(verdict))
+                }
+                None => Ok(None),
+            };
+        };
+        let mut fds = [nix::poll::PollFd::new(
+            pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0);
+        if ready == 0 {
+            return Ok(None);
         }
         // It has exited: the daemon's Exited event follows its reap.
         self.wait().map(Some)
@@ -712,6 +813,15 @@ impl ChildProcess {
             id: self.id,
             signal,
         })
+    }
+
+    /// Sets the window size of its terminal (`SIGWINCH` to its foreground job), when it
+    /// has one ([`ChildProcess::pty`]); `Ok(false)` when it has none.
+    pub fn resize(&self, rows: u16, cols: u16) -> Result<bool, SysError> {
+        match &self.pty {
+            Some(master) => crate::sys::set_window_size(master.as_fd(), rows, cols).map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Kills the whole sandbox (`SIGKILL` to its init, which takes every process in it).

@@ -93,6 +93,7 @@ impl ErrorKind {
             },
             ErrorKind::UnknownEntry { name } => ErrorKind::UnknownEntry { name: short(name) },
             ErrorKind::BadEntryArgs { name } => ErrorKind::BadEntryArgs { name: short(name) },
+            ErrorKind::UnknownSandbox { name } => ErrorKind::UnknownSandbox { name: short(name) },
             // The others echo nothing unbounded: numbers, or a list of the nine limits.
             kind @ (ErrorKind::Protocol
             | ErrorKind::VersionMismatch { .. }
@@ -168,6 +169,7 @@ mod tests {
             ErrorKind::Internal { error: Some(sys()) },
             ErrorKind::UnknownEntry { name: huge.clone() },
             ErrorKind::BadEntryArgs { name: huge.clone() },
+            ErrorKind::UnknownSandbox { name: huge.clone() },
         ];
         kinds.extend(one_of_each_error_kind());
         for kind in kinds {

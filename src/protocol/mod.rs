@@ -14,6 +14,7 @@ pub mod echo;
 mod entry;
 mod framing;
 mod limits;
+mod persistent;
 mod setup;
 mod status;
 pub mod validate;
@@ -30,6 +31,10 @@ pub use bytes::OsBytes;
 pub use entry::{EntryResult, DEFAULT_RESULT_LIMIT};
 pub use framing::{decode, encode, recv, send, ProtocolError, RecvBuffer, MAX_MESSAGE_LEN};
 pub use limits::{EndReason, Limit, LimitSet, Limits};
+pub use persistent::{
+    check_sandbox_name, ExecRequest, SandboxEndReason, SandboxInfo, SandboxOptions, SandboxVerdict,
+    WindowSize, MAX_SANDBOX_NAME,
+};
 pub use setup::{SetupFailure, SetupStep};
 pub use status::{Count, DaemonStatus, PoolStatus, SandboxStatus, VethStatus};
 pub use validate::{MAX_MTU, MIN_MTU};
@@ -45,7 +50,10 @@ use crate::sys::SysError;
 /// string) and its error a [`SetupFailure`] (it was a system call's error only).
 /// Version 5 appended `unlimited` to [`Limits`], `limits_reached` to [`Verdict`], and
 /// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`]. Version 6 appended
-/// [`Request::Status`] and [`Event::Status`] ([`DaemonStatus`]).
+/// [`Request::Status`] and [`Event::Status`] ([`DaemonStatus`]); and the messages of
+/// persistent sandboxes: `Request::CreateSandbox`, `Exec`, `DestroySandbox`,
+/// `ListSandboxes`, `Event::SandboxCreated`, `SandboxEnded`, `Sandboxes` and
+/// `ErrorKind::UnknownSandbox`.
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message from a client to the zygote.
@@ -79,6 +87,41 @@ pub enum Request {
     /// its own uid's sandboxes, unless it is root or the daemon's own uid.
     Status {
         /// Chosen by the client, like a spawn's (the answer carries it).
+        id: u64,
+    },
+    /// Create a persistent sandbox: its setup runs, and no command yet. Answered with
+    /// [`Event::SandboxCreated`], later [`Event::SandboxEnded`] (same id) when it ends.
+    CreateSandbox {
+        /// Chosen by the client, unique among its live children and sandboxes.
+        id: u64,
+        /// The sandbox (its limits are the whole sandbox's).
+        config: Box<SandboxConfig>,
+        /// Its name, idle timeout, lifetime, and whether it survives this connection.
+        options: SandboxOptions,
+    },
+    /// Run one more command in a live sandbox, forked by its init. Fds for
+    /// [`Stdio::Fd`] streams follow in stdin, stdout, stderr order. Answered as a
+    /// `Spawn` is: `Spawned`, then `Exited` with the command's own verdict.
+    Exec {
+        /// Chosen by the client, unique among its live children and commands.
+        id: u64,
+        /// The sandbox's name.
+        sandbox: String,
+        /// What to run.
+        request: Box<ExecRequest>,
+    },
+    /// End a sandbox: every process in it killed, everything it held freed. Answered
+    /// with [`Event::SandboxEnded`] for this id.
+    DestroySandbox {
+        /// Chosen by the client.
+        id: u64,
+        /// The sandbox's name.
+        sandbox: String,
+    },
+    /// List the live persistent sandboxes this client may use (root: all). Answered
+    /// with [`Event::Sandboxes`].
+    ListSandboxes {
+        /// Chosen by the client.
         id: u64,
     },
 }
@@ -126,6 +169,30 @@ pub enum Event {
         /// The daemon's report (boxed only to keep the enum small).
         status: Box<DaemonStatus>,
     },
+    /// A persistent sandbox is set up and ready for commands.
+    SandboxCreated {
+        /// The `CreateSandbox` request's id.
+        id: u64,
+        /// Its name (the one asked for, or the daemon's).
+        name: String,
+        /// The pid of its init, as seen from the daemon's pid namespace.
+        pid: i32,
+    },
+    /// A persistent sandbox has ended and been reaped: sent for its `CreateSandbox` id
+    /// (to its creator, if still connected) and for each `DestroySandbox` that asked.
+    SandboxEnded {
+        /// The request id.
+        id: u64,
+        /// How it ended and what it used.
+        verdict: SandboxVerdict,
+    },
+    /// The answer to [`Request::ListSandboxes`].
+    Sandboxes {
+        /// The request id.
+        id: u64,
+        /// The live persistent sandboxes the client may use, by name.
+        sandboxes: Vec<SandboxInfo>,
+    },
 }
 
 /// What an fd attached to [`Event::Spawned`] is.
@@ -142,6 +209,9 @@ pub enum FdRole {
     /// The read end of an entry's result pipe ([`Command::Entry`] only): one
     /// [`EntryResult`], written by the child, so untrusted.
     Result,
+    /// The master of a persistent sandbox's command's terminal (`ExecRequest::pty`):
+    /// read its output, write its input, set its window size.
+    Pty,
 }
 
 /// Why a request failed.
@@ -206,6 +276,11 @@ pub enum ErrorKind {
         /// The entry's name.
         name: String,
     },
+    /// No live persistent sandbox has this name.
+    UnknownSandbox {
+        /// The name asked for.
+        name: String,
+    },
 }
 
 impl ErrorKind {
@@ -233,6 +308,7 @@ impl ErrorKind {
             ErrorKind::AddressPoolExhausted => "address_pool_exhausted",
             ErrorKind::UnknownEntry { .. } => "unknown_entry",
             ErrorKind::BadEntryArgs { .. } => "bad_entry_args",
+            ErrorKind::UnknownSandbox { .. } => "unknown_sandbox",
         }
     }
 }
@@ -889,6 +965,7 @@ pub fn one_of_each_error_kind() -> Vec<ErrorKind> {
         ErrorKind::AddressPoolExhausted,
         ErrorKind::UnknownEntry { name: "e".into() },
         ErrorKind::BadEntryArgs { name: "e".into() },
+        ErrorKind::UnknownSandbox { name: "s".into() },
     ];
     for kind in &examples {
         match kind {
@@ -907,7 +984,8 @@ pub fn one_of_each_error_kind() -> Vec<ErrorKind> {
             | ErrorKind::NetworkUnavailable
             | ErrorKind::AddressPoolExhausted
             | ErrorKind::UnknownEntry { .. }
-            | ErrorKind::BadEntryArgs { .. } => {}
+            | ErrorKind::BadEntryArgs { .. }
+            | ErrorKind::UnknownSandbox { .. } => {}
         }
     }
     examples

@@ -101,11 +101,18 @@ pub enum SetupStep {
     Exec,
     /// The init's signal forwarding set up, once the workload runs.
     ForwardSignals,
+    /// A persistent sandbox's init made undumpable (`PR_SET_DUMPABLE` 0), so that no
+    /// command, though it runs as the init's user, can ptrace it or open its
+    /// `/proc/1/mem`.
+    Undumpable,
+    /// A persistent sandbox's own devpts instance mounted at `/dev/pts` (`newinstance`,
+    /// `ptmxmode=0666`), where its commands' terminals come from.
+    Devpts,
 }
 
 impl SetupStep {
     /// Every step, in declaration (wire) order.
-    pub const ALL: [SetupStep; 31] = [
+    pub const ALL: [SetupStep; 33] = [
         SetupStep::Clone,
         SetupStep::PlaceFds,
         SetupStep::HoldSignals,
@@ -137,6 +144,8 @@ impl SetupStep {
         SetupStep::Seccomp,
         SetupStep::Exec,
         SetupStep::ForwardSignals,
+        SetupStep::Undumpable,
+        SetupStep::Devpts,
     ];
 
     /// The step's name as users see it, in errors and in the setup timeline, e.g.
@@ -174,6 +183,8 @@ impl SetupStep {
             SetupStep::Seccomp => "seccomp",
             SetupStep::Exec => "execve",
             SetupStep::ForwardSignals => "forward signals",
+            SetupStep::Undumpable => "undumpable",
+            SetupStep::Devpts => "devpts",
         }
     }
 }

@@ -202,6 +202,129 @@ fn spawn_is_pinned() {
     round_trip(&spawn, &golden);
 }
 
+/// A sandbox verdict (for `SandboxEnded`).
+fn golden_sandbox_verdict() -> SandboxVerdict {
+    SandboxVerdict {
+        name: "s".into(),
+        reason: SandboxEndReason::IdleTimeout,
+        wall_time_us: 1500,
+        user_cpu_us: 0,
+        system_cpu_us: 0,
+        memory_peak_bytes: Some(4096),
+        commands_run: 2,
+        limits: Limits::default(),
+    }
+}
+
+#[test]
+fn persistent_sandbox_messages_are_pinned() {
+    // CreateSandbox (index 4): id, the config as a Spawn's, then the options.
+    let create = Request::CreateSandbox {
+        id: 1,
+        config: Box::default(),
+        options: SandboxOptions {
+            name: Some("ab".into()),
+            idle_timeout_ms: Some(300),
+            lifetime_ms: None,
+            survive_creator: true,
+        },
+    };
+    let mut golden = vec![0x04, 0x01];
+    golden.extend(encode(&SandboxConfig::default()).unwrap());
+    golden.extend_from_slice(&[0x01, 0x02, b'a', b'b']); // name: Some("ab")
+    golden.extend_from_slice(&[0x01, 0xAC, 0x02]); // idle_timeout_ms: Some(300)
+    golden.push(0x00); // lifetime_ms: None
+    golden.push(0x01); // survive_creator: true
+    round_trip(&create, &golden);
+
+    // Exec (index 5): id, the sandbox's name, then the command.
+    let exec = Request::Exec {
+        id: 2,
+        sandbox: "s".into(),
+        request: Box::new(ExecRequest::new("/t").stdin(Stdio::Null).wall_time_ms(5)),
+    };
+    let golden = [
+        0x05, 0x02, 0x01, b's', // Exec, id 2, sandbox "s"
+        0x02, b'/', b't', // program
+        0x01, 0x02, b'/', b't', // argv = [program]
+        0x00, // env: empty
+        0x01, b'/', // cwd
+        0x01, 0x00, 0x00, // stdin Null, stdout and stderr Pipe
+        0x01, 0x05, // wall_time_ms: Some(5)
+        0x00, // cpu_time_ms: None
+        0x00, // pty: None
+    ];
+    round_trip(&exec, &golden);
+
+    // A terminal of 24 rows and 80 columns: Some, then the two u16 varints.
+    let with_pty = Request::Exec {
+        id: 2,
+        sandbox: "s".into(),
+        request: Box::new(
+            ExecRequest::new("/t")
+                .stdin(Stdio::Null)
+                .wall_time_ms(5)
+                .pty(24, 80),
+        ),
+    };
+    let mut golden_pty = golden[..golden.len() - 1].to_vec();
+    golden_pty.extend_from_slice(&[0x01, 0x18, 0x50]);
+    round_trip(&with_pty, &golden_pty);
+
+    // DestroySandbox (index 6).
+    let destroy = Request::DestroySandbox {
+        id: 4,
+        sandbox: "ab".into(),
+    };
+    round_trip(&destroy, &[0x06, 0x04, 0x02, b'a', b'b']);
+
+    // SandboxCreated (index 5): pid 77 zigzags to 154 = varint 9A 01.
+    let created = Event::SandboxCreated {
+        id: 3,
+        name: "ab".into(),
+        pid: 77,
+    };
+    round_trip(&created, &[0x05, 0x03, 0x02, b'a', b'b', 0x9A, 0x01]);
+
+    // SandboxEnded (index 6).
+    let ended = Event::SandboxEnded {
+        id: 7,
+        verdict: golden_sandbox_verdict(),
+    };
+    let mut golden = vec![0x06, 0x07, 0x01, b's'];
+    golden.push(0x01); // reason: IdleTimeout
+    golden.extend_from_slice(&[0xDC, 0x0B]); // wall_time_us 1500
+    golden.extend_from_slice(&[0x00, 0x00]); // user and system CPU
+    golden.extend_from_slice(&[0x01, 0x80, 0x20]); // memory_peak_bytes: Some(4096)
+    golden.push(0x02); // commands_run
+    golden.extend_from_slice(&[0; 10]); // limits: nine None, unlimited empty
+    round_trip(&ended, &golden);
+
+    // ListSandboxes (index 7) and its answer, Sandboxes (index 7).
+    round_trip(&Request::ListSandboxes { id: 9 }, &[0x07, 0x09]);
+    let listed = Event::Sandboxes {
+        id: 9,
+        sandboxes: vec![SandboxInfo {
+            name: "s".into(),
+            owner_uid: Some(1000),
+            age_ms: 5,
+            commands_running: 1,
+            memory_peak_bytes: None,
+        }],
+    };
+    let golden = [
+        0x07, 0x09, 0x01, // Sandboxes, id 9, one
+        0x01, b's', // name
+        0x01, 0xE8, 0x07, // owner_uid: Some(1000)
+        0x05, 0x01, 0x00, // age_ms, commands_running, memory_peak_bytes: None
+    ];
+    round_trip(&listed, &golden);
+
+    // ErrorKind::UnknownSandbox (index 16).
+    let unknown = ErrorKind::UnknownSandbox { name: "s".into() };
+    round_trip(&unknown, &[0x10, 0x01, b's']);
+}
+
 #[test]
 fn passed_fd_stdio_is_only_its_tag() {
     // The fd itself travels as SCM_RIGHTS, never in the bytes.
@@ -253,11 +376,12 @@ fn setup_steps_are_pinned_by_their_place() {
         assert_eq!(step as usize, index, "{step:?} is out of place in ALL");
         round_trip(&step, &[index as u8]);
     }
-    assert_eq!(SetupStep::ALL.len(), 31);
+    assert_eq!(SetupStep::ALL.len(), 33);
     round_trip(&SetupStep::Clone, &[0x00]);
     round_trip(&SetupStep::IdMaps, &[0x04]);
     round_trip(&SetupStep::Seccomp, &[0x1C]);
     round_trip(&SetupStep::ForwardSignals, &[0x1E]);
+    round_trip(&SetupStep::Undumpable, &[0x1F]);
 }
 
 #[test]
@@ -495,11 +619,28 @@ fn the_other_enum_tables_are_the_enums() {
         },
         Request::Signal { id: 1, signal: 9 },
         golden_status_request(),
+        Request::CreateSandbox {
+            id: 1,
+            config: Box::default(),
+            options: SandboxOptions::default(),
+        },
+        Request::Exec {
+            id: 1,
+            sandbox: "s".into(),
+            request: Box::new(ExecRequest::new("/bin/true")),
+        },
+        Request::DestroySandbox {
+            id: 1,
+            sandbox: "s".into(),
+        },
+        Request::ListSandboxes { id: 1 },
     ];
     for request in &requests {
         match request {
             Request::Hello { .. } | Request::Spawn { .. } | Request::Signal { .. } => {}
             Request::Status { .. } => {}
+            Request::CreateSandbox { .. } | Request::Exec { .. } => {}
+            Request::DestroySandbox { .. } | Request::ListSandboxes { .. } => {}
         }
     }
     assert_table("**`Request`** (client → daemon)", &requests);
@@ -534,11 +675,26 @@ fn the_other_enum_tables_are_the_enums() {
             message: String::new(),
         },
         golden_status(),
+        Event::SandboxCreated {
+            id: 1,
+            name: "s".into(),
+            pid: 2,
+        },
+        Event::SandboxEnded {
+            id: 1,
+            verdict: golden_sandbox_verdict(),
+        },
+        Event::Sandboxes {
+            id: 1,
+            sandboxes: vec![],
+        },
     ];
     for event in &events {
         match event {
             Event::Welcome { .. } | Event::Spawned { .. } | Event::Exited { .. } => {}
             Event::Error { .. } | Event::Status { .. } => {}
+            Event::SandboxCreated { .. } | Event::SandboxEnded { .. } => {}
+            Event::Sandboxes { .. } => {}
         }
     }
     assert_table("**`Event`** (daemon → client)", &events);
@@ -608,11 +764,12 @@ fn the_other_enum_tables_are_the_enums() {
         FdRole::Stderr,
         FdRole::Pidfd,
         FdRole::Result,
+        FdRole::Pty,
     ];
     for role in &roles {
         match role {
             FdRole::Stdin | FdRole::Stdout | FdRole::Stderr | FdRole::Pidfd => {}
-            FdRole::Result => {}
+            FdRole::Result | FdRole::Pty => {}
         }
     }
     assert_table("**`FdRole`** (enum)", &roles);

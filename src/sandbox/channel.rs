@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::timeline::Timeline;
 use super::SetupError;
-use crate::protocol::{self, ExitStatus, ProtocolError, SetupFailure, SpawnRequest};
+use crate::protocol::{self, ExecRequest, ExitStatus, ProtocolError, SetupFailure, SpawnRequest};
 use crate::sys::{Context, SysError};
 
 /// The fd a sandbox's init keeps its end of the channel on (after its stdio on 0-2);
@@ -28,6 +28,21 @@ enum ToSandbox {
     /// The request a warm-pool sandbox runs (its stdio fds come with it); it is the
     /// only one that sandbox ever runs.
     Run(Box<SpawnRequest>),
+    /// One more command for a persistent sandbox's init to fork (its three stdio fds
+    /// come with it), numbered by the zygote.
+    Exec {
+        /// The zygote's number for it, in this sandbox.
+        command: u64,
+        /// What to run.
+        request: Box<ExecRequest>,
+    },
+    /// A signal for a command's process group.
+    Signal {
+        /// The command.
+        command: u64,
+        /// The signal.
+        signal: i32,
+    },
 }
 
 /// Sandbox → zygote.
@@ -49,6 +64,37 @@ pub enum FromSandbox {
         /// What the workload and every process it started used.
         usage: WorkloadUsage,
     },
+    /// A persistent sandbox's command was exec'd.
+    CommandStarted {
+        /// The zygote's number for it.
+        command: u64,
+    },
+    /// A persistent sandbox's command did not start.
+    CommandFailed {
+        /// The zygote's number for it.
+        command: u64,
+        /// Why.
+        failure: CommandFailure,
+    },
+    /// A persistent sandbox's command (its first process) ended; what else it started
+    /// may run on.
+    CommandExited {
+        /// The zygote's number for it.
+        command: u64,
+        /// How it ended.
+        status: ExitStatus,
+        /// What it and the children it waited for used.
+        usage: WorkloadUsage,
+    },
+}
+
+/// Why a persistent sandbox's command did not start.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CommandFailure {
+    /// Its `execve` failed with this errno.
+    Exec(i32),
+    /// A step before it failed (its directory, its session, its filter...).
+    Setup(SetupError),
 }
 
 /// CPU time and peak resident set of the processes an init has reaped (its
@@ -112,10 +158,30 @@ impl ZygoteEnd {
         protocol::send(self.0.as_fd(), &message, stdio)
     }
 
+    /// Sends a persistent sandbox's init one more command, with its stdin, stdout and
+    /// stderr.
+    pub fn exec(
+        &self,
+        command: u64,
+        request: &ExecRequest,
+        stdio: &[BorrowedFd<'_>; 3],
+    ) -> Result<(), ProtocolError> {
+        let message = ToSandbox::Exec {
+            command,
+            request: Box::new(request.clone()),
+        };
+        protocol::send(self.0.as_fd(), &message, stdio)
+    }
+
+    /// Asks a persistent sandbox's init to send `signal` to a command's process group.
+    pub fn signal_command(&self, command: u64, signal: i32) -> Result<(), ProtocolError> {
+        protocol::send(self.0.as_fd(), &ToSandbox::Signal { command, signal }, &[])
+    }
+
     /// Reads one pending report without blocking.
     pub fn try_report(&self, buf: &mut protocol::RecvBuffer) -> Result<Pending, ProtocolError> {
         match protocol::recv::<FromSandbox>(self.0.as_fd(), buf, true) {
-            Ok(Some((report, _fds))) => Ok(Pending::Report(report)),
+            Ok(Some((report, fds))) => Ok(Pending::Report(report, fds)),
             Ok(None) => Ok(Pending::Closed),
             Err(ProtocolError::Io(e)) if e.errno() == nix::errno::Errno::EAGAIN => {
                 Ok(Pending::Nothing)
@@ -132,8 +198,8 @@ impl ZygoteEnd {
 /// What [`ZygoteEnd::try_report`] found.
 #[derive(Debug)]
 pub enum Pending {
-    /// A report.
-    Report(FromSandbox),
+    /// A report, with the fds that came with it (a command's terminal's master).
+    Report(FromSandbox, Vec<OwnedFd>),
     /// Nothing yet.
     Nothing,
     /// The sandbox's init has closed its end (it has exited or is exiting).
@@ -184,6 +250,73 @@ impl SandboxEnd {
             }
             (other, _) => Err(unexpected(EXPECTED, &other)),
         }
+    }
+
+    /// Reads the zygote's next message to a persistent sandbox's init (which polled its
+    /// end as readable): `None` once the zygote has closed its end.
+    pub fn next_order(
+        &self,
+        buf: &mut protocol::RecvBuffer,
+    ) -> Result<Option<Order>, SetupFailure> {
+        const EXPECTED: &str = "a command or a signal";
+        match protocol::recv::<ToSandbox>(self.0.as_fd(), buf, true) {
+            Ok(None) => Ok(None),
+            Ok(Some((ToSandbox::Exec { command, request }, fds))) => {
+                let count = fds.len();
+                let stdio: [OwnedFd; 3] = fds.try_into().map_err(|_| SetupFailure::Protocol {
+                    expected: EXPECTED.into(),
+                    received: format!("a command with {count} fds"),
+                })?;
+                Ok(Some(Order::Exec {
+                    command,
+                    request,
+                    stdio,
+                }))
+            }
+            Ok(Some((ToSandbox::Signal { command, signal }, _))) => {
+                Ok(Some(Order::Signal { command, signal }))
+            }
+            Ok(Some((other, _))) => Err(unexpected(EXPECTED, &other)),
+            Err(ProtocolError::Io(e))
+                if matches!(
+                    e.errno(),
+                    nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR
+                ) =>
+            {
+                Ok(Some(Order::Nothing))
+            }
+            Err(ProtocolError::Io(e)) => Err(e.into()),
+            Err(other) => Err(SetupFailure::Protocol {
+                expected: EXPECTED.into(),
+                received: other.to_string(),
+            }),
+        }
+    }
+
+    /// Reports that a command was exec'd, with the master of its terminal if it has one.
+    pub fn report_command_started(&self, command: u64, master: Option<OwnedFd>) {
+        let fds: Vec<BorrowedFd<'_>> = master.iter().map(AsFd::as_fd).collect();
+        let _ = protocol::send(
+            self.0.as_fd(),
+            &FromSandbox::CommandStarted { command },
+            &fds,
+        );
+    }
+
+    /// Reports that a command did not start.
+    pub fn report_command_failed(&self, command: u64, failure: CommandFailure) {
+        let report = FromSandbox::CommandFailed { command, failure };
+        let _ = protocol::send(self.0.as_fd(), &report, &[]);
+    }
+
+    /// Reports that a command's first process ended.
+    pub fn report_command_exited(&self, command: u64, status: ExitStatus, usage: WorkloadUsage) {
+        let report = FromSandbox::CommandExited {
+            command,
+            status,
+            usage,
+        };
+        let _ = protocol::send(self.0.as_fd(), &report, &[]);
     }
 
     /// Blocks until the zygote sends a message (`expected` names the one waited for).
@@ -253,11 +386,35 @@ fn unexpected(expected: &str, received: &ToSandbox) -> SetupFailure {
         ToSandbox::IdMapsWritten => "the id maps written",
         ToSandbox::NetworkReady => "the network ready",
         ToSandbox::Run(_) => "a request",
+        ToSandbox::Exec { .. } => "a command",
+        ToSandbox::Signal { .. } => "a signal for a command",
     };
     SetupFailure::Protocol {
         expected: expected.into(),
         received: received.into(),
     }
+}
+
+/// What the zygote asked of a persistent sandbox's init.
+pub enum Order {
+    /// Nothing after all (the read would block, or was interrupted).
+    Nothing,
+    /// Fork this command, with this stdio.
+    Exec {
+        /// The zygote's number for it.
+        command: u64,
+        /// What to run.
+        request: Box<ExecRequest>,
+        /// Its stdin, stdout and stderr.
+        stdio: [OwnedFd; 3],
+    },
+    /// Send `signal` to the command's process group.
+    Signal {
+        /// The command.
+        command: u64,
+        /// The signal.
+        signal: i32,
+    },
 }
 
 impl From<OwnedFd> for SandboxEnd {

@@ -21,6 +21,8 @@ pub enum Workload {
     Exec,
     /// Run this entry in a process forked from the zygote.
     Entry(EntryCall),
+    /// No workload: a persistent sandbox, whose init runs the commands it is sent.
+    Sandbox,
 }
 
 impl std::fmt::Debug for Workload {
@@ -28,6 +30,7 @@ impl std::fmt::Debug for Workload {
         match self {
             Workload::Exec => f.write_str("Exec"),
             Workload::Entry(_) => f.write_str("Entry"),
+            Workload::Sandbox => f.write_str("Sandbox"),
         }
     }
 }

@@ -72,6 +72,13 @@
 //!     those of 28 and 29) is a postcard message on it (see `workload`).
 //! 31. `ForwardSignals`: the held signals read from a signalfd from here on, off the
 //!     path of the exec's report.
+//!
+//! A persistent sandbox (`Job::Sandbox`) does 2, 3, 5 to 21 and 23 to 26 as a fresh one
+//! does, with `/` as its directory and `Devpts` (its own devpts at `/dev/pts`, mounted
+//! after 17 while it still has the capability), then `Undumpable` (its init made undumpable, so that
+//! its commands, which run as its user, can neither ptrace it nor write its memory),
+//! reports itself ready and serves its commands (see `commands`): each one does 27 to 30
+//! as a workload, with a session of its own.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -79,6 +86,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::channel::{SandboxEnd, WorkloadUsage, CHANNEL_FD};
+use super::commands::{self, CommandSetup};
 use super::entry::{EntryCall, RESULT_FD};
 use super::exec::ExecArgs;
 use super::workload::{self, ExecWorkload, Ready};
@@ -138,6 +146,8 @@ pub enum Job {
         /// The result pipe's write end.
         result: OwnedFd,
     },
+    /// Be a persistent sandbox: no workload, commands on the channel (see `commands`).
+    Sandbox,
 }
 
 /// The init's whole life. Never returns.
@@ -152,6 +162,18 @@ pub fn run(
 ) -> ! {
     timeline::mark(SetupStep::Clone);
     let (channel, job) = place_fds(&process, stdio, channel, job, template);
+    if let Job::Sandbox = job {
+        match setup_persistent(&process, sandboxer, template, request, &channel) {
+            Ok(()) => {
+                let setup = CommandSetup {
+                    seccomp: workload_filter(sandboxer, &request.sandbox),
+                    open_files: request.sandbox.limits.open_files,
+                };
+                commands::serve(&process, &channel, setup)
+            }
+            Err(error) => fail(&channel, error),
+        }
+    }
     match setup(&process, sandboxer, template, request, &channel, job) {
         Ok(ready) => {
             let seccomp = workload_filter(sandboxer, &request.sandbox);
@@ -173,20 +195,54 @@ fn setup(
 ) -> Result<Ready, SetupError> {
     step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
     let ready = step(SetupStep::PrepareWorkload, || prepare(request, job))?;
-    build_shape(process, sandboxer, template, &request.sandbox, channel)?;
+    build_shape(
+        process,
+        sandboxer,
+        template,
+        &request.sandbox,
+        channel,
+        false,
+    )?;
     let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
     finish_setup(request, channel, network)?;
     Ok(ready)
 }
 
+/// The recipe of a persistent sandbox: a fresh one's, with no workload to prepare, and
+/// its init made undumpable last (after its last change of ids, which would reset it).
+fn setup_persistent(
+    process: &NewProcess,
+    sandboxer: &Sandboxer,
+    template: Option<BorrowedFd<'_>>,
+    request: &SpawnRequest,
+    channel: &SandboxEnd,
+) -> Result<(), SetupError> {
+    step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
+    build_shape(
+        process,
+        sandboxer,
+        template,
+        &request.sandbox,
+        channel,
+        true,
+    )?;
+    let network = matches!(request.sandbox.network, NetworkConfig::Veth(_));
+    finish_setup(request, channel, network)?;
+    step(SetupStep::Undumpable, || {
+        nix::sys::prctl::set_dumpable(false).op("prctl(PR_SET_DUMPABLE, 0)")
+    })
+}
+
 /// The steps that depend only on the sandbox's shape (its config), which a warm-pool
-/// sandbox performs before it has a request.
+/// sandbox performs before it has a request; `devpts`: a persistent sandbox's, which
+/// mounts its own devpts while it still may.
 fn build_shape(
     process: &NewProcess,
     sandboxer: &Sandboxer,
     template: Option<BorrowedFd<'_>>,
     config: &SandboxConfig,
     channel: &SandboxEnd,
+    devpts: bool,
 ) -> Result<(), SetupError> {
     step(SetupStep::IdMaps, || channel.wait_for_id_maps())?;
     step(SetupStep::UserIds, || {
@@ -198,6 +254,9 @@ fn build_shape(
     step(SetupStep::Hostname, || set_hostname(&config.hostname))?;
     if !config.opt_out.contains(&Layer::NetworkNamespace) {
         step(SetupStep::Loopback, sys::loopback_up)?;
+    }
+    if devpts {
+        step(SetupStep::Devpts, mount_devpts)?;
     }
     // The last of the privileges: nothing after this needs one, and a warm-pool sandbox
     // waits for its request without any.
@@ -278,7 +337,7 @@ fn build_idle(
     filter_now: Option<&CompiledSeccomp>,
 ) -> Result<(), SetupError> {
     step(SetupStep::HoldSignals, || hold_signals(sandboxer))?;
-    build_shape(process, sandboxer, template, shape, channel)?;
+    build_shape(process, sandboxer, template, shape, channel, false)?;
     if let NetworkConfig::Veth(_) = shape.network {
         step(SetupStep::Network, || channel.wait_for_network())?;
     }
@@ -364,12 +423,13 @@ fn place_fds(
                 result: process.move_fd(result, RESULT_FD)?,
             },
             Job::Exec => Job::Exec,
+            Job::Sandbox => Job::Sandbox,
         };
         process.close_from_but(
             RESULT_FD as u32 + 1,
             keep.map(|fd| fd.as_raw_fd()).as_slice(),
         )?;
-        if let Job::Exec = job {
+        if let Job::Exec | Job::Sandbox = job {
             process.close_range(RESULT_FD as u32, RESULT_FD as u32)?;
         }
         Ok::<_, SysError>(job)
@@ -415,8 +475,26 @@ fn hold_signals(sandboxer: &Sandboxer) -> Result<(), SysError> {
 fn prepare(request: &SpawnRequest, job: Job) -> Result<Ready, SetupFailure> {
     match job {
         Job::Exec => ExecArgs::new(request).map(Ready::Exec),
+        Job::Sandbox => Err(SetupFailure::Request(
+            "a persistent sandbox has no workload of its own".into(),
+        )),
         Job::Entry { call, result } => Ok(Ready::Entry { call, result }),
     }
+}
+
+/// A devpts of the sandbox's own at `/dev/pts` (a mount point every root has): a new
+/// instance, so that no pty of the host's or of another sandbox's is in it, its `ptmx`
+/// usable by the sandbox's user (`ptmxmode=0666`), no setuid or exec from it.
+fn mount_devpts() -> Result<(), SysError> {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("devpts"),
+        "/dev/pts",
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .op_path("mount(devpts)", "/dev/pts")
 }
 
 fn set_hostname(hostname: &str) -> Result<(), SysError> {
@@ -479,6 +557,9 @@ fn supervise(
                 exec_write: exec_write.as_fd(),
                 seccomp,
                 open_files,
+                new_session: false,
+                cpu_time_s: None,
+                controlling_terminal: false,
             };
             sys::spawn_sharing_memory(process.single_threaded(), &workload, workload::run_exec)
         }

@@ -8,6 +8,7 @@
 
 mod capabilities;
 pub mod channel;
+mod commands;
 pub mod entry;
 mod exec;
 mod ids;
@@ -32,7 +33,7 @@ use crate::seccomp::CompiledPolicies;
 use crate::sys::{self, Context, SingleThreaded, SysError, ThreadCounter, Threads};
 use root_template::RootTemplate;
 
-pub use channel::{FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
+pub use channel::{CommandFailure, FromSandbox, Pending, WorkloadUsage, ZygoteEnd};
 pub use entry::{EntryCall, Workload};
 pub use spare_namespaces::SpareNamespaces;
 
@@ -230,9 +231,10 @@ impl Sandboxer {
             tracing::warn!(layer = layer.name(), "request switches off a sandbox layer");
         }
 
-        let (workload_stdio, mut pipes) = self.stdio(request, passed)?;
+        let (workload_stdio, mut pipes) = self.stdio(request.stdio(), passed)?;
         let job = match workload {
             Workload::Exec => init::Job::Exec,
+            Workload::Sandbox => init::Job::Sandbox,
             Workload::Entry(call) => {
                 // An entry's result travels on a pipe of its own, apart from what it prints.
                 let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).op("pipe2")?;
@@ -300,10 +302,11 @@ impl Sandboxer {
     }
 
     /// The workload's ends of its stdio, and the client's ends of the pipes (the fourth,
-    /// an entry's result pipe, left empty), for `request`; `passed` holds the client's fds for [`Stdio::Fd`] streams.
-    fn stdio(
+    /// an entry's result pipe, left empty), for `request`'s streams (also a persistent
+    /// sandbox's command's); `passed` holds the client's fds for [`Stdio::Fd`] streams.
+    pub fn stdio(
         &self,
-        request: &SpawnRequest,
+        request: [&Stdio; 3],
         mut passed: Vec<OwnedFd>,
     ) -> Result<([OwnedFd; 3], [Option<OwnedFd>; 4]), StartError> {
         passed.reverse();
@@ -324,7 +327,7 @@ impl Sandboxer {
                 }
             })
         };
-        let [stdin, stdout, stderr] = request.stdio();
+        let [stdin, stdout, stderr] = request;
         let workload = [
             workload_end(0, stdin)?,
             workload_end(1, stdout)?,

@@ -440,6 +440,8 @@ fn build_dev(
     let shm = dev.join("shm");
     make_dir(&shm)?;
     mount_shm(&shm, shm_options)?;
+    // The mount point of a persistent sandbox's own devpts (empty in the others).
+    make_dir(dev.join("pts"))?;
     for (link, target) in DEV_LINKS {
         let path = dev.join(link);
         symlink(target, &path).op_path("symlink", &path)?;

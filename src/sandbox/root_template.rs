@@ -237,6 +237,8 @@ fn dev_template(owner: HostIds) -> Result<OwnedFd, SysError> {
         sys::attach_mount_tree(bound.as_fd(), Some(dev.as_fd()), &node)?;
     }
     make_dir_at(&dev, Path::new("shm"), owner)?;
+    // The mount point of a persistent sandbox's own devpts (empty in the others).
+    make_dir_at(&dev, Path::new("pts"), owner)?;
     for (link, target) in DEV_LINKS {
         nix::unistd::symlinkat(target, &dev, link)
             .op_path("symlink", Path::new("/dev").join(link))?;

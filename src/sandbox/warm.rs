@@ -117,7 +117,7 @@ impl Sandboxer {
         request: &SpawnRequest,
         passed: Vec<OwnedFd>,
     ) -> Result<Started, NotTaken> {
-        let (workload_stdio, pipes) = match self.stdio(request, passed) {
+        let (workload_stdio, pipes) = match self.stdio(request.stdio(), passed) {
             Ok(stdio) => stdio,
             Err(error) => {
                 idle.kill();

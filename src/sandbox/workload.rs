@@ -42,6 +42,14 @@ pub(super) struct ExecWorkload<'a> {
     pub seccomp: Option<&'a CompiledSeccomp>,
     /// The workload's own open-files limit.
     pub open_files: Option<u64>,
+    /// A persistent sandbox's command: a session (and process group) of its own, so
+    /// that its signals reach it and what it starts, and none of the init's.
+    pub new_session: bool,
+    /// A persistent sandbox's command: its own CPU-time limit, in seconds.
+    pub cpu_time_s: Option<u64>,
+    /// A persistent sandbox's command with a terminal: its stdin (a pty's slave)
+    /// becomes its controlling terminal, after its `setsid`.
+    pub controlling_terminal: bool,
 }
 
 /// The workload of an exec: signal mask, fds, its open-files limit, seccomp, `execve`.
@@ -57,6 +65,21 @@ pub(super) fn run_exec(workload: &ExecWorkload<'_>) -> ! {
             workload.exec_write,
             WorkloadReport::ExecFailed(errno as i32),
         );
+    }
+    if workload.new_session {
+        let session = nix::unistd::setsid().map(drop);
+        workload_step(workload.exec_write, SetupStep::Session, session);
+    }
+    if workload.controlling_terminal {
+        // Fd 0 is the pty's slave the init placed there.
+        let terminal = sys::set_controlling_terminal_stdin();
+        workload_step(workload.exec_write, SetupStep::Devpts, terminal);
+    }
+    if let Some(seconds) = workload.cpu_time_s {
+        use nix::sys::resource::{setrlimit, Resource};
+        // SIGXCPU at the limit, SIGKILL a second later if it is caught.
+        let limited = setrlimit(Resource::RLIMIT_CPU, seconds, seconds + 1);
+        workload_step(workload.exec_write, SetupStep::ResourceLimits, limited);
     }
     limit_and_filter(workload.exec_write, workload.seccomp, workload.open_files);
     let errno = workload.exec.exec();
@@ -136,6 +159,9 @@ fn workload_step(exec_write: BorrowedFd<'_>, step: SetupStep, result: Result<(),
 fn workload_call(step: SetupStep) -> Option<&'static str> {
     match step {
         SetupStep::OpenFilesLimit => Some("setrlimit(RLIMIT_NOFILE)"),
+        SetupStep::Session => Some("setsid"),
+        SetupStep::ResourceLimits => Some("setrlimit(RLIMIT_CPU)"),
+        SetupStep::Devpts => Some("ioctl(TIOCSCTTY)"),
         SetupStep::Seccomp => Some("seccomp(SECCOMP_SET_MODE_FILTER)"),
         _ => None,
     }
@@ -147,7 +173,8 @@ fn workload_call(step: SetupStep) -> Option<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum WorkloadReport {
     /// One of the workload's own steps ([`SetupStep::OpenFilesLimit`],
-    /// [`SetupStep::Seccomp`]) failed with this errno.
+    /// [`SetupStep::Seccomp`]; for a persistent sandbox's command also
+    /// [`SetupStep::Session`] and [`SetupStep::ResourceLimits`]) failed with this errno.
     StepFailed {
         /// The step.
         step: SetupStep,

@@ -1,7 +1,8 @@
 //! Thin wrappers over the system calls that nix does not cover safely, one file per
 //! concern: [`process`] (clone, fork, exec, wait, pidfds), [`fd`] (placing and closing
 //! fds), [`signal`], [`caps`], [`mount`] (the new mount API), [`socket`] (accept, fd
-//! passing, loopback) and [`memory`] (mappings, the child stack, the code copy).
+//! passing, loopback), [`terminal`] (a pty pair, its size, the controlling terminal) and [`memory`]
+//! (mappings, the child stack, the code copy).
 //!
 //! This is the only module allowed `unsafe`. Each wrapper is named after its system call,
 //! takes and returns owned or borrowed file descriptors (never a bare `RawFd` that
@@ -23,6 +24,7 @@ pub mod namespace;
 pub mod process;
 pub mod signal;
 pub mod socket;
+pub mod terminal;
 
 pub use caps::*;
 pub use fd::*;
@@ -32,6 +34,7 @@ pub use namespace::*;
 pub use process::*;
 pub use signal::*;
 pub use socket::*;
+pub use terminal::*;
 
 /// A failed system call: which operation, on which path, and the errno.
 ///

@@ -117,33 +117,7 @@ impl Gate<'_> {
             .entries
             .prepare(&request.command, &request.env)
             .map_err(|(kind, message)| Refusal { kind, message })?;
-        let passed: Vec<&str> = ["stdin", "stdout", "stderr"]
-            .into_iter()
-            .zip(request.stdio())
-            .filter(|(_, stdio)| matches!(stdio, Stdio::Fd(_)))
-            .map(|(name, _)| name)
-            .collect();
-        if fds.len() != passed.len() {
-            return Err(refusal(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "the request names {} passed fds but {} came with it",
-                    passed.len(),
-                    fds.len()
-                ),
-            ));
-        }
-        for (stream, fd) in passed.into_iter().zip(fds) {
-            check_stream(fd.as_fd()).map_err(|what| {
-                refusal(
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "the fd passed as {stream} is {what}, which cannot be a stream: pass \
-                         a pipe, a socket, a regular file or a character device"
-                    ),
-                )
-            })?;
-        }
+        check_passed(request.stdio(), fds)?;
         if matches!(request.sandbox.network, NetworkConfig::Veth(_)) && !self.veth_available {
             return Err(refusal(
                 ErrorKind::NetworkUnavailable,
@@ -160,6 +134,39 @@ impl Gate<'_> {
             seccomp_policy,
         })
     }
+}
+
+/// Checks the fds passed with a request against the streams that name one: as many as
+/// those, each a stream (a spawn's, or a persistent sandbox's command's).
+pub(super) fn check_passed(stdio: [&Stdio; 3], fds: &[OwnedFd]) -> Result<(), Refusal> {
+    let passed: Vec<&str> = ["stdin", "stdout", "stderr"]
+        .into_iter()
+        .zip(stdio)
+        .filter(|(_, stdio)| matches!(stdio, Stdio::Fd(_)))
+        .map(|(name, _)| name)
+        .collect();
+    if fds.len() != passed.len() {
+        return Err(refusal(
+            ErrorKind::InvalidRequest,
+            format!(
+                "the request names {} passed fds but {} came with it",
+                passed.len(),
+                fds.len()
+            ),
+        ));
+    }
+    for (stream, fd) in passed.into_iter().zip(fds) {
+        check_stream(fd.as_fd()).map_err(|what| {
+            refusal(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "the fd passed as {stream} is {what}, which cannot be a stream: pass \
+             a pipe, a socket, a regular file or a character device"
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The seccomp policy `config` picks among the daemon's `policies`: `None` for the

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::{
-    Access, ConnectionLimits, HostIdPolicy, HostIdRange, Reloader, WarmPoolConfig, ZygoteConfig,
-    ZygoteError, DEFAULT_MAX_CHILDREN,
+    Access, ConnectionLimits, HostIdPolicy, HostIdRange, Reloader, SandboxBounds, WarmPoolConfig,
+    ZygoteConfig, ZygoteError, DEFAULT_MAX_CHILDREN,
 };
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
@@ -171,6 +171,12 @@ pub struct ServeArgs {
     /// --max-connections].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "HATCHERY_MAX_CONNECTIONS_PER_UID")]
     pub max_connections_per_uid: Option<u32>,
+    /// The most persistent sandboxes (`hatchery sandbox create`) alive at once, in all.
+    #[arg(long, value_name = "N", default_value_t = SandboxBounds::default().total)]
+    pub max_sandboxes: usize,
+    /// The most persistent sandboxes alive at once created by one uid.
+    #[arg(long, value_name = "N", default_value_t = SandboxBounds::default().per_uid)]
+    pub max_sandboxes_per_uid: usize,
     /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
     /// clone, id maps and root; the rest take the normal path.
     #[arg(
@@ -437,6 +443,10 @@ impl ServeArgs {
             group: self.group.as_deref().map(resolve_group).transpose()?,
         };
         config.max_children = self.max_children;
+        config.sandboxes = SandboxBounds {
+            total: self.max_sandboxes,
+            per_uid: self.max_sandboxes_per_uid,
+        };
         let defaults = ConnectionLimits::for_this_process();
         let total = self.max_connections.map_or(defaults.total, |n| n as usize);
         config.connections = ConnectionLimits {

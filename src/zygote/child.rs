@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::connection::Connection;
 use super::listener::Peer;
+use super::sandboxes::Persistent;
 use crate::limits::Enforcement;
 use crate::network::Lease;
 use crate::protocol::{Command, EndReason, Event, ExitStatus, Limit, LimitSet, Verdict};
@@ -128,7 +129,7 @@ pub(super) struct Child {
     /// The client's pipe ends (stdio, then an entry's result), handed over with
     /// `Spawned`.
     pub(super) pipes: [Option<OwnedFd>; 4],
-    started: Instant,
+    pub(super) started: Instant,
     pub(super) phase: Phase,
     /// How its workload ended, as the init reported.
     pub(super) workload: Option<ExitStatus>,
@@ -144,6 +145,8 @@ pub(super) struct Child {
     pub(super) kill_on_disconnect: bool,
     /// Its veth network, if it has one.
     pub(super) network: Option<Lease>,
+    /// A persistent sandbox's name, options and commands; `None` for a spawn's.
+    pub(super) persistent: Option<Persistent>,
 }
 
 impl Child {
@@ -175,6 +178,7 @@ impl Child {
             kill_reason: None,
             kill_on_disconnect,
             network,
+            persistent: None,
         }
     }
 

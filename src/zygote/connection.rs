@@ -27,8 +27,11 @@ pub struct Connection {
     pub peer: Option<Peer>,
     /// The handshake is done.
     pub greeted: bool,
-    /// Live children by request id → sandbox pid.
+    /// Live children (and persistent sandboxes it created) by request id → sandbox pid.
     pub children: HashMap<u64, i32>,
+    /// Live commands in persistent sandboxes by request id → (sandbox pid, the
+    /// command's number in it).
+    pub commands: HashMap<u64, (i32, u64)>,
     outbox: VecDeque<Outgoing>,
     /// Close once the outbox is flushed (after a fatal error message).
     pub closing: bool,
@@ -51,6 +54,7 @@ impl Connection {
             peer,
             greeted: false,
             children: HashMap::new(),
+            commands: HashMap::new(),
             outbox: VecDeque::new(),
             closing: false,
             dead: false,
@@ -74,7 +78,10 @@ impl Connection {
                 let id = match event {
                     Event::Spawned { id, .. }
                     | Event::Exited { id, .. }
-                    | Event::Status { id, .. } => Some(*id),
+                    | Event::Status { id, .. }
+                    | Event::SandboxCreated { id, .. }
+                    | Event::SandboxEnded { id, .. }
+                    | Event::Sandboxes { id, .. } => Some(*id),
                     Event::Error { id, .. } => *id,
                     Event::Welcome { .. } => None,
                 };

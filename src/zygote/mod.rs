@@ -32,6 +32,7 @@ mod host_ids;
 pub mod listener;
 mod metrics;
 mod reports;
+mod sandboxes;
 mod server;
 mod spawn;
 mod stats;
@@ -55,6 +56,7 @@ use entries::Entries;
 use host_ids::HostIdPool;
 pub use host_ids::{HostIdError, HostIdPolicy, HostIdRange, DEFAULT_RANGE, LOCK_DIR};
 pub use listener::{Access, ConnectionLimits, Listener};
+pub use sandboxes::SandboxBounds;
 use server::Server;
 use warm_pool::WarmPool;
 pub use warm_pool::{PoolError, WarmPoolConfig};
@@ -93,6 +95,8 @@ pub struct ZygoteConfig {
     pub warm_pool: WarmPoolConfig,
     /// The most client connections at once, in all and per uid.
     pub connections: ConnectionLimits,
+    /// The most persistent sandboxes at once, in all and per uid.
+    pub sandboxes: SandboxBounds,
     /// How long running sandboxes may go on after SIGTERM or SIGINT before they are
     /// killed (`daemon_shutdown`) [default: zero, killed at once].
     pub shutdown_grace: Duration,
@@ -149,6 +153,7 @@ impl ZygoteConfig {
             shutdown_grace: Duration::ZERO,
             reload: None,
             metrics: None,
+            sandboxes: SandboxBounds::default(),
         })
     }
 }
@@ -215,6 +220,7 @@ pub struct Zygote {
     access: Access,
     connections: ConnectionLimits,
     max_children: usize,
+    sandbox_bounds: SandboxBounds,
     enforcer: Enforcer,
     network: Option<Network>,
     pool: WarmPool,
@@ -280,6 +286,7 @@ impl Zygote {
             access: config.access,
             connections: config.connections,
             max_children: config.max_children,
+            sandbox_bounds: config.sandboxes,
             enforcer: Enforcer::for_this_host(config.limits),
             network,
             allowed_opt_outs: config.allowed_opt_outs,

@@ -21,8 +21,8 @@ impl Server {
             let Some(child) = self.children.get_mut(&pid) else {
                 return;
             };
-            let report = match child.channel.try_report(&mut self.buf) {
-                Ok(Pending::Report(report)) => report,
+            let (report, fds) = match child.channel.try_report(&mut self.buf) {
+                Ok(Pending::Report(report, fds)) => (report, fds),
                 Ok(Pending::Nothing) => return,
                 Ok(Pending::Closed) => {
                     child.channel_closed = true;
@@ -41,11 +41,11 @@ impl Server {
                     return;
                 }
             };
-            self.on_report(pid, report);
+            self.on_report(pid, report, fds);
         }
     }
 
-    fn on_report(&mut self, pid: i32, report: FromSandbox) {
+    fn on_report(&mut self, pid: i32, report: FromSandbox, fds: Vec<std::os::fd::OwnedFd>) {
         let Some(child) = self.children.get_mut(&pid) else {
             return;
         };
@@ -63,6 +63,18 @@ impl Server {
                 self.last_exec = Some(Instant::now());
                 self.stats.served(child.warm, child.age());
                 let Some(conn) = conn else { return };
+                if let Some(persistent) = &child.persistent {
+                    let name = persistent.name.clone();
+                    conn.send(
+                        &Event::SandboxCreated {
+                            id: child.id,
+                            name,
+                            pid,
+                        },
+                        Vec::new(),
+                    );
+                    return;
+                }
                 let mut roles = Vec::with_capacity(4);
                 let mut fds = Vec::with_capacity(4);
                 let roles_in_order = [
@@ -169,6 +181,15 @@ impl Server {
                     send_exited(conn, child.id, pid, verdict);
                 }
             }
+            FromSandbox::CommandStarted { command } => self.on_command_started(pid, command, fds),
+            FromSandbox::CommandFailed { command, failure } => {
+                self.on_command_failed(pid, command, failure)
+            }
+            FromSandbox::CommandExited {
+                command,
+                status,
+                usage,
+            } => self.on_command_exited(pid, command, status, usage),
             other => {
                 sandbox_event!(
                     tracing::Level::WARN,
@@ -207,11 +228,18 @@ impl Server {
                 continue;
             };
             let init_status = ExitStatus::from_wait_status(reaped.status);
+            let persistent = child.persistent.take();
+            let was_persistent = persistent.is_some();
+            if let Some(persistent) = persistent {
+                let usage = WorkloadUsage::from(&reaped.rusage);
+                self.sandbox_reaped(reaped.pid, &mut child, persistent, usage);
+            }
             // A sandbox whose init reported the workload's exit had its `Exited` sent
             // then; one whose init was killed first is judged by the init's own status and
             // usage (which counts the processes it reaped), for its client and the log
             // (making the verdict reads the cgroup).
-            let unreported = child.phase == Phase::Running && child.workload.is_none();
+            let unreported =
+                child.phase == Phase::Running && child.workload.is_none() && !was_persistent;
             let verdict = unreported
                 .then(|| verdict(&mut child, init_status, WorkloadUsage::from(&reaped.rusage)));
             if let Some(verdict) = &verdict {

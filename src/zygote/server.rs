@@ -22,7 +22,9 @@ use super::metrics::Metrics;
 use super::stats::Stats;
 use super::systemd::Notifier;
 use super::{Zygote, ZygoteError};
-use crate::protocol::{self, EndReason, ErrorKind, Event, Request, PROTOCOL_VERSION};
+use crate::protocol::{
+    self, EndReason, ErrorKind, Event, Request, SandboxEndReason, PROTOCOL_VERSION,
+};
 use crate::sandbox::SpareNamespaces;
 use crate::sys::{self, Context, SysError};
 
@@ -82,6 +84,10 @@ pub(super) struct Server {
     pub(super) conns: HashMap<u64, Connection>,
     /// Every sandbox not yet reaped, by its init's pid.
     pub(super) children: HashMap<i32, Child>,
+    /// The live persistent sandboxes' init pids, by name.
+    pub(super) sandboxes: HashMap<String, i32>,
+    /// The number in the last name the daemon gave a sandbox (`sandbox-N`).
+    pub(super) next_sandbox_name: u64,
     next_conn: u64,
     /// The number of the last spawn request, counted over all connections (the
     /// `sandbox` field of the log).
@@ -136,6 +142,8 @@ impl Server {
             signals,
             conns: HashMap::new(),
             children: HashMap::new(),
+            sandboxes: HashMap::new(),
+            next_sandbox_name: 0,
             next_conn: 0,
             next_sandbox: 0,
             buf: protocol::RecvBuffer::new(),
@@ -309,6 +317,7 @@ impl Server {
             .filter(|child| child.kill_reason.is_none())
             .filter_map(|child| child.enforcement.next_check(now))
             .chain(self.zygote.enforcer.next_retry())
+            .chain(self.next_sandbox_check(now))
             .chain(
                 self.zygote
                     .network
@@ -380,6 +389,7 @@ impl Server {
                 child.kill(reason);
             }
         }
+        self.enforce_sandboxes();
         self.zygote.enforcer.retry_removals();
         if let Some(network) = &mut self.zygote.network {
             network.collect();
@@ -451,6 +461,11 @@ impl Server {
     /// Kills every sandbox for the daemon's shutdown.
     fn kill_all(&mut self) {
         for child in self.children.values_mut() {
+            if let Some(persistent) = child.persistent.as_mut() {
+                persistent
+                    .end
+                    .get_or_insert(SandboxEndReason::DaemonShutdown);
+            }
             child.kill(EndReason::DaemonShutdown);
         }
     }
@@ -717,6 +732,40 @@ impl Server {
             }
             Request::Spawn { id, request } => self.spawn(key, id, *request, fds),
             Request::Status { id } => self.answer_status(key, id),
+            Request::CreateSandbox {
+                id,
+                config,
+                options,
+            } => self.create_sandbox(key, id, *config, options, fds),
+            Request::Exec {
+                id,
+                sandbox,
+                request,
+            } => self.exec_in_sandbox(key, id, sandbox, *request, fds),
+            Request::DestroySandbox { id, sandbox } => self.destroy_sandbox(key, id, sandbox),
+            Request::ListSandboxes { id } => self.list_sandboxes(key, id),
+            Request::Signal { id, signal } if conn.commands.contains_key(&id) => {
+                let (pid, number) = conn.commands[&id];
+                if !(1..=libc::SIGRTMAX()).contains(&signal) || signal == libc::SIGSTOP {
+                    let message = format!("no such signal for a command: {signal}");
+                    conn.send_error(Some(id), ErrorKind::InvalidRequest, message);
+                    return;
+                }
+                let Some(child) = self.children.get_mut(&pid) else {
+                    return;
+                };
+                if let Some(command) = child
+                    .persistent
+                    .as_mut()
+                    .and_then(|p| p.commands.get_mut(&number))
+                {
+                    if signal == libc::SIGKILL {
+                        command.kill_reason.get_or_insert(EndReason::KilledByClient);
+                    }
+                    // A failure means the sandbox is gone: its end is reported next.
+                    let _ = child.channel.signal_command(number, signal);
+                }
+            }
             Request::Signal { id, signal } => {
                 let pid = conn.children.get(&id).copied();
                 match pid.and_then(|pid| self.children.get_mut(&pid)) {
@@ -762,10 +811,14 @@ impl Server {
                 continue;
             };
             conn.discard_unread();
+            self.drop_commands_of(&conn);
             for pid in conn.children.values() {
                 if let Some(child) = self.children.get_mut(pid) {
                     child.conn = None;
                     if child.kill_on_disconnect {
+                        if let Some(persistent) = child.persistent.as_mut() {
+                            persistent.end.get_or_insert(SandboxEndReason::CreatorGone);
+                        }
                         tracing::debug!(pid, "client gone; killing its sandbox");
                         child.kill(EndReason::KilledByClient);
                     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::admission::{Admission, Gate};
 use super::child::{forget_child, program_label, sandbox_event, Child, Origin, Phase};
 use super::diagnose;
+use super::sandboxes::Persistent;
 use super::server::Server;
 use super::Zygote;
 use crate::limits::{Enforcement, Refusal};
@@ -54,12 +55,20 @@ enum Warm {
 impl Server {
     /// Handles a `Spawn`: admits the request, starts its sandbox and tracks it; the
     /// client hears of it when the sandbox reports (or now, if it is refused).
-    pub(super) fn spawn(
+    pub(super) fn spawn(&mut self, key: u64, id: u64, request: SpawnRequest, fds: Vec<OwnedFd>) {
+        self.start_sandbox(key, id, request, fds, None);
+    }
+
+    /// Admits, starts and tracks a sandbox: one for a spawn's workload, or a persistent
+    /// one (`persistent`: its name and options), whose init runs no workload but the
+    /// commands it is sent later.
+    pub(super) fn start_sandbox(
         &mut self,
         key: u64,
         id: u64,
         mut request: SpawnRequest,
         fds: Vec<OwnedFd>,
+        persistent: Option<Persistent>,
     ) {
         let started = Instant::now();
         let Some(conn) = self.conns.get_mut(&key) else {
@@ -70,9 +79,12 @@ impl Server {
             sandbox: self.next_sandbox,
             id,
             client: conn.peer,
-            program: program_label(&request.command),
+            program: match &persistent {
+                Some(sandbox) => format!("sandbox:{}", sandbox.name),
+                None => program_label(&request.command),
+            },
         };
-        if conn.children.contains_key(&id) {
+        if conn.children.contains_key(&id) || conn.commands.contains_key(&id) {
             let refusal = Refusal {
                 kind: ErrorKind::InvalidRequest,
                 message: format!("id {id} is already in use"),
@@ -105,6 +117,11 @@ impl Server {
                 conn.send_error(Some(id), refusal.kind, refusal.message);
                 return;
             }
+        };
+        // A persistent sandbox runs no workload of its own, and never one from the pool.
+        let workload = match persistent {
+            Some(_) => Workload::Sandbox,
+            None => workload,
         };
         if !enforcement.skipped.is_empty() {
             let skipped: Vec<&str> = enforcement
@@ -186,6 +203,10 @@ impl Server {
             lease,
         );
         child.warm = pooled == Some(true);
+        if let Some(sandbox) = persistent {
+            self.sandboxes.insert(sandbox.name.clone(), pid);
+            child.persistent = Some(sandbox);
+        }
         self.children.insert(pid, child);
         if let (Some(subnet), NetworkConfig::Veth(veth)) = (subnet, &request.sandbox.network) {
             self.attach_network(pid, subnet, veth);

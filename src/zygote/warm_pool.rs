@@ -360,7 +360,7 @@ impl WarmPool {
             }
             if !closed {
                 match idle.channel().try_report(buf) {
-                    Ok(Pending::Report(FromSandbox::SetupFailed(error))) => {
+                    Ok(Pending::Report(FromSandbox::SetupFailed(error), _)) => {
                         tracing::warn!(shape = index, error = %crate::error_chain(&error), "a warm sandbox failed its setup")
                     }
                     _ => tracing::warn!(shape = index, pid, "a warm sandbox died while idle"),
