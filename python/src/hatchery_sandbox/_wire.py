@@ -28,7 +28,7 @@ LIMIT_CLI_NAMES = list(LIMIT_NAMES)
 LIMIT_FIELDS = list(LIMIT_NAMES.values())
 END_REASONS = ["exited", "signaled", "oom_killed", "wall_timeout", "cpu_timeout",
                "killed_by_client", "daemon_shutdown"]
-FD_ROLES = ["stdin", "stdout", "stderr", "pidfd", "result"]
+FD_ROLES = ["stdin", "stdout", "stderr", "pidfd", "result", "pty"]
 LAYERS = ["seccomp", "network-namespace"]
 SETUP_STEPS = ["Clone", "PlaceFds", "HoldSignals", "PrepareWorkload", "IdMaps", "UserIds",
                "DieWithZygote", "ScratchRoot", "RootDirectories", "ProcAndTmp", "Dev",
@@ -36,7 +36,7 @@ SETUP_STEPS = ["Clone", "PlaceFds", "HoldSignals", "PrepareWorkload", "IdMaps", 
                "Loopback", "BoundingSet", "DropCapabilities", "NoNewPrivs",
                "VerifyPrivileges", "Handover", "WorkingDirectory", "Session",
                "ResourceLimits", "Network", "StartWorkload", "OpenFilesLimit", "Seccomp",
-               "Exec", "ForwardSignals"]
+               "Exec", "ForwardSignals", "Undumpable", "Devpts"]
 
 
 # ---- encoding ----
@@ -302,6 +302,7 @@ _ERROR_KINDS: List[Tuple[str, Callable[[Reader], tuple]]] = [
     ("AddressPoolExhausted", lambda r: ()),
     ("UnknownEntry", lambda r: (r.string(),)),
     ("BadEntryArgs", lambda r: (r.string(),)),
+    ("UnknownSandbox", lambda r: (r.string(),)),
 ]
 
 
