@@ -107,7 +107,8 @@ pub fn connect(targets: &[OsString]) -> Outcome {
 /// IPv6; port 0 for none), prints `ready`, waits for a line on stdin if `--wait` is
 /// given, then connects to each TARGET (`ADDR:PORT`, `[ADDR6]:PORT`, or `gw4:PORT` /
 /// `gw6:PORT` for the default gateway of that family), sends `ping`, and prints
-/// `<target>.connect=ok|<ERRNO>`, `<target>.local=<addr>`, `<target>.reply=<line>`.
+/// `<target>.connect=ok|<ERRNO>`, `<target>.ms=<time connect took>`,
+/// `<target>.local=<addr>`, `<target>.reply=<line>`.
 /// Then answers connections with `pong` until SECONDS have passed since the start, and
 /// prints `accepted=<N>`. Connects time out after one second.
 pub fn tcp(args: &[OsString]) -> Outcome {
@@ -154,7 +155,10 @@ pub fn tcp(args: &[OsString]) -> Outcome {
                 .parse()
                 .map_err(|_| format!("invalid target {target:?}"))?,
         };
-        match TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+        let begin = Instant::now();
+        let connected = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+        println!("{target}.ms={}", begin.elapsed().as_millis());
+        match connected {
             Ok(mut stream) => {
                 println!("{target}.connect=ok");
                 if let Ok(local) = stream.local_addr() {
