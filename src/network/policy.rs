@@ -574,3 +574,32 @@ mod tests {
         assert!(script.contains("ip saddr @pool4 masquerade"), "{script}");
     }
 }
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+
+    /// docs/networking.md shows the exact rules of its example daemon: these.
+    #[test]
+    fn the_documented_rules_are_the_rules() {
+        let doc = include_str!("../../docs/networking.md");
+        let begin = "<!-- rules of the example: begin -->\n```nft\n";
+        let shown = doc
+            .split_once(begin)
+            .and_then(|(_, rest)| rest.split_once("```\n<!-- rules of the example: end -->"))
+            .map(|(rules, _)| rules)
+            .expect("docs/networking.md shows the example's rules between the markers");
+        let policy = Policy {
+            egress: Egress::Internet,
+            host_ports: vec!["3128/tcp".parse().unwrap()],
+            allow: Vec::new(),
+            deny: Vec::new(),
+        };
+        let pool: Vec<Cidr> = ["10.213.0.0/16", "fd68:6174:6368::/48"]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect();
+        let rules = ruleset("hatch", &pool, &policy);
+        assert_eq!(shown, rules, "docs/networking.md should show:\n{rules}");
+    }
+}
