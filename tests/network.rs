@@ -1130,3 +1130,42 @@ fn processes_left(pids: &[i32]) -> Vec<i32> {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn veth_policy_flags_that_would_change_nothing_or_make_no_sense_are_refused() {
+    // Refused as the flags are read, before anything is set up: no root needed.
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--veth-host-port", "8080/tcp"],
+            "--veth-host-port needs --veth-pool",
+        ),
+        (
+            &["--veth-policy", "internet"],
+            "--veth-policy internet needs --veth-pool",
+        ),
+        (
+            &[
+                "--veth-pool",
+                "10.214.15.0/24",
+                "--veth-allow",
+                "10.0.0.0/8",
+            ],
+            "--veth-allow applies to --veth-policy internet only",
+        ),
+        (
+            &["--veth-pool", "10.214.15.0/24", "--veth-host-port", "8080"],
+            "is not PORT/tcp or PORT/udp",
+        ),
+        (
+            &["--veth-pool", "10.214.15.0/24", "--veth-policy", "open"],
+            "none or internet",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["serve", "--socket", "/nonexistent/x.sock"];
+        args.extend_from_slice(flags);
+        let (code, _, stderr) = common::hatchery(&args, b"", &[]);
+        assert_ne!(code, 0, "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+}
