@@ -242,6 +242,39 @@ fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
     let port = host.port.to_string();
     let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
     let child = start_tcp_probe(&daemon.client(), veth(None, None), &["0", "0", &gw4, &gw6]);
+    // `Spawned` told the client what the network is.
+    let network = child
+        .network
+        .clone()
+        .expect("Spawned has the network's facts");
+    assert_eq!(network.interface, "eth0");
+    assert!(
+        network.host_interface.starts_with(&prefix)
+            && Path::new("/sys/class/net")
+                .join(&network.host_interface)
+                .exists(),
+        "{network:?}"
+    );
+    let addresses: Vec<(IpAddr, u8, IpAddr)> = network
+        .addresses
+        .iter()
+        .map(|a| (a.address, a.prefix_len, a.gateway))
+        .collect();
+    assert_eq!(
+        addresses,
+        vec![
+            (
+                "10.214.1.2".parse().unwrap(),
+                30,
+                "10.214.1.1".parse().unwrap()
+            ),
+            (
+                "fd00:6869:1::2".parse().unwrap(),
+                126,
+                "fd00:6869:1::1".parse().unwrap()
+            ),
+        ]
+    );
     let facts = finish(child);
     for target in [&gw4, &gw6] {
         assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
@@ -721,6 +754,12 @@ fn without_a_veth_the_child_has_only_lo_and_no_route_even_on_a_networking_daemon
     let _serial = one_at_a_time();
     let prefix = prefix('z');
     let daemon = start_daemon(&veth_flags(4, &prefix));
+    let child = daemon
+        .client()
+        .spawn_child(probe_request_in(&["net"], SandboxConfig::default()))
+        .expect("spawn");
+    assert_eq!(child.network, None, "Spawned tells of no network");
+    common::collect(child);
     let inside = common::probe_facts(
         &daemon.client(),
         probe_request_in(&["net"], SandboxConfig::default()),
@@ -994,9 +1033,13 @@ fn the_cli_runs_a_networked_command() {
     require_sandbox!();
     let _serial = one_at_a_time();
     // No daemon: `run` starts an embedded zygote with the default pool.
+    let dir = common::open_tempdir();
+    let verdict_path = dir.path().join("verdict.json");
     let (code, stdout, stderr) = common::hatchery(
         &[
             "run",
+            "--verdict-json",
+            verdict_path.to_str().unwrap(),
             "--embedded",
             "--net",
             "veth",
@@ -1015,6 +1058,30 @@ fn the_cli_runs_a_networked_command() {
     let facts = facts(&stdout);
     assert_eq!(facts["interfaces"], "lo,net0");
     assert_eq!(facts["ipv4_routes"], "2");
+    // The verdict tells of the network the sandbox had.
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&verdict_path).unwrap()).unwrap();
+    let network = &verdict["network"];
+    assert_eq!(network["interface"], "net0", "{verdict:#}");
+    assert!(
+        network["host_interface"]
+            .as_str()
+            .unwrap()
+            .starts_with("hr"),
+        "{verdict:#}"
+    );
+    let addresses = network["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 2, "{verdict:#}");
+    let v4: std::net::Ipv4Addr = addresses[0]["address"].as_str().unwrap().parse().unwrap();
+    let gw4: std::net::Ipv4Addr = addresses[0]["gateway"].as_str().unwrap().parse().unwrap();
+    assert_eq!(addresses[0]["prefix_len"], 30);
+    assert_eq!(u32::from(v4), u32::from(gw4) + 1, "{verdict:#}");
+    assert!(v4.to_string().starts_with("10.213."), "{verdict:#}");
+    assert_eq!(addresses[1]["prefix_len"], 126);
+    assert!(addresses[1]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("fd68:6174:6368:"));
 }
 
 #[test]
@@ -1040,7 +1107,24 @@ fn a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end() {
             "{} not from {expect_idle:?}",
             child.pid
         );
+        let network = child
+            .network
+            .clone()
+            .expect("a warm sandbox's network facts");
         let facts = finish(child);
+        // The facts of a warm sandbox are its own network's.
+        let told: Vec<String> = network
+            .addresses
+            .iter()
+            .map(|a| a.address.to_string())
+            .collect();
+        assert_eq!(
+            told,
+            vec![
+                facts[&format!("{gw4}.local")].clone(),
+                facts[&format!("{gw6}.local")].clone()
+            ]
+        );
         for target in [&gw4, &gw6] {
             assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
             assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");

@@ -358,8 +358,15 @@ impl Client {
         let (event, fds) = self.shared.next_event(id)?;
         match event {
             Event::Spawned {
-                pid, fds: roles, ..
-            } => Ok(ChildProcess::new(self.shared.clone(), id, pid, roles, fds)?),
+                pid,
+                fds: roles,
+                network,
+                ..
+            } => {
+                let mut child = ChildProcess::new(self.shared.clone(), id, pid, roles, fds)?;
+                child.network = network;
+                Ok(child)
+            }
             Event::Error { kind, message, .. } => Err(spawn_error(kind, message)),
             other => Err(ClientError::Unexpected(format!("{other:?}")).into()),
         }
@@ -532,6 +539,9 @@ pub struct ChildProcess {
     /// [`crate::protocol::EntryResult`] written by the child, which is untrusted. See
     /// [`Client::call`], which reads it with a bound and decodes it strictly.
     pub result: Option<std::fs::File>,
+    /// The sandbox's veth network (addresses, gateways, the host end's name), if it has
+    /// one.
+    pub network: Option<crate::protocol::NetworkFacts>,
     pidfd: Option<OwnedFd>,
     id: u64,
     shared: Arc<Shared>,
@@ -559,6 +569,7 @@ impl ChildProcess {
             stdout: None,
             stderr: None,
             result: None,
+            network: None,
             pidfd: None,
             id,
             shared,

@@ -30,13 +30,14 @@ mod netlink;
 pub mod policy;
 pub mod subnets;
 
+use std::net::IpAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 
-use crate::protocol::VethConfig;
+use crate::protocol::{AddressFacts, NetworkFacts, VethConfig};
 use crate::sys::{self, Context, SysError};
 pub use policy::{Egress, Firewall, FirewallError, HostPort, Policy};
 pub use subnets::{Cidr, Subnet, SubnetPool, SubnetPoolError};
@@ -125,6 +126,8 @@ pub struct Lease {
     subnet: Subnet,
     host_name: String,
     host_index: u32,
+    /// The sandbox end's name.
+    interface: String,
 }
 
 impl Lease {
@@ -136,6 +139,25 @@ impl Lease {
     /// The host end's name.
     pub fn host_name(&self) -> &str {
         &self.host_name
+    }
+
+    /// What the client is told of this network in `Spawned`.
+    pub fn facts(&self) -> NetworkFacts {
+        let v4 = self.subnet.v4.map(|(host, sandbox)| AddressFacts {
+            address: IpAddr::V4(sandbox),
+            prefix_len: subnets::V4_SUBNET,
+            gateway: IpAddr::V4(host),
+        });
+        let v6 = self.subnet.v6.map(|(host, sandbox)| AddressFacts {
+            address: IpAddr::V6(sandbox),
+            prefix_len: subnets::V6_SUBNET,
+            gateway: IpAddr::V6(host),
+        });
+        NetworkFacts {
+            interface: self.interface.clone(),
+            host_interface: self.host_name.clone(),
+            addresses: v4.into_iter().chain(v6).collect(),
+        }
     }
 }
 
@@ -345,6 +367,7 @@ impl Network {
             subnet,
             host_name,
             host_index,
+            interface: inside.to_string(),
         };
         match self.configure(&lease, pidfd, inside) {
             Ok(()) => Ok(lease),
