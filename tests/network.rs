@@ -1253,3 +1253,174 @@ fn veth_policy_flags_that_would_change_nothing_or_make_no_sense_are_refused() {
         assert!(stderr.contains(expected), "{flags:?}: {stderr}");
     }
 }
+
+/// Datagrams received on `[::]:port` (any free port) of a namespace: (text, source).
+struct UdpRecorder {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<(String, IpAddr)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl UdpRecorder {
+    fn start_in(netns: &Path) -> UdpRecorder {
+        let netns = std::fs::File::open(netns).expect("open the netns");
+        let (bound, bound_rx) = std::sync::mpsc::channel();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || {
+                nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the netns");
+                let socket = std::net::UdpSocket::bind(("::", 0)).expect("bind [::]");
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                bound.send(socket.local_addr().unwrap().port()).unwrap();
+                let mut buf = [0u8; 256];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        seen.lock().unwrap().push((text, canonical(peer)));
+                    }
+                }
+            })
+        };
+        let port = bound_rx.recv().expect("the recorder's port");
+        UdpRecorder {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpRecorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends one datagram to `target` from each of `sources` (its text: the source), inside
+/// the network namespace of process `pid`, bound with `IP_TRANSPARENT` (root's power,
+/// which a sandbox has not) so that any source address goes out.
+fn send_from_inside(pid: i32, target: SocketAddr, sources: &[&str]) {
+    use nix::sys::socket::{
+        bind, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
+        SockaddrStorage,
+    };
+    use std::os::fd::AsRawFd;
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("the sandbox's netns");
+    let sources: Vec<IpAddr> = sources.iter().map(|s| s.parse().unwrap()).collect();
+    thread::spawn(move || {
+        nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        for source in sources {
+            let family = if source.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let socket = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).unwrap();
+            setsockopt(&socket, sockopt::IpTransparent, &true).unwrap();
+            bind(
+                socket.as_raw_fd(),
+                &SockaddrStorage::from(SocketAddr::new(source, 0)),
+            )
+            .unwrap();
+            let text = source.to_string();
+            sendto(
+                socket.as_raw_fd(),
+                text.as_bytes(),
+                &SockaddrStorage::from(target),
+                MsgFlags::empty(),
+            )
+            .unwrap_or_else(|e| panic!("send from {source}: {e}"));
+        }
+    })
+    .join()
+    .expect("the sender");
+}
+
+#[test]
+fn a_sandbox_can_send_only_from_its_own_addresses() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('s');
+    let recorder = UdpRecorder::start_in(&World::path(&world.host));
+    let prefix = prefix('s');
+    let mut flags = veth_flags(16, &prefix);
+    flags.extend(["--veth-host-port".into(), format!("{}/udp", recorder.port)]);
+    let daemon = world.daemon(&flags);
+    let client = daemon.client();
+    // The sandbox itself cannot send from an address not its own (no capability)...
+    let out = common::run(
+        &client,
+        probe_request_in(
+            &[
+                "udp-from",
+                &format!("gw4:{}", recorder.port),
+                "-",
+                "10.214.16.14",
+            ],
+            veth(None, None),
+        ),
+    );
+    let facts = common::facts_of_success(out);
+    assert_eq!(facts["-.sent"], "ok", "{facts:?}");
+    assert_ne!(facts["10.214.16.14.sent"], "ok", "{facts:?}");
+    // ... and what root sends from its namespace with a foreign source is dropped: from
+    // another sandbox's subnet (slot 3, which no sandbox of this test has), from its
+    // host end's address, from beyond the host. Its own address passes.
+    let mut child = start_tcp_probe(&client, veth(None, None), &["0", "5", "--wait"]);
+    let network = child.network.clone().expect("network facts");
+    let own = |v4: bool| {
+        network
+            .addresses
+            .iter()
+            .find(|a| a.address.is_ipv4() == v4)
+            .unwrap()
+    };
+    let (own4, own6) = (own(true), own(false));
+    send_from_inside(
+        child.pid,
+        SocketAddr::new(own4.gateway, recorder.port),
+        &[
+            &own4.address.to_string(),
+            "10.214.16.14",
+            "10.214.16.1",
+            "11.22.33.9",
+        ],
+    );
+    send_from_inside(
+        child.pid,
+        SocketAddr::new(own6.gateway, recorder.port),
+        &[
+            &own6.address.to_string(),
+            "fd00:6869:16::e",
+            "fd00:6869:16::1",
+            "2a00:1111:2222::9",
+        ],
+    );
+    thread::sleep(Duration::from_millis(300));
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut seen = recorder.seen.lock().unwrap().clone();
+    seen.sort();
+    let own_ones = vec![
+        ("-".to_string(), "10.214.16.2".parse::<IpAddr>().unwrap()),
+        (own4.address.to_string(), own4.address),
+        (own6.address.to_string(), own6.address),
+    ];
+    let mut expected = own_ones;
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "only datagrams from the sandboxes' own addresses arrive"
+    );
+}

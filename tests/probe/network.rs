@@ -192,6 +192,57 @@ pub fn tcp(args: &[OsString]) -> Outcome {
     Ok(())
 }
 
+/// `udp-from TARGET SOURCE...`: sends one datagram to TARGET (`ADDR:PORT`, or `gw4:PORT`
+/// / `gw6:PORT`) from each SOURCE, an address to send from (bound with `IP_FREEBIND`, so
+/// it need not be the sandbox's own) or `-` for the sandbox's own; the datagram's text is
+/// the SOURCE as given. Prints `<source>.sent=ok|<ERRNO>`.
+pub fn udp_from(args: &[OsString]) -> Outcome {
+    use nix::sys::socket::{bind, sendto, setsockopt, sockopt, MsgFlags, SockaddrStorage};
+    use std::net::{IpAddr, SocketAddr};
+    use std::os::fd::AsRawFd;
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_string).ok_or("non-UTF-8 argument"))
+        .collect::<Result<_, _>>()?;
+    let [target, sources @ ..] = args.as_slice() else {
+        return Err("expected TARGET SOURCE...".into());
+    };
+    let target: SocketAddr = match target.split_once(':') {
+        Some(("gw4", port)) => SocketAddr::new(gateway(false)?, port_of(port)?),
+        Some(("gw6", port)) => SocketAddr::new(gateway(true)?, port_of(port)?),
+        _ => target
+            .parse()
+            .map_err(|_| format!("invalid target {target:?}"))?,
+    };
+    let family = if target.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    for source in sources {
+        let socket = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| nix_failure("socket", e))?;
+        let sent = (|| {
+            if source != "-" {
+                let address: IpAddr = source.parse().map_err(|_| nix::errno::Errno::EINVAL)?;
+                setsockopt(&socket, sockopt::IpFreebind, &true)?;
+                bind(
+                    socket.as_raw_fd(),
+                    &SockaddrStorage::from(SocketAddr::new(address, 0)),
+                )?;
+            }
+            sendto(
+                socket.as_raw_fd(),
+                source.as_bytes(),
+                &SockaddrStorage::from(target),
+                MsgFlags::empty(),
+            )
+        })();
+        println!("{source}.sent={}", verdict(sent));
+    }
+    Ok(())
+}
+
 fn port_of(text: &str) -> Result<u16, String> {
     text.parse().map_err(|_| format!("invalid port {text:?}"))
 }
