@@ -1424,3 +1424,172 @@ fn a_sandbox_can_send_only_from_its_own_addresses() {
         "only datagrams from the sandboxes' own addresses arrive"
     );
 }
+
+/// A DNS resolver on port 53 of the upstream namespace (each of its addresses, UDP), run with
+/// python3: `upstream.test` is 11.22.33.2 and 2a00:1111:2222::2, every other name does
+/// not exist. Each query is printed as `query NAME TYPE from ADDRESS`.
+const RESOLVER: &str = r#"
+import select, socket, struct
+# One socket per address, so that each answer leaves from the address asked.
+sockets = []
+for address in ["11.22.33.2", "192.168.77.1", "2a00:1111:2222::2", "fd77::1"]:
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((address, 53))
+    sockets.append(s)
+print("ready", flush=True)
+while True:
+    s = select.select(sockets, [], [])[0][0]
+    q, peer = s.recvfrom(512)
+    tid = struct.unpack(">H", q[:2])[0]
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += 1 + q[i]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    question, name = q[12:i + 5], ".".join(labels).lower()
+    print(f"query {name} {qtype} from {peer[0]}", flush=True)
+    answer = b""
+    if name == "upstream.test" and qtype == 1:
+        answer = struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_pton(socket.AF_INET, "11.22.33.2")
+    if name == "upstream.test" and qtype == 28:
+        answer = struct.pack(">HHHIH", 0xC00C, 28, 1, 60, 16) + socket.inet_pton(socket.AF_INET6, "2a00:1111:2222::2")
+    rcode = 0 if name == "upstream.test" else 3
+    header = struct.pack(">HHHHHH", tid, 0x8180 | rcode, 1, 1 if answer else 0, 0, 0)
+    s.sendto(header + question + answer, peer)
+"#;
+
+/// The resolver running in a namespace; killed (and its queries read) on `queries`/drop.
+struct Resolver {
+    child: std::process::Child,
+}
+
+impl Resolver {
+    fn start_in(ns: &str) -> Resolver {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", RESOLVER])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the resolver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .expect("the resolver's ready line");
+        assert_eq!(line, "ready\n");
+        Resolver { child }
+    }
+
+    /// Stops it and returns the queries it answered.
+    fn queries(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let mut out = String::new();
+        let _ = self.child.stdout.take().unwrap().read_to_string(&mut out);
+        let _ = self.child.wait();
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn internet_sandboxes_resolve_names_with_the_resolvers_they_are_given() {
+    require_sandbox!();
+    if !common::python_runs() {
+        assert!(
+            !common::must_run(),
+            "the resolver of this test needs python3"
+        );
+        return;
+    }
+    let _serial = one_at_a_time();
+    let world = World::build('d');
+    let host_resolv_conf = std::fs::read("/etc/resolv.conf").ok();
+    // The resolver answers on every upstream address; the sandboxes are given its
+    // private ones, which the deny list would refuse but for --veth-dns.
+    let resolver = Resolver::start_in(&world.upstream);
+    let prefix = prefix('d');
+    let mut flags = veth_flags(17, &prefix);
+    for flag in [
+        "--veth-policy=internet",
+        "--veth-dns=192.168.77.1",
+        "--veth-dns=fd77::1",
+    ] {
+        flags.push(flag.into());
+    }
+    let daemon = world.daemon(&flags);
+    let client = daemon.client();
+    let facts = common::probe_facts(
+        &client,
+        probe_request_in(
+            &["resolve", "upstream.test", "nowhere.test"],
+            veth(None, None),
+        ),
+    );
+    assert_eq!(
+        facts["resolv_conf"], "nameserver 192.168.77.1,nameserver fd77::1",
+        "{facts:?}"
+    );
+    if facts["upstream.test"] != "11.22.33.2,2a00:1111:2222::2" {
+        panic!("{facts:?}; the resolver saw {:?}", resolver.queries());
+    }
+    assert!(facts["nowhere.test"].starts_with("error"), "{facts:?}");
+    // Port 53 only: the resolver's address stays refused otherwise.
+    let refused = probe_targets(&client, &[at(PRIVATE4, 80)]);
+    assert_refused_fast(&refused, &[at(PRIVATE4, 80)]);
+    // A sandbox without a veth keeps the root's resolv.conf.
+    let plain = common::probe_facts(
+        &client,
+        probe_request_in(&["resolve"], SandboxConfig::default()),
+    );
+    assert_ne!(plain["resolv_conf"], facts["resolv_conf"]);
+    drop(daemon);
+    let queries = resolver.queries();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.starts_with("query upstream.test 1 from ") && q.ends_with(UPLINK4)),
+        "the resolver upstream answered, through NAT: {queries:?}"
+    );
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        host_resolv_conf,
+        "the host's resolv.conf changed"
+    );
+}
+
+#[test]
+fn without_veth_dns_internet_sandboxes_get_the_hosts_resolvers_they_can_reach() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('e');
+    // `ip netns exec` binds /etc/netns/NAME/resolv.conf over /etc/resolv.conf for the
+    // daemon: the host's resolvers as that daemon sees them.
+    let dir = Path::new("/etc/netns").join(&world.host);
+    std::fs::create_dir_all(&dir).unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = RemoveDir(dir.clone());
+    std::fs::write(
+        dir.join("resolv.conf"),
+        "nameserver 127.0.0.53\nnameserver 192.168.77.1\nnameserver 11.22.33.1\nnameserver 11.22.33.2\n",
+    )
+    .unwrap();
+    let prefix = prefix('e');
+    let mut flags = veth_flags(18, &prefix);
+    flags.push("--veth-policy=internet".into());
+    let daemon = world.daemon(&flags);
+    let facts = common::probe_facts(
+        &daemon.client(),
+        probe_request_in(&["resolve"], veth(None, None)),
+    );
+    // Not loopback, not private, not the host's own address: only upstream's.
+    assert_eq!(facts["resolv_conf"], "nameserver 11.22.33.2", "{facts:?}");
+}

@@ -179,6 +179,8 @@ pub struct Network {
     pool: SubnetPool,
     prefix: String,
     policy: Policy,
+    /// The `/etc/resolv.conf` of `internet` sandboxes, if they have resolvers.
+    resolv_conf: Option<Vec<u8>>,
     /// The policy's table; deleted when the daemon finishes or drops this.
     firewall: Firewall,
     next_name: u64,
@@ -201,7 +203,7 @@ impl Network {
     /// builds the runtime and the netlink connection, and removes the veths of this
     /// prefix that a previous daemon left.
     pub fn new(settings: NetworkSettings) -> Result<Network, NetworkError> {
-        let prefix = settings.prefix;
+        let prefix = settings.prefix.clone();
         let prefix_ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
             && prefix
                 .bytes()
@@ -247,6 +249,7 @@ impl Network {
                 }
             }
         }
+        let resolv_conf = sandbox_resolvers(&settings).map(|r| policy::resolv_conf(&r));
         let mut network = Network {
             runtime,
             handle,
@@ -254,12 +257,18 @@ impl Network {
             pool,
             prefix,
             policy: settings.policy,
+            resolv_conf,
             firewall,
             next_name: 0,
             draining: Vec::new(),
         };
         network.remove_stale()?;
         Ok(network)
+    }
+
+    /// The `/etc/resolv.conf` each veth sandbox gets, if any (`internet` with resolvers).
+    pub fn resolv_conf(&self) -> Option<&[u8]> {
+        self.resolv_conf.as_deref()
     }
 
     /// Deletes veths named like this daemon's host ends (the prefix, then a counter).
@@ -548,6 +557,64 @@ impl Network {
             tracing::warn!(error = %crate::error_chain(&e), "cannot delete the veth policy's table");
         }
     }
+}
+
+/// Where a sandbox's resolvers are written.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Gives a veth sandbox its own `/etc/resolv.conf` holding `contents` (a read-only file
+/// of its own, over whatever its root has; the host's is never touched), unless the
+/// request binds or makes one there itself.
+pub fn add_resolv_conf(sandbox: &mut crate::protocol::SandboxConfig, contents: &[u8]) {
+    let target = std::path::Path::new(RESOLV_CONF);
+    let named = sandbox.binds.iter().any(|b| b.target.as_path() == target)
+        || sandbox
+            .mounts
+            .iter()
+            .any(|m| m.target().as_path() == target);
+    if !named && matches!(sandbox.network, crate::protocol::NetworkConfig::Veth(_)) {
+        sandbox.mounts.push(crate::protocol::Mount::File {
+            contents: contents.to_vec(),
+            target: RESOLV_CONF.into(),
+        });
+    }
+}
+
+/// The resolvers of `internet` sandboxes: `--veth-dns`, else the host's that a sandbox
+/// can reach; said in the log either way. `None` under `none`, or when there are none.
+fn sandbox_resolvers(settings: &NetworkSettings) -> Option<Vec<std::net::IpAddr>> {
+    let policy = &settings.policy;
+    if policy.egress != Egress::Internet {
+        return None;
+    }
+    if !policy.dns.is_empty() {
+        let listed: Vec<String> = policy.dns.iter().map(ToString::to_string).collect();
+        tracing::info!(resolvers = %listed.join(","), "internet sandboxes resolve with --veth-dns");
+        return Some(policy.dns.clone());
+    }
+    let host: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|addresses| {
+            addresses
+                .filter_map(|a| a.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let found = policy::reachable_resolvers(&text, &settings.pool, policy, &host);
+    if found.is_empty() {
+        tracing::warn!(
+            "internet sandboxes get no resolver: none of /etc/resolv.conf's is reachable from a sandbox (loopback, private or the host's own); name one with --veth-dns"
+        );
+        return None;
+    }
+    let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
+    tracing::info!(resolvers = %listed.join(","), "internet sandboxes resolve with the host's reachable resolvers");
+    Some(found)
 }
 
 /// `n` in lowercase base 36, as host end names carry their counter.

@@ -23,6 +23,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
@@ -165,6 +166,10 @@ pub struct Policy {
     pub allow: Vec<Cidr>,
     /// Ranges an `internet` sandbox may not reach, beyond the deny list (`--veth-deny`).
     pub deny: Vec<Cidr>,
+    /// The resolvers written into `internet` sandboxes' `/etc/resolv.conf`
+    /// (`--veth-dns`); their port 53 is reachable whatever the deny list says. Empty: the
+    /// host's resolvers that a sandbox can reach, if any.
+    pub dns: Vec<IpAddr>,
 }
 
 /// The name of a daemon's table: `hatchery-` and its host end prefix.
@@ -230,6 +235,24 @@ pub fn ruleset(prefix: &str, pool: &[Cidr], policy: &Policy) -> String {
     s.push_str(&set("deny6", "ipv6_addr", deny6));
     s.push_str(&set("allow4", "ipv4_addr", of_family(&policy.allow, true)));
     s.push_str(&set("allow6", "ipv6_addr", of_family(&policy.allow, false)));
+    let dns = |v4: bool| -> Vec<String> {
+        policy
+            .dns
+            .iter()
+            .filter(|a| a.is_ipv4() == v4)
+            .map(IpAddr::to_string)
+            .collect()
+    };
+    let _ = writeln!(
+        s,
+        "    set dns4 {{ type ipv4_addr;{} }}",
+        elements(dns(true))
+    );
+    let _ = writeln!(
+        s,
+        "    set dns6 {{ type ipv6_addr;{} }}",
+        elements(dns(false))
+    );
     let _ = writeln!(
         s,
         "    set host_ports {{ type inet_proto . inet_service;{} }}",
@@ -253,6 +276,8 @@ pub fn ruleset(prefix: &str, pool: &[Cidr], policy: &Policy) -> String {
     if policy.egress == Egress::Internet {
         s.push_str("        ip daddr @pool4 jump refuse\n");
         s.push_str("        ip6 daddr @pool6 jump refuse\n");
+        s.push_str("        ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept\n");
+        s.push_str("        ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept\n");
         s.push_str("        fib daddr type { local, broadcast, anycast, multicast } jump refuse\n");
         s.push_str("        ip daddr @allow4 accept\n");
         s.push_str("        ip6 daddr @allow6 accept\n");
@@ -409,6 +434,52 @@ fn run_nft(
     })
 }
 
+/// The nameservers of a `resolv.conf` text that an `internet` sandbox can reach: not
+/// loopback or unspecified, not an address of the host (`host`), not in the daemon's
+/// pool, and not on the deny list unless the allow list has them.
+pub fn reachable_resolvers(
+    resolv_conf: &str,
+    pool: &[Cidr],
+    policy: &Policy,
+    host: &[IpAddr],
+) -> Vec<IpAddr> {
+    let denied: Vec<Cidr> = DENIED_V4
+        .iter()
+        .chain([&DENIED_V4_HIGH])
+        .chain(DENIED_V6.iter())
+        .map(|range| range.parse().expect("the deny list is valid"))
+        .chain(policy.deny.iter().copied())
+        .collect();
+    let within = |address: IpAddr, ranges: &[Cidr]| ranges.iter().any(|r| r.contains(address));
+    resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+        })
+        // An IPv6 link-local resolver carries its zone (`fe80::1%eth0`): never reachable.
+        .filter_map(|address| address.parse::<IpAddr>().ok())
+        .filter(|&address| {
+            !address.is_loopback()
+                && !address.is_unspecified()
+                && !host.contains(&address)
+                && !within(address, pool)
+                && (within(address, &policy.allow) || !within(address, &denied))
+        })
+        .collect()
+}
+
+/// The `/etc/resolv.conf` of a sandbox that uses `resolvers`.
+pub fn resolv_conf(resolvers: &[IpAddr]) -> Vec<u8> {
+    let mut text = String::from("# written by hatchery for this sandbox (serve --veth-dns)\n");
+    for resolver in resolvers {
+        let _ = writeln!(text, "nameserver {resolver}");
+    }
+    text.into_bytes()
+}
+
 /// Whether the kernel forwards packets of this family at all (`internet` needs it; the
 /// daemon does not switch it on, as that changes how the host treats every interface).
 pub fn forwarding_enabled(v6: bool) -> bool {
@@ -447,6 +518,38 @@ mod tests {
             let err = bad.parse::<HostPort>().unwrap_err();
             assert!(err.contains("PORT/tcp"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_default_resolvers_are_the_hosts_that_a_sandbox_can_reach() {
+        let text = "# a comment\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver 1.1.1.1\n\
+                    nameserver fe80::1%eth0\nnameserver 2606:4700:4700::1111\nnameserver 11.22.33.1\n\
+                    search example.org\nnameserver 10.213.0.1\n";
+        let host: Vec<IpAddr> = vec!["11.22.33.1".parse().unwrap()];
+        let pool = cidrs(&["10.213.0.0/16"]);
+        let mut policy = Policy {
+            egress: Egress::Internet,
+            ..Policy::default()
+        };
+        let found = |policy: &Policy| -> Vec<String> {
+            reachable_resolvers(text, &pool, policy, &host)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(found(&policy), ["1.1.1.1", "2606:4700:4700::1111"]);
+        // The allow list lifts a private resolver; never the pool's or the host's.
+        policy.allow = cidrs(&["10.0.0.0/8", "11.22.33.0/24"]);
+        assert_eq!(
+            found(&policy),
+            ["10.0.0.2", "1.1.1.1", "2606:4700:4700::1111"]
+        );
+        policy.deny = cidrs(&["1.1.1.0/24"]);
+        assert_eq!(found(&policy), ["10.0.0.2", "2606:4700:4700::1111"]);
+        assert_eq!(
+            resolv_conf(&["1.1.1.1".parse().unwrap()]),
+            b"# written by hatchery for this sandbox (serve --veth-dns)\nnameserver 1.1.1.1\n"
+        );
     }
 
     #[test]
@@ -594,6 +697,7 @@ mod documented {
             host_ports: vec!["3128/tcp".parse().unwrap()],
             allow: Vec::new(),
             deny: Vec::new(),
+            dns: Vec::new(),
         };
         let pool: Vec<Cidr> = ["10.213.0.0/16", "fd68:6174:6368::/48"]
             .iter()

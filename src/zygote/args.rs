@@ -197,6 +197,11 @@ pub struct ServeArgs {
     /// Refuse `internet` sandboxes CIDR, beyond the built-in deny list (repeatable).
     #[arg(long = "veth-deny", value_name = "CIDR")]
     pub veth_deny: Vec<Cidr>,
+    /// The resolver `internet` sandboxes get in their own /etc/resolv.conf (repeatable;
+    /// its port 53 is reachable whatever the deny list says) [default: the host's
+    /// resolvers that a sandbox can reach, if any].
+    #[arg(long = "veth-dns", value_name = "IP")]
+    pub veth_dns: Vec<std::net::IpAddr>,
     /// How to write the log to stderr: `text` (`key=value` fields, coloured only on a
     /// terminal) or `json` (one object per line, for log collectors). `RUST_LOG` sets
     /// the level [default: info].
@@ -297,6 +302,7 @@ impl ServeArgs {
             ("--veth-host-port", !self.veth_host_ports.is_empty()),
             ("--veth-allow", !self.veth_allow.is_empty()),
             ("--veth-deny", !self.veth_deny.is_empty()),
+            ("--veth-dns", !self.veth_dns.is_empty()),
             (
                 "--veth-policy internet",
                 self.veth_policy == Egress::Internet,
@@ -309,7 +315,7 @@ impl ServeArgs {
                 )));
             }
         }
-        for (flag, given) in &policy_flags[1..3] {
+        for (flag, given) in &policy_flags[1..4] {
             if *given && self.veth_policy == Egress::None {
                 return Err(ServeArgsError::VethPolicy(format!(
                     "{flag} applies to --veth-policy internet only (under `none` sandboxes reach nothing beyond their host end)"
@@ -359,6 +365,7 @@ impl ServeArgs {
                     host_ports: self.veth_host_ports.clone(),
                     allow: self.veth_allow.clone(),
                     deny: self.veth_deny.clone(),
+                    dns: self.veth_dns.clone(),
                 },
                 first_slot: 0,
             });

@@ -101,6 +101,7 @@ fn main() -> ExitCode {
         "detach-tree" => processes::detach_tree(rest),
         "tcp" => network::tcp(rest),
         "udp-from" => network::udp_from(rest),
+        "resolve" => network::resolve(rest),
         other => Err(format!("unknown command {other:?}; {}", usage())),
     };
     report(outcome)
@@ -114,7 +115,8 @@ fn usage() -> String {
      memfd-exec|mount-tmpfs|\
      ls-after-line DIR|connect PATH|@NAME...|ipc-hold NAME|ipc-look NAME|lock-hold PATH|\
      lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS|\
-     tcp LISTEN_PORT SECONDS [--wait] TARGET...|udp-from TARGET SOURCE...>"
+     tcp LISTEN_PORT SECONDS [--wait] TARGET...|udp-from TARGET SOURCE...|\
+     resolve NAME...>"
         .to_string()
 }
 

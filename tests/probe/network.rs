@@ -243,6 +243,32 @@ pub fn udp_from(args: &[OsString]) -> Outcome {
     Ok(())
 }
 
+/// `resolve NAME...`: prints `resolv_conf=<its nameserver lines, joined by ,>` and, for
+/// each NAME, `<name>=<its addresses, sorted, joined by ,>` or `<name>=<error>`, as
+/// the C library's resolver (`getaddrinfo`) finds them.
+pub fn resolve(names: &[OsString]) -> Outcome {
+    use std::net::ToSocketAddrs;
+    let conf = read_file("/etc/resolv.conf")?;
+    let servers: Vec<&str> = conf
+        .lines()
+        .filter(|line| line.starts_with("nameserver"))
+        .collect();
+    println!("resolv_conf={}", servers.join(","));
+    for name in names {
+        let name = name.to_string_lossy();
+        match (name.as_ref(), 0).to_socket_addrs() {
+            Ok(found) => {
+                let mut addresses: Vec<String> = found.map(|a| a.ip().to_string()).collect();
+                addresses.sort();
+                addresses.dedup();
+                println!("{name}={}", addresses.join(","));
+            }
+            Err(e) => println!("{name}=error: {e}"),
+        }
+    }
+    Ok(())
+}
+
 fn port_of(text: &str) -> Result<u16, String> {
     text.parse().map_err(|_| format!("invalid port {text:?}"))
 }
