@@ -53,6 +53,17 @@ fn with_host_port(mut flags: Vec<String>, port: u16) -> Vec<String> {
     flags
 }
 
+/// `nft list table inet hatchery-PREFIX` in this namespace, or `None` if there is none.
+fn policy_table(prefix: &str) -> Option<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", &format!("hatchery-{prefix}")])
+        .output()
+        .expect("run nft");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn start_daemon(flags: &[String]) -> Daemon {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Daemon::start_with(&flags)
@@ -296,6 +307,10 @@ fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
         seen, expected,
         "the host end saw each connection from the sandbox end"
     );
+    assert!(policy_table(&prefix).is_some(), "the daemon's table");
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(policy_table(&prefix), None, "the table outlived its daemon");
     assert_eq!(
         wait_links_gone(&prefix, Duration::from_secs(2)),
         Vec::<String>::new()
@@ -784,6 +799,7 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
     let daemon = start_daemon(&with_host_port(veth_flags(5, &prefix), host.port));
     daemon.build_probe_template();
     let fds_before = daemon.steady_fd_count();
+    let rules_before = policy_table(&prefix).expect("the daemon's table");
     let started = Instant::now();
     let workers: Vec<_> = (0..2)
         .map(|_| {
@@ -825,6 +841,11 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
         wait_links_gone(&prefix, Duration::from_secs(1)),
         Vec::<String>::new(),
         "veths left behind"
+    );
+    // The policy's rules are the daemon's, written once: no spawn added or left one.
+    assert_eq!(
+        policy_table(&prefix).as_deref(),
+        Some(rules_before.as_str())
     );
     // No address of the pool is left on the host.
     let addresses = Command::new("ip").args(["-o", "addr"]).output().unwrap();
