@@ -565,6 +565,27 @@ fn none_reaches_only_the_listed_host_port_and_is_refused_fast_everywhere_else() 
         assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
     }
     assert_refused_fast(&facts, &refused);
+    // UDP is refused with ICMP "administratively prohibited", so an answer is not waited
+    // for either: a port that nothing listens on, upstream's, a private one.
+    let udp: Vec<String> = vec![
+        format!("gw4:{}", unlisted.port),
+        format!("gw6:{}", unlisted.port),
+        at(UPSTREAM4, 53),
+        at(UPSTREAM6, 53),
+        at(PRIVATE4, 53),
+    ];
+    let mut args = vec!["udp-ask"];
+    args.extend(udp.iter().map(String::as_str));
+    let asked = common::probe_facts(&daemon.client(), probe_request_in(&args, veth(None, None)));
+    for target in &udp {
+        let answer = &asked[&format!("{target}.answer")];
+        assert!(
+            answer == "EHOSTUNREACH" || answer == "EACCES",
+            "{target}: {answer}: {asked:?}"
+        );
+        let ms: u64 = asked[&format!("{target}.ms")].parse().unwrap();
+        assert!(ms < 100, "{target} took {ms} ms to be refused: {asked:?}");
+    }
     assert_eq!(listed.seen().len(), 2, "only the host end's own addresses");
     assert_eq!(unlisted.seen(), vec![], "an unlisted port was reached");
     assert_eq!(upstream.seen(), vec![], "upstream was reached");

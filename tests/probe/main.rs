@@ -102,6 +102,7 @@ fn main() -> ExitCode {
         "tcp" => network::tcp(rest),
         "udp-from" => network::udp_from(rest),
         "resolve" => network::resolve(rest),
+        "udp-ask" => network::udp_ask(rest),
         other => Err(format!("unknown command {other:?}; {}", usage())),
     };
     report(outcome)
@@ -116,7 +117,7 @@ fn usage() -> String {
      ls-after-line DIR|connect PATH|@NAME...|ipc-hold NAME|ipc-look NAME|lock-hold PATH|\
      lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS|\
      tcp LISTEN_PORT SECONDS [--wait] TARGET...|udp-from TARGET SOURCE...|\
-     resolve NAME...>"
+     resolve NAME...|udp-ask TARGET...>"
         .to_string()
 }
 

@@ -269,6 +269,48 @@ pub fn resolve(names: &[OsString]) -> Outcome {
     Ok(())
 }
 
+/// `udp-ask TARGET...`: sends `ping` from a connected UDP socket to each TARGET (as for
+/// `tcp`) and waits up to one second for an answer or an error the network sends back;
+/// prints `<target>.answer=<text>|<ERRNO>` and `<target>.ms=<time it took>`.
+pub fn udp_ask(targets: &[OsString]) -> Outcome {
+    use std::net::{SocketAddr, UdpSocket};
+    for target in targets {
+        let target = target.to_string_lossy();
+        let address: SocketAddr = match target.split_once(':') {
+            Some(("gw4", port)) => SocketAddr::new(gateway(false)?, port_of(port)?),
+            Some(("gw6", port)) => SocketAddr::new(gateway(true)?, port_of(port)?),
+            _ => target
+                .parse()
+                .map_err(|_| format!("invalid target {target:?}"))?,
+        };
+        let local: SocketAddr = if address.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let socket = UdpSocket::bind(local).map_err(|e| io_failure("bind", e))?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| io_failure("set_read_timeout", e))?;
+        let begin = Instant::now();
+        let answer = socket
+            .connect(address)
+            .and_then(|()| socket.send(b"ping"))
+            .and_then(|_| {
+                let mut buf = [0u8; 64];
+                socket
+                    .recv(&mut buf)
+                    .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+            });
+        println!("{target}.ms={}", begin.elapsed().as_millis());
+        match answer {
+            Ok(text) => println!("{target}.answer={text}"),
+            Err(e) => println!("{target}.answer={}", io_error_name(&e)),
+        }
+    }
+    Ok(())
+}
+
 fn port_of(text: &str) -> Result<u16, String> {
     text.parse().map_err(|_| format!("invalid port {text:?}"))
 }
