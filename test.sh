@@ -40,6 +40,8 @@ for tool in sh cat id; do
 done
 # The network tests make and inspect veths of their own with `ip`.
 command -v ip >/dev/null || { missing+=("iproute2"); why+=("ip for the network tests"); }
+# A daemon with a veth pool loads its policy's nftables table with \`nft\`.
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || { missing+=("nftables"); why+=("nft for the veth policy"); }
 # tests/docs_client.rs runs the protocol doc's Python client, docs/client.py.
 command -v python3 >/dev/null || { missing+=("python3"); why+=("python3 for docs/client.py"); }
 # The Python package's tests run in a venv of their own; Debian splits venv (and the

@@ -66,6 +66,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let socket = dir.path().join("bench.sock");
+    // Each daemon's sandboxes may reach its listener's port on their host end (the
+    // default policy, `none`, refuses every other).
+    let (fresh_listener, pooled_listener) = (listener(), listener());
+    let fresh_port = format!("{}/tcp", fresh_listener.0);
+    let pooled_port = format!("{}/tcp", pooled_listener.0);
     let mut daemon = start_daemon(
         &socket,
         &[
@@ -75,6 +80,8 @@ fn main() {
             "fd00:6869:ff::/112",
             "--veth-prefix",
             "hbench",
+            "--veth-host-port",
+            &fresh_port,
         ],
     );
     let pooled_socket = dir.path().join("pooled.sock");
@@ -90,6 +97,8 @@ fn main() {
             "fd00:6869:fe::/112",
             "--veth-prefix",
             "hbenp",
+            "--veth-host-port",
+            &pooled_port,
             "--warm-pool",
             "2",
             "--warm-pool-shape",
@@ -98,9 +107,15 @@ fn main() {
     );
 
     let mut systems = vec![
-        hatchery_veth(&socket, "hatchery, veth, connect to host end", ""),
+        hatchery_veth(
+            &socket,
+            fresh_listener,
+            "hatchery, veth, connect to host end",
+            "",
+        ),
         hatchery_veth(
             &pooled_socket,
+            pooled_listener,
             "hatchery, veth, warm pool, connect to host end",
             " --warm-pool 2 --warm-pool-shape <the request's sandbox>",
         ),
@@ -200,16 +215,21 @@ fn probe_request(args: &[&str], network: NetworkConfig) -> SpawnRequest {
         .stderr(Stdio::Null)
 }
 
-fn hatchery_veth(socket: &Path, name: &'static str, extra_flags: &str) -> System {
+fn hatchery_veth(
+    socket: &Path,
+    (port, connections): (u16, Arc<AtomicUsize>),
+    name: &'static str,
+    extra_flags: &str,
+) -> System {
     let client = Client::connect(socket).expect("connect");
-    let (port, connections) = listener();
     let target = format!("gw4:{port}");
     let network = NetworkConfig::Veth(VethConfig::default());
     System {
         name,
         command: format!(
             "Client::spawn_child(hatchery-probe tcp 0 0 gw4:PORT, NetworkConfig::Veth) + \
-             wait() [serve --veth-pool 10.215.x.0/20 --veth-pool fd00:6869:xx::/112{extra_flags}]"
+             wait() [serve --veth-pool 10.215.x.0/20 --veth-pool fd00:6869:xx::/112 \
+             --veth-host-port PORT/tcp{extra_flags}]"
         ),
         run: Box::new(move || {
             let start = Instant::now();

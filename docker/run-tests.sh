@@ -107,9 +107,12 @@ not_in_docker=(
     seccomp::install::tests::default_policy_holds_in_a_child
     # Veth networks: the daemon opens a netlink socket inside each sandbox's network
     # namespace with setns(), which the kernel allows only with CAP_SYS_ADMIN in the
-    # daemon's own user namespace (and Docker's profiles refuse setns without it). A
-    # container without SYS_ADMIN cannot give sandboxes a veth network yet (docs/deploy.md);
-    # these run natively. The network tests that need no veth still run here.
+    # daemon's own user namespace (and Docker's profiles refuse setns without it); and a
+    # daemon with a veth pool loads its policy's nftables table, which needs nft in the
+    # image and CAP_NET_ADMIN. A container without them cannot give sandboxes a veth
+    # network yet (docs/deploy.md); these run natively. The policy tests also make
+    # network namespaces of their own (`ip netns add`). The network tests that start no
+    # veth daemon still run here.
     a_name_clash_with_an_existing_interface_gets_the_next_name
     a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6
     a_restarted_daemon_removes_stale_pairs_of_its_prefix_only
@@ -117,9 +120,18 @@ not_in_docker=(
     pool_exhaustion_is_a_clear_error_and_a_subnet_returns_once_its_pair_is_gone
     the_cli_runs_a_networked_command
     the_interface_name_and_mtu_are_the_requests
-    two_networked_children_reach_their_own_host_ends_and_not_each_other
+    two_networked_children_reach_upstream_and_never_each_other
     a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end
     a_shutdown_with_idle_networked_sandboxes_leaves_no_veth
+    without_a_veth_the_child_has_only_lo_and_no_route_even_on_a_networking_daemon
+    bad_veth_requests_are_invalid
+    none_reaches_only_the_listed_host_port_and_is_refused_fast_everywhere_else
+    internet_reaches_upstream_through_nat_and_is_refused_fast_on_private_and_host_addresses
+    veth_allow_lifts_a_denied_range_and_veth_deny_adds_one
+    a_daemon_killed_and_restarted_leaves_one_table_and_none_once_stopped
+    a_sandbox_can_send_only_from_its_own_addresses
+    internet_sandboxes_resolve_names_with_the_resolvers_they_are_given
+    without_veth_dns_internet_sandboxes_get_the_hosts_resolvers_they_can_reach
     # Spare network and IPC namespaces: the daemon's helper needs CAP_SYS_ADMIN to
     # unshare them.
     # In such a container it says it cannot, and each sandbox makes its own, as the

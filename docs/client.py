@@ -17,6 +17,7 @@ Usage:
                                          docs/protocol.md, section 6
 """
 import array
+import ipaddress
 import json
 import os
 import select
@@ -293,6 +294,8 @@ def daemon_status(r):
     for field in ("served", "failed", "ended"):
         status[field] = dict(counts())
     return status
+
+
 SANDBOX_END_REASONS = ["Destroyed", "IdleTimeout", "Lifetime", "CreatorGone", "OomKilled",
                        "CpuTimeout", "DaemonShutdown", "Died"]
 
@@ -308,6 +311,22 @@ def sandbox_verdict(r):
     return v
 
 
+def ip_addr(r):
+    """An IpAddr: 00 and 4 bytes (IPv4) or 01 and 16 bytes (IPv6), as text."""
+    family = r.variant(["V4", "V6"])
+    raw = bytes(r.byte() for _ in range(4 if family == "V4" else 16))
+    return str(ipaddress.ip_address(raw))
+
+
+def network_facts(r):
+    """A NetworkFacts: the veth ends' names and the sandbox end's addresses."""
+    interface, host_interface = r.string(), r.string()
+    addresses = r.seq(lambda: {"address": ip_addr(r), "prefix_len": r.byte(),
+                               "gateway": ip_addr(r)})
+    return {"interface": interface, "host_interface": host_interface,
+            "addresses": addresses}
+
+
 def decode_event(data):
     """One Event, exactly: trailing bytes are an error, as they are to the daemon."""
     r = Reader(data)
@@ -316,7 +335,8 @@ def decode_event(data):
         event = ("Welcome", r.varint(5), r.string())
     elif tag == 1:
         request_id, pid = r.varint(), r.i32()
-        event = ("Spawned", request_id, pid, r.seq(lambda: r.variant(FD_ROLES)))
+        roles = r.seq(lambda: r.variant(FD_ROLES))
+        event = ("Spawned", request_id, pid, roles, r.option(lambda: network_facts(r)))
     elif tag == 2:
         event = ("Exited", r.varint(), verdict(r))
     elif tag == 3:
@@ -671,7 +691,11 @@ def self_test():
     for encoded, golden in expect:
         assert encoded == bytes.fromhex(golden), (encoded.hex(" "), golden)
     decoded = [
-        ("01 02 9A 01 02 01 03", ("Spawned", 2, 77, ["Stdout", "Pidfd"])),
+        ("01 02 9A 01 02 01 03 00", ("Spawned", 2, 77, ["Stdout", "Pidfd"], None)),
+        ("01 01 04 01 03 01 01 65 02 68 30 01 00 0A 00 00 02 1E 00 0A 00 00 01",
+         ("Spawned", 1, 2, ["Pidfd"],
+          {"interface": "e", "host_interface": "h0",
+           "addresses": [{"address": "10.0.0.2", "prefix_len": 30, "gateway": "10.0.0.1"}]})),
         ("03 00 01 01 01 76", ("Error", None, ("VersionMismatch", 1), "v")),
         ("03 01 05 07 08 00 01 6D 00 04 00",
          ("Error", 5, ("Setup", "RootDirectories", {"op": "m", "path": None, "errno": 2}),

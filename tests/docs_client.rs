@@ -244,7 +244,7 @@ fn the_tour_spawns_and_waits() {
         "{out}"
     );
     assert!(lines[1].starts_with("spawned: ('Spawned', 1, "), "{out}");
-    assert!(lines[1].ends_with(", ['Pidfd'])"), "{out}");
+    assert!(lines[1].ends_with(", ['Pidfd'], None)"), "{out}");
     assert!(
         lines[2]
             .starts_with("exited: ('Exited', 1, {'status': ('Exited', 0), 'reason': 'Exited', "),

@@ -46,6 +46,24 @@ fn veth_flags(k: u8, prefix: &str) -> Vec<String> {
     ]
 }
 
+/// `flags` and `--veth-host-port PORT/tcp`: under the default `none` policy, the only
+/// port of their host end sandboxes may reach.
+fn with_host_port(mut flags: Vec<String>, port: u16) -> Vec<String> {
+    flags.extend(["--veth-host-port".to_string(), format!("{port}/tcp")]);
+    flags
+}
+
+/// `nft list table inet hatchery-PREFIX` in this namespace, or `None` if there is none.
+fn policy_table(prefix: &str) -> Option<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", &format!("hatchery-{prefix}")])
+        .output()
+        .expect("run nft");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn start_daemon(flags: &[String]) -> Daemon {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Daemon::start_with(&flags)
@@ -141,36 +159,31 @@ struct HostListener {
 
 impl HostListener {
     fn start() -> HostListener {
-        let listener = TcpListener::bind(("::", 0)).expect("bind [::]:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().unwrap().port();
+        HostListener::start_in(None, 0)
+    }
+
+    /// A listener on `[::]:port` (0: any free port) in the network namespace bound at
+    /// `netns` (`/run/netns/NAME`), or this process's own.
+    fn start_in(netns: Option<&Path>, port: u16) -> HostListener {
+        let netns = netns.map(|path| std::fs::File::open(path).expect("open the netns"));
+        let (bound, bound_rx) = std::sync::mpsc::channel();
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (seen, stop) = (seen.clone(), stop.clone());
             thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((mut stream, peer)) => {
-                            stream.set_nonblocking(false).unwrap();
-                            let local = stream.local_addr().unwrap();
-                            seen.lock()
-                                .unwrap()
-                                .push((canonical(local), canonical(peer)));
-                            stream
-                                .set_read_timeout(Some(Duration::from_secs(2)))
-                                .unwrap();
-                            let mut line = String::new();
-                            let _ = BufReader::new(&mut stream).read_line(&mut line);
-                            if line == "ping\n" {
-                                let _ = stream.write_all(b"pong\n");
-                            }
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(1)),
-                    }
+                // setns moves this thread only: the test's other threads stay put.
+                if let Some(netns) = netns {
+                    nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .expect("enter the netns");
                 }
+                let listener = TcpListener::bind(("::", port)).expect("bind [::]");
+                listener.set_nonblocking(true).expect("nonblocking");
+                bound.send(listener.local_addr().unwrap().port()).unwrap();
+                serve_pongs(&listener, &seen, &stop);
             })
         };
+        let port = bound_rx.recv().expect("the listener's port");
         HostListener {
             port,
             seen,
@@ -181,6 +194,35 @@ impl HostListener {
 
     fn seen(&self) -> Vec<(IpAddr, IpAddr)> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Answers each connection's `ping` with `pong` until `stop`; records (local address,
+/// peer address) of each.
+fn serve_pongs(
+    listener: &TcpListener,
+    seen: &std::sync::Mutex<Vec<(IpAddr, IpAddr)>>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((mut stream, peer)) => {
+                stream.set_nonblocking(false).unwrap();
+                let local = stream.local_addr().unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push((canonical(local), canonical(peer)));
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut line = String::new();
+                let _ = BufReader::new(&mut stream).read_line(&mut line);
+                if line == "ping\n" {
+                    let _ = stream.write_all(b"pong\n");
+                }
+            }
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
     }
 }
 
@@ -206,11 +248,44 @@ fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
     require_sandbox!();
     let _serial = one_at_a_time();
     let prefix = prefix('a');
-    let daemon = start_daemon(&veth_flags(1, &prefix));
     let host = HostListener::start();
+    let daemon = start_daemon(&with_host_port(veth_flags(1, &prefix), host.port));
     let port = host.port.to_string();
     let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
     let child = start_tcp_probe(&daemon.client(), veth(None, None), &["0", "0", &gw4, &gw6]);
+    // `Spawned` told the client what the network is.
+    let network = child
+        .network
+        .clone()
+        .expect("Spawned has the network's facts");
+    assert_eq!(network.interface, "eth0");
+    assert!(
+        network.host_interface.starts_with(&prefix)
+            && Path::new("/sys/class/net")
+                .join(&network.host_interface)
+                .exists(),
+        "{network:?}"
+    );
+    let addresses: Vec<(IpAddr, u8, IpAddr)> = network
+        .addresses
+        .iter()
+        .map(|a| (a.address, a.prefix_len, a.gateway))
+        .collect();
+    assert_eq!(
+        addresses,
+        vec![
+            (
+                "10.214.1.2".parse().unwrap(),
+                30,
+                "10.214.1.1".parse().unwrap()
+            ),
+            (
+                "fd00:6869:1::2".parse().unwrap(),
+                126,
+                "fd00:6869:1::1".parse().unwrap()
+            ),
+        ]
+    );
     let facts = finish(child);
     for target in [&gw4, &gw6] {
         assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
@@ -232,6 +307,10 @@ fn a_networked_child_talks_tcp_with_its_host_end_over_ipv4_and_ipv6() {
         seen, expected,
         "the host end saw each connection from the sandbox end"
     );
+    assert!(policy_table(&prefix).is_some(), "the daemon's table");
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(policy_table(&prefix), None, "the table outlived its daemon");
     assert_eq!(
         wait_links_gone(&prefix, Duration::from_secs(2)),
         Vec::<String>::new()
@@ -258,30 +337,358 @@ fn the_interface_name_and_mtu_are_the_requests() {
     assert_eq!(inside["ipv4_routes"], "2");
 }
 
+/// The world of the policy tests, on this machine and nothing beyond it: a "host"
+/// network namespace where a test daemon runs, and an "upstream" namespace linked to it
+/// by one veth and to nothing else. Upstream holds a public-looking address (11.22.33.2,
+/// 2a00:1111:2222::2) and, on its `lo`, private ones (192.168.77.1, fd77::1) that the
+/// host routes to it. The host forwards both families and has the uplink's addresses
+/// (11.22.33.1, 2a00:1111:2222::1) and default routes via upstream. Deleting the two
+/// namespaces (on drop) removes everything in them: veths, addresses, routes, tables.
+struct World {
+    host: String,
+    upstream: String,
+}
+
+const UPLINK4: &str = "11.22.33.1";
+const UPLINK6: &str = "2a00:1111:2222::1";
+const UPSTREAM4: &str = "11.22.33.2";
+const UPSTREAM6: &str = "2a00:1111:2222::2";
+const PRIVATE4: &str = "192.168.77.1";
+const PRIVATE6: &str = "fd77::1";
+
+impl World {
+    fn build(tag: char) -> World {
+        let id = format!("{tag}{:x}", std::process::id() & 0xffff);
+        let world = World {
+            host: format!("hw-host-{id}"),
+            upstream: format!("hw-up-{id}"),
+        };
+        for ns in [&world.host, &world.upstream] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let (host, up) = (world.host.as_str(), world.upstream.as_str());
+        ip(&[
+            "-n", host, "link", "add", "uplink", "type", "veth", "peer", "name", "downlink",
+            "netns", up,
+        ]);
+        for (ns, link, v4, v6) in [
+            (host, "uplink", UPLINK4, UPLINK6),
+            (up, "downlink", UPSTREAM4, UPSTREAM6),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", link]);
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                link,
+                "nodad",
+            ]);
+            ip(&["-n", ns, "link", "set", link, "up"]);
+        }
+        ip(&[
+            "-n",
+            up,
+            "addr",
+            "add",
+            &format!("{PRIVATE4}/32"),
+            "dev",
+            "lo",
+        ]);
+        ip(&[
+            "-n",
+            up,
+            "addr",
+            "add",
+            &format!("{PRIVATE6}/128"),
+            "dev",
+            "lo",
+        ]);
+        ip(&["-n", host, "route", "add", "default", "via", UPSTREAM4]);
+        ip(&[
+            "-n", host, "-6", "route", "add", "default", "via", UPSTREAM6,
+        ]);
+        for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            world.sysctl(host, sysctl);
+        }
+        // Found by trying: until the uplink's link-local addresses have passed duplicate
+        // address detection (about 2 s), the host sends the first NAT'd IPv6 replies
+        // back out of the uplink instead of to the sandbox.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for ns in [host, up] {
+            loop {
+                let out = Command::new("ip")
+                    .args(["-n", ns, "-6", "addr", "show", "tentative"])
+                    .output()
+                    .expect("run ip");
+                if out.stdout.is_empty() || Instant::now() > deadline {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        world
+    }
+
+    fn sysctl(&self, ns: &str, setting: &str) {
+        let status = Command::new("ip")
+            .args(["netns", "exec", ns, "sysctl", "-qw", setting])
+            .status()
+            .expect("run sysctl");
+        assert!(status.success(), "sysctl {setting} in {ns}");
+    }
+
+    fn path(ns: &str) -> std::path::PathBuf {
+        Path::new("/run/netns").join(ns)
+    }
+
+    /// A pong listener on `[::]:port` of the host namespace (all of its addresses).
+    fn host_listener(&self, port: u16) -> HostListener {
+        HostListener::start_in(Some(&World::path(&self.host)), port)
+    }
+
+    /// A pong listener on `[::]:port` of the upstream namespace (its public and its
+    /// private addresses).
+    fn upstream_listener(&self, port: u16) -> HostListener {
+        HostListener::start_in(Some(&World::path(&self.upstream)), port)
+    }
+
+    fn daemon(&self, flags: &[String]) -> Daemon {
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Daemon::start_in_netns(&self.host, &flags)
+    }
+
+    /// `nft list tables` in the host namespace.
+    fn tables(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.host, "nft", "list", "tables"])
+            .output()
+            .expect("run nft");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `nft list table inet NAME` in the host namespace, or `None` if there is none.
+    fn table(&self, name: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args([
+                "netns", "exec", &self.host, "nft", "list", "table", "inet", name,
+            ])
+            .output()
+            .expect("run nft");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for ns in [&self.host, &self.upstream] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// `ADDR:PORT` of one family, bracketed for IPv6.
+fn at(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
+/// Asserts that the probe's connect to each target was refused (reset or ICMP, never a
+/// timeout) in under 100 ms.
+fn assert_refused_fast(facts: &Facts, targets: &[String]) {
+    for target in targets {
+        let outcome = &facts[&format!("{target}.connect")];
+        assert!(
+            outcome == "ECONNREFUSED" || outcome == "EHOSTUNREACH" || outcome == "EACCES",
+            "{target}: {outcome} (not refused): {facts:?}"
+        );
+        let ms: u64 = facts[&format!("{target}.ms")].parse().unwrap();
+        assert!(ms < 100, "{target} took {ms} ms to be refused: {facts:?}");
+    }
+}
+
+/// Runs the probe's `tcp` connects to `targets` in one sandbox and returns its facts.
+fn probe_targets(client: &Client, targets: &[String]) -> Facts {
+    let mut args = vec!["0".to_string(), "0".to_string()];
+    args.extend(targets.iter().cloned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    finish(start_tcp_probe(client, veth(None, None), &args))
+}
+
 #[test]
-fn two_networked_children_reach_their_own_host_ends_and_not_each_other() {
+fn none_reaches_only_the_listed_host_port_and_is_refused_fast_everywhere_else() {
     require_sandbox!();
     let _serial = one_at_a_time();
-    // This daemon's default keeps IPv4 forwarding off on the host ends whatever
-    // net.ipv4.ip_forward says; IPv6 forwarding is host-wide only, so that half of the
-    // check needs net.ipv6.conf.all.forwarding = 0 (the kernel's default).
-    let v6_forwarding = std::fs::read_to_string("/proc/sys/net/ipv6/conf/all/forwarding")
-        .is_ok_and(|v| v.trim() == "1");
+    let world = World::build('n');
+    let listed = world.host_listener(0);
+    let unlisted = world.host_listener(0);
+    let upstream = world.upstream_listener(80);
+    let prefix = prefix('n');
+    // `none` is the default: no --veth-policy.
+    let daemon = world.daemon(&with_host_port(veth_flags(11, &prefix), listed.port));
+    let (gw4, gw6) = (
+        format!("gw4:{}", listed.port),
+        format!("gw6:{}", listed.port),
+    );
+    let refused: Vec<String> = vec![
+        format!("gw4:{}", unlisted.port),
+        format!("gw6:{}", unlisted.port),
+        // The host's other addresses, on the listed port (its listener is on all).
+        at(UPLINK4, listed.port),
+        at(UPLINK6, listed.port),
+        at(UPSTREAM4, 80),
+        at(UPSTREAM6, 80),
+        at(PRIVATE4, 80),
+        at(PRIVATE6, 80),
+    ];
+    let mut targets = vec![gw4.clone(), gw6.clone()];
+    targets.extend(refused.iter().cloned());
+    let facts = probe_targets(&daemon.client(), &targets);
+    for target in [&gw4, &gw6] {
+        assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
+        assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+    }
+    assert_refused_fast(&facts, &refused);
+    // UDP is refused with ICMP "administratively prohibited", so an answer is not waited
+    // for either: a port that nothing listens on, upstream's, a private one.
+    let udp: Vec<String> = vec![
+        format!("gw4:{}", unlisted.port),
+        format!("gw6:{}", unlisted.port),
+        at(UPSTREAM4, 53),
+        at(UPSTREAM6, 53),
+        at(PRIVATE4, 53),
+    ];
+    let mut args = vec!["udp-ask"];
+    args.extend(udp.iter().map(String::as_str));
+    let asked = common::probe_facts(&daemon.client(), probe_request_in(&args, veth(None, None)));
+    for target in &udp {
+        let answer = &asked[&format!("{target}.answer")];
+        assert!(
+            answer == "EHOSTUNREACH" || answer == "EACCES",
+            "{target}: {answer}: {asked:?}"
+        );
+        let ms: u64 = asked[&format!("{target}.ms")].parse().unwrap();
+        assert!(ms < 100, "{target} took {ms} ms to be refused: {asked:?}");
+    }
+    assert_eq!(listed.seen().len(), 2, "only the host end's own addresses");
+    assert_eq!(unlisted.seen(), vec![], "an unlisted port was reached");
+    assert_eq!(upstream.seen(), vec![], "upstream was reached");
+    drop(daemon);
+    assert_eq!(
+        world.table(&format!("hatchery-{prefix}")),
+        None,
+        "the table outlived its daemon"
+    );
+}
+
+#[test]
+fn internet_reaches_upstream_through_nat_and_is_refused_fast_on_private_and_host_addresses() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('i');
+    let host = world.host_listener(0);
+    let upstream = world.upstream_listener(80);
+    let prefix = prefix('i');
+    let mut flags = veth_flags(12, &prefix);
+    flags.extend(["--veth-policy".into(), "internet".into()]);
+    let daemon = world.daemon(&flags);
+    let reached = [at(UPSTREAM4, 80), at(UPSTREAM6, 80)];
+    let refused: Vec<String> = vec![
+        at(PRIVATE4, 80),
+        at(PRIVATE6, 80),
+        // The host: its uplink's addresses and the host end (no port is listed).
+        at(UPLINK4, host.port),
+        at(UPLINK6, host.port),
+        format!("gw4:{}", host.port),
+        format!("gw6:{}", host.port),
+    ];
+    let mut targets = reached.to_vec();
+    targets.extend(refused.iter().cloned());
+    let facts = probe_targets(&daemon.client(), &targets);
+    for target in &reached {
+        assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
+        assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
+    }
+    assert_refused_fast(&facts, &refused);
+    // Upstream saw the host's uplink address (NAT), never a sandbox's or a private one.
+    let mut seen = upstream.seen();
+    seen.sort();
+    let expected: Vec<(IpAddr, IpAddr)> = vec![
+        (UPSTREAM4.parse().unwrap(), UPLINK4.parse().unwrap()),
+        (UPSTREAM6.parse().unwrap(), UPLINK6.parse().unwrap()),
+    ];
+    assert_eq!(seen, expected);
+    assert_eq!(host.seen(), vec![], "the host was reached");
+}
+
+#[test]
+fn veth_allow_lifts_a_denied_range_and_veth_deny_adds_one() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('l');
+    let upstream = world.upstream_listener(80);
+    let prefix = prefix('l');
+    let mut flags = veth_flags(13, &prefix);
+    for flag in [
+        "--veth-policy=internet",
+        "--veth-allow=192.168.77.0/24",
+        "--veth-allow=fd77::/64",
+        "--veth-deny=11.22.33.2/32",
+        "--veth-deny=2a00:1111:2222::/48",
+    ] {
+        flags.push(flag.into());
+    }
+    let daemon = world.daemon(&flags);
+    let reached = [at(PRIVATE4, 80), at(PRIVATE6, 80)];
+    let refused = vec![at(UPSTREAM4, 80), at(UPSTREAM6, 80)];
+    let mut targets = reached.to_vec();
+    targets.extend(refused.iter().cloned());
+    let facts = probe_targets(&daemon.client(), &targets);
+    for target in &reached {
+        assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
+    }
+    assert_refused_fast(&facts, &refused);
+    assert_eq!(upstream.seen().len(), 2, "{:?}", upstream.seen());
+}
+
+#[test]
+fn two_networked_children_reach_upstream_and_never_each_other() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    // Under `internet`, in a host that forwards both families: the table alone keeps
+    // sandboxes apart.
+    let world = World::build('t');
+    let upstream = world.upstream_listener(80);
     let prefix = prefix('t');
-    let daemon = start_daemon(&veth_flags(3, &prefix));
-    let host = HostListener::start();
-    let port = host.port.to_string();
+    let mut flags = veth_flags(3, &prefix);
+    flags.extend(["--veth-policy".into(), "internet".into()]);
+    let daemon = world.daemon(&flags);
     let client = daemon.client();
-    let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
     // Slots in spawn order: the first child is .2 / ::2, the second .6 / ::6. Each
-    // listens on 7000 and, on the go, tries its host end and the other's sandbox end.
+    // listens on 7000 and, on the go, tries upstream and the other's sandbox end.
     let targets = |other: u8| {
-        let mut targets = vec![gw4.clone(), format!("10.214.3.{other}:7000")];
-        if !v6_forwarding {
-            targets.push(gw6.clone());
-            targets.push(format!("[fd00:6869:3::{other}]:7000"));
-        }
-        targets
+        vec![
+            at(UPSTREAM4, 80),
+            format!("10.214.3.{other}:7000"),
+            at(UPSTREAM6, 80),
+            format!("[fd00:6869:3::{other}]:7000"),
+        ]
     };
     let (targets_a, targets_b) = (targets(6), targets(2));
     let args = |targets: &[String]| {
@@ -304,36 +711,77 @@ fn two_networked_children_reach_their_own_host_ends_and_not_each_other() {
         child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     }
     let (a, b) = (finish(a), finish(b));
-    for (facts, targets, own) in [
-        (&a, &targets_a, "10.214.3.2"),
-        (&b, &targets_b, "10.214.3.6"),
-    ] {
-        let (own_v4, other_v4) = (&targets[0], &targets[1]);
-        assert_eq!(facts[&format!("{own_v4}.connect")], "ok", "{facts:?}");
-        assert_eq!(facts[&format!("{own_v4}.reply")], "pong", "{facts:?}");
-        assert_eq!(facts[&format!("{own_v4}.local")], own, "{facts:?}");
-        assert_ne!(
-            facts[&format!("{other_v4}.connect")],
-            "ok",
-            "a sandbox reached the other's IPv4 address: {facts:?}"
-        );
-        if !v6_forwarding {
-            let (own_v6, other_v6) = (&targets[2], &targets[3]);
-            assert_eq!(facts[&format!("{own_v6}.connect")], "ok", "{facts:?}");
-            assert_ne!(
-                facts[&format!("{other_v6}.connect")],
-                "ok",
-                "a sandbox reached the other's IPv6 address: {facts:?}"
-            );
-        }
+    for (facts, targets) in [(&a, &targets_a), (&b, &targets_b)] {
+        assert_eq!(facts[&format!("{}.connect", targets[0])], "ok", "{facts:?}");
+        assert_eq!(facts[&format!("{}.connect", targets[2])], "ok", "{facts:?}");
+        assert_refused_fast(facts, &[targets[1].clone(), targets[3].clone()]);
         assert_eq!(
             facts["accepted"], "0",
             "nothing reached a sandbox's listener"
         );
     }
-    if v6_forwarding {
-        eprintln!("note: IPv6 forwarding is on on this host: only IPv4 isolation was checked");
-    }
+    assert_eq!(upstream.seen().len(), 4);
+}
+
+#[test]
+fn a_daemon_killed_and_restarted_leaves_one_table_and_none_once_stopped() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('r');
+    let prefix = prefix('r');
+    let table = format!("hatchery-{prefix}");
+    let listed = world.host_listener(0);
+    let flags = with_host_port(veth_flags(14, &prefix), listed.port);
+    let first = world.daemon(&flags);
+    let rules = world.table(&table).expect("the daemon's table");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = first.stop();
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(
+        world.table(&table).as_deref(),
+        Some(rules.as_str()),
+        "SIGKILL leaves it"
+    );
+    // A daemon with another policy replaces it, in one transaction.
+    let mut flags = veth_flags(14, &prefix);
+    flags.extend(["--veth-policy".into(), "internet".into()]);
+    let second = world.daemon(&flags);
+    let ours: Vec<String> = world
+        .tables()
+        .into_iter()
+        .filter(|line| line.contains("hatchery-"))
+        .collect();
+    assert_eq!(ours, vec![format!("table inet {table}")]);
+    let replaced = world.table(&table).expect("the new table");
+    assert!(
+        !replaced.contains(&format!("tcp . {}", listed.port)),
+        "a stale rule: {replaced}"
+    );
+    assert!(replaced.contains("masquerade"), "{replaced}");
+    // The new one works: upstream is reachable, the old host port no longer.
+    let upstream = world.upstream_listener(80);
+    let facts = probe_targets(
+        &second.client(),
+        &[at(UPSTREAM4, 80), format!("gw4:{}", listed.port)],
+    );
+    assert_eq!(
+        facts[&format!("{}.connect", at(UPSTREAM4, 80))],
+        "ok",
+        "{facts:?}"
+    );
+    assert_refused_fast(&facts, &[format!("gw4:{}", listed.port)]);
+    assert_eq!(upstream.seen().len(), 1);
+    let status = second.stop();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        world.table(&table),
+        None,
+        "a stopped daemon's table is gone"
+    );
 }
 
 #[test]
@@ -342,6 +790,12 @@ fn without_a_veth_the_child_has_only_lo_and_no_route_even_on_a_networking_daemon
     let _serial = one_at_a_time();
     let prefix = prefix('z');
     let daemon = start_daemon(&veth_flags(4, &prefix));
+    let child = daemon
+        .client()
+        .spawn_child(probe_request_in(&["net"], SandboxConfig::default()))
+        .expect("spawn");
+    assert_eq!(child.network, None, "Spawned tells of no network");
+    common::collect(child);
     let inside = common::probe_facts(
         &daemon.client(),
         probe_request_in(&["net"], SandboxConfig::default()),
@@ -362,10 +816,11 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
     require_sandbox!();
     let _serial = one_at_a_time();
     let prefix = prefix('k');
-    let daemon = start_daemon(&veth_flags(5, &prefix));
     let host = Arc::new(HostListener::start());
+    let daemon = start_daemon(&with_host_port(veth_flags(5, &prefix), host.port));
     daemon.build_probe_template();
     let fds_before = daemon.steady_fd_count();
+    let rules_before = policy_table(&prefix).expect("the daemon's table");
     let started = Instant::now();
     let workers: Vec<_> = (0..2)
         .map(|_| {
@@ -407,6 +862,11 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
         wait_links_gone(&prefix, Duration::from_secs(1)),
         Vec::<String>::new(),
         "veths left behind"
+    );
+    // The policy's rules are the daemon's, written once: no spawn added or left one.
+    assert_eq!(
+        policy_table(&prefix).as_deref(),
+        Some(rules_before.as_str())
     );
     // No address of the pool is left on the host.
     let addresses = Command::new("ip").args(["-o", "addr"]).output().unwrap();
@@ -532,12 +992,12 @@ fn a_name_clash_with_an_existing_interface_gets_the_next_name() {
     require_sandbox!();
     let _serial = one_at_a_time();
     let prefix = prefix('c');
-    let daemon = start_daemon(&veth_flags(8, &prefix));
+    let host = HostListener::start();
+    let daemon = start_daemon(&with_host_port(veth_flags(8, &prefix), host.port));
     // Someone else's interface, named as the daemon's first host end would be.
     let clash = format!("{prefix}0");
     let peer = format!("q{}", &prefix[1..]);
     ip(&["link", "add", &clash, "type", "veth", "peer", "name", &peer]);
-    let host = HostListener::start();
     let target = format!("gw4:{}", host.port);
     let child = start_tcp_probe(&daemon.client(), veth(None, None), &["0", "0", &target]);
     let next = format!("{prefix}1");
@@ -586,7 +1046,8 @@ fn a_restarted_daemon_removes_stale_pairs_of_its_prefix_only() {
         "name",
         &format!("{other}a"),
     ]);
-    let daemon = start_daemon(&veth_flags(9, &prefix));
+    let host = HostListener::start();
+    let daemon = start_daemon(&with_host_port(veth_flags(9, &prefix), host.port));
     // Removal is done before the daemon listens.
     assert_eq!(
         links_with(&prefix),
@@ -600,7 +1061,6 @@ fn a_restarted_daemon_removes_stale_pairs_of_its_prefix_only() {
     );
     ip(&["link", "del", &format!("{other}5")]);
     // And the restarted daemon networks children as usual.
-    let host = HostListener::start();
     let target = format!("gw4:{}", host.port);
     let facts = finish(start_tcp_probe(
         &daemon.client(),
@@ -615,9 +1075,13 @@ fn the_cli_runs_a_networked_command() {
     require_sandbox!();
     let _serial = one_at_a_time();
     // No daemon: `run` starts an embedded zygote with the default pool.
+    let dir = common::open_tempdir();
+    let verdict_path = dir.path().join("verdict.json");
     let (code, stdout, stderr) = common::hatchery(
         &[
             "run",
+            "--verdict-json",
+            verdict_path.to_str().unwrap(),
             "--embedded",
             "--net",
             "veth",
@@ -636,6 +1100,30 @@ fn the_cli_runs_a_networked_command() {
     let facts = facts(&stdout);
     assert_eq!(facts["interfaces"], "lo,net0");
     assert_eq!(facts["ipv4_routes"], "2");
+    // The verdict tells of the network the sandbox had.
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&verdict_path).unwrap()).unwrap();
+    let network = &verdict["network"];
+    assert_eq!(network["interface"], "net0", "{verdict:#}");
+    assert!(
+        network["host_interface"]
+            .as_str()
+            .unwrap()
+            .starts_with("hr"),
+        "{verdict:#}"
+    );
+    let addresses = network["addresses"].as_array().unwrap();
+    assert_eq!(addresses.len(), 2, "{verdict:#}");
+    let v4: std::net::Ipv4Addr = addresses[0]["address"].as_str().unwrap().parse().unwrap();
+    let gw4: std::net::Ipv4Addr = addresses[0]["gateway"].as_str().unwrap().parse().unwrap();
+    assert_eq!(addresses[0]["prefix_len"], 30);
+    assert_eq!(u32::from(v4), u32::from(gw4) + 1, "{verdict:#}");
+    assert!(v4.to_string().starts_with("10.213."), "{verdict:#}");
+    assert_eq!(addresses[1]["prefix_len"], 126);
+    assert!(addresses[1]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("fd68:6174:6368:"));
 }
 
 #[test]
@@ -644,14 +1132,14 @@ fn a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end() {
     let _serial = one_at_a_time();
     let prefix = prefix('p');
     let shape = probe_request_in(&[], veth(None, Some(1400))).sandbox;
-    let flags = veth_flags(10, &prefix);
+    let host = HostListener::start();
+    let flags = with_host_port(veth_flags(10, &prefix), host.port);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let daemon = common::warm::pooled_daemon(2, &shape, &flags);
     // An idle sandbox shows itself as idle only once its veth is up.
     let idle = common::warm::wait_for_idle(daemon.pid(), 2);
     assert_eq!(links_with(&prefix).len(), 2, "{:?}", links_with(&prefix));
     let client = daemon.client();
-    let host = HostListener::start();
     let port = host.port.to_string();
     let (gw4, gw6) = (format!("gw4:{port}"), format!("gw6:{port}"));
     let round = |expect_idle: &[i32]| {
@@ -661,7 +1149,24 @@ fn a_pooled_networked_spawn_is_served_warm_and_talks_tcp_with_its_host_end() {
             "{} not from {expect_idle:?}",
             child.pid
         );
+        let network = child
+            .network
+            .clone()
+            .expect("a warm sandbox's network facts");
         let facts = finish(child);
+        // The facts of a warm sandbox are its own network's.
+        let told: Vec<String> = network
+            .addresses
+            .iter()
+            .map(|a| a.address.to_string())
+            .collect();
+        assert_eq!(
+            told,
+            vec![
+                facts[&format!("{gw4}.local")].clone(),
+                facts[&format!("{gw6}.local")].clone()
+            ]
+        );
         for target in [&gw4, &gw6] {
             assert_eq!(facts[&format!("{target}.connect")], "ok", "{facts:?}");
             assert_eq!(facts[&format!("{target}.reply")], "pong", "{facts:?}");
@@ -750,4 +1255,383 @@ fn processes_left(pids: &[i32]) -> Vec<i32> {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn veth_policy_flags_that_would_change_nothing_or_make_no_sense_are_refused() {
+    // Refused as the flags are read, before anything is set up: no root needed.
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--veth-host-port", "8080/tcp"],
+            "--veth-host-port needs --veth-pool",
+        ),
+        (
+            &["--veth-policy", "internet"],
+            "--veth-policy internet needs --veth-pool",
+        ),
+        (
+            &[
+                "--veth-pool",
+                "10.214.15.0/24",
+                "--veth-allow",
+                "10.0.0.0/8",
+            ],
+            "--veth-allow applies to --veth-policy internet only",
+        ),
+        (
+            &["--veth-pool", "10.214.15.0/24", "--veth-host-port", "8080"],
+            "is not PORT/tcp or PORT/udp",
+        ),
+        (
+            &["--veth-pool", "10.214.15.0/24", "--veth-policy", "open"],
+            "none or internet",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["serve", "--socket", "/nonexistent/x.sock"];
+        args.extend_from_slice(flags);
+        let (code, _, stderr) = common::hatchery(&args, b"", &[]);
+        assert_ne!(code, 0, "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+    }
+}
+
+/// Datagrams received on `[::]:port` (any free port) of a namespace: (text, source).
+struct UdpRecorder {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<(String, IpAddr)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl UdpRecorder {
+    fn start_in(netns: &Path) -> UdpRecorder {
+        let netns = std::fs::File::open(netns).expect("open the netns");
+        let (bound, bound_rx) = std::sync::mpsc::channel();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            thread::spawn(move || {
+                nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the netns");
+                let socket = std::net::UdpSocket::bind(("::", 0)).expect("bind [::]");
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                bound.send(socket.local_addr().unwrap().port()).unwrap();
+                let mut buf = [0u8; 256];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        seen.lock().unwrap().push((text, canonical(peer)));
+                    }
+                }
+            })
+        };
+        let port = bound_rx.recv().expect("the recorder's port");
+        UdpRecorder {
+            port,
+            seen,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpRecorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends one datagram to `target` from each of `sources` (its text: the source), inside
+/// the network namespace of process `pid`, bound with `IP_TRANSPARENT` (root's power,
+/// which a sandbox has not) so that any source address goes out.
+fn send_from_inside(pid: i32, target: SocketAddr, sources: &[&str]) {
+    use nix::sys::socket::{
+        bind, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockType,
+        SockaddrStorage,
+    };
+    use std::os::fd::AsRawFd;
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("the sandbox's netns");
+    let sources: Vec<IpAddr> = sources.iter().map(|s| s.parse().unwrap()).collect();
+    thread::spawn(move || {
+        nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        for source in sources {
+            let family = if source.is_ipv4() {
+                AddressFamily::Inet
+            } else {
+                AddressFamily::Inet6
+            };
+            let socket = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).unwrap();
+            setsockopt(&socket, sockopt::IpTransparent, &true).unwrap();
+            bind(
+                socket.as_raw_fd(),
+                &SockaddrStorage::from(SocketAddr::new(source, 0)),
+            )
+            .unwrap();
+            let text = source.to_string();
+            sendto(
+                socket.as_raw_fd(),
+                text.as_bytes(),
+                &SockaddrStorage::from(target),
+                MsgFlags::empty(),
+            )
+            .unwrap_or_else(|e| panic!("send from {source}: {e}"));
+        }
+    })
+    .join()
+    .expect("the sender");
+}
+
+#[test]
+fn a_sandbox_can_send_only_from_its_own_addresses() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('s');
+    let recorder = UdpRecorder::start_in(&World::path(&world.host));
+    let prefix = prefix('s');
+    let mut flags = veth_flags(16, &prefix);
+    flags.extend(["--veth-host-port".into(), format!("{}/udp", recorder.port)]);
+    let daemon = world.daemon(&flags);
+    let client = daemon.client();
+    // The sandbox itself cannot send from an address not its own (no capability)...
+    let out = common::run(
+        &client,
+        probe_request_in(
+            &[
+                "udp-from",
+                &format!("gw4:{}", recorder.port),
+                "-",
+                "10.214.16.14",
+            ],
+            veth(None, None),
+        ),
+    );
+    let facts = common::facts_of_success(out);
+    assert_eq!(facts["-.sent"], "ok", "{facts:?}");
+    assert_ne!(facts["10.214.16.14.sent"], "ok", "{facts:?}");
+    // ... and what root sends from its namespace with a foreign source is dropped: from
+    // another sandbox's subnet (slot 3, which no sandbox of this test has), from its
+    // host end's address, from beyond the host. Its own address passes.
+    let mut child = start_tcp_probe(&client, veth(None, None), &["0", "5", "--wait"]);
+    let network = child.network.clone().expect("network facts");
+    let own = |v4: bool| {
+        network
+            .addresses
+            .iter()
+            .find(|a| a.address.is_ipv4() == v4)
+            .unwrap()
+    };
+    let (own4, own6) = (own(true), own(false));
+    send_from_inside(
+        child.pid,
+        SocketAddr::new(own4.gateway, recorder.port),
+        &[
+            &own4.address.to_string(),
+            "10.214.16.14",
+            "10.214.16.1",
+            "11.22.33.9",
+        ],
+    );
+    send_from_inside(
+        child.pid,
+        SocketAddr::new(own6.gateway, recorder.port),
+        &[
+            &own6.address.to_string(),
+            "fd00:6869:16::e",
+            "fd00:6869:16::1",
+            "2a00:1111:2222::9",
+        ],
+    );
+    thread::sleep(Duration::from_millis(300));
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    let mut seen = recorder.seen.lock().unwrap().clone();
+    seen.sort();
+    let own_ones = vec![
+        ("-".to_string(), "10.214.16.2".parse::<IpAddr>().unwrap()),
+        (own4.address.to_string(), own4.address),
+        (own6.address.to_string(), own6.address),
+    ];
+    let mut expected = own_ones;
+    expected.sort();
+    assert_eq!(
+        seen, expected,
+        "only datagrams from the sandboxes' own addresses arrive"
+    );
+}
+
+/// A DNS resolver on port 53 of the upstream namespace (each of its addresses, UDP), run with
+/// python3: `upstream.test` is 11.22.33.2 and 2a00:1111:2222::2, every other name does
+/// not exist. Each query is printed as `query NAME TYPE from ADDRESS`.
+const RESOLVER: &str = r#"
+import select, socket, struct
+# One socket per address, so that each answer leaves from the address asked.
+sockets = []
+for address in ["11.22.33.2", "192.168.77.1", "2a00:1111:2222::2", "fd77::1"]:
+    s = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((address, 53))
+    sockets.append(s)
+print("ready", flush=True)
+while True:
+    s = select.select(sockets, [], [])[0][0]
+    q, peer = s.recvfrom(512)
+    tid = struct.unpack(">H", q[:2])[0]
+    i, labels = 12, []
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += 1 + q[i]
+    qtype = struct.unpack(">H", q[i + 1:i + 3])[0]
+    question, name = q[12:i + 5], ".".join(labels).lower()
+    print(f"query {name} {qtype} from {peer[0]}", flush=True)
+    answer = b""
+    if name == "upstream.test" and qtype == 1:
+        answer = struct.pack(">HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_pton(socket.AF_INET, "11.22.33.2")
+    if name == "upstream.test" and qtype == 28:
+        answer = struct.pack(">HHHIH", 0xC00C, 28, 1, 60, 16) + socket.inet_pton(socket.AF_INET6, "2a00:1111:2222::2")
+    rcode = 0 if name == "upstream.test" else 3
+    header = struct.pack(">HHHHHH", tid, 0x8180 | rcode, 1, 1 if answer else 0, 0, 0)
+    s.sendto(header + question + answer, peer)
+"#;
+
+/// The resolver running in a namespace; killed (and its queries read) on `queries`/drop.
+struct Resolver {
+    child: std::process::Child,
+}
+
+impl Resolver {
+    fn start_in(ns: &str) -> Resolver {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", RESOLVER])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the resolver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .expect("the resolver's ready line");
+        assert_eq!(line, "ready\n");
+        Resolver { child }
+    }
+
+    /// Stops it and returns the queries it answered.
+    fn queries(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let mut out = String::new();
+        let _ = self.child.stdout.take().unwrap().read_to_string(&mut out);
+        let _ = self.child.wait();
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn internet_sandboxes_resolve_names_with_the_resolvers_they_are_given() {
+    require_sandbox!();
+    if !common::python_runs() {
+        assert!(
+            !common::must_run(),
+            "the resolver of this test needs python3"
+        );
+        return;
+    }
+    let _serial = one_at_a_time();
+    let world = World::build('d');
+    let host_resolv_conf = std::fs::read("/etc/resolv.conf").ok();
+    // The resolver answers on every upstream address; the sandboxes are given its
+    // private ones, which the deny list would refuse but for --veth-dns.
+    let resolver = Resolver::start_in(&world.upstream);
+    let prefix = prefix('d');
+    let mut flags = veth_flags(17, &prefix);
+    for flag in [
+        "--veth-policy=internet",
+        "--veth-dns=192.168.77.1",
+        "--veth-dns=fd77::1",
+    ] {
+        flags.push(flag.into());
+    }
+    let daemon = world.daemon(&flags);
+    let client = daemon.client();
+    let facts = common::probe_facts(
+        &client,
+        probe_request_in(
+            &["resolve", "upstream.test", "nowhere.test"],
+            veth(None, None),
+        ),
+    );
+    assert_eq!(
+        facts["resolv_conf"], "nameserver 192.168.77.1,nameserver fd77::1",
+        "{facts:?}"
+    );
+    if facts["upstream.test"] != "11.22.33.2,2a00:1111:2222::2" {
+        panic!("{facts:?}; the resolver saw {:?}", resolver.queries());
+    }
+    assert!(facts["nowhere.test"].starts_with("error"), "{facts:?}");
+    // Port 53 only: the resolver's address stays refused otherwise.
+    let refused = probe_targets(&client, &[at(PRIVATE4, 80)]);
+    assert_refused_fast(&refused, &[at(PRIVATE4, 80)]);
+    // A sandbox without a veth keeps the root's resolv.conf.
+    let plain = common::probe_facts(
+        &client,
+        probe_request_in(&["resolve"], SandboxConfig::default()),
+    );
+    assert_ne!(plain["resolv_conf"], facts["resolv_conf"]);
+    drop(daemon);
+    let queries = resolver.queries();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.starts_with("query upstream.test 1 from ") && q.ends_with(UPLINK4)),
+        "the resolver upstream answered, through NAT: {queries:?}"
+    );
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").ok(),
+        host_resolv_conf,
+        "the host's resolv.conf changed"
+    );
+}
+
+#[test]
+fn without_veth_dns_internet_sandboxes_get_the_hosts_resolvers_they_can_reach() {
+    require_sandbox!();
+    let _serial = one_at_a_time();
+    let world = World::build('e');
+    // `ip netns exec` binds /etc/netns/NAME/resolv.conf over /etc/resolv.conf for the
+    // daemon: the host's resolvers as that daemon sees them.
+    let dir = Path::new("/etc/netns").join(&world.host);
+    std::fs::create_dir_all(&dir).unwrap();
+    struct RemoveDir(std::path::PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _remove = RemoveDir(dir.clone());
+    std::fs::write(
+        dir.join("resolv.conf"),
+        "nameserver 127.0.0.53\nnameserver 192.168.77.1\nnameserver 11.22.33.1\nnameserver 11.22.33.2\n",
+    )
+    .unwrap();
+    let prefix = prefix('e');
+    let mut flags = veth_flags(18, &prefix);
+    flags.push("--veth-policy=internet".into());
+    let daemon = world.daemon(&flags);
+    let facts = common::probe_facts(
+        &daemon.client(),
+        probe_request_in(&["resolve"], veth(None, None)),
+    );
+    // Not loopback, not private, not the host's own address: only upstream's.
+    assert_eq!(facts["resolv_conf"], "nameserver 11.22.33.2", "{facts:?}");
 }

@@ -85,8 +85,17 @@ def test_bad_sandbox_values_are_refused_before_sending(bad):
 
 
 def test_events_decode():
-    assert _wire.decode_event(bytes.fromhex("01 02 9A 01 02 01 03")) == \
-        ("spawned", 2, 77, ["stdout", "pidfd"])
+    assert _wire.decode_event(bytes.fromhex("01 02 9A 01 02 01 03 00")) == \
+        ("spawned", 2, 77, ["stdout", "pidfd"], None)
+    # With a veth network (src/protocol/tests.rs's golden): names, then 2 addresses.
+    v6 = lambda last: "01 FD" + " 00" * 14 + f" {last:02X}"  # noqa: E731
+    facts = _wire.decode_event(bytes.fromhex(
+        "01 01 04 01 03 01 01 65 02 68 30 02 00 0A 00 00 02 1E 00 0A 00 00 01 "
+        + v6(2) + " 7E " + v6(1)))
+    assert facts == ("spawned", 1, 2, ["pidfd"], {
+        "interface": "e", "host_interface": "h0", "addresses": [
+            {"address": "10.0.0.2", "prefix_len": 30, "gateway": "10.0.0.1"},
+            {"address": "fd00::2", "prefix_len": 126, "gateway": "fd00::1"}]})
     assert _wire.decode_event(bytes.fromhex("03 01 05 07 08 00 01 6D 00 04 00")) == \
         ("error", 5, ("Setup", "RootDirectories", {"op": "m", "path": None, "errno": 2}), "")
     event = _wire.decode_event(bytes.fromhex(

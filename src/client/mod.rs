@@ -401,8 +401,15 @@ impl Shared {
         let (event, fds) = self.next_event(id)?;
         match event {
             Event::Spawned {
-                pid, fds: roles, ..
-            } => Ok(ChildProcess::new(self.clone(), id, pid, roles, fds)?),
+                pid,
+                fds: roles,
+                network,
+                ..
+            } => {
+                let mut child = ChildProcess::new(self.clone(), id, pid, roles, fds)?;
+                child.network = network;
+                Ok(child)
+            }
             Event::Error { kind, message, .. } => Err(spawn_error(kind, message)),
             other => Err(ClientError::Unexpected(format!("{other:?}")).into()),
         }
@@ -651,6 +658,9 @@ pub struct ChildProcess {
     /// `ExecRequest::pty`): its output is read here, its input written here, and
     /// [`ChildProcess::resize`] sets its size.
     pub pty: Option<std::fs::File>,
+    /// The sandbox's veth network (addresses, gateways, the host end's name), if it has
+    /// one.
+    pub network: Option<crate::protocol::NetworkFacts>,
     pidfd: Option<OwnedFd>,
     id: u64,
     shared: Arc<Shared>,
@@ -679,6 +689,7 @@ impl ChildProcess {
             stderr: None,
             result: None,
             pty: None,
+            network: None,
             pidfd: None,
             id,
             shared,

@@ -4,9 +4,8 @@
 //! builds its mounts in parallel:
 //! 1. creates the pair in one request, the sandbox's end directly inside the sandbox's
 //!    network namespace (named by the init's pid), both ends up;
-//! 2. addresses the host end and, unless the operator allows it, switches off IPv4
-//!    forwarding for packets that arrive on it (so that sandboxes reach the host end and
-//!    nothing beyond, whatever `net.ipv4.ip_forward` says);
+//! 2. addresses the host end and, under the `none` policy, switches off IPv4 forwarding
+//!    for packets that arrive on it (a second wall behind the policy's table);
 //! 3. enters the sandbox's namespace just long enough to open a netlink socket there
 //!    (through the init's pidfd: no namespace fd is ever held), addresses the sandbox's
 //!    end and adds default routes via the host end;
@@ -17,6 +16,9 @@
 //! the sandbox's namespace is closed before the sandbox runs, so nothing of the daemon's
 //! keeps a dead sandbox's namespace alive.
 //!
+//! What sandboxes may reach is the daemon's [`Policy`], enforced by an nftables table
+//! loaded when the daemon starts and deleted when it exits (see [`policy`]).
+//!
 //! A subnet returns to the pool only once its host end is gone (the kernel tears the
 //! pair down with the namespace, ~45 ms after the reap); a pair still there seconds
 //! after the reap is deleted. At start the daemon removes veths of its name prefix that
@@ -25,16 +27,19 @@
 //! [`NetworkConfig::Veth`]: crate::protocol::NetworkConfig::Veth
 
 mod netlink;
+pub mod policy;
 pub mod subnets;
 
+use std::net::IpAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 
-use crate::protocol::VethConfig;
+use crate::protocol::{AddressFacts, NetworkFacts, VethConfig};
 use crate::sys::{self, Context, SysError};
+pub use policy::{Egress, Firewall, FirewallError, HostPort, Policy};
 pub use subnets::{Cidr, Subnet, SubnetPool, SubnetPoolError};
 
 /// The sandbox's interface name unless the request names one.
@@ -68,16 +73,16 @@ pub struct NetworkSettings {
     /// Host ends are named this plus a counter. The prefix belongs to this daemon: veths
     /// named so are removed when it starts.
     pub prefix: String,
-    /// Let packets from sandboxes be forwarded beyond their host end (for NAT set up by
-    /// the operator, see `docs/networking.md`). Off: sandboxes reach their host end only.
-    pub forwarding: bool,
+    /// What sandboxes may reach: their host end's listed ports only, or the internet.
+    pub policy: Policy,
     /// The pool's first slot (so that processes sharing a range start apart).
     pub first_slot: u32,
 }
 
 impl NetworkSettings {
     /// What `hatchery run --net veth` uses without a daemon: the embedded pools, a
-    /// prefix of this process's own (`hr` and its pid), no forwarding.
+    /// prefix of this process's own (`hr` and its pid), the `none` policy with no host
+    /// port.
     pub fn embedded() -> NetworkSettings {
         let pid = std::process::id();
         NetworkSettings {
@@ -86,7 +91,7 @@ impl NetworkSettings {
                 .map(|range| range.parse().expect("the embedded pools are valid"))
                 .collect(),
             prefix: format!("hr{}", base36(u64::from(pid))),
-            forwarding: false,
+            policy: Policy::default(),
             first_slot: pid,
         }
     }
@@ -104,6 +109,9 @@ pub enum NetworkError {
     /// A system call or netlink request failed.
     #[error("veth networking")]
     Sys(#[source] SysError),
+    /// The policy's nftables table cannot be loaded.
+    #[error("veth policy")]
+    Firewall(#[source] FirewallError),
 }
 
 impl From<SysError> for NetworkError {
@@ -118,6 +126,8 @@ pub struct Lease {
     subnet: Subnet,
     host_name: String,
     host_index: u32,
+    /// The sandbox end's name.
+    interface: String,
 }
 
 impl Lease {
@@ -129,6 +139,25 @@ impl Lease {
     /// The host end's name.
     pub fn host_name(&self) -> &str {
         &self.host_name
+    }
+
+    /// What the client is told of this network in `Spawned`.
+    pub fn facts(&self) -> NetworkFacts {
+        let v4 = self.subnet.v4.map(|(host, sandbox)| AddressFacts {
+            address: IpAddr::V4(sandbox),
+            prefix_len: subnets::V4_SUBNET,
+            gateway: IpAddr::V4(host),
+        });
+        let v6 = self.subnet.v6.map(|(host, sandbox)| AddressFacts {
+            address: IpAddr::V6(sandbox),
+            prefix_len: subnets::V6_SUBNET,
+            gateway: IpAddr::V6(host),
+        });
+        NetworkFacts {
+            interface: self.interface.clone(),
+            host_interface: self.host_name.clone(),
+            addresses: v4.into_iter().chain(v6).collect(),
+        }
     }
 }
 
@@ -149,7 +178,11 @@ pub struct Network {
     home: OwnedFd,
     pool: SubnetPool,
     prefix: String,
-    forwarding: bool,
+    policy: Policy,
+    /// The `/etc/resolv.conf` of `internet` sandboxes, if they have resolvers.
+    resolv_conf: Option<Vec<u8>>,
+    /// The policy's table; deleted when the daemon finishes or drops this.
+    firewall: Firewall,
     next_name: u64,
     draining: Vec<Draining>,
 }
@@ -158,6 +191,7 @@ impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
             .field("prefix", &self.prefix)
+            .field("policy", &self.policy.egress)
             .field("free", &self.pool.free())
             .field("draining", &self.draining.len())
             .finish()
@@ -165,10 +199,11 @@ impl std::fmt::Debug for Network {
 }
 
 impl Network {
-    /// Builds the runtime and the netlink connection, and removes the veths of this
+    /// Loads the policy's table (replacing one a previous daemon of this prefix left),
+    /// builds the runtime and the netlink connection, and removes the veths of this
     /// prefix that a previous daemon left.
     pub fn new(settings: NetworkSettings) -> Result<Network, NetworkError> {
-        let prefix = settings.prefix;
+        let prefix = settings.prefix.clone();
         let prefix_ok = (1..=MAX_PREFIX_LEN).contains(&prefix.len())
             && prefix
                 .bytes()
@@ -192,18 +227,48 @@ impl Network {
             handle
         };
         let home = sys::own_netns()?;
+        let firewall = Firewall::load(&prefix, &settings.pool, &settings.policy)
+            .map_err(NetworkError::Firewall)?;
+        tracing::info!(
+            table = %format!("inet {}", firewall.table()),
+            policy = settings.policy.egress.name(),
+            host_ports = %settings.policy.host_ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "veth policy loaded"
+        );
+        if settings.policy.egress == Egress::Internet {
+            for (v6, switch) in [
+                (false, "net.ipv4.ip_forward"),
+                (true, "net.ipv6.conf.all.forwarding"),
+            ] {
+                let family_in_pool = settings.pool.iter().any(|range| range.addr.is_ipv6() == v6);
+                if family_in_pool && !policy::forwarding_enabled(v6) {
+                    tracing::warn!(
+                        "{switch} is 0: `internet` sandboxes reach nothing beyond their host end over {} until it is 1",
+                        if v6 { "IPv6" } else { "IPv4" }
+                    );
+                }
+            }
+        }
+        let resolv_conf = sandbox_resolvers(&settings).map(|r| policy::resolv_conf(&r));
         let mut network = Network {
             runtime,
             handle,
             home,
             pool,
             prefix,
-            forwarding: settings.forwarding,
+            policy: settings.policy,
+            resolv_conf,
+            firewall,
             next_name: 0,
             draining: Vec::new(),
         };
         network.remove_stale()?;
         Ok(network)
+    }
+
+    /// The `/etc/resolv.conf` each veth sandbox gets, if any (`internet` with resolvers).
+    pub fn resolv_conf(&self) -> Option<&[u8]> {
+        self.resolv_conf.as_deref()
     }
 
     /// Deletes veths named like this daemon's host ends (the prefix, then a counter).
@@ -311,6 +376,7 @@ impl Network {
             subnet,
             host_name,
             host_index,
+            interface: inside.to_string(),
         };
         match self.configure(&lease, pidfd, inside) {
             Ok(()) => Ok(lease),
@@ -334,7 +400,7 @@ impl Network {
         let (host, index) = (lease.host_name.as_str(), lease.host_index);
         let subnet = lease.subnet;
         let handle = &self.handle;
-        if !self.forwarding && subnet.v4.is_some() {
+        if self.policy.egress == Egress::None && subnet.v4.is_some() {
             let path = format!("/proc/sys/net/ipv4/conf/{host}/forwarding");
             std::fs::write(&path, b"0").op_path("write", &path)?;
         }
@@ -477,8 +543,8 @@ impl Network {
         }
     }
 
-    /// At shutdown: waits up to `within` for the pairs of reaped sandboxes to go, then
-    /// deletes those left.
+    /// At shutdown: waits up to `within` for the pairs of reaped sandboxes to go, deletes
+    /// those left, then the policy's table.
     pub fn finish(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         while self.draining() && Instant::now() < deadline {
@@ -497,7 +563,68 @@ impl Network {
                 Err(e) => tracing::warn!(error = %e, "cannot delete a leftover veth"),
             }
         }
+        if let Err(e) = self.firewall.unload() {
+            tracing::warn!(error = %crate::error_chain(&e), "cannot delete the veth policy's table");
+        }
     }
+}
+
+/// Where a sandbox's resolvers are written.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Gives a veth sandbox its own `/etc/resolv.conf` holding `contents` (a read-only file
+/// of its own, over whatever its root has; the host's is never touched), unless the
+/// request binds or makes one there itself.
+pub fn add_resolv_conf(sandbox: &mut crate::protocol::SandboxConfig, contents: &[u8]) {
+    let target = std::path::Path::new(RESOLV_CONF);
+    let named = sandbox.binds.iter().any(|b| b.target.as_path() == target)
+        || sandbox
+            .mounts
+            .iter()
+            .any(|m| m.target().as_path() == target);
+    if !named && matches!(sandbox.network, crate::protocol::NetworkConfig::Veth(_)) {
+        sandbox.mounts.push(crate::protocol::Mount::File {
+            contents: contents.to_vec(),
+            target: RESOLV_CONF.into(),
+        });
+    }
+}
+
+/// The resolvers of `internet` sandboxes: `--veth-dns`, else the host's that a sandbox
+/// can reach; said in the log either way. `None` under `none`, or when there are none.
+fn sandbox_resolvers(settings: &NetworkSettings) -> Option<Vec<std::net::IpAddr>> {
+    let policy = &settings.policy;
+    if policy.egress != Egress::Internet {
+        return None;
+    }
+    if !policy.dns.is_empty() {
+        let listed: Vec<String> = policy.dns.iter().map(ToString::to_string).collect();
+        tracing::info!(resolvers = %listed.join(","), "internet sandboxes resolve with --veth-dns");
+        return Some(policy.dns.clone());
+    }
+    let host: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|addresses| {
+            addresses
+                .filter_map(|a| a.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let found = policy::reachable_resolvers(&text, &settings.pool, policy, &host);
+    if found.is_empty() {
+        tracing::warn!(
+            "internet sandboxes get no resolver: none of /etc/resolv.conf's is reachable from a sandbox (loopback, private or the host's own); name one with --veth-dns"
+        );
+        return None;
+    }
+    let listed: Vec<String> = found.iter().map(ToString::to_string).collect();
+    tracing::info!(resolvers = %listed.join(","), "internet sandboxes resolve with the host's reachable resolvers");
+    Some(found)
 }
 
 /// `n` in lowercase base 36, as host end names carry their counter.

@@ -75,6 +75,21 @@ impl FromStr for Cidr {
     }
 }
 
+impl Cidr {
+    /// Whether `address` is in the range (an address of the other family never is).
+    pub fn contains(&self, address: IpAddr) -> bool {
+        match (self.addr, address) {
+            (IpAddr::V4(start), IpAddr::V4(a)) => {
+                u32::from(a) & mask32(self.len) == u32::from(start)
+            }
+            (IpAddr::V6(start), IpAddr::V6(a)) => {
+                u128::from(a) & mask128(self.len) == u128::from(start)
+            }
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.len)

@@ -50,10 +50,10 @@ use crate::sys::SysError;
 /// string) and its error a [`SetupFailure`] (it was a system call's error only).
 /// Version 5 appended `unlimited` to [`Limits`], `limits_reached` to [`Verdict`], and
 /// `mounts` ([`Mount`]) and `seccomp_policy` to [`SandboxConfig`]. Version 6 appended
-/// [`Request::Status`] and [`Event::Status`] ([`DaemonStatus`]); and the messages of
+/// [`Request::Status`] and [`Event::Status`] ([`DaemonStatus`]); the messages of
 /// persistent sandboxes: `Request::CreateSandbox`, `Exec`, `DestroySandbox`,
 /// `ListSandboxes`, `Event::SandboxCreated`, `SandboxEnded`, `Sandboxes` and
-/// `ErrorKind::UnknownSandbox`.
+/// `ErrorKind::UnknownSandbox`; and `network` ([`NetworkFacts`]) to [`Event::Spawned`].
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A message from a client to the zygote.
@@ -145,6 +145,9 @@ pub enum Event {
         pid: i32,
         /// What each attached fd is.
         fds: Vec<FdRole>,
+        /// The sandbox's veth network, if it has one: its addresses, gateways and the
+        /// host end's name.
+        network: Option<NetworkFacts>,
     },
     /// The child's sandbox has ended and been reaped.
     Exited {
@@ -895,6 +898,83 @@ pub struct VethConfig {
     pub interface: Option<String>,
     /// The MTU of both ends, 1280 to 65535 [default: 1500].
     pub mtu: Option<u32>,
+}
+
+/// What a sandbox's veth network is, as [`Event::Spawned`] tells the client: so that a
+/// client can offer a service to its own sandbox on the host end's address alone.
+///
+/// ```
+/// use hatchery::protocol::{AddressFacts, NetworkFacts};
+/// let facts = NetworkFacts {
+///     interface: "eth0".into(),
+///     host_interface: "hatch7".into(),
+///     addresses: vec![AddressFacts {
+///         address: "10.213.0.30".parse().unwrap(),
+///         prefix_len: 30,
+///         gateway: "10.213.0.29".parse().unwrap(),
+///     }],
+/// };
+/// assert_eq!(facts.gateway_v4(), Some("10.213.0.29".parse().unwrap()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkFacts {
+    /// The sandbox end's name, inside the sandbox (`eth0` unless the request named it).
+    pub interface: String,
+    /// The host end's name, in the daemon's network namespace.
+    pub host_interface: String,
+    /// The sandbox end's addresses: IPv4 first, then IPv6, each family the daemon's
+    /// pool has.
+    pub addresses: Vec<AddressFacts>,
+}
+
+impl NetworkFacts {
+    /// As `hatchery run --verdict-json` writes it: `{"interface", "host_interface",
+    /// "addresses": [{"address", "prefix_len", "gateway"}]}`, addresses as text.
+    pub fn to_json(&self) -> serde_json::Value {
+        let addresses: Vec<serde_json::Value> = self
+            .addresses
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "address": a.address.to_string(),
+                    "prefix_len": a.prefix_len,
+                    "gateway": a.gateway.to_string(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "interface": self.interface,
+            "host_interface": self.host_interface,
+            "addresses": addresses,
+        })
+    }
+
+    /// The IPv4 gateway: the host end's IPv4 address.
+    pub fn gateway_v4(&self) -> Option<std::net::IpAddr> {
+        self.addresses
+            .iter()
+            .map(|a| a.gateway)
+            .find(std::net::IpAddr::is_ipv4)
+    }
+
+    /// The IPv6 gateway: the host end's IPv6 address.
+    pub fn gateway_v6(&self) -> Option<std::net::IpAddr> {
+        self.addresses
+            .iter()
+            .map(|a| a.gateway)
+            .find(std::net::IpAddr::is_ipv6)
+    }
+}
+
+/// One address of a sandbox's veth end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressFacts {
+    /// The sandbox end's address.
+    pub address: std::net::IpAddr,
+    /// Its prefix length (30 for IPv4, 126 for IPv6).
+    pub prefix_len: u8,
+    /// The host end's address of the same subnet: the default route's next hop.
+    pub gateway: std::net::IpAddr,
 }
 
 /// A sandbox layer that a request may switch off for debugging, where the daemon allows

@@ -47,6 +47,7 @@ fn golden_spawned() -> Event {
         id: 2,
         pid: 77,
         fds: vec![FdRole::Stdout, FdRole::Pidfd],
+        network: None,
     }
 }
 
@@ -337,7 +338,7 @@ fn passed_fd_stdio_is_only_its_tag() {
 fn spawned_and_exited_are_pinned() {
     let spawned = golden_spawned();
     // pid 77 zigzags to 154 = varint 9A 01.
-    round_trip(&spawned, &[0x01, 0x02, 0x9A, 0x01, 0x02, 0x01, 0x03]);
+    round_trip(&spawned, &[0x01, 0x02, 0x9A, 0x01, 0x02, 0x01, 0x03, 0x00]);
     let exited = golden_exited();
     let mut golden = vec![0x02, 0x07]; // Exited, id 7
     golden.extend_from_slice(&[0x01, 0x12]); // status: Signaled(9), zigzag 18
@@ -453,6 +454,47 @@ fn exit_status_decodes_wait_statuses() {
     assert_eq!(ExitStatus::from_wait_status(3 << 8), ExitStatus::Exited(3));
     assert_eq!(ExitStatus::from_wait_status(9), ExitStatus::Signaled(9));
     assert_eq!(ExitStatus::Signaled(15).code(), 143);
+}
+
+#[test]
+fn network_facts_are_pinned() {
+    // Version 6: `Spawned` ends with `network`, an `Option<NetworkFacts>`.
+    let spawned = Event::Spawned {
+        id: 1,
+        pid: 2,
+        fds: vec![FdRole::Pidfd],
+        network: Some(crate::protocol::NetworkFacts {
+            interface: "e".into(),
+            host_interface: "h0".into(),
+            addresses: vec![
+                crate::protocol::AddressFacts {
+                    address: "10.0.0.2".parse().unwrap(),
+                    prefix_len: 30,
+                    gateway: "10.0.0.1".parse().unwrap(),
+                },
+                crate::protocol::AddressFacts {
+                    address: "fd00::2".parse().unwrap(),
+                    prefix_len: 126,
+                    gateway: "fd00::1".parse().unwrap(),
+                },
+            ],
+        }),
+    };
+    let mut golden = vec![0x01, 0x01, 0x04, 0x01, 0x03]; // Spawned, id 1, pid 2, [Pidfd]
+    golden.push(0x01); // network: Some
+    golden.extend_from_slice(&[0x01, b'e', 0x02, b'h', b'0']); // interface, host_interface
+    golden.push(0x02); // addresses: 2 items
+    golden.extend_from_slice(&[0x00, 10, 0, 0, 2, 30, 0x00, 10, 0, 0, 1]); // V4, /30, V4
+    let v6 = |last: u8| {
+        let mut bytes = vec![0x01, 0xfd]; // V6, then 16 bytes
+        bytes.extend_from_slice(&[0; 14]);
+        bytes.push(last);
+        bytes
+    };
+    golden.extend(v6(2));
+    golden.push(126);
+    golden.extend(v6(1));
+    round_trip(&spawned, &golden);
 }
 
 #[test]
@@ -667,6 +709,7 @@ fn the_other_enum_tables_are_the_enums() {
             id: 1,
             pid: 2,
             fds: vec![],
+            network: None,
         },
         Event::Exited { id: 1, verdict },
         Event::Error {

@@ -245,6 +245,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .unless_interrupted(|| client.spawn_child(request), interrupted)
         .map_err(|e| Failure::hatchery(chain(&e)))?
         .map_err(|e| report::spawn_failure(&e, &args.command[0]))?;
+    let network = child.network.take();
     let verdict = child
         .wait_forwarding(&signals)
         .map_err(|e| report::lost_daemon(&e))?;
@@ -262,7 +263,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         }
     }
     if let Some(out) = &mut verdict_out {
-        out.write(&verdict)?;
+        out.write(&verdict, network.as_ref())?;
     }
     Ok(ExitCode::from((verdict.status.code() & 0xff) as u8))
 }
@@ -292,8 +293,17 @@ impl VerdictOut {
             })
     }
 
-    fn write(&mut self, verdict: &Verdict) -> Result<(), Failure> {
-        let text = format!("{:#}\n", verdict.to_json());
+    /// Writes the verdict, and the sandbox's network under `network` if it had a veth.
+    fn write(
+        &mut self,
+        verdict: &Verdict,
+        network: Option<&hatchery::protocol::NetworkFacts>,
+    ) -> Result<(), Failure> {
+        let mut json = verdict.to_json();
+        if let (Some(network), Some(object)) = (network, json.as_object_mut()) {
+            object.insert("network".into(), network.to_json());
+        }
+        let text = format!("{json:#}\n");
         match self {
             VerdictOut::Stdout => {
                 let mut stdout = std::io::stdout().lock();

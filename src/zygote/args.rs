@@ -13,7 +13,7 @@ use super::{
 };
 use crate::client::default_socket_path;
 use crate::limits::{DefaultPrefix, LimitFlags, LimitPolicy, MaxPrefix, SAFE_DEFAULTS};
-use crate::network::{Cidr, NetworkSettings};
+use crate::network::{Cidr, Egress, HostPort, NetworkSettings, Policy};
 use crate::protocol::{Layer, Limit, LimitSet, Limits};
 use crate::sandbox::HostIds;
 use crate::seccomp::{SeccompError, SeccompPolicy};
@@ -65,6 +65,9 @@ pub enum ServeArgsError {
     /// `--group` names no group.
     #[error("no such group: {0}")]
     NoSuchGroup(String),
+    /// A veth policy flag that would change nothing as given.
+    #[error("{0}")]
+    VethPolicy(String),
     /// The zygote could not be prepared or stopped with an error.
     #[error(transparent)]
     Zygote(#[from] ZygoteError),
@@ -227,10 +230,48 @@ pub struct ServeArgs {
     /// named so are this daemon's: it removes those a previous run left when it starts.
     #[arg(long, value_name = "PREFIX", default_value = crate::network::DEFAULT_PREFIX, env = "HATCHERY_VETH_PREFIX")]
     pub veth_prefix: String,
-    /// Let the kernel forward packets from sandboxes beyond their host end (for the
-    /// operator's NAT; see docs/networking.md). Without it they reach their host end only.
-    #[arg(long, env = "HATCHERY_VETH_FORWARDING", value_parser = clap::builder::BoolishValueParser::new())]
-    pub veth_forwarding: bool,
+    /// What veth sandboxes may reach beyond their host end: `none` (nothing) or
+    /// `internet` (through NAT; never private, local or multicast ranges, the host's own
+    /// addresses or other sandboxes). Enforced in an nftables table of the daemon's;
+    /// see docs/networking.md.
+    #[arg(long, value_name = "POLICY", default_value = "none", value_parser = parse_egress, env = "HATCHERY_VETH_POLICY")]
+    pub veth_policy: Egress,
+    /// A port of its own host end that a veth sandbox may reach, `PORT/tcp` or
+    /// `PORT/udp` (repeatable) [default: none].
+    #[arg(
+        long = "veth-host-port",
+        value_name = "PORT/PROTO",
+        value_delimiter = ',',
+        env = "HATCHERY_VETH_HOST_PORT"
+    )]
+    pub veth_host_ports: Vec<HostPort>,
+    /// Let `internet` sandboxes reach CIDR although the deny list has it (repeatable);
+    /// never the pool or the host's own addresses.
+    #[arg(
+        long = "veth-allow",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        env = "HATCHERY_VETH_ALLOW"
+    )]
+    pub veth_allow: Vec<Cidr>,
+    /// Refuse `internet` sandboxes CIDR, beyond the built-in deny list (repeatable).
+    #[arg(
+        long = "veth-deny",
+        value_name = "CIDR",
+        value_delimiter = ',',
+        env = "HATCHERY_VETH_DENY"
+    )]
+    pub veth_deny: Vec<Cidr>,
+    /// The resolver `internet` sandboxes get in their own /etc/resolv.conf (repeatable;
+    /// its port 53 is reachable whatever the deny list says) [default: the host's
+    /// resolvers that a sandbox can reach, if any].
+    #[arg(
+        long = "veth-dns",
+        value_name = "IP",
+        value_delimiter = ',',
+        env = "HATCHERY_VETH_DNS"
+    )]
+    pub veth_dns: Vec<std::net::IpAddr>,
     /// How to write the log to stderr: `text` (`key=value` fields, coloured only on a
     /// terminal) or `json` (one object per line, for log collectors). `RUST_LOG` sets
     /// the level [default: info].
@@ -302,6 +343,11 @@ fn flags_over(file: Limits, flags: Limits) -> Limits {
         }
     }
     merged
+}
+
+/// `none` or `internet`.
+fn parse_egress(text: &str) -> Result<Egress, String> {
+    text.parse()
 }
 
 /// A limit's command-line name (`pids`, `tmp-size`), or `all`.
@@ -400,6 +446,36 @@ impl ServeArgs {
         self.socket.clone().unwrap_or_else(default_socket_path)
     }
 
+    /// Refuses veth policy flags that would be ignored: any without `--veth-pool`, and
+    /// `--veth-allow`/`--veth-deny` under `--veth-policy none`.
+    fn check_veth_policy(&self) -> Result<(), ServeArgsError> {
+        let policy_flags = [
+            ("--veth-host-port", !self.veth_host_ports.is_empty()),
+            ("--veth-allow", !self.veth_allow.is_empty()),
+            ("--veth-deny", !self.veth_deny.is_empty()),
+            ("--veth-dns", !self.veth_dns.is_empty()),
+            (
+                "--veth-policy internet",
+                self.veth_policy == Egress::Internet,
+            ),
+        ];
+        for (flag, given) in policy_flags {
+            if given && self.veth_pools.is_empty() {
+                return Err(ServeArgsError::VethPolicy(format!(
+                    "{flag} needs --veth-pool (without a pool no sandbox has a veth network)"
+                )));
+            }
+        }
+        for (flag, given) in &policy_flags[1..4] {
+            if *given && self.veth_policy == Egress::None {
+                return Err(ServeArgsError::VethPolicy(format!(
+                    "{flag} applies to --veth-policy internet only (under `none` sandboxes reach nothing beyond their host end)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// What a reload (SIGHUP) takes: the seccomp policies (their files read again) and
     /// the limit policy (`--limits-file` read again, the flags over it).
     fn reloadable(&self) -> Result<ZygoteConfig, ServeArgsError> {
@@ -455,11 +531,18 @@ impl ServeArgs {
                 .max_connections_per_uid
                 .map_or((total / 4).max(1), |n| n as usize),
         };
+        self.check_veth_policy()?;
         if !self.veth_pools.is_empty() {
             config.network = Some(NetworkSettings {
                 pool: self.veth_pools.clone(),
                 prefix: self.veth_prefix.clone(),
-                forwarding: self.veth_forwarding,
+                policy: Policy {
+                    egress: self.veth_policy,
+                    host_ports: self.veth_host_ports.clone(),
+                    allow: self.veth_allow.clone(),
+                    deny: self.veth_deny.clone(),
+                    dns: self.veth_dns.clone(),
+                },
                 first_slot: 0,
             });
         }

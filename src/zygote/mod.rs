@@ -255,13 +255,25 @@ impl Zygote {
         ZygoteBuilder::new()
     }
 
-    fn with_entries(config: ZygoteConfig, entries: Entries) -> Result<Zygote, ZygoteError> {
+    fn with_entries(mut config: ZygoteConfig, entries: Entries) -> Result<Zygote, ZygoteError> {
         config.limits.check().map_err(ZygoteError::Policy)?;
         let seccomp = compile_policies(&config)?;
+        let network = config
+            .network
+            .take()
+            .map(Network::new)
+            .transpose()
+            .map_err(ZygoteError::Network)?;
+        // Pooled veth shapes get the resolv.conf that requests of their shape get.
+        if let Some(contents) = network.as_ref().and_then(Network::resolv_conf) {
+            for shape in &mut config.warm_pool.shapes {
+                crate::network::add_resolv_conf(shape, contents);
+            }
+        }
         let pool = WarmPool::new(
             &config.warm_pool,
             &config.limits,
-            config.network.is_some(),
+            network.is_some(),
             &seccomp,
         )
         .map_err(ZygoteError::WarmPool)?;
@@ -272,11 +284,6 @@ impl Zygote {
             HostIdPool::claim(config.host_ids, most_alive).map_err(ZygoteError::HostIds)?;
         let sandboxer =
             Sandboxer::new(seccomp, host_ids.shared_owner()).map_err(ZygoteError::Sandboxes)?;
-        let network = config
-            .network
-            .map(Network::new)
-            .transpose()
-            .map_err(ZygoteError::Network)?;
         Ok(Zygote {
             spare_namespaces: None,
             pool,

@@ -101,6 +101,7 @@ impl Server {
                         id: child.id,
                         pid,
                         fds: roles,
+                        network: child.network.as_ref().map(crate::network::Lease::facts),
                     },
                     fds,
                 );

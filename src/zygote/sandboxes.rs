@@ -436,6 +436,8 @@ impl Server {
         let Some(child) = self.children.get_mut(&pid) else {
             return;
         };
+        // A command shares its sandbox's network.
+        let network = child.network.as_ref().map(crate::network::Lease::facts);
         let Some(persistent) = child.persistent.as_mut() else {
             return;
         };
@@ -471,6 +473,7 @@ impl Server {
                 id: command.id,
                 pid,
                 fds: roles,
+                network,
             },
             fds,
         );

@@ -139,6 +139,9 @@ impl Server {
         // The init applies the limits in force (rlimits, the /tmp size) itself.
         request.sandbox.limits = enforcement.sandbox_limits();
         request.sandbox.seccomp_policy = seccomp_policy;
+        if let Some(contents) = self.zygote.network.as_ref().and_then(|n| n.resolv_conf()) {
+            crate::network::add_resolv_conf(&mut request.sandbox, contents);
+        }
         let launched = self.zygote.launch(&request, fds, &enforcement, workload);
         let Launched {
             sandbox,

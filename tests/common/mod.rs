@@ -153,6 +153,14 @@ impl Daemon {
         Daemon::start_command(command, args)
     }
 
+    /// Starts a daemon with extra `serve` arguments in the named network namespace
+    /// (`ip netns exec NETNS`), and waits until it accepts.
+    pub fn start_in_netns(netns: &str, args: &[&str]) -> Daemon {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", netns, HATCHERY, "serve"]);
+        Daemon::start_command(command, args)
+    }
+
     /// Starts a daemon with `env` added to its environment.
     pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(HATCHERY);

@@ -100,6 +100,9 @@ fn main() -> ExitCode {
         "signal-pids" => processes::signal_pids(rest),
         "detach-tree" => processes::detach_tree(rest),
         "tcp" => network::tcp(rest),
+        "udp-from" => network::udp_from(rest),
+        "resolve" => network::resolve(rest),
+        "udp-ask" => network::udp_ask(rest),
         other => Err(format!("unknown command {other:?}; {}", usage())),
     };
     report(outcome)
@@ -113,7 +116,8 @@ fn usage() -> String {
      memfd-exec|mount-tmpfs|\
      ls-after-line DIR|connect PATH|@NAME...|ipc-hold NAME|ipc-look NAME|lock-hold PATH|\
      lock-look PATH|signal-pids PID...|detach-tree WALKERS SECONDS|\
-     tcp LISTEN_PORT SECONDS [--wait] TARGET...>"
+     tcp LISTEN_PORT SECONDS [--wait] TARGET...|udp-from TARGET SOURCE...|\
+     resolve NAME...|udp-ask TARGET...>"
         .to_string()
 }
 

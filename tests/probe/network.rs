@@ -107,7 +107,8 @@ pub fn connect(targets: &[OsString]) -> Outcome {
 /// IPv6; port 0 for none), prints `ready`, waits for a line on stdin if `--wait` is
 /// given, then connects to each TARGET (`ADDR:PORT`, `[ADDR6]:PORT`, or `gw4:PORT` /
 /// `gw6:PORT` for the default gateway of that family), sends `ping`, and prints
-/// `<target>.connect=ok|<ERRNO>`, `<target>.local=<addr>`, `<target>.reply=<line>`.
+/// `<target>.connect=ok|<ERRNO>`, `<target>.ms=<time connect took>`,
+/// `<target>.local=<addr>`, `<target>.reply=<line>`.
 /// Then answers connections with `pong` until SECONDS have passed since the start, and
 /// prints `accepted=<N>`. Connects time out after one second.
 pub fn tcp(args: &[OsString]) -> Outcome {
@@ -154,7 +155,10 @@ pub fn tcp(args: &[OsString]) -> Outcome {
                 .parse()
                 .map_err(|_| format!("invalid target {target:?}"))?,
         };
-        match TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+        let begin = Instant::now();
+        let connected = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+        println!("{target}.ms={}", begin.elapsed().as_millis());
+        match connected {
             Ok(mut stream) => {
                 println!("{target}.connect=ok");
                 if let Ok(local) = stream.local_addr() {
@@ -185,6 +189,125 @@ pub fn tcp(args: &[OsString]) -> Outcome {
         }
     }
     println!("accepted={accepted}");
+    Ok(())
+}
+
+/// `udp-from TARGET SOURCE...`: sends one datagram to TARGET (`ADDR:PORT`, or `gw4:PORT`
+/// / `gw6:PORT`) from each SOURCE, an address to send from (bound with `IP_FREEBIND`, so
+/// it need not be the sandbox's own) or `-` for the sandbox's own; the datagram's text is
+/// the SOURCE as given. Prints `<source>.sent=ok|<ERRNO>`.
+pub fn udp_from(args: &[OsString]) -> Outcome {
+    use nix::sys::socket::{bind, sendto, setsockopt, sockopt, MsgFlags, SockaddrStorage};
+    use std::net::{IpAddr, SocketAddr};
+    use std::os::fd::AsRawFd;
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_string).ok_or("non-UTF-8 argument"))
+        .collect::<Result<_, _>>()?;
+    let [target, sources @ ..] = args.as_slice() else {
+        return Err("expected TARGET SOURCE...".into());
+    };
+    let target: SocketAddr = match target.split_once(':') {
+        Some(("gw4", port)) => SocketAddr::new(gateway(false)?, port_of(port)?),
+        Some(("gw6", port)) => SocketAddr::new(gateway(true)?, port_of(port)?),
+        _ => target
+            .parse()
+            .map_err(|_| format!("invalid target {target:?}"))?,
+    };
+    let family = if target.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    for source in sources {
+        let socket = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+            .map_err(|e| nix_failure("socket", e))?;
+        let sent = (|| {
+            if source != "-" {
+                let address: IpAddr = source.parse().map_err(|_| nix::errno::Errno::EINVAL)?;
+                setsockopt(&socket, sockopt::IpFreebind, &true)?;
+                bind(
+                    socket.as_raw_fd(),
+                    &SockaddrStorage::from(SocketAddr::new(address, 0)),
+                )?;
+            }
+            sendto(
+                socket.as_raw_fd(),
+                source.as_bytes(),
+                &SockaddrStorage::from(target),
+                MsgFlags::empty(),
+            )
+        })();
+        println!("{source}.sent={}", verdict(sent));
+    }
+    Ok(())
+}
+
+/// `resolve NAME...`: prints `resolv_conf=<its nameserver lines, joined by ,>` and, for
+/// each NAME, `<name>=<its addresses, sorted, joined by ,>` or `<name>=<error>`, as
+/// the C library's resolver (`getaddrinfo`) finds them.
+pub fn resolve(names: &[OsString]) -> Outcome {
+    use std::net::ToSocketAddrs;
+    let conf = read_file("/etc/resolv.conf")?;
+    let servers: Vec<&str> = conf
+        .lines()
+        .filter(|line| line.starts_with("nameserver"))
+        .collect();
+    println!("resolv_conf={}", servers.join(","));
+    for name in names {
+        let name = name.to_string_lossy();
+        match (name.as_ref(), 0).to_socket_addrs() {
+            Ok(found) => {
+                let mut addresses: Vec<String> = found.map(|a| a.ip().to_string()).collect();
+                addresses.sort();
+                addresses.dedup();
+                println!("{name}={}", addresses.join(","));
+            }
+            Err(e) => println!("{name}=error: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// `udp-ask TARGET...`: sends `ping` from a connected UDP socket to each TARGET (as for
+/// `tcp`) and waits up to one second for an answer or an error the network sends back;
+/// prints `<target>.answer=<text>|<ERRNO>` and `<target>.ms=<time it took>`.
+pub fn udp_ask(targets: &[OsString]) -> Outcome {
+    use std::net::{SocketAddr, UdpSocket};
+    for target in targets {
+        let target = target.to_string_lossy();
+        let address: SocketAddr = match target.split_once(':') {
+            Some(("gw4", port)) => SocketAddr::new(gateway(false)?, port_of(port)?),
+            Some(("gw6", port)) => SocketAddr::new(gateway(true)?, port_of(port)?),
+            _ => target
+                .parse()
+                .map_err(|_| format!("invalid target {target:?}"))?,
+        };
+        let local: SocketAddr = if address.is_ipv4() {
+            "0.0.0.0:0".parse().unwrap()
+        } else {
+            "[::]:0".parse().unwrap()
+        };
+        let socket = UdpSocket::bind(local).map_err(|e| io_failure("bind", e))?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| io_failure("set_read_timeout", e))?;
+        let begin = Instant::now();
+        let answer = socket
+            .connect(address)
+            .and_then(|()| socket.send(b"ping"))
+            .and_then(|_| {
+                let mut buf = [0u8; 64];
+                socket
+                    .recv(&mut buf)
+                    .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+            });
+        println!("{target}.ms={}", begin.elapsed().as_millis());
+        match answer {
+            Ok(text) => println!("{target}.answer={text}"),
+            Err(e) => println!("{target}.answer={}", io_error_name(&e)),
+        }
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ The protocol version lives in one constant, :data:`PROTOCOL_VERSION`.
 from __future__ import annotations
 
 import array
+import ipaddress
 import os
 import socket
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -349,9 +350,26 @@ def _daemon_status(r: Reader) -> t.DaemonStatus:
                           ended=ended)
 
 
+def _ip_addr(r: Reader) -> str:
+    """An IpAddr: 00 and 4 bytes (IPv4) or 01 and 16 bytes (IPv6), as text."""
+    family = r.variant(["V4", "V6"])
+    raw = bytes(r.byte() for _ in range(4 if family == "V4" else 16))
+    return str(ipaddress.ip_address(raw))
+
+
+def _network_facts(r: Reader) -> Dict[str, Any]:
+    """A sandbox's veth network, as ``Spawned`` gives it: the ends' names and the
+    sandbox end's addresses with their prefix lengths and gateways."""
+    interface, host_interface = r.string(), r.string()
+    addresses = r.seq(lambda: {"address": _ip_addr(r), "prefix_len": r.byte(),
+                               "gateway": _ip_addr(r)})
+    return {"interface": interface, "host_interface": host_interface,
+            "addresses": addresses}
+
+
 def decode_event(data: bytes) -> tuple:
     """One Event, exactly (trailing bytes are an error): ``("welcome", version,
-    server)``, ``("spawned", id, pid, roles)``, ``("exited", id, verdict)``,
+    server)``, ``("spawned", id, pid, roles, network)``, ``("exited", id, verdict)``,
     ``("error", id_or_None, kind_tuple, message)`` or ``("status", id,
     daemon_status)``."""
     r = Reader(data)
@@ -361,7 +379,8 @@ def decode_event(data: bytes) -> tuple:
         event = ("welcome", r.varint(5), r.string())
     elif tag == 1:
         request_id, pid = r.varint(), r.i32()
-        event = ("spawned", request_id, pid, r.seq(lambda: r.variant(FD_ROLES)))
+        roles = r.seq(lambda: r.variant(FD_ROLES))
+        event = ("spawned", request_id, pid, roles, r.option(lambda: _network_facts(r)))
     elif tag == 2:
         event = ("exited", r.varint(), _verdict(r))
     elif tag == 3:

@@ -297,8 +297,10 @@ class Client:
             raise spawn_error(event[2], event[3])
         command = request.command
         argv = list(command.argv) if isinstance(command, t.Exec) else [command.name]
-        return ChildProcess(self, request_id, event[2], dict(zip(event[3], received)),
-                            state, argv)
+        child = ChildProcess(self, request_id, event[2], dict(zip(event[3], received)),
+                             state, argv)
+        child.network = event[4]
+        return child
 
     def status(self) -> t.DaemonStatus:
         """The daemon's report on itself (``hatchery status``): its version, uptime,
@@ -418,6 +420,10 @@ class ChildProcess:
             os.fdopen(fds["result"], "rb") if "result" in fds else None)
         self._output: Dict[str, List[bytes]] = {"stdout": [], "stderr": []}
         self._input_offset = 0
+        #: The sandbox's veth network as ``Spawned`` gave it (``interface``,
+        #: ``host_interface``, ``addresses`` with ``address``, ``prefix_len`` and
+        #: ``gateway``), or None without one.
+        self.network: Optional[Dict[str, Any]] = None
 
     @property
     def verdict(self) -> Optional[t.Verdict]:
