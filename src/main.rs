@@ -69,10 +69,12 @@ enum Command {
 fn main() -> ExitCode {
     let parsed = Cli::command().try_get_matches().and_then(|matches| {
         let mut cli = Cli::from_arg_matches(&matches)?;
-        if let (Command::Run(args), Some(run)) =
-            (&mut cli.command, matches.subcommand_matches("run"))
-        {
-            run::settle_embedded(args, run)?;
+        match (&mut cli.command, matches.subcommand()) {
+            (Command::Run(args), Some(("run", run))) => run::settle_embedded(args, run)?,
+            (Command::Shell(args), Some(("shell", shell))) => {
+                run::settle_embedded(&mut args.run, shell)?
+            }
+            _ => {}
         }
         Ok(cli)
     });
@@ -107,7 +109,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             init_logging("warn");
-            run::main(args)
+            run::main(args, run::Mode::Run)
         }
         Command::Mcp(args) => {
             init_logging("info");

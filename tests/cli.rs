@@ -1009,3 +1009,32 @@ fn a_fork_loop_at_the_pids_limit_is_named_when_the_host_can_tell() {
     assert_eq!(code, 0, "{stderr}");
     assert!(!stderr.contains("pids limit"), "{stderr}");
 }
+
+/// `run -t` drives the command's terminal from its own stdin: a pipe is refused, with
+/// why and what to do, before any sandbox is made; without `-t` the same job runs.
+#[test]
+fn run_t_refuses_a_stdin_that_is_not_a_terminal() {
+    let (code, stdout, stderr) = run_embedded(&["-t", "--", "/bin/echo", "ran"], b"");
+    assert_eq!(code, 125, "{stdout}{stderr}");
+    assert!(stderr.contains("-t: stdin is not a terminal"), "{stderr}");
+    assert!(stderr.contains("leave out -t"), "{stderr}");
+    assert!(!stdout.contains("ran"), "{stdout}");
+}
+
+/// `shell` takes run's flags and a program in place of the shell.
+#[test]
+fn shell_help_lists_runs_options() {
+    let (code, stdout, _) = hatchery(&["shell", "--help"], b"", &[]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--ro-bind",
+        "--chroot",
+        "--cwd",
+        "--net",
+        "--seccomp-policy",
+        "--profile",
+    ] {
+        assert!(stdout.contains(flag), "{flag} missing from:\n{stdout}");
+    }
+    assert!(!stdout.contains("--tty"), "{stdout}");
+}

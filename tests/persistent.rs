@@ -957,3 +957,71 @@ fn hatchery_exec_t_on_a_real_terminal() {
     assert!(seen.contains("status=4 restored=True"), "{seen}");
     sandbox.destroy().expect("destroy");
 }
+
+#[test]
+fn hatchery_run_t_on_a_real_terminal() {
+    require_sandbox!();
+    if !common::python_runs() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let seen = on_a_terminal(
+        &daemon,
+        &["run", "-t", "--", "/bin/sh", "-c", "tty; stty size; exit 3"],
+        &[],
+    );
+    assert!(seen.contains("/dev/pts/0"), "{seen}");
+    assert!(seen.contains("24 80"), "{seen}");
+    assert!(seen.contains("status=3 restored=True"), "{seen}");
+    // Its sandbox is gone with it.
+    assert!(sandbox_inits(&daemon).is_empty());
+    // A limit's kill is named as `run` names it, with `run`'s exit code.
+    let seen = on_a_terminal(
+        &daemon,
+        &["run", "-t", "--wall-time", "1s", "--", "/bin/sleep", "30"],
+        &[],
+    );
+    assert!(
+        seen.contains("hatchery: killed: wall-time limit 1s reached"),
+        "{seen}"
+    );
+    assert!(seen.contains("status=137 restored=True"), "{seen}");
+    assert!(sandbox_inits(&daemon).is_empty());
+}
+
+#[test]
+fn hatchery_shell_takes_runs_options() {
+    require_sandbox!();
+    if !common::python_runs() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let dir = common::open_tempdir();
+    let marker = dir.path().join("marker");
+    std::fs::write(&marker, "bound-from-the-host\n").expect("write the marker");
+    std::fs::set_permissions(&marker, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod the marker");
+    let bind = format!("{}:/x", dir.path().display());
+    let seen = on_a_terminal(
+        &daemon,
+        &[
+            "shell",
+            "--ro-bind",
+            &bind,
+            "--env",
+            "GREETING=hi",
+            "--cwd",
+            "/x",
+        ],
+        &[
+            ("$ ", "cat marker; echo $GREETING-$HOME\r"),
+            ("bound-from-the-host", ""),
+            ("hi-/tmp", ""),
+            ("$ ", "touch /x/new || echo read-only\r"),
+            ("read-only", ""),
+            ("$ ", "exit 5\r"),
+        ],
+    );
+    assert!(seen.contains("status=5 restored=True"), "{seen}");
+    assert!(sandbox_inits(&daemon).is_empty());
+}

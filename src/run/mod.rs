@@ -13,6 +13,7 @@ pub(crate) mod profile;
 pub(crate) mod report;
 pub(crate) mod request;
 pub(crate) mod socket;
+pub(crate) mod tty;
 pub(crate) mod values;
 
 use std::ffi::OsString;
@@ -163,6 +164,11 @@ pub struct RunArgs {
     /// operator chose others) [default: the daemon's first].
     #[arg(long, value_name = "NAME", env = "HATCHERY_RUN_SECCOMP_POLICY")]
     seccomp_policy: Option<String>,
+    /// Run the program on a terminal of the sandbox's own (its stdio and controlling
+    /// terminal, in a fresh sandbox), driven from this one in raw mode; `TERM` is passed
+    /// unless --env sets it. Refused when stdin is not a terminal.
+    #[arg(short = 't', long = "tty")]
+    tty: bool,
     /// The program and its arguments.
     #[arg(required = true, last = true, value_name = "PROGRAM [ARGS]...")]
     command: Vec<OsString>,
@@ -204,9 +210,17 @@ impl Failure {
     }
 }
 
+/// Which command runs the job: `run`, or `shell` (run's options, on a terminal, with a
+/// shell, `PATH`, `HOME` and directory where they leave a choice).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Shell,
+}
+
 /// Runs the command and returns the exit code, having printed any failure.
-pub fn main(args: RunArgs) -> ExitCode {
-    match run(args) {
+pub fn main(args: RunArgs, mode: Mode) -> ExitCode {
+    match run(args, mode) {
         Ok(code) => code,
         Err(Failure { code, message }) => {
             eprintln!("hatchery: {message}");
@@ -215,13 +229,25 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let options = match &args.profile {
+fn run(args: RunArgs, mode: Mode) -> Result<ExitCode, Failure> {
+    // `run -t` needs a terminal to drive; `shell` takes what it is given.
+    if args.tty && mode == Mode::Run {
+        tty::check_stdin()?;
+    }
+    let mut options = match &args.profile {
         Some(path) => profile::load(path)?,
         None => profile::Options::default(),
     }
     .overridden_by(&args);
-    let request = request::build(&options, &args.command)?;
+    let mut command = args.command.clone();
+    if mode == Mode::Shell {
+        tty::shell_defaults(&mut options, &mut command);
+    }
+    let on_terminal = args.tty || mode == Mode::Shell;
+    let request = match on_terminal {
+        true => request::sandboxed(&options, &command)?,
+        false => request::build(&options, &command)?,
+    };
     // Checked before the job runs, so that a path that cannot be written costs nothing
     // and the job's exit status is never lost to it.
     let mut verdict_out = args
@@ -229,18 +255,24 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
         .as_deref()
         .map(VerdictOut::open)
         .transpose()?;
+    let veth = options.net == values::Net::Veth;
+    if on_terminal {
+        let outcome = tty::run(request, &command[0], &args, veth)?;
+        if let Some(verdict) = &outcome.verdict {
+            report_end(verdict, args.quiet);
+            if let Some(out) = &mut verdict_out {
+                out.write(verdict, None)?;
+            }
+        }
+        return Ok(ExitCode::from(outcome.code));
+    }
     // Held from before the connection, so that no SIGINT/SIGTERM is lost: until the
     // sandbox runs, one ends `run` at once (however long the daemon takes to answer), and
     // the daemon kills whatever it started for this connection; then each is forwarded
     // to the sandbox.
     let signals = ForwardedSignals::hold().map_err(|e| Failure::hatchery(chain(&e)))?;
     let target = socket::choose(args.socket.as_deref(), args.embedded);
-    let (client, embedded) = socket::connect(
-        &target,
-        options.net == values::Net::Veth,
-        args.quiet,
-        Some(&signals),
-    )?;
+    let (client, embedded) = socket::connect(&target, veth, args.quiet, Some(&signals))?;
     let mut child = signals
         .unless_interrupted(|| client.spawn_child(request), interrupted)
         .map_err(|e| Failure::hatchery(chain(&e)))?
@@ -254,18 +286,24 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
     if let Some(zygote) = embedded {
         zygote.wait();
     }
-    if !args.quiet {
-        for line in report::end_reason(&verdict)
-            .into_iter()
-            .chain(report::limits_reached(&verdict))
-        {
-            eprintln!("hatchery: {line}");
-        }
-    }
+    report_end(&verdict, args.quiet);
     if let Some(out) = &mut verdict_out {
         out.write(&verdict, network.as_ref())?;
     }
     Ok(ExitCode::from((verdict.status.code() & 0xff) as u8))
+}
+
+/// Prints why the job ended when a limit or a signal ended it, unless `--quiet`.
+fn report_end(verdict: &Verdict, quiet: bool) {
+    if quiet {
+        return;
+    }
+    for line in report::end_reason(verdict)
+        .into_iter()
+        .chain(report::limits_reached(verdict))
+    {
+        eprintln!("hatchery: {line}");
+    }
 }
 
 /// Where `--verdict-json` goes: opened (the file created) before the job runs.

@@ -1,4 +1,4 @@
-//! A terminal session of `hatchery shell` and `hatchery exec -t` (the CLI's process):
+//! A terminal session of `hatchery shell`, `hatchery run -t` and `hatchery exec -t` (the CLI's process):
 //! the caller's terminal in raw mode, restored on every exit path (the guard's drop, and
 //! the signals that would end this process read from a signalfd instead); its keys to
 //! the command's pty, the pty's output to it, its size forwarded on `SIGWINCH`. The
@@ -13,7 +13,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use hatchery::{error_chain as chain, ChildProcess, ExitStatus};
+use hatchery::{error_chain as chain, ChildProcess, ExitStatus, Verdict};
 
 /// The size a command's terminal gets when the caller has none.
 pub const DEFAULT_SIZE: (u16, u16) = (24, 80);
@@ -51,10 +51,11 @@ impl Drop for RawMode<'_> {
 
 /// How a session ended.
 pub enum Ended {
-    /// The command ended so (its verdict's status).
-    Exited(ExitStatus),
-    /// A signal asked this process to end; the command was killed.
-    Signaled(Signal),
+    /// The command ended, with this verdict.
+    Exited(Verdict),
+    /// A signal asked this process to end; the command was killed (its verdict, if the
+    /// daemon gave it).
+    Signaled(Signal, Option<Verdict>),
 }
 
 /// Runs the session of `child`, which has a terminal, until it ends.
@@ -156,14 +157,8 @@ pub fn session(child: &mut ChildProcess) -> Result<Ended, String> {
     drain(&master, &mut stdout);
     drop(raw);
     match ended {
-        Some(signal) => {
-            let _ = child.wait();
-            Ok(Ended::Signaled(signal))
-        }
-        None => child
-            .wait()
-            .map(|verdict| Ended::Exited(verdict.status))
-            .map_err(|e| chain(&e)),
+        Some(signal) => Ok(Ended::Signaled(signal, child.wait().ok())),
+        None => child.wait().map(Ended::Exited).map_err(|e| chain(&e)),
     }
 }
 
@@ -188,7 +183,7 @@ fn drain(master: &std::fs::File, out: &mut std::io::Stdout) {
 /// The exit code of a session: the command's, or 128 + the signal that ended this one.
 pub fn exit_code(ended: &Ended) -> u8 {
     match ended {
-        Ended::Exited(status) => (status.code() & 0xff) as u8,
-        Ended::Signaled(signal) => (ExitStatus::Signaled(*signal as i32).code() & 0xff) as u8,
+        Ended::Exited(verdict) => (verdict.status.code() & 0xff) as u8,
+        Ended::Signaled(signal, _) => (ExitStatus::Signaled(*signal as i32).code() & 0xff) as u8,
     }
 }
