@@ -987,6 +987,31 @@ fn hatchery_run_t_on_a_real_terminal() {
     );
     assert!(seen.contains("status=137 restored=True"), "{seen}");
     assert!(sandbox_inits(&daemon).is_empty());
+    // So is the kill of the sandbox's own limit, its memory.
+    let seen = on_a_terminal(
+        &daemon,
+        &[
+            "run",
+            "-t",
+            "--memory",
+            "32M",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            "a = bytearray(200 << 20); a[::4096] = b'x' * len(a[::4096])",
+        ],
+        &[],
+    );
+    if seen.contains("cannot enforce") && !common::must_run() {
+        eprintln!("skipped the memory case: no memory cgroup here");
+        return;
+    }
+    assert!(
+        seen.contains("hatchery: killed: memory limit 32 MiB reached"),
+        "{seen}"
+    );
+    assert!(seen.contains("status=137 restored=True"), "{seen}");
+    assert!(sandbox_inits(&daemon).is_empty());
 }
 
 #[test]

@@ -8,7 +8,9 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 
 use hatchery::protocol::{Command, SandboxOptions, SpawnRequest};
-use hatchery::{ExecRequest, Verdict};
+use hatchery::{
+    EndReason, ExecRequest, ExitStatus, Limits, SandboxEndReason, SandboxVerdict, Verdict,
+};
 
 use super::profile::Options;
 use super::{report, socket, Failure, RunArgs};
@@ -90,7 +92,7 @@ pub fn run(
         .map_err(|e| report::spawn_failure(&e, shown))?;
     let ended = terminal::session(&mut child);
     drop(child);
-    let _ = sandbox.destroy();
+    let whole = sandbox.destroy().ok();
     drop(client);
     if let Some(zygote) = embedded {
         zygote.wait();
@@ -102,15 +104,108 @@ pub fn run(
                 Ended::Exited(verdict) => Some(verdict),
                 Ended::Signaled(_, verdict) => verdict,
             };
+            let verdict = verdict.map(|verdict| as_runs(verdict, whole.as_ref()));
             Ok(Outcome { verdict, code })
         }
         Err(message) => Err(Failure::hatchery(message)),
     }
 }
 
+/// The command's verdict as `run` reports a job's: the sandbox's limits and peak memory,
+/// and, when a sandbox limit's kill (its memory, CPU time or lifetime) ended it, that
+/// limit as the reason.
+fn as_runs(mut verdict: Verdict, sandbox: Option<&SandboxVerdict>) -> Verdict {
+    let Some(sandbox) = sandbox else {
+        return verdict;
+    };
+    let reason = match sandbox.reason {
+        SandboxEndReason::OomKilled => Some(EndReason::OomKilled),
+        SandboxEndReason::CpuTimeout => Some(EndReason::CpuTimeout),
+        SandboxEndReason::Lifetime => Some(EndReason::WallTimeout),
+        _ => None,
+    };
+    let killed = verdict.status == ExitStatus::Signaled(libc::SIGKILL);
+    if let (Some(reason), true, EndReason::Signaled | EndReason::KilledByClient) =
+        (reason, killed, verdict.reason)
+    {
+        verdict.reason = reason;
+    }
+    let own = verdict.limits;
+    verdict.limits = Limits {
+        wall_time_ms: own.wall_time_ms.or(sandbox.limits.wall_time_ms),
+        cpu_time_ms: own.cpu_time_ms.or(sandbox.limits.cpu_time_ms),
+        ..sandbox.limits
+    };
+    verdict.memory_peak_bytes = sandbox.memory_peak_bytes;
+    verdict
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hatchery::protocol::LimitSet;
+
+    fn command(status: ExitStatus, reason: EndReason) -> Verdict {
+        Verdict {
+            status,
+            reason,
+            wall_time_us: 1,
+            user_cpu_us: 0,
+            system_cpu_us: 0,
+            max_rss_kib: 0,
+            memory_peak_bytes: None,
+            tasks_started: None,
+            limits: Limits {
+                wall_time_ms: Some(5_000),
+                ..Limits::default()
+            },
+            skipped_limits: Vec::new(),
+            limits_reached: LimitSet::EMPTY,
+        }
+    }
+
+    fn sandbox(reason: SandboxEndReason) -> SandboxVerdict {
+        SandboxVerdict {
+            name: "sandbox-1".into(),
+            reason,
+            wall_time_us: 1,
+            user_cpu_us: 0,
+            system_cpu_us: 0,
+            memory_peak_bytes: Some(32 << 20),
+            commands_run: 1,
+            limits: Limits {
+                memory_bytes: Some(32 << 20),
+                wall_time_ms: Some(9_000),
+                ..Limits::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_sandbox_limits_kill_is_the_commands_reason() {
+        let killed = ExitStatus::Signaled(libc::SIGKILL);
+        let verdict = as_runs(
+            command(killed, EndReason::Signaled),
+            Some(&sandbox(SandboxEndReason::OomKilled)),
+        );
+        assert_eq!(verdict.reason, EndReason::OomKilled);
+        assert_eq!(verdict.limits.memory_bytes, Some(32 << 20));
+        // The command's own wall time stays its own.
+        assert_eq!(verdict.limits.wall_time_ms, Some(5_000));
+        assert_eq!(verdict.memory_peak_bytes, Some(32 << 20));
+        // Destroyed after the command ended: nothing to name.
+        let verdict = as_runs(
+            command(killed, EndReason::Signaled),
+            Some(&sandbox(SandboxEndReason::Destroyed)),
+        );
+        assert_eq!(verdict.reason, EndReason::Signaled);
+        // An exit is an exit, whatever ended the sandbox after it.
+        let verdict = as_runs(
+            command(ExitStatus::Exited(0), EndReason::Exited),
+            Some(&sandbox(SandboxEndReason::OomKilled)),
+        );
+        assert_eq!(verdict.reason, EndReason::Exited);
+    }
 
     #[test]
     fn shell_defaults_fill_only_what_is_left_out() {
