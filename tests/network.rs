@@ -852,8 +852,12 @@ fn a_thousand_networked_spawns_two_at_a_time_leave_nothing_behind_and_never_stal
     let total = started.elapsed();
     eprintln!("1000 networked spawns in {total:?}; slowest spawn to exit {slowest:?}");
     assert_eq!(host.seen().len(), 1000, "every spawn reached its host end");
+    // A stall is a spawn waiting for something the daemon should have freed: a subnet
+    // whose pair is kept alive, which it deletes itself after 2 s. Below that, the time
+    // is the machine's load (a loaded 2-core machine saw 160-300 ms), and latency is the
+    // benchmark's to claim (benches/network.rs), not this test's.
     assert!(
-        slowest < Duration::from_millis(100),
+        slowest < Duration::from_secs(1),
         "a networked spawn took {slowest:?}"
     );
     // Pairs go with their namespaces: within a second of the last exit, before the

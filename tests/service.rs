@@ -45,7 +45,7 @@ fn flags_and_variables(command: &str) -> (BTreeSet<String>, BTreeSet<(String, St
 }
 
 /// Flags that have no variable, each for a reason the README's table states.
-const NO_VARIABLE: [&str; 6] = [
+const NO_VARIABLE: [&str; 7] = [
     "--help",
     "--version",
     // Named by HATCHERY_SOCKET, which `run` and clients read as they always did.
@@ -54,6 +54,9 @@ const NO_VARIABLE: [&str; 6] = [
     "--symlink",
     "--file",
     "--file-from",
+    // A terminal is asked for at the command line only: a variable left set would make
+    // every script's `run` refuse a stdin that is not a terminal.
+    "--tty",
 ];
 
 #[test]

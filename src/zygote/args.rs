@@ -175,10 +175,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), env = "HATCHERY_MAX_CONNECTIONS_PER_UID")]
     pub max_connections_per_uid: Option<u32>,
     /// The most persistent sandboxes (`hatchery sandbox create`) alive at once, in all.
-    #[arg(long, value_name = "N", default_value_t = SandboxBounds::default().total)]
+    #[arg(long, value_name = "N", default_value_t = SandboxBounds::default().total, env = "HATCHERY_MAX_SANDBOXES")]
     pub max_sandboxes: usize,
     /// The most persistent sandboxes alive at once created by one uid.
-    #[arg(long, value_name = "N", default_value_t = SandboxBounds::default().per_uid)]
+    #[arg(long, value_name = "N", default_value_t = SandboxBounds::default().per_uid, env = "HATCHERY_MAX_SANDBOXES_PER_UID")]
     pub max_sandboxes_per_uid: usize,
     /// Keep N sandboxes of each pooled shape pre-created: a matching spawn skips the
     /// clone, id maps and root; the rest take the normal path.
