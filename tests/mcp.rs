@@ -64,6 +64,11 @@ fn a_real_mcp_client_drives_the_server() {
         "ok cancellation kills the sandbox",
         "ok nothing is left after the client disconnects",
         "ok tools/call without a handshake",
+        "ok a session's files persist across calls",
+        "ok a background job polled to completion",
+        "ok job_kill",
+        "ok another server cannot session_destroy a session",
+        "ok no session is left after the client disconnects",
     ] {
         assert!(
             stdout.lines().any(|l| l == check),
