@@ -1050,3 +1050,34 @@ fn sessions_belong_to_their_server_and_end_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Cancelling a `session_run` kills its command, not its session, and is not answered.
+#[test]
+fn a_cancelled_session_run_kills_its_command_only() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let created = tool(&mut server, 1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    let marker = "3600.5656";
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "session_run", "arguments": {"id": id, "argv": ["sleep", marker]}}}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker) == 0 {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 2}}),
+    );
+    assert!(wait_gone(marker), "the cancelled command lives on");
+    let still = tool(
+        &mut server,
+        3,
+        "session_run",
+        json!({"id": id, "command": "echo alive"}),
+    );
+    assert_eq!(fields(&still)["stdout"], "alive\n", "{still}");
+    assert!(server.close().success());
+}
