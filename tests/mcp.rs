@@ -1081,3 +1081,41 @@ fn a_cancelled_session_run_kills_its_command_only() {
     assert_eq!(fields(&still)["stdout"], "alive\n", "{still}");
     assert!(server.close().success());
 }
+
+/// A session runs at most 16 jobs at once: one more is an error result, and once one is
+/// killed another may start.
+#[test]
+fn a_session_bounds_its_running_jobs() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let created = tool(&mut server, 1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    let mut jobs = Vec::new();
+    for n in 0..16 {
+        let started = tool(
+            &mut server,
+            2 + n,
+            "session_run",
+            json!({"id": id, "argv": ["sleep", "3600.5757"], "background": true}),
+        );
+        jobs.push(fields(&started)["job"].as_str().expect("a job").to_string());
+    }
+    let more = tool(
+        &mut server,
+        20,
+        "session_run",
+        json!({"id": id, "command": "true"}),
+    );
+    assert!(refusal(&more).contains("16 jobs are running"), "{more}");
+    tool(&mut server, 21, "job_kill", json!({"job": jobs[0]}));
+    let now = tool(
+        &mut server,
+        22,
+        "session_run",
+        json!({"id": id, "command": "echo ok"}),
+    );
+    assert_eq!(fields(&now)["stdout"], "ok\n", "{now}");
+    assert!(server.close().success());
+    assert!(wait_gone("3600.5757"));
+}

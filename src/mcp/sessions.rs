@@ -31,11 +31,13 @@ use crate::run::values::Net;
 pub const MAX_WAIT_S: f64 = 25.0;
 /// How much of each stream of a job is kept for `job_output` (older bytes are dropped,
 /// and said to be).
-const KEPT_BYTES: usize = 1 << 20;
+const KEPT_BYTES: usize = 256 << 10;
 /// Where a session's commands run and relative paths resolve: a tmpfs of its own.
 pub const SESSION_DIR: &str = "/work";
 /// The most jobs a session keeps (finished ones are forgotten oldest first).
-const MAX_JOBS: usize = 64;
+const MAX_JOBS: usize = 32;
+/// The most jobs running at once in a session (each has threads in this process).
+const MAX_RUNNING: usize = 16;
 
 /// The bounds of sessions, from the server's flags.
 pub struct Bounds {
@@ -374,6 +376,24 @@ impl Sessions {
         )?;
         let session = self.session(arguments)?;
         let (argv, shown) = command(settings, arguments)?;
+        let running = {
+            let table = lock(&self.table);
+            let jobs = lock(&session.jobs);
+            jobs.iter()
+                .filter(|j| {
+                    table
+                        .jobs
+                        .get(*j)
+                        .is_some_and(|job| lock(&job.state).end.is_none())
+                })
+                .count()
+        };
+        if running >= MAX_RUNNING {
+            return Err(Refusal(format!(
+                "{running} jobs are running in this session, the most it runs at once: wait \
+                 for one to end (job_status) or end one (job_kill)"
+            )));
+        }
         let background = match arguments.get("background") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -1149,4 +1169,65 @@ pub fn definitions(settings: &Settings, bounds: &Bounds) -> Vec<Value> {
             "annotations": annotations(false, true)
         }),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_keeps_its_last_bytes_and_counts_all() {
+        let mut stream = Stream::new(16);
+        stream.push(&vec![b'a'; KEPT_BYTES]);
+        stream.push(b"bc");
+        assert_eq!(stream.total(), KEPT_BYTES as u64 + 2);
+        assert_eq!(stream.start, 2);
+        assert_eq!(stream.kept.len(), KEPT_BYTES);
+        assert!(stream.kept.ends_with(b"abc"));
+    }
+
+    #[test]
+    fn paths_are_under_the_session_directory_unless_absolute() {
+        assert_eq!(inside("a/b").ok().unwrap(), "/work/a/b");
+        assert_eq!(inside("/tmp/x").ok().unwrap(), "/tmp/x");
+        assert!(inside("").is_err());
+        assert!(inside("a\0b").is_err());
+    }
+
+    #[test]
+    fn a_run_is_one_of_command_argv_or_code() {
+        let settings = Settings {
+            options: crate::run::profile::Options::default(),
+            max_output: 1024,
+            languages: vec![tools::Language {
+                name: "python",
+                program: "/usr/bin/python3".into(),
+                flag: "-c",
+            }],
+        };
+        let run = |arguments: Value| {
+            let Value::Object(arguments) = arguments else {
+                panic!("an object")
+            };
+            command(&settings, &arguments).map_err(|Refusal(message)| message)
+        };
+        let (argv, shown) = run(json!({"command": "echo hi"})).ok().unwrap();
+        assert_eq!(argv, ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(shown, "echo hi");
+        let (argv, _) = run(json!({"language": "python", "code": "print(1)"}))
+            .ok()
+            .unwrap();
+        assert_eq!(argv, ["/usr/bin/python3", "-c", "print(1)"]);
+        for (arguments, says) in [
+            (json!({}), "give one of"),
+            (json!({"command": "a", "argv": ["b"]}), "give one of"),
+            (json!({"argv": []}), "give one of"),
+            (json!({"argv": [1]}), "strings"),
+            (json!({"code": "1"}), "language is missing"),
+            (json!({"language": "ruby", "code": "1"}), "it has: python"),
+        ] {
+            let message = run(arguments).err().unwrap();
+            assert!(message.contains(says), "{message}");
+        }
+    }
 }
