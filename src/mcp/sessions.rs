@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -60,12 +60,16 @@ struct Table {
     sessions: HashMap<String, Arc<Session>>,
     jobs: HashMap<String, Arc<Job>>,
     next_job: u64,
+    /// Sessions being made: counted against the bound, so that calls at once keep it.
+    creating: usize,
 }
 
 struct Session {
     id: String,
     name: Option<String>,
-    sandbox: Sandbox,
+    /// Taken when the session ends: a call using it (a spawn, a file's transfer) holds
+    /// it for reading meanwhile, so that the end waits for it.
+    sandbox: RwLock<Option<Sandbox>>,
     network: bool,
     created: Instant,
     last_used: Mutex<Instant>,
@@ -217,8 +221,8 @@ impl Sessions {
         }
         self.forget_ended();
         {
-            let table = lock(&self.table);
-            if table.sessions.len() >= self.bounds.max {
+            let mut table = lock(&self.table);
+            if table.sessions.len() + table.creating >= self.bounds.max {
                 let listed: Vec<String> = table
                     .sessions
                     .values()
@@ -237,7 +241,26 @@ impl Sessions {
                     listed.join(", ")
                 )));
             }
+            table.creating += 1;
         }
+        let made = self.make(client, settings, network, name);
+        lock(&self.table).creating -= 1;
+        let session = made?;
+        let fields = session_fields(&session, &self.bounds);
+        lock(&self.table)
+            .sessions
+            .insert(session.id.clone(), session);
+        Ok(structured(fields, false))
+    }
+
+    /// Makes a session's sandbox.
+    fn make(
+        &self,
+        client: &Client,
+        settings: &Settings,
+        network: bool,
+        name: Option<String>,
+    ) -> Result<Arc<Session>, Refusal> {
         let mut options = settings.options.clone();
         if !network {
             options.net = Net::None;
@@ -260,18 +283,15 @@ impl Sessions {
             )
             .map_err(|e| Refusal(format!("the session could not be made: {}", chain(&e))))?;
         let id = mint_id().map_err(Refusal)?;
-        let session = Arc::new(Session {
+        Ok(Arc::new(Session {
             id: id.clone(),
             name,
-            sandbox,
+            sandbox: RwLock::new(Some(sandbox)),
             network,
             created: Instant::now(),
             last_used: Mutex::new(Instant::now()),
             jobs: Mutex::new(Vec::new()),
-        });
-        let fields = session_fields(&session, &self.bounds);
-        lock(&self.table).sessions.insert(id, session);
-        Ok(structured(fields, false))
+        }))
     }
 
     /// Drops the sessions that the daemon has ended by their idle time or lifetime (a
@@ -467,7 +487,8 @@ impl Sessions {
         if let Some(timeout) = seconds(arguments, "timeout_s")? {
             request = request.wall_time_ms((timeout * 1000.0).ceil() as u64);
         }
-        let mut child = match session.sandbox.spawn(request) {
+        let spawned = session.with_sandbox(|sandbox| Ok(sandbox.spawn(request)))?;
+        let mut child = match spawned {
             Ok(child) => child,
             Err(hatchery::SpawnError::UnknownSandbox { .. }) => {
                 return Err(self.ended_meanwhile(&session))
@@ -700,10 +721,11 @@ impl Sessions {
                 report::size(MAX_FILE_WRITE as u64)
             )));
         }
-        session
-            .sandbox
-            .put(&path, &bytes, 0o644)
-            .map_err(|e| Refusal(chain(&e)))?;
+        session.with_sandbox(|sandbox| {
+            sandbox
+                .put(&path, &bytes, 0o644)
+                .map_err(|e| Refusal(chain(&e)))
+        })?;
         Ok(structured(
             json!({"id": session.id, "path": path, "bytes": bytes.len()}),
             false,
@@ -718,17 +740,16 @@ impl Sessions {
         known(arguments, "file_read", &["id", "path"])?;
         let session = self.session(arguments)?;
         let path = path(arguments)?;
-        let bytes = session
-            .sandbox
-            .fetch(&path, settings.max_output)
-            .map_err(|e| {
+        let bytes = session.with_sandbox(|sandbox| {
+            sandbox.fetch(&path, settings.max_output).map_err(|e| {
                 Refusal(format!(
                     "{} (file_read returns at most {}, the server's --max-output; read a part \
                      with session_run, e.g. head -c)",
                     chain(&e),
                     report::size(settings.max_output as u64)
                 ))
-            })?;
+            })
+        })?;
         let (content, encoding) = match String::from_utf8(bytes) {
             Ok(text) => (text, "utf-8"),
             Err(e) => (base64(e.as_bytes()), "base64"),
@@ -756,10 +777,11 @@ impl Sessions {
             .env("LC_ALL", "C")
             .stdin(Stdio::Null)
             .wall_time_ms(10_000);
-        let mut child = session
-            .sandbox
-            .spawn(request)
-            .map_err(|e| Refusal(format!("ls in the session: {}", chain(&e))))?;
+        let mut child = session.with_sandbox(|sandbox| {
+            sandbox
+                .spawn(request)
+                .map_err(|e| Refusal(format!("ls in the session: {}", chain(&e))))
+        })?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let bound = settings.max_output;
         let err = std::thread::spawn(move || stderr.map(|s| Captured::new(4096).read_all(s)));
@@ -789,15 +811,31 @@ impl Sessions {
 /// The most bytes of one `file_write`.
 pub const MAX_FILE_WRITE: usize = 1 << 20;
 
+/// Destroys a session's sandbox, once the calls using it are done with it.
 fn end(session: Arc<Session>) {
-    match Arc::try_unwrap(session) {
-        Ok(session) => {
-            if let Err(e) = session.sandbox.destroy() {
-                tracing::debug!(error = %chain(&e), "destroying a session");
-            }
+    let sandbox = session
+        .sandbox
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(sandbox) = sandbox {
+        if let Err(e) = sandbox.destroy() {
+            tracing::debug!(error = %chain(&e), "destroying a session");
         }
-        // A call is using it: the last handle's drop destroys it.
-        Err(session) => drop(session),
+    }
+}
+
+impl Session {
+    /// Runs `f` with the session's sandbox, unless it has ended.
+    fn with_sandbox<T>(
+        &self,
+        f: impl FnOnce(&Sandbox) -> Result<T, Refusal>,
+    ) -> Result<T, Refusal> {
+        let sandbox = self.sandbox.read().unwrap_or_else(|p| p.into_inner());
+        match sandbox.as_ref() {
+            Some(sandbox) => f(sandbox),
+            None => Err(unknown_session(&self.id)),
+        }
     }
 }
 
