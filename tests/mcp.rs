@@ -1119,3 +1119,35 @@ fn a_session_bounds_its_running_jobs() {
     assert!(server.close().success());
     assert!(wait_gone("3600.5757"));
 }
+
+/// In the 2026-07-28 era a session is the explicit handle that revision asks for: its id
+/// passed back as an argument, each request naming the version.
+#[test]
+fn sessions_work_without_a_handshake() {
+    require_sandbox!();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let mut server = Server::start(&["--embedded"]);
+    let mut call = |id: i64, name: &str, arguments: Value| {
+        server.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"_meta": meta, "name": name, "arguments": arguments}}));
+        let answer = server.recv();
+        assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+        answer["result"].clone()
+    };
+    let created = call(1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    call(
+        2,
+        "file_write",
+        json!({"id": id, "path": "n", "content": "7"}),
+    );
+    let ran = call(
+        3,
+        "session_run",
+        json!({"id": id, "command": "echo $(( $(cat n) * 6 ))"}),
+    );
+    assert_eq!(fields(&ran)["stdout"], "42\n", "{ran}");
+    let destroyed = call(4, "session_destroy", json!({"id": id}));
+    assert_eq!(fields(&destroyed)["destroyed"], true);
+    assert!(server.close().success());
+}
