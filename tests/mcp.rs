@@ -64,6 +64,11 @@ fn a_real_mcp_client_drives_the_server() {
         "ok cancellation kills the sandbox",
         "ok nothing is left after the client disconnects",
         "ok tools/call without a handshake",
+        "ok a session's files persist across calls",
+        "ok a background job polled to completion",
+        "ok job_kill",
+        "ok another server cannot session_destroy a session",
+        "ok no session is left after the client disconnects",
     ] {
         assert!(
             stdout.lines().any(|l| l == check),
@@ -785,5 +790,364 @@ fn the_status_tool_names_the_daemon() {
         json!([{"name": "exited", "count": 1}]),
         "{fields}"
     );
+    assert!(server.close().success());
+}
+
+/// A `tools/call` of `name`, answered: its result.
+fn tool(server: &mut Server, id: i64, name: &str, arguments: Value) -> Value {
+    server.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": arguments}}));
+    let answer = server.recv();
+    assert_eq!(answer["id"], id, "{answer}");
+    answer["result"].clone()
+}
+
+/// A result that must not be an error: its structured fields.
+fn fields(result: &Value) -> &Value {
+    assert_eq!(result["isError"], false, "{result}");
+    &result["structuredContent"]
+}
+
+/// An error result's text.
+fn refusal(result: &Value) -> String {
+    assert_eq!(result["isError"], true, "{result}");
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A session keeps its files across calls; a background job is polled to its end (its
+/// output read from offsets); a run past its wait becomes a job; job_kill ends a job and
+/// not its session; a destroyed session is unknown.
+#[test]
+fn a_session_keeps_its_files_and_runs_jobs() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let created = tool(&mut server, 1, "session_create", json!({"name": "work"}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    assert_eq!(id.len(), 32, "{created}");
+    assert_eq!(fields(&created)["name"], "work");
+    let written = tool(
+        &mut server,
+        2,
+        "file_write",
+        json!({"id": id, "path": "notes/a.txt", "content": "first\n"}),
+    );
+    assert!(
+        refusal(&written).contains("notes/a.txt"),
+        "no directory yet"
+    );
+    tool(
+        &mut server,
+        3,
+        "session_run",
+        json!({"id": id, "command": "mkdir notes"}),
+    );
+    let written = tool(
+        &mut server,
+        4,
+        "file_write",
+        json!({"id": id, "path": "notes/a.txt", "content": "first\n"}),
+    );
+    assert_eq!(fields(&written)["path"], "/work/notes/a.txt");
+    let ran = tool(
+        &mut server,
+        5,
+        "session_run",
+        json!({"id": id, "command": "cat notes/a.txt; echo second >> /work/notes/a.txt"}),
+    );
+    assert_eq!(fields(&ran)["stdout"], "first\n", "{ran}");
+    assert_eq!(fields(&ran)["running"], false);
+    let read = tool(
+        &mut server,
+        6,
+        "file_read",
+        json!({"id": id, "path": "/work/notes/a.txt"}),
+    );
+    assert_eq!(fields(&read)["content"], "first\nsecond\n");
+    let binary = tool(
+        &mut server,
+        7,
+        "file_write",
+        json!({"id": id, "path": "b.bin", "content": "AP8=", "encoding": "base64"}),
+    );
+    assert_eq!(fields(&binary)["bytes"], 2);
+    let read = tool(
+        &mut server,
+        8,
+        "file_read",
+        json!({"id": id, "path": "b.bin"}),
+    );
+    assert_eq!(fields(&read)["encoding"], "base64");
+    assert_eq!(fields(&read)["content"], "AP8=");
+    let listed = tool(&mut server, 9, "file_list", json!({"id": id}));
+    let listing = fields(&listed)["listing"].as_str().unwrap_or_default();
+    assert!(
+        listing.contains("notes") && listing.contains("b.bin"),
+        "{listed}"
+    );
+
+    // In the background: answered at once, polled to completion.
+    let started = tool(
+        &mut server,
+        10,
+        "session_run",
+        json!({"id": id, "background": true,
+        "command": "echo one; sleep 0.5; echo two; echo err >&2"}),
+    );
+    let job = fields(&started)["job"].as_str().expect("a job").to_string();
+    assert_eq!(fields(&started)["running"], true);
+    let mut seen = String::new();
+    let mut since = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let output = tool(
+            &mut server,
+            11,
+            "job_output",
+            json!({"job": job, "stdout_since": since}),
+        );
+        let output = fields(&output).clone();
+        seen.push_str(output["stdout"].as_str().unwrap_or_default());
+        since = output["stdout_next"].as_u64().expect("an offset");
+        if output["running"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen, "one\ntwo\n");
+    let status = tool(&mut server, 12, "job_status", json!({"job": job}));
+    assert_eq!(fields(&status)["exit_code"], 0, "{status}");
+    assert_eq!(fields(&status)["stderr"], "err\n");
+
+    // Past its wait: a job, which job_kill ends, the session living on.
+    let marker = "3600.5454";
+    let waited = Instant::now();
+    let slow = tool(
+        &mut server,
+        13,
+        "session_run",
+        json!({"id": id, "argv": ["sleep", marker], "wait_s": 0.5}),
+    );
+    assert!(waited.elapsed() < Duration::from_secs(5));
+    let job = fields(&slow)["job"].as_str().expect("a job").to_string();
+    assert_eq!(fields(&slow)["running"], true);
+    assert_eq!(running(marker), 1);
+    let killed = tool(&mut server, 14, "job_kill", json!({"job": job}));
+    assert_eq!(fields(&killed)["reason"], "killed", "{killed}");
+    assert!(wait_gone(marker));
+    let after = tool(
+        &mut server,
+        15,
+        "session_run",
+        json!({"id": id, "language": "sh", "code": "cat notes/a.txt | wc -l"}),
+    );
+    assert_eq!(fields(&after)["stdout"], "2\n", "{after}");
+
+    let destroyed = tool(&mut server, 16, "session_destroy", json!({"id": id}));
+    assert_eq!(fields(&destroyed)["destroyed"], true);
+    for (name, arguments) in [
+        ("session_run", json!({"id": id, "command": "true"})),
+        ("file_read", json!({"id": id, "path": "notes/a.txt"})),
+        ("session_destroy", json!({"id": id})),
+    ] {
+        let result = tool(&mut server, 17, name, arguments);
+        assert!(refusal(&result).starts_with("unknown session"), "{result}");
+    }
+    let gone = tool(&mut server, 18, "job_status", json!({"job": job}));
+    assert!(refusal(&gone).starts_with("unknown job"), "{gone}");
+    assert!(server.close().success());
+}
+
+/// Two servers on one daemon: a session of one is unknown to the other, which can
+/// neither use nor destroy it; `--max-sessions` bounds a server's sessions; an idle
+/// session ends; and when a server ends, its sessions (their jobs, cgroups) are gone.
+#[test]
+fn sessions_belong_to_their_server_and_end_with_it() {
+    require_sandbox!();
+    let daemon = Daemon::start();
+    let socket = daemon.socket.to_str().expect("UTF-8").to_string();
+    // A memory limit: the session has a cgroup, which must go too.
+    let mut first = Server::start(&[
+        "--socket",
+        &socket,
+        "--max-sessions",
+        "1",
+        "--memory",
+        "256M",
+    ]);
+    let mut second = Server::start(&["--socket", &socket, "--session-idle", "1s"]);
+    first.initialize();
+    second.initialize();
+    let created = tool(&mut first, 1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    let more = tool(&mut first, 2, "session_create", json!({}));
+    let said = refusal(&more);
+    assert!(
+        said.contains("--max-sessions") && said.contains(&id),
+        "{said}"
+    );
+    for (name, arguments) in [
+        ("session_run", json!({"id": id, "command": "true"})),
+        ("file_write", json!({"id": id, "path": "x", "content": "x"})),
+        ("file_list", json!({"id": id})),
+        ("session_destroy", json!({"id": id})),
+    ] {
+        let result = tool(&mut second, 3, name, arguments);
+        assert!(
+            refusal(&result).starts_with("unknown session"),
+            "{name}: {result}"
+        );
+    }
+    let still = tool(
+        &mut first,
+        4,
+        "session_run",
+        json!({"id": id, "command": "echo here"}),
+    );
+    assert_eq!(fields(&still)["stdout"], "here\n");
+
+    // Idle for longer than --session-idle: ended, and said so.
+    let idle = tool(&mut second, 5, "session_create", json!({}));
+    let idle = fields(&idle)["id"].as_str().expect("an id").to_string();
+    std::thread::sleep(Duration::from_millis(2500));
+    let late = tool(
+        &mut second,
+        6,
+        "session_run",
+        json!({"id": idle, "command": "true"}),
+    );
+    let said = refusal(&late);
+    assert!(
+        said.contains("unknown session") || said.contains("has ended"),
+        "{said}"
+    );
+    assert!(second.close().success());
+
+    let marker = "3600.5555";
+    let job = tool(
+        &mut first,
+        7,
+        "session_run",
+        json!({"id": id, "argv": ["sleep", marker], "background": true}),
+    );
+    assert_eq!(fields(&job)["running"], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker) == 0 {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!common::sandbox_cgroups_of(&daemon).is_empty());
+    assert!(first.close().success());
+    assert!(wait_gone(marker), "a session's job outlived its server");
+    assert_eq!(daemon.wait_childless(Duration::from_secs(5)), []);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !common::sandbox_cgroups_of(&daemon).is_empty() {
+        assert!(Instant::now() < deadline, "a session's cgroup was left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Cancelling a `session_run` kills its command, not its session, and is not answered.
+#[test]
+fn a_cancelled_session_run_kills_its_command_only() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let created = tool(&mut server, 1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    let marker = "3600.5656";
+    server.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "session_run", "arguments": {"id": id, "argv": ["sleep", marker]}}}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(marker) == 0 {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 2}}),
+    );
+    assert!(wait_gone(marker), "the cancelled command lives on");
+    let still = tool(
+        &mut server,
+        3,
+        "session_run",
+        json!({"id": id, "command": "echo alive"}),
+    );
+    assert_eq!(fields(&still)["stdout"], "alive\n", "{still}");
+    assert!(server.close().success());
+}
+
+/// A session runs at most 16 jobs at once: one more is an error result, and once one is
+/// killed another may start.
+#[test]
+fn a_session_bounds_its_running_jobs() {
+    require_sandbox!();
+    let mut server = Server::start(&["--embedded"]);
+    server.initialize();
+    let created = tool(&mut server, 1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    let mut jobs = Vec::new();
+    for n in 0..16 {
+        let started = tool(
+            &mut server,
+            2 + n,
+            "session_run",
+            json!({"id": id, "argv": ["sleep", "3600.5757"], "background": true}),
+        );
+        jobs.push(fields(&started)["job"].as_str().expect("a job").to_string());
+    }
+    let more = tool(
+        &mut server,
+        20,
+        "session_run",
+        json!({"id": id, "command": "true"}),
+    );
+    assert!(refusal(&more).contains("16 jobs are running"), "{more}");
+    tool(&mut server, 21, "job_kill", json!({"job": jobs[0]}));
+    let now = tool(
+        &mut server,
+        22,
+        "session_run",
+        json!({"id": id, "command": "echo ok"}),
+    );
+    assert_eq!(fields(&now)["stdout"], "ok\n", "{now}");
+    assert!(server.close().success());
+    assert!(wait_gone("3600.5757"));
+}
+
+/// In the 2026-07-28 era a session is the explicit handle that revision asks for: its id
+/// passed back as an argument, each request naming the version.
+#[test]
+fn sessions_work_without_a_handshake() {
+    require_sandbox!();
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let mut server = Server::start(&["--embedded"]);
+    let mut call = |id: i64, name: &str, arguments: Value| {
+        server.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"_meta": meta, "name": name, "arguments": arguments}}));
+        let answer = server.recv();
+        assert_eq!(answer["result"]["resultType"], "complete", "{answer}");
+        answer["result"].clone()
+    };
+    let created = call(1, "session_create", json!({}));
+    let id = fields(&created)["id"].as_str().expect("an id").to_string();
+    call(
+        2,
+        "file_write",
+        json!({"id": id, "path": "n", "content": "7"}),
+    );
+    let ran = call(
+        3,
+        "session_run",
+        json!({"id": id, "command": "echo $(( $(cat n) * 6 ))"}),
+    );
+    assert_eq!(fields(&ran)["stdout"], "42\n", "{ran}");
+    let destroyed = call(4, "session_destroy", json!({"id": id}));
+    assert_eq!(fields(&destroyed)["destroyed"], true);
     assert!(server.close().success());
 }

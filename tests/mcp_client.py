@@ -49,8 +49,10 @@ async def handshake_era():
             check("initialize", init.protocol_version == "2025-11-25", init.protocol_version)
 
             tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-            check("tools are listed", set(tools) == {"run_command", "run_code", "status"},
-                  list(tools))
+            check("tools are listed", set(tools) == {
+                "run_command", "run_code", "status", "session_create", "session_run",
+                "session_destroy", "job_status", "job_output", "job_kill", "file_write",
+                "file_read", "file_list"}, list(tools))
             for tool in (tools["run_command"], tools["run_code"]):
                 schema = tool.output_schema or {}
                 check(f"{tool.name} has an output schema",
@@ -173,15 +175,85 @@ async def stateless_era():
             found = await session.discover()
             check("server/discover", "2026-07-28" in found.supported_versions, found)
             tools = (await session.list_tools()).tools
-            check("tools/list without a handshake", len(tools) == 3, tools)
+            check("tools/list without a handshake", len(tools) == 12, tools)
             result = await session.call_tool(
                 "run_code", {"language": "python", "code": "print(6 * 7)"})
             check("tools/call without a handshake",
                   result.structured_content["stdout"] == "42\n", result)
 
 
+async def sessions():
+    marker = "3600.4444"
+    async with stdio_client(server()) as (read, write):
+        async with ClientSession(read, write) as mine:
+            await mine.initialize()
+            created = await mine.call_tool("session_create", {"name": "agent"})
+            sid = created.structured_content["id"]
+            check("session_create", not created.is_error and len(sid) == 32, created)
+            await mine.call_tool("file_write", {"id": sid, "path": "state.txt", "content": "1\n"})
+            ran = await mine.call_tool("session_run", {
+                "id": sid, "language": "python",
+                "code": "n = int(open('state.txt').read()); open('state.txt', 'w').write(f'{n + 1}\\n')"})
+            check("session_run code", not ran.is_error and ran.structured_content["exit_code"] == 0,
+                  ran)
+            read_back = await mine.call_tool("file_read", {"id": sid, "path": "/work/state.txt"})
+            check("a session's files persist across calls",
+                  read_back.structured_content["content"] == "2\n", read_back)
+            listed = await mine.call_tool("file_list", {"id": sid})
+            check("file_list", "state.txt" in listed.structured_content["listing"], listed)
+
+            started = await mine.call_tool("session_run", {
+                "id": sid, "command": "for i in 1 2 3; do echo $i; sleep 0.2; done",
+                "background": True})
+            job = started.structured_content["job"]
+            check("a background run answers with its job",
+                  started.structured_content["running"], started)
+            deadline = time.monotonic() + 10
+            while True:
+                status = await mine.call_tool("job_status", {"job": job})
+                if not status.structured_content["running"] or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.1)
+            out = status.structured_content
+            check("a background job polled to completion",
+                  out["reason"] == "exited" and out["stdout"] == "1\n2\n3\n", out)
+            output = await mine.call_tool("job_output", {"job": job, "stdout_since": 2})
+            check("job_output from an offset",
+                  output.structured_content["stdout"] == "2\n3\n"
+                  and output.structured_content["stdout_next"] == 6, output)
+
+            slow = await mine.call_tool("session_run", {
+                "id": sid, "argv": ["sleep", "3600.4545"], "background": True})
+            killed = await mine.call_tool("job_kill", {"job": slow.structured_content["job"]})
+            check("job_kill", killed.structured_content["reason"] == "killed"
+                  and not sandboxes_running("3600.4545"), killed)
+
+            async with stdio_client(server()) as (read2, write2):
+                async with ClientSession(read2, write2) as other:
+                    await other.initialize()
+                    for name, arguments in [
+                            ("session_run", {"id": sid, "command": "cat state.txt"}),
+                            ("file_read", {"id": sid, "path": "state.txt"}),
+                            ("session_destroy", {"id": sid})]:
+                        result = await other.call_tool(name, arguments)
+                        check(f"another server cannot {name} a session",
+                              result.is_error and "unknown session" in result.content[0].text,
+                              result)
+            still = await mine.call_tool("session_run", {"id": sid, "command": "cat state.txt"})
+            check("the session lives on", still.structured_content["stdout"] == "2\n", still)
+
+            await mine.call_tool("session_run", {
+                "id": sid, "argv": ["sleep", marker], "background": True})
+            check("a session's job runs", sandboxes_running(marker))
+    deadline = time.monotonic() + 5
+    while sandboxes_running(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    check("no session is left after the client disconnects", not sandboxes_running(marker))
+
+
 async def main():
     await handshake_era()
+    await sessions()
     await stateless_era()
 
 

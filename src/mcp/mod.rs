@@ -11,6 +11,7 @@
 //! own, so that a `notifications/cancelled` read meanwhile can kill its sandbox.
 
 mod output;
+mod sessions;
 mod tools;
 
 use std::collections::HashMap;
@@ -54,7 +55,10 @@ const UNSUPPORTED_VERSION: i64 = -32004;
 #[derive(Args)]
 #[command(after_help = "\
 Speaks MCP on stdin/stdout (newline-delimited JSON-RPC; logs on stderr). Tools: run_command, \
-run_code, status. Each call runs in a fresh sandbox with these limits; a call may ask for less time \
+run_code, status, and the session tools (session_create, session_run, job_status, job_output, \
+job_kill, file_write, file_read, file_list, session_destroy). Each run_command or run_code call \
+runs in a fresh sandbox with these limits (a session is one sandbox with them, its lifetime \
+--session-lifetime); a call may ask for less time \
 or memory, never more; without --wall-time (here or in the profile) a call may run 30s. \
 See docs/mcp.md for the configuration of MCP hosts. Exit codes: 0 \
 when stdin closes; 125 bad flags or profile; 69 the socket named by --socket or \
@@ -104,6 +108,24 @@ pub struct McpArgs {
     #[arg(long, value_name = "N", default_value_t = 16,
         value_parser = clap::value_parser!(u32).range(1..=1024))]
     max_calls: u32,
+    /// The most sessions (persistent sandboxes) this server holds at once.
+    #[arg(long, value_name = "N", default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=256))]
+    max_sessions: u32,
+    /// A session with no command for this long is destroyed, e.g. 10m.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_session_time)]
+    session_idle: u64,
+    /// A session older than this is destroyed, whatever runs in it, e.g. 1h.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_session_time)]
+    session_lifetime: u64,
+}
+
+fn parse_session_time(text: &str) -> Result<u64, String> {
+    let ms = hatchery::limits::parse_duration_ms(text).map_err(|e| e.to_string())?;
+    if !(1000..=7 * 24 * 3_600_000).contains(&ms) {
+        return Err("expected a duration from 1s to 168h".into());
+    }
+    Ok(ms)
 }
 
 fn parse_output_bound(text: &str) -> Result<u64, String> {
@@ -203,8 +225,16 @@ fn serve(args: McpArgs) -> Result<(), Failure> {
         }
         _ => tools::Backend::Embedded,
     };
+    let bounds = sessions::Bounds {
+        max: args.max_sessions as usize,
+        idle_ms: args.session_idle,
+        lifetime_ms: args.session_lifetime,
+    };
+    let mut definitions = tools::definitions(&settings);
+    definitions.extend(sessions::definitions(&settings, &bounds));
     let server = Arc::new(Server {
-        tools: tools::definitions(&settings),
+        tools: definitions,
+        sessions: sessions::Sessions::new(bounds),
         backend,
         settings,
         client,
@@ -237,6 +267,7 @@ fn serve(args: McpArgs) -> Result<(), Failure> {
         }
     }
     server.end_calls();
+    server.sessions.end_all();
     // A call's thread lets go of the server just after it has answered.
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
     while Arc::strong_count(&server) > 1 && std::time::Instant::now() < deadline {
@@ -318,6 +349,8 @@ struct Server {
     tools: Vec<Value>,
     /// Which zygote `client` speaks to, as `status` says it.
     backend: tools::Backend,
+    /// The persistent sandboxes of this server.
+    sessions: sessions::Sessions,
     client: Client,
     max_calls: usize,
     out: Mutex<std::io::Stdout>,
@@ -575,10 +608,16 @@ impl Server {
                 )))),
             };
         }
-        let call = match tools::prepare(&self.settings, name, &arguments) {
-            Ok(call) => call,
-            Err(tools::Refusal(message)) => return Some(answer(tools::error_result(&message))),
+        let session_tool = sessions::NAMES.contains(&name);
+        let call = if session_tool {
+            None
+        } else {
+            match tools::prepare(&self.settings, name, &arguments) {
+                Ok(call) => Some(call),
+                Err(tools::Refusal(message)) => return Some(answer(tools::error_result(&message))),
+            }
         };
+        let name = name.to_string();
         let key = id.to_string();
         let job = Arc::new(tools::Job::default());
         {
@@ -605,7 +644,16 @@ impl Server {
         let spawned = std::thread::Builder::new()
             .name(format!("call {key}"))
             .spawn(move || {
-                let result = tools::run(&server.client, &server.settings, call, &job);
+                let result = match call {
+                    Some(call) => tools::run(&server.client, &server.settings, call, &job),
+                    None => server.sessions.call(
+                        &server.client,
+                        &server.settings,
+                        &name,
+                        &arguments,
+                        &job,
+                    ),
+                };
                 let mut calls = server.lock_calls();
                 calls.remove(&key);
                 server.ended.notify_all();
@@ -668,7 +716,8 @@ fn server_info() -> Value {
 
 const INSTRUCTIONS: &str = "Runs commands and code in fresh Linux sandboxes: each call gets \
 its own namespaces, a read-only system, a private /tmp and no network unless the server allows \
-it; nothing persists between calls. Results give stdout and stderr separately, the exit code, \
+it; nothing persists between run_command or run_code calls, while a session (session_create) \
+keeps its files and processes until session_destroy. Results give stdout and stderr separately, the exit code, \
 and why the sandbox ended (a timeout or the memory limit is an error result).";
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::io::Read;
 use serde_json::{json, Map, Value};
 
 /// What was kept of one stream: its first bytes, its last bytes, and how many there were.
+#[derive(Clone)]
 pub struct Captured {
     head: Vec<u8>,
     /// The last bytes, as a ring: `tail_start` is the oldest.
@@ -166,6 +167,38 @@ pub fn base64(bytes: &[u8]) -> String {
     text
 }
 
+/// Decodes standard base64 with padding (whitespace ignored); `None` if it is not that.
+pub fn unbase64(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 4 != 0 {
+        return None;
+    }
+    let value = |b: u8| match b {
+        b'A'..=b'Z' => Some(u32::from(b - b'A')),
+        b'a'..=b'z' => Some(u32::from(b - b'a') + 26),
+        b'0'..=b'9' => Some(u32::from(b - b'0') + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut bytes = Vec::with_capacity(digits.len() / 4 * 3);
+    let groups = digits.len() / 4;
+    for (at, group) in digits.chunks(4).enumerate() {
+        let padding = group.iter().rev().take_while(|&&b| b == b'=').count();
+        if padding > 2 || (padding > 0 && at + 1 != groups) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &b in &group[..4 - padding] {
+            n = (n << 6) | value(b)?;
+        }
+        n <<= 6 * padding as u32;
+        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        bytes.extend_from_slice(&decoded[..3 - padding]);
+    }
+    Some(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +221,12 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ] {
             assert_eq!(base64(plain.as_bytes()), encoded);
+            assert_eq!(unbase64(encoded).as_deref(), Some(plain.as_bytes()));
+        }
+        let binary: Vec<u8> = (0..=255).collect();
+        assert_eq!(unbase64(&base64(&binary)), Some(binary));
+        for bad in ["Zg=", "Z===", "Zg==Zm8=", "Zm9v!A==", "@@@@"] {
+            assert_eq!(unbase64(bad), None, "{bad}");
         }
     }
 

@@ -45,7 +45,7 @@ pub struct Language {
     /// The interpreter's path inside the sandbox.
     pub program: PathBuf,
     /// The flag that takes the program's text: `-c`, `-e`.
-    flag: &'static str,
+    pub flag: &'static str,
 }
 
 /// The languages whose interpreter is in `root` (the sandbox's root: `/` or `--chroot`).
@@ -77,7 +77,7 @@ pub fn find_languages(root: &Path) -> Vec<Language> {
 }
 
 /// The result of a run, the same for both tools.
-fn output_schema() -> Value {
+pub(super) fn output_schema() -> Value {
     let stream = |name: &str| {
         json!({"type": "string", "description": format!(
             "What the program wrote to {name}: UTF-8 text, or base64 when it is not text \
@@ -362,7 +362,10 @@ pub fn prepare(
     })
 }
 
-fn optional_string(arguments: &Map<String, Value>, key: &str) -> Result<Option<String>, Refusal> {
+pub(super) fn optional_string(
+    arguments: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, Refusal> {
     match arguments.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
@@ -373,7 +376,7 @@ fn optional_string(arguments: &Map<String, Value>, key: &str) -> Result<Option<S
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -635,7 +638,7 @@ impl Job {
         self.lock().cancelled
     }
 
-    fn arm(&self, child: &Arc<Mutex<ChildProcess>>) {
+    pub(super) fn arm(&self, child: &Arc<Mutex<ChildProcess>>) {
         let mut state = self.lock();
         if state.cancelled {
             kill(child);
@@ -724,7 +727,7 @@ fn run_sandboxed(
 
 /// Waits for the sandbox's end without holding its lock (a cancellation takes it to
 /// kill): on its pidfd, then for the daemon's verdict.
-fn wait(child: &Arc<Mutex<ChildProcess>>) -> Result<Verdict, String> {
+pub(super) fn wait(child: &Arc<Mutex<ChildProcess>>) -> Result<Verdict, String> {
     let lock = || child.lock().unwrap_or_else(|p| p.into_inner());
     let pidfd = lock().pidfd().and_then(|fd| fd.try_clone_to_owned().ok());
     match pidfd {
@@ -752,7 +755,7 @@ fn wait(child: &Arc<Mutex<ChildProcess>>) -> Result<Verdict, String> {
 }
 
 /// A spawn that failed, said to the model.
-fn spawn_refusal(error: &SpawnError, program: &OsString) -> Refusal {
+pub(super) fn spawn_refusal(error: &SpawnError, program: &OsString) -> Refusal {
     let shown = Path::new(program).display();
     Refusal(match error {
         SpawnError::NotFound { .. } => format!(
@@ -765,7 +768,7 @@ fn spawn_refusal(error: &SpawnError, program: &OsString) -> Refusal {
 
 /// The tool result of a finished run: its fields as `structuredContent`, and as JSON
 /// text for clients that read only `content`; `isError` when a limit ended it.
-fn result(verdict: &Verdict, stdout: Captured, stderr: Captured) -> Value {
+pub(super) fn result(verdict: &Verdict, stdout: Captured, stderr: Captured) -> Value {
     let (exit_code, signal) = match verdict.status {
         ExitStatus::Exited(code) => (Some(code), None),
         ExitStatus::Signaled(signal) => (
