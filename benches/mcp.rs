@@ -11,7 +11,10 @@
 //! - `hatchery run true`: the whole `hatchery run --socket S -- /bin/true` command, from
 //!   its start to its exit (a CLI process, its connection, the sandbox);
 //! - `mcp run_code python`: `run_code {language: python, code: "print(1)"}`;
-//! - `python3 -c print(1)`: the same interpreter, bare (unsandboxed).
+//! - `python3 -c print(1)`: the same interpreter, bare (unsandboxed);
+//! - `mcp session_run true`: `session_run {id, argv: ["/bin/true"]}` in one live session
+//!   (made once, before the rounds): a command in a persistent sandbox;
+//! - `/bin/true`: the same command, bare (unsandboxed), its spawn to its exit.
 //!
 //! Environment: `HATCHERY_BENCH_RUNS` (rounds, default 200), `HATCHERY_BENCH_QUICK=1`
 //! (10 rounds and no results file: for CI), `HATCHERY_BENCH_JSON` (default
@@ -142,11 +145,20 @@ fn main() {
         .find(|path| Path::new(path).exists())
         .expect("python3");
 
-    const NAMES: [&str; 4] = [
+    let session = mcp.request(
+        "tools/call",
+        json!({"name": "session_create", "arguments": {"name": "bench"}}),
+    );
+    assert_eq!(session["isError"], false, "{session}");
+    let session = session["structuredContent"]["id"].clone();
+
+    const NAMES: [&str; 6] = [
         "mcp run_command true",
         "hatchery run true",
         "mcp run_code python",
         "python3 -c print(1)",
+        "mcp session_run true",
+        "/bin/true",
     ];
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); NAMES.len()];
     // Warm-up: the page cache, the daemon's first sandboxes.
@@ -166,7 +178,13 @@ fn main() {
                     json!({"language": "python", "code": "print(1)"}),
                     "1\n",
                 ),
-                _ => timed(Command::new(python).args(["-c", "print(1)"])),
+                3 => timed(Command::new(python).args(["-c", "print(1)"])),
+                4 => mcp.call(
+                    "session_run",
+                    json!({"id": session, "argv": ["/bin/true"]}),
+                    "",
+                ),
+                _ => timed(&mut Command::new("/bin/true")),
             };
             if round >= 3 {
                 samples[which].push(took);
@@ -190,9 +208,11 @@ fn main() {
         medians.push(median);
     }
     println!(
-        "  mcp run_command true / hatchery run true: {:.2}x; run_code python - python3 -c: {:+.2} ms",
+        "  mcp run_command true / hatchery run true: {:.2}x; run_code python - python3 -c: {:+.2} ms; \
+         session_run true - /bin/true: {:+.2} ms",
         medians[0] / medians[1],
-        medians[2] - medians[3]
+        medians[2] - medians[3],
+        medians[4] - medians[5]
     );
     let out = std::env::var_os("HATCHERY_BENCH_JSON")
         .map(PathBuf::from)

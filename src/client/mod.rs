@@ -835,7 +835,9 @@ impl ChildProcess {
         }
     }
 
-    /// Kills the whole sandbox (`SIGKILL` to its init, which takes every process in it).
+    /// Kills the whole sandbox (`SIGKILL` to its init, which takes every process in it);
+    /// for a command of a persistent sandbox, that command's process group only (the
+    /// sandbox lives on).
     pub fn kill(&self) -> Result<(), ClientError> {
         self.signal(libc::SIGKILL)
     }
