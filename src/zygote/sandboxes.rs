@@ -769,8 +769,16 @@ fn sandbox_verdict(
         (None, Some(EndReason::OomKilled)) => SandboxEndReason::OomKilled,
         (None, Some(EndReason::DaemonShutdown)) => SandboxEndReason::DaemonShutdown,
         (None, Some(_)) => SandboxEndReason::Destroyed,
-        (None, None) if oom_killed => SandboxEndReason::OomKilled,
         (None, None) => SandboxEndReason::Died,
+    };
+    // Under its memory limit an OOM kill ends the sandbox (cgroup v2 kills the group; on
+    // v1 the watchdog does within 10 ms): a destroy that came first, from a client that
+    // saw its command die, does not hide why.
+    let reason = match reason {
+        SandboxEndReason::Destroyed | SandboxEndReason::Died if oom_killed => {
+            SandboxEndReason::OomKilled
+        }
+        reason => reason,
     };
     SandboxVerdict {
         name: persistent.name.clone(),
