@@ -156,6 +156,27 @@ not_in_docker=(
     a_chroot_holding_one_static_binary_runs_it
     a_bind_into_a_missing_target_of_a_chroot_is_made_in_a_tmpfs
     a_chroots_symlinks_cannot_aim_mount_points_at_the_host
+    # It tells a sandbox in the host's network namespace by the host's interfaces; a
+    # container started with --network none has only lo, as the sandbox does.
+    a_layer_is_switched_off_only_where_the_daemon_allows_it
+    # They make mount namespaces with unshare (refused without CAP_SYS_ADMIN), run
+    # systemd-analyze, or a venv's kubernetes-validate: none is in the image.
+    a_masked_proc_under_systemd_is_named_in_systemds_words
+    the_units_file_system_protection_leaves_spawns_binds_and_limits_working
+    the_written_units_pass_systemd_analyze_verify
+    the_kubernetes_manifest_validates_and_the_checker_catches_each_mistake
+    an_unenforceable_limit_is_named_by_its_flag
+    # They run python3 (a profile's example, the MCP client and its run_code, the pty
+    # drivers) or ps inside the sandbox, which sees the image's files: it has neither.
+    the_shipped_profiles_run_and_flags_override_them
+    a_real_mcp_client_drives_the_server
+    the_docs_worked_example_is_what_the_server_answers
+    a_command_gets_a_terminal_of_the_sandboxes_own
+    hatchery_exec_t_on_a_real_terminal
+    hatchery_run_t_on_a_real_terminal
+    hatchery_shell_on_a_real_terminal
+    hatchery_shell_takes_runs_options
+    tiocsti_and_tioclinux_are_refused_on_the_sandboxes_own_terminal
 )
 skip_args=()
 for name in "${not_in_docker[@]}"; do
@@ -204,7 +225,7 @@ log "in Docker: the daemon as a non-root user"
 if out=$(docker run --rm --network none --user 1000:1000 \
         --security-opt "seccomp=$repo/docker/seccomp.json" --security-opt systempaths=unconfined \
         -v "$repo:$repo:ro" --entrypoint "$repo/target/debug/hatchery" "$image" \
-        run -- /usr/bin/id -u 2>&1) && [ "$out" = 1000 ]; then
+        run --embedded --quiet -- /usr/bin/id -u 2>&1) && [ "$out" = 1000 ]; then
     echo "non-root daemon: spawns (the sandbox maps to uid 1000)"
 else
     echo "non-root daemon failed: $out" >&2
