@@ -204,7 +204,7 @@ expect_hint() {
     local what=$1 want=$2; shift 2
     local out status=0
     out=$(docker run --rm --network none -v "$repo:$repo:ro" --entrypoint "$repo/target/debug/hatchery" \
-        "$@" "$image" run -- /bin/true 2>&1) || status=$?
+        "$@" "$image" run --embedded -- /bin/true 2>&1) || status=$?
     if [ "$status" = 125 ] && grep -qF -- "$want" <<<"$out"; then
         echo "trap diagnosed: $what"
     else
